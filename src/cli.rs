@@ -1,0 +1,290 @@
+//! The flags as the user types them (clap derive). Nothing past `config.rs` sees these
+//! types: `Config::from_cli` validates them into plain settings.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "czload",
+    version,
+    about = "Load CSV and NDJSON files into Corezoid processes as tasks: streaming, batched, signed, rate-limited, exactly once",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load rows from CSV or NDJSON files into a Corezoid process as tasks.
+    Load(Box<LoadArgs>),
+    /// Run a local server that speaks the Corezoid API, for trying czload and for tests.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OpArg {
+    /// Create one task per row.
+    Create,
+    /// Modify the task with the row's ref, merging the row into its data.
+    Modify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EmptyArg {
+    /// String columns get "", typed columns leave the key out.
+    Keep,
+    /// Every empty cell leaves its key out of the task.
+    Omit,
+    /// Every empty cell becomes null.
+    Null,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Input files (CSV or NDJSON, optionally .gz); `-` reads standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Input format; by default taken from the extension (.csv, .ndjson, .jsonl, .json,
+    /// also under .gz). Required for stdin.
+    #[arg(long, value_enum, help_heading = "Input")]
+    pub format: Option<FormatArg>,
+
+    /// CSV: the file has no header row; columns are named key1, key2, ...
+    #[arg(long, help_heading = "Input")]
+    pub no_header: bool,
+
+    /// CSV: field delimiter, one ASCII character (`\t` for tab).
+    #[arg(long, default_value = ",", help_heading = "Input")]
+    pub delimiter: String,
+
+    /// CSV: type of a column, `COL:string|number|integer|bool|json` (repeatable). Columns
+    /// default to string, as in Corezoid's own import.
+    #[arg(long = "type", value_name = "COL:TYPE", help_heading = "Input")]
+    pub types: Vec<String>,
+
+    /// CSV: what an empty cell becomes.
+    #[arg(long, value_enum, default_value = "keep", help_heading = "Input")]
+    pub empty: EmptyArg,
+
+    /// CSV: leave this column out of the task data (repeatable).
+    #[arg(long, value_name = "COL", help_heading = "Input")]
+    pub exclude: Vec<String>,
+
+    /// NDJSON: take the task data from this top-level field (an object) instead of the
+    /// whole line.
+    #[arg(long, value_name = "NAME", help_heading = "Input")]
+    pub data_field: Option<String>,
+
+    /// Target process id.
+    #[arg(long, value_name = "N", help_heading = "Target")]
+    pub conv_id: Option<u64>,
+
+    /// Take the process id of each row from this column or field.
+    #[arg(long, value_name = "COL", conflicts_with = "conv_id", help_heading = "Target")]
+    pub conv_id_column: Option<String>,
+
+    /// Company id, for processes that belong to a company.
+    #[arg(long, value_name = "ID", help_heading = "Target")]
+    pub company_id: Option<String>,
+
+    /// Operation for every row.
+    #[arg(long, value_enum, default_value = "create", help_heading = "Target")]
+    pub op: OpArg,
+
+    /// Take each task's ref from this column (CSV) or top-level field (NDJSON).
+    #[arg(long, value_name = "COL", group = "refmode", help_heading = "Ref (exactly once)")]
+    pub ref_column: Option<String>,
+
+    /// Build each ref from the row's fields, e.g. 'order-{id}'.
+    #[arg(long, value_name = "TEMPLATE", group = "refmode", help_heading = "Ref (exactly once)")]
+    pub ref_template: Option<String>,
+
+    /// Send no ref. Rows whose request outcome is unknown are then reported `ambiguous`
+    /// instead of being retried.
+    #[arg(long, group = "refmode", help_heading = "Ref (exactly once)")]
+    pub no_ref: bool,
+
+    /// Operations per request.
+    #[arg(long, default_value_t = 100, value_name = "N", help_heading = "Batching")]
+    pub batch_size: usize,
+
+    /// Largest request body in bytes; a single op larger than this is rejected.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES", help_heading = "Batching")]
+    pub batch_bytes: usize,
+
+    /// Send a partial batch after this many milliseconds without new input (stdin).
+    #[arg(long, default_value_t = 200, value_name = "MS", help_heading = "Batching")]
+    pub linger_ms: u64,
+
+    /// Largest task data in bytes (Corezoid's default limit is 128 KiB).
+    #[arg(long, default_value_t = 131_072, value_name = "BYTES", help_heading = "Batching")]
+    pub max_task_bytes: usize,
+
+    /// Corezoid API base URL.
+    #[arg(long, env = "COREZOID_URL", default_value = "https://api.corezoid.com", help_heading = "Sending")]
+    pub url: String,
+
+    /// API login (the numeric id of the API key).
+    #[arg(long, env = "COREZOID_API_LOGIN", value_name = "LOGIN", help_heading = "Sending")]
+    pub api_login: Option<String>,
+
+    /// Read the API secret from this file (it must not be readable by other users).
+    /// Otherwise it comes from COREZOID_API_SECRET; it is never a plain flag.
+    #[arg(long, value_name = "FILE", help_heading = "Sending")]
+    pub secret_file: Option<PathBuf>,
+
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4, value_name = "N", help_heading = "Sending")]
+    pub concurrency: usize,
+
+    /// Tasks per second, counted in operations (not requests): a number, or `auto` to find
+    /// the server's limit by backing off on throttling.
+    #[arg(long, value_name = "N|auto", help_heading = "Sending")]
+    pub rate: Option<String>,
+
+    /// Seconds to wait for one request's answer.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS", help_heading = "Sending")]
+    pub timeout: f64,
+
+    /// Attempts per row before it is reported `failed`.
+    #[arg(long, default_value_t = 8, value_name = "N", help_heading = "Sending")]
+    pub max_attempts: u32,
+
+    /// Seconds a row may spend retrying before it is reported `failed`.
+    #[arg(long, default_value_t = 300.0, value_name = "SECS", help_heading = "Sending")]
+    pub max_retry_time: f64,
+
+    /// Accept a TLS certificate that does not verify (self-signed test installs only).
+    #[arg(long, help_heading = "Sending")]
+    pub insecure: bool,
+
+    /// Start a sandbox server inside this process for the --conv-id process and load
+    /// into it, with a generated login and secret. Try czload without an account.
+    #[arg(long, help_heading = "Sending")]
+    pub sandbox: bool,
+
+    /// Read, map, batch and sign everything, report what would be sent, send nothing.
+    #[arg(long, help_heading = "Sending")]
+    pub dry_run: bool,
+
+    /// Results log (NDJSON, a line per row). Default: `<first input>.results.ndjson`.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub results: Option<PathBuf>,
+
+    /// Retry file: rows that did not succeed, in the input's format. Default:
+    /// `<input>.retry.<ext>` beside each input. Only with a single input.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub retry_file: Option<PathBuf>,
+
+    /// Write the summary as JSON to this file too.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub summary_json: Option<PathBuf>,
+
+    /// Skip the rows that already have a final status in the results log.
+    #[arg(long, help_heading = "Output")]
+    pub resume: bool,
+
+    /// No progress display.
+    #[arg(long, short, help_heading = "Output")]
+    pub quiet: bool,
+
+    /// Debug logging of requests and answers (the secret is never shown). RUST_LOG also works.
+    #[arg(long, short, help_heading = "Output")]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RpsModeArg {
+    /// Refuse the whole request with HTTP 429 and Retry-After.
+    Request,
+    /// Refuse each op beyond the limit with a per-op "RPS limit reached" error.
+    Op,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// API login the sandbox accepts.
+    #[arg(long, env = "COREZOID_API_LOGIN", default_value = "1001")]
+    pub api_login: String,
+
+    /// Read the secret from this file; otherwise COREZOID_API_SECRET.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+
+    /// A process id that exists (repeatable).
+    #[arg(long = "conv", value_name = "ID", required = true)]
+    pub convs: Vec<u64>,
+
+    /// Largest accepted clock difference, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub max_skew: u64,
+
+    /// Answer ops in request order instead of shuffled.
+    #[arg(long)]
+    pub ordered: bool,
+
+    /// Tasks per second the sandbox accepts (a license limit).
+    #[arg(long, value_name = "N")]
+    pub rps: Option<u32>,
+
+    /// How the RPS limit refuses.
+    #[arg(long, value_enum, default_value = "request")]
+    pub rps_mode: RpsModeArg,
+
+    /// Share of requests answered 503 before anything is applied (0..1).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fail_before: f64,
+
+    /// Share of requests applied, then answered 502 with an HTML body (0..1).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fail_after: f64,
+
+    /// Share of requests applied, then the connection closed without an answer (0..1).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub drop_after: f64,
+
+    /// Each request waits this long before it is handled.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub delay_ms: u64,
+
+    /// Seed for shuffling and fault injection, for repeatable runs.
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Largest task data in bytes.
+    #[arg(long, default_value_t = 131_072)]
+    pub max_task_bytes: usize,
+
+    /// Largest request body in bytes; larger ones get 413.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Write every stored task as NDJSON to this file on shutdown.
+    #[arg(long, value_name = "FILE")]
+    pub dump: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flag_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,36 @@
+//! Errors that stop a run. A bad row is never one of these: it is an `Outcome`.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag or combination of flags that cannot work; the message names the flag.
+    #[error("{0}")]
+    Usage(String),
+
+    /// An input or output file that cannot be used.
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+
+    /// The server refused our credentials, signature or clock: nothing more can succeed.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+
+    /// `--resume` against a log that does not match this run.
+    #[error("cannot resume: {0}")]
+    Resume(String),
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn file(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Error {
+        Error::File {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

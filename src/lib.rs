@@ -1,0 +1,16 @@
+//! czload: load CSV and NDJSON files into Corezoid processes as tasks.
+//!
+//! ```text
+//! input files ─► source ─► mapping ─► batcher ─► signer ─► sender ─► journal
+//! (CSV/NDJSON,    rows      ops        request    URL +     HTTP,      results log,
+//!  gzip, stdin)                        bodies     body      retries    retry file,
+//!                                                                      summary
+//! ```
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod sandbox;
+pub mod sign;
+
+pub use error::{Error, Result};

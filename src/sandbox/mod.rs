@@ -1,0 +1,1 @@
+//! The Corezoid API sandbox (to be built: see issue 2).

@@ -11,6 +11,10 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod sandbox;
+pub mod batch;
+pub mod mapping;
+pub mod retry;
 pub mod sign;
+pub mod source;
 
 pub use error::{Error, Result};

@@ -1,0 +1,288 @@
+//! Retry decisions: one pure function per level, table-tested.
+//!
+//! In: what came back for a request (a transport failure, or an HTTP status with the
+//! answer's `request_proc`/`description`) and, per op, its `proc`/`description`. Out: what
+//! to do, with a reason: the op is done, retry it, reject it, or stop the whole run.
+//!
+//! PROTOCOL.md leaves the form of auth and throttling errors unknown, so both are
+//! recognised by status *and* by text, and an unexplained request-level refusal stops the
+//! run (all rows stay resumable) rather than rejecting rows that may be fine.
+
+use std::time::Duration;
+
+/// How a request failed below HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Could not connect: nothing was sent.
+    Connect,
+    /// No answer in time: the server may have applied the request.
+    Timeout,
+    /// The connection broke after sending (reset, closed without an answer).
+    Broken,
+}
+
+/// What the whole request's answer means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The answer lists per-op results: classify each with `classify_op`.
+    PerOp,
+    /// Send every op again. `maybe_applied`: the server may have applied them, so an op
+    /// without a ref must not be resent blindly. `pause`: every sender waits this long.
+    Retry {
+        reason: String,
+        maybe_applied: bool,
+        throttled: bool,
+        pause: Option<Duration>,
+    },
+    /// The body was refused as malformed: split it so that only the bad ops are rejected.
+    Split { reason: String },
+    /// Nothing more can succeed (credentials, signature, clock, wrong URL).
+    Fatal { reason: String },
+}
+
+/// The parts of an answer body that matter for the decision.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Answer<'a> {
+    /// `None` when the body is not a JSON object.
+    pub request_proc: Option<&'a str>,
+    pub description: Option<&'a str>,
+    /// The start of a non-JSON body (an HTML error page), for messages.
+    pub excerpt: &'a str,
+}
+
+fn is_throttle_text(s: &str) -> bool {
+    let s = s.to_ascii_lowercase();
+    s.contains("rps limit") || s.contains("rate limit") || s.contains("too many requests")
+}
+
+/// Decides from a transport failure.
+pub fn classify_transport(t: Transport) -> Verdict {
+    match t {
+        Transport::Connect => Verdict::Retry {
+            reason: "could not connect".into(),
+            maybe_applied: false,
+            throttled: false,
+            pause: None,
+        },
+        Transport::Timeout => Verdict::Retry {
+            reason: "no answer before the timeout".into(),
+            maybe_applied: true,
+            throttled: false,
+            pause: None,
+        },
+        Transport::Broken => Verdict::Retry {
+            reason: "connection closed before the answer".into(),
+            maybe_applied: true,
+            throttled: false,
+            pause: None,
+        },
+    }
+}
+
+/// Decides from an HTTP answer.
+pub fn classify_response(status: u16, retry_after: Option<Duration>, a: &Answer) -> Verdict {
+    let desc = a.description.unwrap_or("");
+    let what = if desc.is_empty() {
+        a.excerpt.trim().chars().take(120).collect::<String>()
+    } else {
+        desc.to_string()
+    };
+    let retry = |reason: String, maybe_applied: bool, throttled: bool| Verdict::Retry {
+        reason,
+        maybe_applied,
+        throttled,
+        pause: retry_after,
+    };
+    match status {
+        200..=299 => match a.request_proc {
+            Some("ok") => Verdict::PerOp,
+            Some("format_error") => Verdict::Split {
+                reason: format!("format_error: {what}"),
+            },
+            Some(_) if is_throttle_text(desc) => retry(format!("throttled: {what}"), false, true),
+            Some(p) => Verdict::Fatal {
+                reason: format!("the server refused the request ({p}): {what}"),
+            },
+            // A 2xx we cannot read may have been applied.
+            None => retry(format!("HTTP {status} with an unreadable answer: {what}"), true, false),
+        },
+        401 | 403 => Verdict::Fatal {
+            reason: format!("HTTP {status}: {what}"),
+        },
+        400 | 413 if is_throttle_text(desc) => retry(format!("HTTP {status}: {what}"), false, true),
+        400 | 413 => Verdict::Split {
+            reason: format!("HTTP {status}: {what}"),
+        },
+        408 => retry(format!("HTTP 408: {what}"), false, false),
+        429 => Verdict::Retry {
+            reason: format!("HTTP 429: {what}"),
+            maybe_applied: false,
+            throttled: true,
+            pause: Some(retry_after.unwrap_or(Duration::from_secs(1))),
+        },
+        // 503 is what overloaded servers and the RPS limit answer before doing anything.
+        503 => retry(format!("HTTP 503: {what}"), false, is_throttle_text(desc)),
+        501 => Verdict::Fatal {
+            reason: format!("HTTP 501: the server does not implement this API; check --url ({what})"),
+        },
+        // 500, 502, 504 and the rest: a gateway or a crash, possibly after applying.
+        500..=599 => retry(format!("HTTP {status}: {what}"), true, false),
+        300..=399 => Verdict::Fatal {
+            reason: format!("HTTP {status}: the server redirects; point --url at the final address"),
+        },
+        404 => Verdict::Fatal {
+            reason: format!("HTTP 404: no Corezoid API at this address; check --url ({what})"),
+        },
+        _ => Verdict::Fatal {
+            reason: format!("HTTP {status}: {what}"),
+        },
+    }
+}
+
+/// What one op's answer means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpVerdict {
+    /// Applied now.
+    Ok,
+    /// Create answered "duplicate ref": the task was already there.
+    Exists,
+    Retry { reason: String, throttled: bool },
+    Reject { reason: String },
+    Fatal { reason: String },
+}
+
+/// Decides from one op's `proc` and `description`.
+pub fn classify_op(is_create: bool, proc_: &str, description: Option<&str>) -> OpVerdict {
+    if proc_ == "ok" {
+        return OpVerdict::Ok;
+    }
+    let desc = description.unwrap_or("");
+    let low = desc.to_ascii_lowercase();
+    let reason = if desc.is_empty() {
+        proc_.to_string()
+    } else {
+        format!("{proc_}: {desc}")
+    };
+    let dup = proc_ == "not_unical_ref"
+        || low.contains("not unical")
+        || low.contains("not unique ref")
+        || low.contains("duplicate ref");
+    if dup && is_create {
+        return OpVerdict::Exists;
+    }
+    if is_throttle_text(desc) || proc_ == "rps_limit" {
+        return OpVerdict::Retry {
+            reason,
+            throttled: true,
+        };
+    }
+    if low.contains("signature") || low.contains("api login") || low.contains("timestamp") {
+        return OpVerdict::Fatal { reason };
+    }
+    OpVerdict::Reject { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ans<'a>(p: Option<&'a str>, d: Option<&'a str>) -> Answer<'a> {
+        Answer {
+            request_proc: p,
+            description: d,
+            excerpt: "",
+        }
+    }
+
+    #[test]
+    fn response_table() {
+        let ra = Some(Duration::from_secs(3));
+        // (status, request_proc, description) -> expected kind
+        let table: &[(u16, Option<&str>, Option<&str>, &str)] = &[
+            (200, Some("ok"), None, "perop"),
+            (200, Some("format_error"), Some("Incorrect body"), "split"),
+            (200, Some("error"), Some("Wrong signature"), "fatal"),
+            (200, Some("error"), Some("RPS limit reached"), "retry-throttled"),
+            (200, None, None, "retry-maybe"),
+            (400, None, Some("Incorrect body"), "split"),
+            (413, None, None, "split"),
+            (401, Some("error"), Some("bad login"), "fatal"),
+            (403, None, None, "fatal"),
+            (404, None, None, "fatal"),
+            (408, None, None, "retry-clean"),
+            (429, None, None, "retry-throttled"),
+            (500, None, None, "retry-maybe"),
+            (501, None, None, "fatal"),
+            (502, None, None, "retry-maybe"),
+            (503, None, None, "retry-clean"),
+            (504, None, None, "retry-maybe"),
+            (301, None, None, "fatal"),
+            (418, None, None, "fatal"),
+        ];
+        for &(status, p, d, want) in table {
+            let v = classify_response(status, ra, &ans(p, d));
+            let got = match &v {
+                Verdict::PerOp => "perop",
+                Verdict::Split { .. } => "split",
+                Verdict::Fatal { .. } => "fatal",
+                Verdict::Retry { throttled: true, .. } => "retry-throttled",
+                Verdict::Retry {
+                    maybe_applied: true, ..
+                } => "retry-maybe",
+                Verdict::Retry { .. } => "retry-clean",
+            };
+            assert_eq!(got, want, "status {status} {p:?} {d:?}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_pauses_everyone() {
+        let v = classify_response(429, Some(Duration::from_secs(7)), &ans(None, None));
+        assert!(matches!(v, Verdict::Retry { pause: Some(d), .. } if d == Duration::from_secs(7)));
+        // 429 without Retry-After still pauses.
+        let v = classify_response(429, None, &ans(None, None));
+        assert!(matches!(v, Verdict::Retry { pause: Some(_), .. }));
+    }
+
+    #[test]
+    fn transport_table() {
+        for (t, maybe) in [
+            (Transport::Connect, false),
+            (Transport::Timeout, true),
+            (Transport::Broken, true),
+        ] {
+            assert!(
+                matches!(classify_transport(t), Verdict::Retry { maybe_applied, .. } if maybe_applied == maybe),
+                "{t:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn op_table() {
+        let table: &[(bool, &str, Option<&str>, &str)] = &[
+            (true, "ok", None, "ok"),
+            (false, "ok", None, "ok"),
+            (true, "not_unical_ref", None, "exists"),
+            (true, "error", Some("not unical reference"), "exists"),
+            (false, "not_unical_ref", None, "reject"),
+            (true, "error", Some("RPS limit reached"), "retry"),
+            (true, "error", Some("Object conv with id 9 does not exist"), "reject"),
+            (true, "access_denied", None, "reject"),
+            (true, "error", Some("Value is not valid"), "reject"),
+            (false, "not_found_task", None, "reject"),
+            (true, "error", Some("Wrong signature"), "fatal"),
+        ];
+        for &(create, p, d, want) in table {
+            let v = classify_op(create, p, d);
+            let got = match &v {
+                OpVerdict::Ok => "ok",
+                OpVerdict::Exists => "exists",
+                OpVerdict::Retry { .. } => "retry",
+                OpVerdict::Reject { .. } => "reject",
+                OpVerdict::Fatal { .. } => "fatal",
+            };
+            assert_eq!(got, want, "{create} {p} {d:?}: {v:?}");
+        }
+    }
+}

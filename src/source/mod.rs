@@ -1,0 +1,263 @@
+//! Records in.
+//!
+//! In: the input paths (`-` for stdin, `.gz` decompressed on the fly). Out: records with
+//! their record number and line, streamed from a reused buffer (`csv.rs`, `ndjson.rs`);
+//! a file is never loaded whole. Bytes read are counted for the progress display.
+
+pub mod csv;
+pub mod ndjson;
+
+use crate::error::{Error, Result};
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+}
+
+impl Format {
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+        }
+    }
+}
+
+/// One input, as given on the command line.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub index: u32,
+    /// `None` for stdin.
+    pub path: Option<PathBuf>,
+    pub format: Format,
+    pub gzip: bool,
+    /// Size on disk (compressed for .gz), for the progress ETA; `None` for stdin.
+    pub size: Option<u64>,
+}
+
+impl Input {
+    /// Checks that the input exists and can be read, and settles its format: the run
+    /// refuses to start on a missing file rather than failing half-way.
+    pub fn resolve(index: u32, arg: &Path, format: Option<Format>) -> Result<Input> {
+        if arg == Path::new("-") {
+            let format = format.ok_or_else(|| {
+                Error::Usage("reading stdin (`-`) needs --format csv or --format ndjson".into())
+            })?;
+            return Ok(Input {
+                index,
+                path: None,
+                format,
+                gzip: false,
+                size: None,
+            });
+        }
+        let meta = std::fs::metadata(arg).map_err(|e| Error::file(arg, io_reason(&e)))?;
+        if meta.is_dir() {
+            return Err(Error::file(arg, "is a directory, not an input file"));
+        }
+        std::fs::File::open(arg).map_err(|e| Error::file(arg, io_reason(&e)))?;
+        let name = arg.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+        let gzip = name.ends_with(".gz");
+        let inner = name.strip_suffix(".gz").unwrap_or(&name);
+        let by_ext = if inner.ends_with(".csv") || inner.ends_with(".tsv") || inner.ends_with(".txt") {
+            Some(Format::Csv)
+        } else if inner.ends_with(".ndjson") || inner.ends_with(".jsonl") || inner.ends_with(".json") {
+            Some(Format::Ndjson)
+        } else {
+            None
+        };
+        let format = format.or(by_ext).ok_or_else(|| {
+            Error::file(
+                arg,
+                "cannot tell the format from the extension; pass --format csv or --format ndjson",
+            )
+        })?;
+        Ok(Input {
+            index,
+            path: Some(arg.to_path_buf()),
+            format,
+            gzip,
+            size: Some(meta.len()),
+        })
+    }
+
+    /// How the input is named in messages.
+    pub fn display(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "<stdin>".into(),
+        }
+    }
+
+    /// The file name without directories: the seed of auto refs, so that the same file
+    /// loaded from another directory gets the same refs.
+    pub fn file_name(&self) -> String {
+        match &self.path {
+            Some(p) => p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| p.display().to_string()),
+            None => "stdin".into(),
+        }
+    }
+
+    /// `orders.csv.gz` -> `orders`: the base of the default output names.
+    pub fn stem(&self) -> String {
+        let name = self.file_name();
+        let mut s = name.as_str();
+        if let Some(x) = s.strip_suffix(".gz") {
+            s = x;
+        }
+        for ext in [".csv", ".tsv", ".txt", ".ndjson", ".jsonl", ".json"] {
+            if let Some(x) = s.strip_suffix(ext) {
+                return x.to_string();
+            }
+        }
+        s.to_string()
+    }
+
+    /// The directory of the input (`.` for stdin), where default outputs go.
+    pub fn dir(&self) -> PathBuf {
+        match self.path.as_ref().and_then(|p| p.parent()) {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Opens the input for reading. `counter` receives the bytes read from disk.
+    /// For stdin, `on_idle` is called when no data came for `linger`, so the caller can
+    /// send a partial batch (see `IdleReader`).
+    pub fn open(
+        &self,
+        counter: Arc<AtomicU64>,
+        linger: Duration,
+        on_idle: Box<dyn FnMut()>,
+    ) -> Result<Box<dyn BufRead>> {
+        let raw: Box<dyn Read> = match &self.path {
+            Some(p) => Box::new(Counting {
+                inner: std::fs::File::open(p).map_err(|e| Error::file(p, io_reason(&e)))?,
+                counter,
+            }),
+            None => Box::new(Counting {
+                inner: IdleReader::stdin(linger, on_idle),
+                counter,
+            }),
+        };
+        Ok(if self.gzip {
+            Box::new(BufReader::with_capacity(
+                256 * 1024,
+                flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, raw)),
+            ))
+        } else {
+            Box::new(BufReader::with_capacity(256 * 1024, raw))
+        })
+    }
+}
+
+/// A user-facing reason for an I/O error on an input.
+pub fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "no such file".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+struct Counting<R> {
+    inner: R,
+    counter: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reads stdin on its own thread and hands chunks over a channel, so that the reading
+/// thread can notice a pause (no data for `linger`) without a platform-specific poll and
+/// call `on_idle`: with a slow producer on stdin, rows must not wait for a full batch.
+/// Rows completed before the pause are by then in the batcher; a record the pause cut in
+/// two waits for the rest of its line, as it must.
+pub struct IdleReader {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    linger: Duration,
+    done: bool,
+    on_idle: Box<dyn FnMut()>,
+}
+
+impl IdleReader {
+    fn stdin(linger: Duration, on_idle: Box<dyn FnMut()>) -> IdleReader {
+        let (tx, rx) = mpsc::sync_channel(4);
+        std::thread::spawn(move || {
+            let mut stdin = io::stdin().lock();
+            loop {
+                let mut buf = vec![0u8; 64 * 1024];
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(buf)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
+            }
+        });
+        IdleReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+            linger,
+            done: false,
+            on_idle,
+        }
+    }
+}
+
+impl Read for IdleReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let next = match self.rx.recv_timeout(self.linger) {
+                Ok(c) => Ok(c),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    (self.on_idle)();
+                    // The partial batch is on its way; now wait as long as it takes.
+                    self.rx.recv().map_err(|_| ())
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+            };
+            match next {
+                Ok(Ok(c)) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(()) => self.done = true,
+            }
+        }
+        let n = (self.chunk.len() - self.pos).min(buf.len());
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

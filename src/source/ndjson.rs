@@ -1,0 +1,102 @@
+//! NDJSON lines, read into one reused buffer. Blank lines are skipped (they are not rows).
+
+use super::csv::ReadError;
+use std::io::BufRead;
+
+pub struct NdjsonSource {
+    rdr: Box<dyn BufRead>,
+    buf: Vec<u8>,
+    line: u64,
+    row: u64,
+    max_line: usize,
+    /// Length of the current line when it was cut at `max_line` (the rest was skipped).
+    overlong: Option<u64>,
+}
+
+impl NdjsonSource {
+    /// Lines longer than `max_line` are not kept in memory: `overlong()` reports them so
+    /// the row can be rejected while the rest of the file loads.
+    pub fn new(rdr: Box<dyn BufRead>, max_line: usize) -> NdjsonSource {
+        NdjsonSource {
+            rdr,
+            buf: Vec::with_capacity(4096),
+            line: 0,
+            row: 0,
+            max_line,
+            overlong: None,
+        }
+    }
+
+    /// Advances to the next non-blank line: `(row, line)`, or `None` at the end.
+    pub fn next(&mut self) -> Result<Option<(u64, u64)>, ReadError> {
+        loop {
+            self.buf.clear();
+            self.overlong = None;
+            let mut total: u64 = 0;
+            let mut saw_any = false;
+            loop {
+                let avail = match self.rdr.fill_buf() {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(ReadError {
+                            line: self.line + 1,
+                            message: format!("read error: {e}"),
+                        })
+                    }
+                };
+                if avail.is_empty() {
+                    break;
+                }
+                saw_any = true;
+                let (chunk, done) = match memchr_nl(avail) {
+                    Some(i) => (&avail[..i], i + 1),
+                    None => (avail, avail.len()),
+                };
+                total += chunk.len() as u64;
+                if self.buf.len() + chunk.len() <= self.max_line {
+                    self.buf.extend_from_slice(chunk);
+                } else {
+                    self.overlong = Some(total);
+                }
+                let ended = done > chunk.len();
+                self.rdr.consume(done);
+                if ended {
+                    break;
+                }
+            }
+            if !saw_any {
+                return Ok(None);
+            }
+            self.line += 1;
+            if let Some(n) = &mut self.overlong {
+                *n = total;
+            }
+            if self.buf.last() == Some(&b'\r') {
+                self.buf.pop();
+            }
+            if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
+                self.buf.drain(..3);
+            }
+            if self.overlong.is_none() && self.buf.iter().all(|c| c.is_ascii_whitespace()) {
+                continue;
+            }
+            self.row += 1;
+            return Ok(Some((self.row, self.line)));
+        }
+    }
+
+    /// The current line, without its line end.
+    pub fn line(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The length of the current line if it was longer than the limit.
+    pub fn overlong(&self) -> Option<u64> {
+        self.overlong
+    }
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}

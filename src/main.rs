@@ -1,1 +1,87 @@
-fn main() {}
+//! `czload`: parse the flags, build the settings, run, map the outcome to an exit code.
+
+use clap::Parser;
+use czload::cli::{Cli, Command};
+use czload::config::LoadConfig;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout with 0; a usage error is exit 1 (DESIGN.md).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    let verbose = matches!(&cli.command, Command::Load(a) if a.verbose);
+    init_logging(verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("czload: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match cli.command {
+        Command::Load(args) => rt.block_on(load(*args)),
+        Command::Sandbox(args) => match rt.block_on(czload::sandbox::run_command(args)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("czload: {e}");
+                1
+            }
+        },
+    };
+    // Requests still draining after a second Ctrl-C must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    ExitCode::from(code)
+}
+
+async fn load(args: czload::cli::LoadArgs) -> u8 {
+    let cfg = match LoadConfig::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("czload: {e}");
+            return 1;
+        }
+    };
+    for n in &cfg.notes {
+        eprintln!("czload: {n}");
+    }
+    let summary_json = cfg.summary_json.clone();
+    match czload::run(cfg, czload::ctrl_c()).await {
+        Ok(done) => {
+            if let Some(req) = &done.dry_run_request {
+                println!("first request:\nPOST {}\n{}", req.url, String::from_utf8_lossy(&req.body));
+            }
+            if let Some(s) = &done.sandbox_report {
+                eprint!("{s}");
+            }
+            eprint!("{}", done.summary.render());
+            if let Some(p) = summary_json {
+                let json = serde_json::to_vec_pretty(&done.summary).expect("plain data");
+                if let Err(e) = std::fs::write(&p, json) {
+                    eprintln!("czload: {}: cannot write the summary: {e}", p.display());
+                    return 1;
+                }
+            }
+            done.summary.exit_code() as u8
+        }
+        Err(e) => {
+            eprintln!("czload: {e}");
+            1
+        }
+    }
+}
+
+fn init_logging(verbose: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if verbose { "czload=debug" } else { "czload=warn" })
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,500 @@
+//! Wires the stages together: a reader thread (source -> mapping -> batcher), the async
+//! senders, and a journal thread that owns the outputs.
+//!
+//! ```text
+//! reader thread ──Batch──► dispatcher ──spawn──► Sender::process ──Event──► journal thread
+//!      └────────────── Event (rejected rows, input errors) ─────────────────────┘
+//! ```
+//! Memory is bounded by the two channels and the number of batches alive (a small
+//! multiple of `--concurrency`), never by the size of the input.
+
+use crate::batch::{Batch, Batcher};
+use crate::config::LoadConfig;
+use crate::error::{Error, Result};
+use crate::journal::{self, Event, Journal, JournalConfig, Latency, Manifest, RejectedRow, RowSet, Summary};
+use crate::mapping::{CsvPlan, NdjsonPlan, REF_COLUMN};
+use crate::send::Sender;
+use crate::source::csv::CsvSource;
+use crate::source::ndjson::NdjsonSource;
+use crate::source::Format;
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, Semaphore};
+
+/// What the reader thread reports at the end.
+#[derive(Debug, Default)]
+struct ReadReport {
+    rows: u64,
+    skipped: u64,
+}
+
+/// The first request of a dry run, as it would be sent.
+#[derive(Debug, Clone)]
+pub struct DryRunRequest {
+    pub url: String,
+    pub body: bytes::Bytes,
+}
+
+/// Loads the inputs as `cfg` says. Resolves when every row is settled, or when the run
+/// stops: `shutdown` resolving (Ctrl-C) or a fatal answer. Rows left unsettled by a stop
+/// have no line in the results log, so `--resume` picks them up.
+pub async fn run(cfg: LoadConfig, shutdown: impl Future<Output = ()>) -> Result<(Summary, Option<DryRunRequest>)> {
+    let started = Instant::now();
+    let manifest = Manifest {
+        czload: 1,
+        inputs: cfg
+            .inputs
+            .iter()
+            .map(|i| journal::input_id(i.path.as_deref()))
+            .collect(),
+        mapping: cfg.mapping.fingerprint(),
+    };
+    let mut settled: Vec<RowSet> = vec![RowSet::default(); cfg.inputs.len()];
+    let mut resume = cfg.resume;
+    if cfg.resume {
+        let path = cfg.results.as_ref().ok_or_else(|| Error::Usage("--resume needs a results log".into()))?;
+        if cfg.inputs.iter().any(|i| i.path.is_none()) {
+            return Err(Error::Usage(
+                "--resume cannot skip rows of stdin (it cannot be read again the same way); resume from a file".into(),
+            ));
+        }
+        if path.exists() {
+            settled = journal::read_settled(path, &manifest)?;
+        } else {
+            eprintln!(
+                "czload: --resume: no results log at {} yet; starting from the first row",
+                path.display()
+            );
+            resume = false;
+        }
+    }
+    let journal = Journal::create(
+        JournalConfig {
+            results: cfg.results.clone(),
+            retry_files: cfg.retry_files.clone(),
+            formats: cfg.inputs.iter().map(|i| i.format).collect(),
+            delimiter: cfg.delimiter,
+            multi_input: cfg.inputs.len() > 1,
+            resume,
+        },
+        &manifest,
+    )?;
+
+    let cfg = Arc::new(cfg);
+    let stop = Arc::new(AtomicBool::new(false));
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(cfg.send.concurrency * 2);
+    let (jtx, mut jrx) = mpsc::channel::<Event>(1024);
+
+    // The journal thread: owns every output file and the progress display.
+    let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
+    let quiet = cfg.quiet || cfg.dry_run;
+    let jbytes = bytes_read.clone();
+    let jstop = stop.clone();
+    let journal_thread = std::thread::Builder::new()
+        .name("czload-journal".into())
+        .spawn(move || -> Result<Journal> {
+            let mut j = journal;
+            let mut progress = journal::Progress::new(quiet, total_bytes);
+            while let Some(ev) = jrx.blocking_recv() {
+                if let Err(e) = j.handle(ev) {
+                    jstop.store(true, Ordering::SeqCst);
+                    progress.finish();
+                    return Err(e);
+                }
+                progress.update(jbytes.load(Ordering::Relaxed), &j.counts);
+            }
+            progress.finish();
+            Ok(j)
+        })
+        .map_err(|e| Error::Other(format!("cannot start the journal thread: {e}")))?;
+
+    // The reader thread: source -> mapping -> batcher.
+    let rcfg = cfg.clone();
+    let rstop = stop.clone();
+    let rjtx = jtx.clone();
+    let rbytes = bytes_read.clone();
+    let reader_thread = std::thread::Builder::new()
+        .name("czload-reader".into())
+        .spawn(move || read_inputs(&rcfg, &settled, batch_tx, rjtx, &rstop, rbytes))
+        .map_err(|e| Error::Other(format!("cannot start the reader thread: {e}")))?;
+
+    let mut interrupted = false;
+    let mut dry_first: Option<DryRunRequest> = None;
+    let mut requests = 0u64;
+    let sender = Arc::new(Sender::new(cfg.send.clone())?);
+    if cfg.dry_run {
+        // Sign every body as it would be sent, to prove the whole path; send nothing.
+        let mut url = String::new();
+        while let Some(b) = batch_rx.recv().await {
+            let ts = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let sig = crate::sign::sign(ts, &cfg.send.secret, &b.body);
+            crate::sign::write_url(&mut url, &cfg.send.base, &cfg.send.login, ts, &sig);
+            requests += 1;
+            if dry_first.is_none() {
+                dry_first = Some(DryRunRequest {
+                    url: url.clone(),
+                    body: b.body.clone(),
+                });
+            }
+        }
+    } else {
+        let alive = Arc::new(Semaphore::new(cfg.send.concurrency * 2 + 1));
+        let mut tasks = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                _ = &mut shutdown => { interrupted = true; break; }
+                _ = sender.wait_stopped() => break,
+                p = alive.clone().acquire_owned() => p.expect("never closed"),
+            };
+            let batch = tokio::select! {
+                _ = &mut shutdown => { interrupted = true; break; }
+                _ = sender.wait_stopped() => break,
+                b = batch_rx.recv() => b,
+            };
+            let Some(batch) = batch else { break };
+            let s = sender.clone();
+            let jtx = jtx.clone();
+            tasks.spawn(async move {
+                let outcomes = s.process(&batch).await;
+                let _ = jtx.send(Event::Batch { batch, outcomes }).await;
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        if interrupted {
+            eprintln!("czload: interrupted: finishing the requests in flight (Ctrl-C again to quit at once)");
+        }
+        stop.store(true, Ordering::SeqCst);
+        sender.stop();
+        // Unblocks the reader if it waits to hand over a batch.
+        drop(batch_rx);
+        while tasks.join_next().await.is_some() {}
+    }
+    drop(jtx);
+    let report = tokio::task::spawn_blocking(move || reader_thread.join())
+        .await
+        .map_err(|e| Error::Other(format!("reader: {e}")))?
+        .map_err(|_| Error::Other("the reader thread panicked".into()))?;
+    let journal = tokio::task::spawn_blocking(move || journal_thread.join())
+        .await
+        .map_err(|e| Error::Other(format!("journal: {e}")))?
+        .map_err(|_| Error::Other("the journal thread panicked".into()))??;
+    let report = report?;
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let counts = journal.counts.clone();
+    let settled_now = counts.total();
+    let summary = Summary {
+        rows: report.rows,
+        skipped: report.skipped,
+        unsettled: if cfg.dry_run { 0 } else { report.rows.saturating_sub(settled_now) },
+        requests: if cfg.dry_run {
+            requests
+        } else {
+            sender.stats.requests.load(Ordering::Relaxed)
+        },
+        retries: sender.stats.retries.load(Ordering::Relaxed),
+        throttled: sender.stats.throttled.load(Ordering::Relaxed),
+        latency: Latency::from_micros(sender.stats.latencies()),
+        elapsed_secs: elapsed,
+        rows_per_sec: settled_now as f64 / elapsed.max(1e-9),
+        results_log: cfg.results.clone(),
+        retry_files: journal.retry_files_written(),
+        input_errors: journal.input_errors.clone(),
+        interrupted,
+        fatal: sender.fatal(),
+        dry_run: cfg.dry_run,
+        counts,
+    };
+    if cfg.dry_run {
+        for r in &journal.sample_rejects {
+            eprintln!(
+                "would reject: {} row {} (line {}): {}",
+                cfg.inputs[r.input as usize].display(),
+                r.row,
+                r.line,
+                r.reason
+            );
+        }
+    }
+    Ok((summary, dry_first))
+}
+
+/// The reader thread's loop over all inputs. A row that cannot be mapped becomes a
+/// `rejected` event and the run goes on; an input that cannot be read at all is an error
+/// when nothing was read yet (exit 1), otherwise an input error in the summary.
+fn read_inputs(
+    cfg: &LoadConfig,
+    settled: &[RowSet],
+    batch_tx: mpsc::Sender<Batch>,
+    jtx: mpsc::Sender<Event>,
+    stop: &AtomicBool,
+    bytes_read: Arc<AtomicU64>,
+) -> Result<ReadReport> {
+    let mut report = ReadReport::default();
+    let closed = Rc::new(std::cell::Cell::new(false));
+    let sink_closed = closed.clone();
+    let batcher = Rc::new(RefCell::new(Batcher::new(cfg.batch_size, cfg.batch_bytes, move |b: Batch| {
+        if batch_tx.blocking_send(b).is_err() {
+            sink_closed.set(true);
+        }
+    })));
+    let mut next_id: u64 = 1;
+    let mut ref_buf = String::with_capacity(64);
+    let reject = |r: RejectedRow| {
+        let _ = jtx.blocking_send(Event::Rejected(r));
+    };
+
+    for input in &cfg.inputs {
+        if stop.load(Ordering::Relaxed) || closed.get() {
+            break;
+        }
+        let idx = input.index;
+        let name = input.display();
+        let file_name = input.file_name();
+        let idle_batcher = batcher.clone();
+        let linger = cfg.linger;
+        let on_idle: Box<dyn FnMut()> = Box::new(move || {
+            // Called from inside a read, while no op is being written.
+            if let Ok(mut b) = idle_batcher.try_borrow_mut() {
+                b.flush_if_lingering(linger);
+            }
+        });
+        let opened = input.open(bytes_read.clone(), cfg.linger, on_idle);
+        let reader = match opened {
+            Ok(r) => r,
+            Err(e) if report.rows == 0 => return Err(e),
+            Err(e) => {
+                let _ = jtx.blocking_send(Event::InputError {
+                    input: idx,
+                    line: 0,
+                    message: format!("{name}: {e}"),
+                });
+                continue;
+            }
+        };
+        let done = &settled[idx as usize];
+        match input.format {
+            Format::Csv => {
+                let mut src = match CsvSource::new(reader, cfg.delimiter, cfg.has_header, &name)
+                    .and_then(|s| CsvPlan::new(&cfg.mapping, &s.header, &file_name).map(|p| (s, p)))
+                {
+                    Ok(sp) => sp,
+                    Err(e) if report.rows == 0 => return Err(e),
+                    Err(e) => {
+                        let _ = jtx.blocking_send(Event::InputError {
+                            input: idx,
+                            line: 1,
+                            message: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                let plan = src.1;
+                let src = &mut src.0;
+                let add_ref_col = plan.auto_ref() && !src.header.iter().any(|h| h == REF_COLUMN);
+                let out = SharedBuf::default();
+                let mut wtr = csv::WriterBuilder::new()
+                    .delimiter(cfg.delimiter)
+                    .from_writer(out.clone());
+                let header = src.header_record.as_ref().map(|h| {
+                    if add_ref_col {
+                        let _ = wtr.write_record(h.iter().chain(std::iter::once(REF_COLUMN.as_bytes())));
+                    } else {
+                        let _ = wtr.write_byte_record(h);
+                    }
+                    let _ = wtr.flush();
+                    out.take()
+                });
+                let _ = jtx.blocking_send(Event::InputStart { input: idx, header });
+                loop {
+                    if stop.load(Ordering::Relaxed) || closed.get() {
+                        break;
+                    }
+                    let (row, line) = match src.next() {
+                        Ok(Some(x)) => x,
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = jtx.blocking_send(Event::InputError {
+                                input: idx,
+                                line: e.line,
+                                message: format!("{name}: {} (rows before line {} were read)", e.message, e.line),
+                            });
+                            break;
+                        }
+                    };
+                    if done.contains(row) {
+                        report.skipped += 1;
+                        continue;
+                    }
+                    report.rows += 1;
+                    let id = next_id;
+                    next_id += 1;
+                    let mut b = batcher.borrow_mut();
+                    let at = b.begin();
+                    let rec = src.record();
+                    let res = plan.write_op(rec, id, row, b.buf(), &mut ref_buf);
+                    let res = match res {
+                        Ok(()) => b
+                            .commit(at, id, idx, row, line, &ref_buf, |raw| {
+                                if add_ref_col {
+                                    let _ = wtr.write_record(rec.iter().chain(std::iter::once(ref_buf.as_bytes())));
+                                } else {
+                                    let _ = wtr.write_byte_record(rec);
+                                }
+                                let _ = wtr.flush();
+                                raw.append(&mut out.0.borrow_mut());
+                            })
+                            .map_err(|t| {
+                                format!(
+                                    "the op is {} bytes, more than a request may hold (--batch-bytes {})",
+                                    t.op_bytes, t.max_bytes
+                                )
+                            }),
+                        Err(r) => {
+                            b.abort(at);
+                            Err(r.0)
+                        }
+                    };
+                    drop(b);
+                    if let Err(reason) = res {
+                        reject(RejectedRow {
+                            input: idx,
+                            row,
+                            line,
+                            reference: (!ref_buf.is_empty()).then(|| ref_buf.clone()),
+                            reason,
+                        });
+                    }
+                }
+            }
+            Format::Ndjson => {
+                let plan = match NdjsonPlan::new(&cfg.mapping, &file_name) {
+                    Ok(p) => p,
+                    Err(e) => return Err(e),
+                };
+                let _ = jtx.blocking_send(Event::InputStart { input: idx, header: None });
+                let max_line = cfg.batch_bytes.max(cfg.mapping.max_task_bytes) + 4096;
+                let mut src = NdjsonSource::new(reader, max_line);
+                let add_ref = plan.auto_ref();
+                loop {
+                    if stop.load(Ordering::Relaxed) || closed.get() {
+                        break;
+                    }
+                    let (row, line) = match src.next() {
+                        Ok(Some(x)) => x,
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = jtx.blocking_send(Event::InputError {
+                                input: idx,
+                                line: e.line,
+                                message: format!("{name}: {} (rows before line {} were read)", e.message, e.line),
+                            });
+                            break;
+                        }
+                    };
+                    if done.contains(row) {
+                        report.skipped += 1;
+                        continue;
+                    }
+                    report.rows += 1;
+                    let id = next_id;
+                    next_id += 1;
+                    if let Some(len) = src.overlong() {
+                        ref_buf.clear();
+                        reject(RejectedRow {
+                            input: idx,
+                            row,
+                            line,
+                            reference: None,
+                            reason: format!("the line is {len} bytes, more than a request may hold (--batch-bytes {})", cfg.batch_bytes),
+                        });
+                        continue;
+                    }
+                    let mut b = batcher.borrow_mut();
+                    let at = b.begin();
+                    let text = src.line();
+                    let res = match plan.write_op(text, id, row, b.buf(), &mut ref_buf) {
+                        Ok(()) => b
+                            .commit(at, id, idx, row, line, &ref_buf, |raw| {
+                                write_ndjson_raw(raw, text, add_ref.then_some(ref_buf.as_str()))
+                            })
+                            .map_err(|t| {
+                                format!(
+                                    "the op is {} bytes, more than a request may hold (--batch-bytes {})",
+                                    t.op_bytes, t.max_bytes
+                                )
+                            }),
+                        Err(r) => {
+                            b.abort(at);
+                            Err(r.0)
+                        }
+                    };
+                    drop(b);
+                    if let Err(reason) = res {
+                        reject(RejectedRow {
+                            input: idx,
+                            row,
+                            line,
+                            reference: (!ref_buf.is_empty()).then(|| ref_buf.clone()),
+                            reason,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    batcher.borrow_mut().flush();
+    Ok(report)
+}
+
+/// The line as it goes to the retry file. With generated refs it carries its ref in
+/// `_czload_ref`, so that loading the retry file reuses it (exactly once across runs).
+fn write_ndjson_raw(raw: &mut Vec<u8>, line: &[u8], reference: Option<&str>) {
+    let t = crate::mapping::trim_ascii(line);
+    match reference {
+        Some(r) if !t.windows(REF_COLUMN.len() + 2).any(|w| &w[1..w.len() - 1] == REF_COLUMN.as_bytes() && w[0] == b'"') => {
+            raw.extend_from_slice(b"{\"");
+            raw.extend_from_slice(REF_COLUMN.as_bytes());
+            raw.extend_from_slice(b"\":");
+            serde_json::to_writer(&mut *raw, r).expect("a Vec never fails");
+            let rest = &t[1..];
+            if crate::mapping::trim_ascii(rest) != b"}" {
+                raw.push(b',');
+            }
+            raw.extend_from_slice(rest);
+        }
+        _ => raw.extend_from_slice(t),
+    }
+    raw.push(b'\n');
+}
+
+/// The csv writer's output, readable while the writer lives: each row is encoded, flushed
+/// and moved out, so the writer is set up once per input instead of once per row.
+#[derive(Clone, Default)]
+struct SharedBuf(Rc<RefCell<Vec<u8>>>);
+
+impl SharedBuf {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut self.0.borrow_mut())
+    }
+}
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,571 @@
+//! Request bodies -> outcomes, over HTTP.
+//!
+//! In: `Batch`es. Out: one `Outcome` per row (or none, for rows a stop left unsettled).
+//! A bounded number of requests in flight, a rate limit counted in ops, a fresh timestamp
+//! and signature on every attempt, retries of only the ops that need them with
+//! exponential backoff and full jitter, `Retry-After` as a pause for every sender, and a
+//! stop of the whole run on authentication failures. What to do with each answer is
+//! decided by the pure functions of `retry.rs`.
+
+use crate::batch::Batch;
+use crate::journal::{Outcome, Status};
+use crate::retry::{self, Answer, OpVerdict, Transport, Verdict};
+use crate::sign::{self, Secret};
+use bytes::Bytes;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, Semaphore};
+
+/// Settings of the sender.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    /// Base URL without a trailing slash.
+    pub base: String,
+    pub login: String,
+    pub secret: Secret,
+    pub concurrency: usize,
+    pub rate: Option<u32>,
+    /// Largest op count of a request (for the rate limiter's burst).
+    pub batch_size: usize,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub max_retry_time: Duration,
+    pub insecure: bool,
+    pub is_create: bool,
+    /// Backoff: first delay and cap.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+/// Counters the summary reads.
+#[derive(Debug, Default)]
+pub struct SendStats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+impl SendStats {
+    pub fn latencies(&self) -> Vec<u32> {
+        self.latencies_us.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// State shared by all requests of a run.
+pub struct Sender {
+    cfg: SendConfig,
+    client: reqwest::Client,
+    inflight: Arc<Semaphore>,
+    limiter: Option<Limiter>,
+    pause_until: Mutex<Option<Instant>>,
+    stop: AtomicBool,
+    stopped: Notify,
+    fatal: Mutex<Option<String>>,
+    pub stats: SendStats,
+}
+
+/// The largest answer read; a bigger one is treated as unreadable (and retried).
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Deserialize)]
+struct AnswerBody<'a> {
+    #[serde(borrow)]
+    request_proc: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    description: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    ops: Vec<OpAnswer>,
+}
+
+#[derive(Deserialize)]
+struct OpAnswer {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    #[serde(default, rename = "ref")]
+    reference: Option<serde_json::Value>,
+    #[serde(default, rename = "proc")]
+    proc_: Option<String>,
+    #[serde(default)]
+    obj_id: Option<serde_json::Value>,
+    #[serde(default)]
+    description: Option<serde_json::Value>,
+}
+
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One attempt's result, before classification.
+enum Reply {
+    Transport(Transport, String),
+    Http {
+        status: u16,
+        retry_after: Option<Duration>,
+        body: Option<Bytes>,
+    },
+}
+
+impl Sender {
+    pub fn new(cfg: SendConfig) -> crate::Result<Sender> {
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(cfg.concurrency.max(1) * 2)
+            .tcp_nodelay(true)
+            // A POST redirected becomes a GET elsewhere: never follow, report it.
+            .redirect(reqwest::redirect::Policy::none())
+            .danger_accept_invalid_certs(cfg.insecure)
+            .user_agent(concat!("czload/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::Error::Other(format!("cannot build the HTTP client: {e}")))?;
+        let limiter = cfg.rate.map(|r| {
+            let r = NonZeroU32::new(r.max(1)).expect("max(1)");
+            // The burst holds exactly one full request: a bigger burst would let the
+            // first second overshoot the rate, a smaller one could never admit a batch.
+            let burst = NonZeroU32::new((cfg.batch_size as u32).max(1)).expect("max(1)");
+            governor::RateLimiter::direct(governor::Quota::per_second(r).allow_burst(burst))
+        });
+        Ok(Sender {
+            inflight: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+            client,
+            limiter,
+            pause_until: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            stopped: Notify::new(),
+            fatal: Mutex::new(None),
+            stats: SendStats::default(),
+            cfg,
+        })
+    }
+
+    /// Stops every sender before its next attempt; requests in flight finish.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.stopped.notify_waiters();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Why the run had to stop, if it did.
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn set_fatal(&self, reason: String) {
+        if let Ok(mut f) = self.fatal.lock() {
+            if f.is_none() {
+                tracing::error!("stopping: {reason}");
+                *f = Some(reason);
+            }
+        }
+        self.stop();
+    }
+
+    fn pause_for(&self, d: Duration) {
+        if let Ok(mut p) = self.pause_until.lock() {
+            let until = Instant::now() + d;
+            if p.is_none_or(|x| x < until) {
+                *p = Some(until);
+            }
+        }
+    }
+
+    /// Sleeps, waking early when the run stops. Returns false if stopped.
+    async fn sleep(&self, d: Duration) -> bool {
+        if d.is_zero() {
+            return !self.is_stopped();
+        }
+        let notified = self.stopped.notified();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !self.is_stopped(),
+            _ = notified => false,
+        }
+    }
+
+    async fn wait_pause(&self) -> bool {
+        loop {
+            let until = self.pause_until.lock().ok().and_then(|p| *p);
+            match until {
+                Some(u) if u > Instant::now() => {
+                    if !self.sleep(u - Instant::now()).await {
+                        return false;
+                    }
+                }
+                _ => return !self.is_stopped(),
+            }
+        }
+    }
+
+    fn backoff(&self, retry_round: u32) -> Duration {
+        use rand::Rng;
+        let exp = self
+            .cfg
+            .backoff_base
+            .saturating_mul(1u32 << retry_round.min(20))
+            .min(self.cfg.backoff_cap);
+        // Full jitter: senders that failed together do not come back together.
+        let ms = exp.as_millis() as u64;
+        Duration::from_millis(rand::rng().random_range(0..=ms.max(1)))
+    }
+
+    /// One attempt: sign `body` with a fresh timestamp and post it.
+    async fn attempt(&self, body: Bytes, n_ops: usize, url: &mut String) -> Option<(Reply, Duration)> {
+        if !self.wait_pause().await {
+            return None;
+        }
+        if let Some(l) = &self.limiter {
+            let n = NonZeroU32::new(n_ops.max(1) as u32).expect("max(1)");
+            // n never exceeds the burst (one full batch), so this cannot fail.
+            let _ = l.until_n_ready(n).await;
+        }
+        let _permit = self.inflight.acquire().await.ok()?;
+        if self.is_stopped() {
+            return None;
+        }
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let sig = sign::sign(ts, &self.cfg.secret, &body);
+        sign::write_url(url, &self.cfg.base, &self.cfg.login, ts, &sig);
+        tracing::debug!(
+            "POST {} ({} ops, {} bytes): {}",
+            url,
+            n_ops,
+            body.len(),
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let t0 = Instant::now();
+        let reply = self.post(url, body).await;
+        let took = t0.elapsed();
+        if let Ok(mut l) = self.stats.latencies_us.lock() {
+            l.push(took.as_micros().min(u32::MAX as u128) as u32);
+        }
+        Some((reply, took))
+    }
+
+    async fn post(&self, url: &str, body: Bytes) -> Reply {
+        let resp = self
+            .client
+            .post(url)
+            .header("content-type", "application/json; charset=utf8")
+            .body(body)
+            .send()
+            .await;
+        let mut resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    Transport::Timeout
+                } else if e.is_connect() {
+                    Transport::Connect
+                } else {
+                    Transport::Broken
+                };
+                return Reply::Transport(kind, error_chain(&e));
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(3600.0)));
+        let mut buf = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if buf.len() + c.len() > MAX_ANSWER_BYTES {
+                        return Reply::Http {
+                            status,
+                            retry_after,
+                            body: None,
+                        };
+                    }
+                    buf.extend_from_slice(&c);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let kind = if e.is_timeout() {
+                        Transport::Timeout
+                    } else {
+                        Transport::Broken
+                    };
+                    return Reply::Transport(kind, error_chain(&e));
+                }
+            }
+        }
+        tracing::debug!(
+            "answer HTTP {status}: {}",
+            String::from_utf8_lossy(&buf[..buf.len().min(500)])
+        );
+        Reply::Http {
+            status,
+            retry_after,
+            body: Some(Bytes::from(buf)),
+        }
+    }
+
+    /// Settles every row of `batch`. `None` for a row means a stop left it unsettled.
+    pub async fn process(&self, batch: &Batch) -> Vec<Option<Outcome>> {
+        let n = batch.len();
+        let mut out: Vec<Option<Outcome>> = vec![None; n];
+        let mut attempts = vec![0u32; n];
+        let started = Instant::now();
+        let mut url = String::with_capacity(self.cfg.base.len() + 96);
+        // Groups of rows to send; a malformed-body refusal splits its group in two.
+        let mut queue: std::collections::VecDeque<Vec<usize>> = std::collections::VecDeque::new();
+        queue.push_back((0..n).collect());
+        let mut round = 0u32;
+        while let Some(group) = queue.pop_front() {
+            if self.is_stopped() {
+                break;
+            }
+            for &i in &group {
+                attempts[i] += 1;
+            }
+            if group.iter().any(|&i| attempts[i] > 1) {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            let body = batch.body_for(&group);
+            let Some((reply, _)) = self.attempt(body, group.len(), &mut url).await else {
+                // Stopped before sending: these rows were not attempted after all.
+                for &i in &group {
+                    attempts[i] -= 1;
+                }
+                break;
+            };
+            let mut again: Vec<usize> = Vec::new();
+            let mut again_reason = String::new();
+            let verdict = match &reply {
+                Reply::Transport(t, msg) => {
+                    let mut v = retry::classify_transport(*t);
+                    if let Verdict::Retry { reason, .. } = &mut v {
+                        *reason = format!("{reason}: {msg}");
+                    }
+                    v
+                }
+                Reply::Http {
+                    status,
+                    retry_after,
+                    body,
+                } => {
+                    let parsed = body
+                        .as_ref()
+                        .and_then(|b| serde_json::from_slice::<AnswerBody>(b).ok());
+                    let excerpt = body
+                        .as_ref()
+                        .map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned())
+                        .unwrap_or_else(|| "(answer too large)".into());
+                    let answer = Answer {
+                        request_proc: parsed.as_ref().and_then(|p| p.request_proc.as_deref()),
+                        description: parsed.as_ref().and_then(|p| p.description.as_deref()),
+                        excerpt: &excerpt,
+                    };
+                    let v = retry::classify_response(*status, *retry_after, &answer);
+                    if v == Verdict::PerOp {
+                        let ops = parsed.map(|p| p.ops).unwrap_or_default();
+                        self.settle_ops(batch, &group, ops, &attempts, &mut out, &mut again, &mut again_reason);
+                    }
+                    v
+                }
+            };
+            match verdict {
+                Verdict::PerOp => {}
+                Verdict::Retry {
+                    reason,
+                    maybe_applied,
+                    throttled,
+                    pause,
+                } => {
+                    if throttled {
+                        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let Some(p) = pause {
+                        self.pause_for(p);
+                    }
+                    tracing::debug!("retrying {} ops: {reason}", group.len());
+                    for &i in &group {
+                        if maybe_applied && batch.reference(i).is_none() {
+                            // Without a ref a resend could create the task twice.
+                            out[i] = Some(Outcome::new(Status::Ambiguous, attempts[i]).with_error(format!(
+                                "{reason}; the task may or may not have been created, and without a ref it is not resent"
+                            )));
+                        } else {
+                            again.push(i);
+                        }
+                    }
+                    again_reason = reason;
+                }
+                Verdict::Split { reason } => {
+                    if group.len() == 1 {
+                        out[group[0]] = Some(Outcome::new(Status::Rejected, attempts[group[0]]).with_error(reason));
+                    } else {
+                        let (a, b) = group.split_at(group.len() / 2);
+                        // Splitting is not a failure of these rows: their budget is untouched.
+                        for &i in &group {
+                            attempts[i] -= 1;
+                        }
+                        queue.push_front(b.to_vec());
+                        queue.push_front(a.to_vec());
+                    }
+                    continue;
+                }
+                Verdict::Fatal { reason } => {
+                    self.set_fatal(reason);
+                    break;
+                }
+            }
+            if again.is_empty() {
+                continue;
+            }
+            let over_time = started.elapsed() >= self.cfg.max_retry_time;
+            let mut keep = Vec::with_capacity(again.len());
+            for i in again {
+                if attempts[i] >= self.cfg.max_attempts || over_time {
+                    out[i] = Some(Outcome::new(Status::Failed, attempts[i]).with_error(format!(
+                        "{again_reason} (gave up after {} attempts)",
+                        attempts[i]
+                    )));
+                } else {
+                    keep.push(i);
+                }
+            }
+            if !keep.is_empty() {
+                if !self.sleep(self.backoff(round)).await {
+                    break;
+                }
+                round += 1;
+                queue.push_back(keep);
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn settle_ops(
+        &self,
+        batch: &Batch,
+        group: &[usize],
+        ops: Vec<OpAnswer>,
+        attempts: &[u32],
+        out: &mut [Option<Outcome>],
+        again: &mut Vec<usize>,
+        again_reason: &mut String,
+    ) {
+        // Match answers by op id (the server may reorder them); fall back to the ref.
+        let mut by_id: HashMap<u64, OpAnswer> = HashMap::with_capacity(ops.len());
+        let mut by_ref: HashMap<String, OpAnswer> = HashMap::new();
+        for a in ops {
+            let id = a.id.as_ref().and_then(|v| match v {
+                serde_json::Value::String(s) => s.parse::<u64>().ok(),
+                serde_json::Value::Number(n) => n.as_u64(),
+                _ => None,
+            });
+            match id {
+                Some(id) => {
+                    by_id.entry(id).or_insert(a);
+                }
+                None => {
+                    if let Some(r) = a.reference.as_ref().map(value_text) {
+                        by_ref.entry(r).or_insert(a);
+                    }
+                }
+            }
+        }
+        for &i in group {
+            let meta = &batch.rows[i];
+            let a = by_id
+                .remove(&meta.id)
+                .or_else(|| batch.reference(i).and_then(|r| by_ref.remove(r)));
+            let Some(a) = a else {
+                // Not answered: it may have been applied.
+                if batch.reference(i).is_none() {
+                    out[i] = Some(
+                        Outcome::new(Status::Ambiguous, attempts[i])
+                            .with_error("the answer did not mention this op; without a ref it is not resent"),
+                    );
+                } else {
+                    again.push(i);
+                    *again_reason = "the answer did not mention this op".into();
+                }
+                continue;
+            };
+            let proc_ = a.proc_.as_deref().unwrap_or("");
+            let desc = a.description.as_ref().map(value_text);
+            match retry::classify_op(self.cfg.is_create, proc_, desc.as_deref()) {
+                OpVerdict::Ok => {
+                    let mut o = Outcome::new(
+                        if self.cfg.is_create {
+                            Status::Created
+                        } else {
+                            Status::Modified
+                        },
+                        attempts[i],
+                    );
+                    o.obj_id = a.obj_id.as_ref().map(value_text);
+                    out[i] = Some(o);
+                }
+                OpVerdict::Exists => {
+                    let mut o = Outcome::new(Status::Exists, attempts[i]);
+                    o.obj_id = a.obj_id.as_ref().map(value_text);
+                    out[i] = Some(o);
+                }
+                OpVerdict::Retry { reason, throttled } => {
+                    if throttled {
+                        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    again.push(i);
+                    *again_reason = reason;
+                }
+                OpVerdict::Reject { reason } => {
+                    let mut o = Outcome::new(Status::Rejected, attempts[i]).with_error(reason);
+                    o.proc_ = Some(proc_.to_string());
+                    out[i] = Some(o);
+                }
+                OpVerdict::Fatal { reason } => self.set_fatal(reason),
+            }
+        }
+    }
+}
+
+/// The error with its causes, which reqwest keeps apart ("error sending request" alone
+/// says nothing).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl Sender {
+    /// Resolves once the run is stopped (fatal answer or Ctrl-C).
+    pub async fn wait_stopped(&self) {
+        loop {
+            let notified = self.stopped.notified();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

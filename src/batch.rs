@@ -87,6 +87,15 @@ impl Batch {
     }
 }
 
+/// Which row an op is, as `commit` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowKey {
+    pub id: u64,
+    pub input: u32,
+    pub row: u64,
+    pub line: u64,
+}
+
 /// Where an op being written starts.
 #[derive(Debug, Clone, Copy)]
 pub struct OpStart {
@@ -168,10 +177,7 @@ impl<F: FnMut(Batch)> Batcher<F> {
     pub fn commit(
         &mut self,
         at: OpStart,
-        id: u64,
-        input: u32,
-        row: u64,
-        line: u64,
+        key: RowKey,
         reference: &str,
         write_raw: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), TooLarge> {
@@ -197,10 +203,10 @@ impl<F: FnMut(Batch)> Batcher<F> {
         let raw_start = self.raw.len();
         write_raw(&mut self.raw);
         self.rows.push(RowMeta {
-            id,
-            input,
-            row,
-            line,
+            id: key.id,
+            input: key.input,
+            row: key.row,
+            line: key.line,
             op: op_at as u32..self.body.len() as u32,
             reference: ref_start as u32..self.refs.len() as u32,
             raw: raw_start as u32..self.raw.len() as u32,
@@ -246,7 +252,13 @@ mod tests {
     fn push<F: FnMut(Batch)>(b: &mut Batcher<F>, id: u64, op: &str) -> Result<(), TooLarge> {
         let at = b.begin();
         b.buf().extend_from_slice(op.as_bytes());
-        b.commit(at, id, 0, id, id + 1, &format!("r{id}"), |raw| {
+        let key = RowKey {
+            id,
+            input: 0,
+            row: id,
+            line: id + 1,
+        };
+        b.commit(at, key, &format!("r{id}"), |raw| {
             raw.extend_from_slice(format!("raw{id}\n").as_bytes())
         })
     }
@@ -284,7 +296,10 @@ mod tests {
         push(&mut b, 3, "cccc").unwrap();
         b.flush();
         drop(b);
-        assert_eq!(bodies(&out), [r#"{"ops":[aaaa,bbbb]}"#, r#"{"ops":[cccc]}"#]);
+        assert_eq!(
+            bodies(&out),
+            [r#"{"ops":[aaaa,bbbb]}"#, r#"{"ops":[cccc]}"#]
+        );
         assert!(out.iter().all(|x| x.body.len() <= 20));
         assert_eq!(out[1].op(0), b"cccc");
         assert_eq!(out[1].reference(0), Some("r3"));

@@ -99,7 +99,9 @@ fn seconds(flag: &str, v: f64) -> Result<Duration> {
     if v.is_finite() && v > 0.0 && v < 1e9 {
         Ok(Duration::from_secs_f64(v))
     } else {
-        Err(Error::Usage(format!("{flag} {v}: must be a positive number of seconds")))
+        Err(Error::Usage(format!(
+            "{flag} {v}: must be a positive number of seconds"
+        )))
     }
 }
 
@@ -113,7 +115,10 @@ fn is_loopback_url(url: &str) -> bool {
     } else {
         host.split(':').next().unwrap_or("")
     };
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl LoadConfig {
@@ -136,7 +141,9 @@ impl LoadConfig {
         let mut types = Vec::new();
         for t in &a.types {
             let (col, ty) = t.rsplit_once(':').ok_or_else(|| {
-                Error::Usage(format!("--type {t:?}: expected COL:TYPE, e.g. --type amount:number"))
+                Error::Usage(format!(
+                    "--type {t:?}: expected COL:TYPE, e.g. --type amount:number"
+                ))
             })?;
             let ty = ColType::parse(ty).ok_or_else(|| {
                 Error::Usage(format!(
@@ -147,7 +154,9 @@ impl LoadConfig {
         }
         let target = match (&a.conv_id, &a.conv_id_column) {
             (Some(c), _) if *c == 0 => {
-                return Err(Error::Usage("--conv-id 0: a process id is a positive number".into()))
+                return Err(Error::Usage(
+                    "--conv-id 0: a process id is a positive number".into(),
+                ))
             }
             (Some(c), _) => Target::Conv(*c),
             (None, Some(col)) => Target::Column(col.clone()),
@@ -166,23 +175,29 @@ impl LoadConfig {
         } else if let Some(c) = &a.ref_column {
             RefMode::Column(c.clone())
         } else if let Some(t) = &a.ref_template {
-            crate::mapping::parse_template(t).map_err(|e| Error::Usage(format!("--ref-template: {e}")))?;
+            crate::mapping::parse_template(t)
+                .map_err(|e| Error::Usage(format!("--ref-template: {e}")))?;
             RefMode::Template(t.clone())
         } else {
             RefMode::Auto
         };
         if op == OpKind::Modify && matches!(ref_mode, RefMode::None | RefMode::Auto) {
             return Err(Error::Usage(
-                "--op modify finds each task by its ref: pass --ref-column COL or --ref-template".into(),
+                "--op modify finds each task by its ref: pass --ref-column COL or --ref-template"
+                    .into(),
             ));
         }
         if let Some(c) = &a.company_id {
             if c.is_empty() {
-                return Err(Error::Usage("--company-id is empty; leave it out instead".into()));
+                return Err(Error::Usage(
+                    "--company-id is empty; leave it out instead".into(),
+                ));
             }
         }
         if a.data_field.is_some() && inputs.iter().any(|i| i.format == Format::Csv) {
-            return Err(Error::Usage("--data-field applies to NDJSON input only".into()));
+            return Err(Error::Usage(
+                "--data-field applies to NDJSON input only".into(),
+            ));
         }
         let empty = match a.empty {
             EmptyArg::Keep => EmptyPolicy::Keep,
@@ -235,7 +250,9 @@ impl LoadConfig {
             }
             Some(r) => {
                 let n: u32 = r.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
-                    Error::Usage(format!("--rate {r:?}: a positive number of tasks per second, or auto"))
+                    Error::Usage(format!(
+                        "--rate {r:?}: a positive number of tasks per second, or auto"
+                    ))
                 })?;
                 if (n as usize) < batch_size {
                     notes.push(format!(
@@ -286,7 +303,9 @@ impl LoadConfig {
             (login, secret)
         };
         if login.contains('/') {
-            return Err(Error::Usage(format!("--api-login {login:?}: must not contain '/'")));
+            return Err(Error::Usage(format!(
+                "--api-login {login:?}: must not contain '/'"
+            )));
         }
 
         let first = &inputs[0];
@@ -371,10 +390,19 @@ mod tests {
 
     #[test]
     fn loopback_urls() {
-        for u in ["http://127.0.0.1:8080", "http://localhost/x", "http://[::1]:9/", "http://127.9.9.9"] {
+        for u in [
+            "http://127.0.0.1:8080",
+            "http://localhost/x",
+            "http://[::1]:9/",
+            "http://127.9.9.9",
+        ] {
             assert!(is_loopback_url(u), "{u}");
         }
-        for u in ["http://10.0.0.1", "http://example.com", "http://127.0.0.1.evil.com/"] {
+        for u in [
+            "http://10.0.0.1",
+            "http://example.com",
+            "http://127.0.0.1.evil.com/",
+        ] {
             assert!(!is_loopback_url(u), "{u}");
         }
     }

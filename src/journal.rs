@@ -77,13 +77,23 @@ pub struct RejectedRow {
 
 pub enum Event {
     /// An input starts: its header line for its retry file (CSV), already encoded.
-    InputStart { input: u32, header: Option<Vec<u8>> },
+    InputStart {
+        input: u32,
+        header: Option<Vec<u8>>,
+    },
     Rejected(RejectedRow),
     /// A batch is settled: `outcomes[i]` belongs to `batch.rows[i]`; `None` means the row
     /// was left unsettled by a stop (it stays resumable).
-    Batch { batch: Batch, outcomes: Vec<Option<Outcome>> },
+    Batch {
+        batch: Batch,
+        outcomes: Vec<Option<Outcome>>,
+    },
     /// Reading an input broke off.
-    InputError { input: u32, line: u64, message: String },
+    InputError {
+        input: u32,
+        line: u64,
+        message: String,
+    },
 }
 
 /// One line of the results log.
@@ -215,7 +225,9 @@ impl Journal {
                 let mut w = BufWriter::with_capacity(256 * 1024, f);
                 if !existed {
                     serde_json::to_writer(&mut w, manifest).map_err(|e| Error::file(p, e))?;
-                    w.write_all(b"\n").and_then(|_| w.flush()).map_err(|e| Error::file(p, e))?;
+                    w.write_all(b"\n")
+                        .and_then(|_| w.flush())
+                        .map_err(|e| Error::file(p, e))?;
                 }
                 // A retry file from an earlier run would list rows this run settles anew.
                 if !cfg.resume {
@@ -245,7 +257,11 @@ impl Journal {
             Event::InputStart { input, header } => {
                 self.headers[input as usize] = header;
             }
-            Event::InputError { input, line, message } => {
+            Event::InputError {
+                input,
+                line,
+                message,
+            } => {
                 let name = self
                     .cfg
                     .retry_files
@@ -310,7 +326,10 @@ impl Journal {
         serde_json::to_writer(&mut self.line_buf, line).expect("a Vec never fails");
         self.line_buf.push(b'\n');
         w.write_all(&self.line_buf).map_err(|e| {
-            Error::file(self.cfg.results.clone().unwrap_or_default(), format!("cannot write: {e}"))
+            Error::file(
+                self.cfg.results.clone().unwrap_or_default(),
+                format!("cannot write: {e}"),
+            )
         })
     }
 
@@ -345,7 +364,10 @@ impl Journal {
         }
         if let Some(w) = &mut self.results {
             w.flush().map_err(|e| {
-                Error::file(self.cfg.results.clone().unwrap_or_default(), format!("cannot write: {e}"))
+                Error::file(
+                    self.cfg.results.clone().unwrap_or_default(),
+                    format!("cannot write: {e}"),
+                )
             })?;
         }
         Ok(())
@@ -415,17 +437,16 @@ impl Summary {
     /// DESIGN.md's exit codes: 0 all rows succeeded, 2 some did not, 1 the run could not
     /// proceed, 130 interrupted.
     pub fn exit_code(&self) -> i32 {
+        let clean = if self.dry_run {
+            self.counts.rejected == 0
+        } else {
+            self.counts.succeeded() == self.rows && self.unsettled == 0
+        };
         if self.interrupted {
             130
         } else if self.fatal.is_some() {
             1
-        } else if self.counts.succeeded() == self.rows
-            && self.unsettled == 0
-            && self.input_errors.is_empty()
-            && (self.dry_run || self.counts.total() == self.rows)
-        {
-            0
-        } else if self.dry_run && self.counts.rejected == 0 && self.input_errors.is_empty() {
+        } else if clean && self.input_errors.is_empty() {
             0
         } else {
             2
@@ -463,11 +484,19 @@ impl Summary {
             let _ = writeln!(
                 s,
                 "requests: {} ({} retries, {} throttled); latency p50 {:.1} ms, p99 {:.1} ms",
-                self.requests, self.retries, self.throttled, self.latency.p50_ms, self.latency.p99_ms
+                self.requests,
+                self.retries,
+                self.throttled,
+                self.latency.p50_ms,
+                self.latency.p99_ms
             );
         }
         if self.skipped > 0 {
-            let _ = writeln!(s, "resumed: {} rows already settled were skipped", self.skipped);
+            let _ = writeln!(
+                s,
+                "resumed: {} rows already settled were skipped",
+                self.skipped
+            );
         }
         if self.unsettled > 0 {
             let _ = writeln!(
@@ -486,7 +515,11 @@ impl Summary {
             let _ = writeln!(s, "results log: {}", p.display());
         }
         for p in &self.retry_files {
-            let _ = writeln!(s, "retry file: {} (load it with the same command to retry those rows)", p.display());
+            let _ = writeln!(
+                s,
+                "retry file: {} (load it with the same command to retry those rows)",
+                p.display()
+            );
         }
         s
     }
@@ -564,7 +597,10 @@ impl Progress {
 pub fn read_settled(path: &Path, expected: &Manifest) -> Result<Vec<RowSet>> {
     use std::io::BufRead;
     let f = File::open(path).map_err(|e| {
-        Error::Resume(format!("{}: cannot read the results log: {e}", path.display()))
+        Error::Resume(format!(
+            "{}: cannot read the results log: {e}",
+            path.display()
+        ))
     })?;
     let mut lines = std::io::BufReader::new(f).lines();
     let first = match lines.next() {
@@ -577,7 +613,10 @@ pub fn read_settled(path: &Path, expected: &Manifest) -> Result<Vec<RowSet>> {
         }
     };
     let manifest: Manifest = serde_json::from_str(&first).map_err(|_| {
-        Error::Resume(format!("{} does not start with a czload manifest", path.display()))
+        Error::Resume(format!(
+            "{} does not start with a czload manifest",
+            path.display()
+        ))
     })?;
     if manifest.mapping != expected.mapping {
         return Err(Error::Resume(format!(

@@ -16,7 +16,10 @@ fn main() -> ExitCode {
     };
     let verbose = matches!(&cli.command, Command::Load(a) if a.verbose);
     init_logging(verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("czload: cannot start the async runtime: {e}");
@@ -53,7 +56,11 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
     match czload::run(cfg, czload::ctrl_c()).await {
         Ok(done) => {
             if let Some(req) = &done.dry_run_request {
-                println!("first request:\nPOST {}\n{}", req.url, String::from_utf8_lossy(&req.body));
+                println!(
+                    "first request:\nPOST {}\n{}",
+                    req.url,
+                    String::from_utf8_lossy(&req.body)
+                );
             }
             if let Some(s) = &done.sandbox_report {
                 eprint!("{s}");
@@ -77,7 +84,11 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
 
 fn init_logging(verbose: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if verbose { "czload=debug" } else { "czload=warn" })
+        tracing_subscriber::EnvFilter::new(if verbose {
+            "czload=debug"
+        } else {
+            "czload=warn"
+        })
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

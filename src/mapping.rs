@@ -164,7 +164,11 @@ pub fn parse_template(t: &str) -> std::result::Result<Vec<TemplatePart>, String>
                 }
                 parts.push(TemplatePart::Field(name));
             }
-            '}' => return Err(format!("unmatched '}}' in template {t:?}; write '}}}}' for a brace")),
+            '}' => {
+                return Err(format!(
+                    "unmatched '}}' in template {t:?}; write '}}}}' for a brace"
+                ))
+            }
             c => lit.push(c),
         }
     }
@@ -186,7 +190,9 @@ pub fn check_ref(r: &str) -> std::result::Result<(), Reject> {
     }
     let n = r.chars().count();
     if n > 255 {
-        return Err(Reject(format!("ref is {n} characters long; the limit is 255")));
+        return Err(Reject(format!(
+            "ref is {n} characters long; the limit is 255"
+        )));
     }
     Ok(())
 }
@@ -306,7 +312,8 @@ impl CsvPlan {
             RefMode::None => CsvRef::None,
             RefMode::Column(c) => CsvRef::Column(find(c, "--ref-column")?),
             RefMode::Template(t) => {
-                let parts = parse_template(t).map_err(|e| Error::Usage(format!("--ref-template: {e}")))?;
+                let parts =
+                    parse_template(t).map_err(|e| Error::Usage(format!("--ref-template: {e}")))?;
                 let mut out = Vec::new();
                 for p in parts {
                     out.push(match p {
@@ -385,9 +392,9 @@ impl CsvPlan {
         ref_out.clear();
         let retry_ref = self.retry_ref.map(|i| &rec[i]).filter(|r| !r.is_empty());
         match (&self.reference, retry_ref) {
-            (CsvRef::Auto(_), Some(r)) => {
-                ref_out.push_str(std::str::from_utf8(r).map_err(|_| Reject::col(REF_COLUMN, "not valid UTF-8"))?)
-            }
+            (CsvRef::Auto(_), Some(r)) => ref_out.push_str(
+                std::str::from_utf8(r).map_err(|_| Reject::col(REF_COLUMN, "not valid UTF-8"))?,
+            ),
             (CsvRef::Auto(prefix), None) => {
                 ref_out.push_str(prefix);
                 ref_out.push_str(itoa::Buffer::new().format(row));
@@ -395,7 +402,8 @@ impl CsvPlan {
             (CsvRef::Column(i), _) => {
                 let name = self.col_name(*i);
                 ref_out.push_str(
-                    std::str::from_utf8(&rec[*i]).map_err(|_| Reject::col(name, "not valid UTF-8"))?,
+                    std::str::from_utf8(&rec[*i])
+                        .map_err(|_| Reject::col(name, "not valid UTF-8"))?,
                 );
             }
             (CsvRef::Template(parts), _) => {
@@ -422,7 +430,15 @@ impl CsvPlan {
             let conv = std::str::from_utf8(&rec[*i])
                 .ok()
                 .and_then(parse_conv)
-                .ok_or_else(|| Reject::col(name, format!("{:?} is not a process id", String::from_utf8_lossy(&rec[*i]))))?;
+                .ok_or_else(|| {
+                    Reject::col(
+                        name,
+                        format!(
+                            "{:?} is not a process id",
+                            String::from_utf8_lossy(&rec[*i])
+                        ),
+                    )
+                })?;
             buf.extend_from_slice(br#","conv_id":"#);
             buf.extend_from_slice(itoa::Buffer::new().format(conv).as_bytes());
         }
@@ -436,7 +452,10 @@ impl CsvPlan {
         for (col, field) in self.cols.iter().zip(rec.iter()) {
             let Some(col) = col else { continue };
             let text = std::str::from_utf8(field).map_err(|e| {
-                Reject::col(&col.name, format!("not valid UTF-8 (byte {} of the cell)", e.valid_up_to() + 1))
+                Reject::col(
+                    &col.name,
+                    format!("not valid UTF-8 (byte {} of the cell)", e.valid_up_to() + 1),
+                )
             })?;
             if text.is_empty() {
                 match (self.empty, col.ty) {
@@ -488,9 +507,7 @@ pub fn write_typed(buf: &mut Vec<u8>, text: &str, ty: ColType) -> std::result::R
         ColType::String => push_json_str(buf, text),
         ColType::Integer => {
             let t = text.trim();
-            let v: i64 = t
-                .parse()
-                .map_err(|_| format!("{t:?} is not an integer"))?;
+            let v: i64 = t.parse().map_err(|_| format!("{t:?} is not an integer"))?;
             if v.unsigned_abs() > MAX_SAFE_INT as u64 {
                 return Err(format!(
                     "{v} is beyond 2^53 and would lose precision; load it as a string (--type COL:string)"
@@ -528,9 +545,15 @@ pub fn write_typed(buf: &mut Vec<u8>, text: &str, ty: ColType) -> std::result::R
         }
         ColType::Bool => {
             let t = text.trim();
-            let v = if ["true", "1", "yes", "y", "t"].iter().any(|s| t.eq_ignore_ascii_case(s)) {
+            let v = if ["true", "1", "yes", "y", "t"]
+                .iter()
+                .any(|s| t.eq_ignore_ascii_case(s))
+            {
                 true
-            } else if ["false", "0", "no", "n", "f"].iter().any(|s| t.eq_ignore_ascii_case(s)) {
+            } else if ["false", "0", "no", "n", "f"]
+                .iter()
+                .any(|s| t.eq_ignore_ascii_case(s))
+            {
                 false
             } else {
                 return Err(format!("{t:?} is not a boolean (true/false, 1/0, yes/no)"));
@@ -579,7 +602,10 @@ impl<'de> serde::Deserialize<'de> for TopLevel<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Self::Value, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
                 let mut v = Vec::with_capacity(m.size_hint().unwrap_or(8));
                 while let Some(k) = m.next_key::<Cow<'de, str>>()? {
                     let val: &'de RawValue = m.next_value()?;
@@ -629,9 +655,9 @@ impl NdjsonPlan {
             RefMode::Auto => NdRef::Auto(format!("{file_name}:")),
             RefMode::None => NdRef::None,
             RefMode::Column(c) => NdRef::Field(c.clone()),
-            RefMode::Template(t) => {
-                NdRef::Template(parse_template(t).map_err(|e| Error::Usage(format!("--ref-template: {e}")))?)
-            }
+            RefMode::Template(t) => NdRef::Template(
+                parse_template(t).map_err(|e| Error::Usage(format!("--ref-template: {e}")))?,
+            ),
         };
         let (conv, conv_field) = match &cfg.target {
             Target::Conv(c) => (Some(*c), None),
@@ -731,7 +757,9 @@ impl NdjsonPlan {
                     .get(f)
                     .ok_or_else(|| Reject(format!("field \"{f}\" (--data-field) is missing")))?;
                 if !v.get().starts_with('{') {
-                    return Err(Reject(format!("field \"{f}\" (--data-field) is not an object")));
+                    return Err(Reject(format!(
+                        "field \"{f}\" (--data-field) is not an object"
+                    )));
                 }
                 buf.extend_from_slice(v.get().as_bytes());
             }
@@ -767,7 +795,13 @@ impl NdjsonPlan {
 }
 
 pub fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }

@@ -8,10 +8,12 @@
 //! Memory is bounded by the two channels and the number of batches alive (a small
 //! multiple of `--concurrency`), never by the size of the input.
 
-use crate::batch::{Batch, Batcher};
+use crate::batch::{Batch, Batcher, RowKey};
 use crate::config::LoadConfig;
 use crate::error::{Error, Result};
-use crate::journal::{self, Event, Journal, JournalConfig, Latency, Manifest, RejectedRow, RowSet, Summary};
+use crate::journal::{
+    self, Event, Journal, JournalConfig, Latency, Manifest, RejectedRow, RowSet, Summary,
+};
 use crate::mapping::{CsvPlan, NdjsonPlan, REF_COLUMN};
 use crate::send::Sender;
 use crate::source::csv::CsvSource;
@@ -42,7 +44,10 @@ pub struct DryRunRequest {
 /// Loads the inputs as `cfg` says. Resolves when every row is settled, or when the run
 /// stops: `shutdown` resolving (Ctrl-C) or a fatal answer. Rows left unsettled by a stop
 /// have no line in the results log, so `--resume` picks them up.
-pub async fn run(cfg: LoadConfig, shutdown: impl Future<Output = ()>) -> Result<(Summary, Option<DryRunRequest>)> {
+pub async fn run(
+    cfg: LoadConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(Summary, Option<DryRunRequest>)> {
     let started = Instant::now();
     let manifest = Manifest {
         czload: 1,
@@ -56,7 +61,10 @@ pub async fn run(cfg: LoadConfig, shutdown: impl Future<Output = ()>) -> Result<
     let mut settled: Vec<RowSet> = vec![RowSet::default(); cfg.inputs.len()];
     let mut resume = cfg.resume;
     if cfg.resume {
-        let path = cfg.results.as_ref().ok_or_else(|| Error::Usage("--resume needs a results log".into()))?;
+        let path = cfg
+            .results
+            .as_ref()
+            .ok_or_else(|| Error::Usage("--resume needs a results log".into()))?;
         if cfg.inputs.iter().any(|i| i.path.is_none()) {
             return Err(Error::Usage(
                 "--resume cannot skip rows of stdin (it cannot be read again the same way); resume from a file".into(),
@@ -196,7 +204,11 @@ pub async fn run(cfg: LoadConfig, shutdown: impl Future<Output = ()>) -> Result<
     let summary = Summary {
         rows: report.rows,
         skipped: report.skipped,
-        unsettled: if cfg.dry_run { 0 } else { report.rows.saturating_sub(settled_now) },
+        unsettled: if cfg.dry_run {
+            0
+        } else {
+            report.rows.saturating_sub(settled_now)
+        },
         requests: if cfg.dry_run {
             requests
         } else {
@@ -243,11 +255,15 @@ fn read_inputs(
     let mut report = ReadReport::default();
     let closed = Rc::new(std::cell::Cell::new(false));
     let sink_closed = closed.clone();
-    let batcher = Rc::new(RefCell::new(Batcher::new(cfg.batch_size, cfg.batch_bytes, move |b: Batch| {
-        if batch_tx.blocking_send(b).is_err() {
-            sink_closed.set(true);
-        }
-    })));
+    let batcher = Rc::new(RefCell::new(Batcher::new(
+        cfg.batch_size,
+        cfg.batch_bytes,
+        move |b: Batch| {
+            if batch_tx.blocking_send(b).is_err() {
+                sink_closed.set(true);
+            }
+        },
+    )));
     let mut next_id: u64 = 1;
     let mut ref_buf = String::with_capacity(64);
     let reject = |r: RejectedRow| {
@@ -308,7 +324,8 @@ fn read_inputs(
                     .from_writer(out.clone());
                 let header = src.header_record.as_ref().map(|h| {
                     if add_ref_col {
-                        let _ = wtr.write_record(h.iter().chain(std::iter::once(REF_COLUMN.as_bytes())));
+                        let _ = wtr
+                            .write_record(h.iter().chain(std::iter::once(REF_COLUMN.as_bytes())));
                     } else {
                         let _ = wtr.write_byte_record(h);
                     }
@@ -320,14 +337,17 @@ fn read_inputs(
                     if stop.load(Ordering::Relaxed) || closed.get() {
                         break;
                     }
-                    let (row, line) = match src.next() {
+                    let (row, line) = match src.advance() {
                         Ok(Some(x)) => x,
                         Ok(None) => break,
                         Err(e) => {
                             let _ = jtx.blocking_send(Event::InputError {
                                 input: idx,
                                 line: e.line,
-                                message: format!("{name}: {} (rows before line {} were read)", e.message, e.line),
+                                message: format!(
+                                    "{name}: {} (rows before line {} were read)",
+                                    e.message, e.line
+                                ),
                             });
                             break;
                         }
@@ -345,7 +365,7 @@ fn read_inputs(
                     let res = plan.write_op(rec, id, row, b.buf(), &mut ref_buf);
                     let res = match res {
                         Ok(()) => b
-                            .commit(at, id, idx, row, line, &ref_buf, |raw| {
+                            .commit(at, RowKey { id, input: idx, row, line }, &ref_buf, |raw| {
                                 if add_ref_col {
                                     let _ = wtr.write_record(rec.iter().chain(std::iter::once(ref_buf.as_bytes())));
                                 } else {
@@ -378,11 +398,11 @@ fn read_inputs(
                 }
             }
             Format::Ndjson => {
-                let plan = match NdjsonPlan::new(&cfg.mapping, &file_name) {
-                    Ok(p) => p,
-                    Err(e) => return Err(e),
-                };
-                let _ = jtx.blocking_send(Event::InputStart { input: idx, header: None });
+                let plan = NdjsonPlan::new(&cfg.mapping, &file_name)?;
+                let _ = jtx.blocking_send(Event::InputStart {
+                    input: idx,
+                    header: None,
+                });
                 let max_line = cfg.batch_bytes.max(cfg.mapping.max_task_bytes) + 4096;
                 let mut src = NdjsonSource::new(reader, max_line);
                 let add_ref = plan.auto_ref();
@@ -390,14 +410,17 @@ fn read_inputs(
                     if stop.load(Ordering::Relaxed) || closed.get() {
                         break;
                     }
-                    let (row, line) = match src.next() {
+                    let (row, line) = match src.advance() {
                         Ok(Some(x)) => x,
                         Ok(None) => break,
                         Err(e) => {
                             let _ = jtx.blocking_send(Event::InputError {
                                 input: idx,
                                 line: e.line,
-                                message: format!("{name}: {} (rows before line {} were read)", e.message, e.line),
+                                message: format!(
+                                    "{name}: {} (rows before line {} were read)",
+                                    e.message, e.line
+                                ),
                             });
                             break;
                         }
@@ -425,7 +448,7 @@ fn read_inputs(
                     let text = src.line();
                     let res = match plan.write_op(text, id, row, b.buf(), &mut ref_buf) {
                         Ok(()) => b
-                            .commit(at, id, idx, row, line, &ref_buf, |raw| {
+                            .commit(at, RowKey { id, input: idx, row, line }, &ref_buf, |raw| {
                                 write_ndjson_raw(raw, text, add_ref.then_some(ref_buf.as_str()))
                             })
                             .map_err(|t| {
@@ -462,7 +485,11 @@ fn read_inputs(
 fn write_ndjson_raw(raw: &mut Vec<u8>, line: &[u8], reference: Option<&str>) {
     let t = crate::mapping::trim_ascii(line);
     match reference {
-        Some(r) if !t.windows(REF_COLUMN.len() + 2).any(|w| &w[1..w.len() - 1] == REF_COLUMN.as_bytes() && w[0] == b'"') => {
+        Some(r)
+            if !t
+                .windows(REF_COLUMN.len() + 2)
+                .any(|w| &w[1..w.len() - 1] == REF_COLUMN.as_bytes() && w[0] == b'"') =>
+        {
             raw.extend_from_slice(b"{\"");
             raw.extend_from_slice(REF_COLUMN.as_bytes());
             raw.extend_from_slice(b"\":");

@@ -104,7 +104,11 @@ pub fn classify_response(status: u16, retry_after: Option<Duration>, a: &Answer)
                 reason: format!("the server refused the request ({p}): {what}"),
             },
             // A 2xx we cannot read may have been applied.
-            None => retry(format!("HTTP {status} with an unreadable answer: {what}"), true, false),
+            None => retry(
+                format!("HTTP {status} with an unreadable answer: {what}"),
+                true,
+                false,
+            ),
         },
         401 | 403 => Verdict::Fatal {
             reason: format!("HTTP {status}: {what}"),
@@ -123,12 +127,16 @@ pub fn classify_response(status: u16, retry_after: Option<Duration>, a: &Answer)
         // 503 is what overloaded servers and the RPS limit answer before doing anything.
         503 => retry(format!("HTTP 503: {what}"), false, is_throttle_text(desc)),
         501 => Verdict::Fatal {
-            reason: format!("HTTP 501: the server does not implement this API; check --url ({what})"),
+            reason: format!(
+                "HTTP 501: the server does not implement this API; check --url ({what})"
+            ),
         },
         // 500, 502, 504 and the rest: a gateway or a crash, possibly after applying.
         500..=599 => retry(format!("HTTP {status}: {what}"), true, false),
         300..=399 => Verdict::Fatal {
-            reason: format!("HTTP {status}: the server redirects; point --url at the final address"),
+            reason: format!(
+                "HTTP {status}: the server redirects; point --url at the final address"
+            ),
         },
         404 => Verdict::Fatal {
             reason: format!("HTTP 404: no Corezoid API at this address; check --url ({what})"),
@@ -146,9 +154,16 @@ pub enum OpVerdict {
     Ok,
     /// Create answered "duplicate ref": the task was already there.
     Exists,
-    Retry { reason: String, throttled: bool },
-    Reject { reason: String },
-    Fatal { reason: String },
+    Retry {
+        reason: String,
+        throttled: bool,
+    },
+    Reject {
+        reason: String,
+    },
+    Fatal {
+        reason: String,
+    },
 }
 
 /// Decides from one op's `proc` and `description`.
@@ -202,7 +217,12 @@ mod tests {
             (200, Some("ok"), None, "perop"),
             (200, Some("format_error"), Some("Incorrect body"), "split"),
             (200, Some("error"), Some("Wrong signature"), "fatal"),
-            (200, Some("error"), Some("RPS limit reached"), "retry-throttled"),
+            (
+                200,
+                Some("error"),
+                Some("RPS limit reached"),
+                "retry-throttled",
+            ),
             (200, None, None, "retry-maybe"),
             (400, None, Some("Incorrect body"), "split"),
             (413, None, None, "split"),
@@ -225,9 +245,12 @@ mod tests {
                 Verdict::PerOp => "perop",
                 Verdict::Split { .. } => "split",
                 Verdict::Fatal { .. } => "fatal",
-                Verdict::Retry { throttled: true, .. } => "retry-throttled",
                 Verdict::Retry {
-                    maybe_applied: true, ..
+                    throttled: true, ..
+                } => "retry-throttled",
+                Verdict::Retry {
+                    maybe_applied: true,
+                    ..
                 } => "retry-maybe",
                 Verdict::Retry { .. } => "retry-clean",
             };
@@ -267,7 +290,12 @@ mod tests {
             (true, "error", Some("not unical reference"), "exists"),
             (false, "not_unical_ref", None, "reject"),
             (true, "error", Some("RPS limit reached"), "retry"),
-            (true, "error", Some("Object conv with id 9 does not exist"), "reject"),
+            (
+                true,
+                "error",
+                Some("Object conv with id 9 does not exist"),
+                "reject",
+            ),
             (true, "access_denied", None, "reject"),
             (true, "error", Some("Value is not valid"), "reject"),
             (false, "not_found_task", None, "reject"),

@@ -52,7 +52,10 @@ pub struct SendStats {
 
 impl SendStats {
     pub fn latencies(&self) -> Vec<u32> {
-        self.latencies_us.lock().map(|v| v.clone()).unwrap_or_default()
+        self.latencies_us
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -221,7 +224,12 @@ impl Sender {
     }
 
     /// One attempt: sign `body` with a fresh timestamp and post it.
-    async fn attempt(&self, body: Bytes, n_ops: usize, url: &mut String) -> Option<(Reply, Duration)> {
+    async fn attempt(
+        &self,
+        body: Bytes,
+        n_ops: usize,
+        url: &mut String,
+    ) -> Option<(Reply, Duration)> {
         if !self.wait_pause().await {
             return None;
         }
@@ -380,7 +388,15 @@ impl Sender {
                     let v = retry::classify_response(*status, *retry_after, &answer);
                     if v == Verdict::PerOp {
                         let ops = parsed.map(|p| p.ops).unwrap_or_default();
-                        self.settle_ops(batch, &group, ops, &attempts, &mut out, &mut again, &mut again_reason);
+                        self.settle_ops(
+                            batch,
+                            &group,
+                            ops,
+                            &attempts,
+                            &mut out,
+                            &mut again,
+                            &mut again_reason,
+                        );
                     }
                     v
                 }
@@ -414,7 +430,9 @@ impl Sender {
                 }
                 Verdict::Split { reason } => {
                     if group.len() == 1 {
-                        out[group[0]] = Some(Outcome::new(Status::Rejected, attempts[group[0]]).with_error(reason));
+                        out[group[0]] = Some(
+                            Outcome::new(Status::Rejected, attempts[group[0]]).with_error(reason),
+                        );
                     } else {
                         let (a, b) = group.split_at(group.len() / 2);
                         // Splitting is not a failure of these rows: their budget is untouched.
@@ -438,10 +456,12 @@ impl Sender {
             let mut keep = Vec::with_capacity(again.len());
             for i in again {
                 if attempts[i] >= self.cfg.max_attempts || over_time {
-                    out[i] = Some(Outcome::new(Status::Failed, attempts[i]).with_error(format!(
-                        "{again_reason} (gave up after {} attempts)",
-                        attempts[i]
-                    )));
+                    out[i] = Some(
+                        Outcome::new(Status::Failed, attempts[i]).with_error(format!(
+                            "{again_reason} (gave up after {} attempts)",
+                            attempts[i]
+                        )),
+                    );
                 } else {
                     keep.push(i);
                 }
@@ -496,10 +516,9 @@ impl Sender {
             let Some(a) = a else {
                 // Not answered: it may have been applied.
                 if batch.reference(i).is_none() {
-                    out[i] = Some(
-                        Outcome::new(Status::Ambiguous, attempts[i])
-                            .with_error("the answer did not mention this op; without a ref it is not resent"),
-                    );
+                    out[i] = Some(Outcome::new(Status::Ambiguous, attempts[i]).with_error(
+                        "the answer did not mention this op; without a ref it is not resent",
+                    ));
                 } else {
                     again.push(i);
                     *again_reason = "the answer did not mention this op".into();

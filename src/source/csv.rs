@@ -28,7 +28,12 @@ pub struct CsvSource {
 
 impl CsvSource {
     /// Reads the header. An input without even a header row is unusable: the error names it.
-    pub fn new(reader: Box<dyn BufRead>, delimiter: u8, has_header: bool, name: &str) -> Result<CsvSource> {
+    pub fn new(
+        reader: Box<dyn BufRead>,
+        delimiter: u8,
+        has_header: bool,
+        name: &str,
+    ) -> Result<CsvSource> {
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -36,9 +41,12 @@ impl CsvSource {
             .buffer_capacity(256 * 1024)
             .from_reader(reader);
         let mut first = csv::ByteRecord::new();
-        let got = rdr
-            .read_byte_record(&mut first)
-            .map_err(|e| Error::file(name, format!("cannot read the first row: {}", csv_reason(&e))))?;
+        let got = rdr.read_byte_record(&mut first).map_err(|e| {
+            Error::file(
+                name,
+                format!("cannot read the first row: {}", csv_reason(&e)),
+            )
+        })?;
         if !got {
             return Err(Error::file(
                 name,
@@ -58,7 +66,12 @@ impl CsvSource {
                 .map(|(i, f)| {
                     std::str::from_utf8(f)
                         .map(|s| s.trim().to_string())
-                        .map_err(|_| Error::file(name, format!("column {} of the header is not valid UTF-8", i + 1)))
+                        .map_err(|_| {
+                            Error::file(
+                                name,
+                                format!("column {} of the header is not valid UTF-8", i + 1),
+                            )
+                        })
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(CsvSource {
@@ -85,7 +98,7 @@ impl CsvSource {
     }
 
     /// Advances to the next record: `(row, line)`, or `None` at the end.
-    pub fn next(&mut self) -> std::result::Result<Option<(u64, u64)>, ReadError> {
+    pub fn advance(&mut self) -> std::result::Result<Option<(u64, u64)>, ReadError> {
         if self.first_pending {
             self.first_pending = false;
         } else {

@@ -63,16 +63,24 @@ impl Input {
             return Err(Error::file(arg, "is a directory, not an input file"));
         }
         std::fs::File::open(arg).map_err(|e| Error::file(arg, io_reason(&e)))?;
-        let name = arg.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+        let name = arg
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let gzip = name.ends_with(".gz");
         let inner = name.strip_suffix(".gz").unwrap_or(&name);
-        let by_ext = if inner.ends_with(".csv") || inner.ends_with(".tsv") || inner.ends_with(".txt") {
-            Some(Format::Csv)
-        } else if inner.ends_with(".ndjson") || inner.ends_with(".jsonl") || inner.ends_with(".json") {
-            Some(Format::Ndjson)
-        } else {
-            None
-        };
+        let by_ext =
+            if inner.ends_with(".csv") || inner.ends_with(".tsv") || inner.ends_with(".txt") {
+                Some(Format::Csv)
+            } else if inner.ends_with(".ndjson")
+                || inner.ends_with(".jsonl")
+                || inner.ends_with(".json")
+            {
+                Some(Format::Ndjson)
+            } else {
+                None
+            };
         let format = format.or(by_ext).ok_or_else(|| {
             Error::file(
                 arg,

@@ -28,7 +28,7 @@ impl NdjsonSource {
     }
 
     /// Advances to the next non-blank line: `(row, line)`, or `None` at the end.
-    pub fn next(&mut self) -> Result<Option<(u64, u64)>, ReadError> {
+    pub fn advance(&mut self) -> Result<Option<(u64, u64)>, ReadError> {
         loop {
             self.buf.clear();
             self.overlong = None;

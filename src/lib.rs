@@ -42,13 +42,75 @@ pub struct Done {
 
 /// Runs a load. `shutdown` resolving stops it gracefully (Ctrl-C): reading stops, the
 /// requests in flight finish, the logs are flushed, and the summary says `interrupted`.
-pub async fn run(cfg: LoadConfig, shutdown: impl Future<Output = ()>) -> Result<Done> {
+pub async fn run(mut cfg: LoadConfig, shutdown: impl Future<Output = ()>) -> Result<Done> {
+    let sandbox = if cfg.sandbox {
+        Some(start_sandbox(&mut cfg).await?)
+    } else {
+        None
+    };
     let (summary, dry_run_request) = pipeline::run(cfg, shutdown).await?;
+    let sandbox_report = match sandbox {
+        Some(sb) => {
+            let report = sandbox_report(&sb);
+            sb.shutdown().await;
+            Some(report)
+        }
+        None => None,
+    };
     Ok(Done {
         summary,
         dry_run_request,
-        sandbox_report: None,
+        sandbox_report,
     })
+}
+
+/// `--sandbox`: a sandbox in this process for the `--conv-id` process, with a generated
+/// login and secret, and the load pointed at it.
+async fn start_sandbox(cfg: &mut LoadConfig) -> Result<sandbox::Sandbox> {
+    use rand::Rng;
+    let conv = match &cfg.mapping.target {
+        mapping::Target::Conv(c) => *c,
+        mapping::Target::Column(_) => {
+            return Err(Error::Usage(
+                "--sandbox creates one process, the one named by --conv-id N; it cannot take --conv-id-column".into(),
+            ))
+        }
+    };
+    let mut rng = rand::rng();
+    let login = rng.random_range(100_000u64..1_000_000).to_string();
+    let secret = sign::Secret::new(hex::encode(rng.random::<[u8; 20]>()));
+    let sb = sandbox::Sandbox::start(sandbox::SandboxConfig::new(
+        login.clone(),
+        secret.clone(),
+        vec![conv],
+    ))
+    .await
+    .map_err(|e| Error::Other(format!("cannot start the sandbox: {e}")))?;
+    cfg.send.base = sb.url();
+    cfg.send.login = login;
+    cfg.send.secret = secret;
+    Ok(sb)
+}
+
+fn sandbox_report(sb: &sandbox::Sandbox) -> String {
+    let st = sb.stats();
+    let tasks = sb.tasks();
+    let mut s = format!(
+        "sandbox at {}: received {} requests with {} ops; stores {} tasks ({} created, {} modified, {} duplicate refs refused)\n",
+        sb.url(),
+        st.requests,
+        st.ops,
+        tasks.len(),
+        st.created,
+        st.modified,
+        st.duplicate_refs
+    );
+    if let Some(t) = tasks.first() {
+        s.push_str("sandbox: one of them: ");
+        s.push_str(&serde_json::to_string(t).unwrap_or_default());
+        s.push('\n');
+    }
+    s
 }
 
 /// Resolves at the first Ctrl-C; a second one ends the process at once with 130 (the

@@ -1,1 +1,4 @@
+//! The integration tests, as one binary (one link, shared helpers).
 
+mod common;
+mod sandbox;

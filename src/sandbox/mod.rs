@@ -1,5 +1,334 @@
-//! The Corezoid API sandbox (to be built: see issue 2).
-/// Placeholder until the sandbox lands.
-pub async fn run_command(_a: crate::cli::SandboxArgs) -> crate::Result<()> {
-    Err(crate::Error::Other("the sandbox is not built yet".into()))
+//! The Corezoid API sandbox: a local server that speaks the protocol of `PROTOCOL.md`.
+//!
+//! In: signed `POST /api/{1,2}/json/{login}/{ts}/{sig}` requests with `{"ops":[...]}`
+//! bodies. Out: answers as Corezoid gives them (shuffled unless `ordered`), an in-memory
+//! task store, and counts of everything received ([`Stats`]), readable from the library
+//! ([`Sandbox::stats`], [`Sandbox::tasks`]) or over HTTP (`GET /__sandbox/stats`,
+//! `GET /__sandbox/tasks`, no authentication: it is a local test tool).
+//!
+//! It checks what the real server checks (login, signature in any hex case, timestamp
+//! within `max_skew`), applies `create`, `modify` and `show` on tasks with a unique `ref`
+//! per process, and can misbehave on purpose: a tasks-per-second limit (`rps`, refusing the
+//! whole request with 429 or each excess op), and faults drawn per request from a
+//! (seedable) random generator: 503 before applying, 502 with an HTML body after applying,
+//! a connection dropped after applying, a delay. That is what lets tests prove a loader
+//! neither loses nor duplicates a row.
+//!
+//! Choices where the real server's behaviour is unknown (see PROTOCOL.md):
+//! - authentication failures are HTTP 401 with `{"request_proc":"error","description":..}`;
+//! - a create or modify without `data` is a per-op error (`key: "data"`);
+//! - validation errors are `proc: "error"` with `key` and `description`, the duplicate
+//!   ref is `proc: "not_unical_ref"`, a missing task `proc: "not_found_task"`;
+//! - every op, `show` included, counts toward the RPS limit, in a fixed window per
+//!   wall-clock second;
+//! - faults are drawn independently in order: fail-before, then (after applying)
+//!   fail-after, then drop-after.
+//!
+//! Layout: `server` (HTTP, auth, limits, faults) → `ops` (parse, validate, apply, answer)
+//! → `store` (a locked shard per process); `stats` and `limit` are lock-free.
+
+mod limit;
+mod ops;
+mod server;
+mod stats;
+mod store;
+
+pub use stats::Stats;
+pub use store::Task;
+
+use crate::cli::{RpsModeArg, SandboxArgs};
+use crate::error::{Error, Result};
+use crate::sign::Secret;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Everything the sandbox needs; the defaults are those of `czload sandbox`'s flags.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The API login it accepts.
+    pub login: String,
+    /// The secret signatures are checked against. Never printed.
+    pub secret: Secret,
+    /// The processes (conv ids) that exist; ops on others are refused.
+    pub convs: Vec<u64>,
+    /// Largest accepted difference between a request's timestamp and the clock, seconds.
+    pub max_skew: u64,
+    /// Answer ops in request order instead of shuffled.
+    pub ordered: bool,
+    /// Tasks (ops) per second accepted; `None` for no limit.
+    pub rps: Option<u32>,
+    /// How the RPS limit refuses.
+    pub rps_mode: RpsMode,
+    /// Share of requests answered 503 before anything is applied.
+    pub fail_before: f64,
+    /// Share of requests applied, then answered 502 with an HTML body.
+    pub fail_after: f64,
+    /// Share of requests applied, then closed without an answer.
+    pub drop_after: f64,
+    /// Each API request waits this long before it is handled.
+    pub delay_ms: u64,
+    /// Seed for shuffles, faults and ids; random when `None`.
+    pub seed: Option<u64>,
+    /// Largest task data (serialized JSON) in bytes.
+    pub max_task_bytes: usize,
+    /// Largest request body in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+/// How the RPS limit refuses the excess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RpsMode {
+    /// The whole request: HTTP 429 with `Retry-After: 1`, nothing applied.
+    Request,
+    /// Each op beyond the limit: `proc: "error"`, "RPS limit reached"; the rest apply.
+    Op,
+}
+
+impl SandboxConfig {
+    /// A sandbox for `login`/`secret` with the processes `convs`, other settings as the
+    /// flags' defaults.
+    pub fn new(login: impl Into<String>, secret: Secret, convs: Vec<u64>) -> SandboxConfig {
+        SandboxConfig {
+            login: login.into(),
+            secret,
+            convs,
+            max_skew: 300,
+            ordered: false,
+            rps: None,
+            rps_mode: RpsMode::Request,
+            fail_before: 0.0,
+            fail_after: 0.0,
+            drop_after: 0.0,
+            delay_ms: 0,
+            seed: None,
+            max_task_bytes: 131_072,
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+
+    /// Validates the flags of `czload sandbox`; errors name the flag.
+    pub fn from_args(args: &SandboxArgs) -> Result<SandboxConfig> {
+        let secret = crate::config::read_secret(args.secret_file.as_deref())?.ok_or_else(|| {
+            Error::Usage(format!(
+                "the sandbox needs a secret to check signatures: set {} or pass --secret-file FILE",
+                crate::config::SECRET_ENV
+            ))
+        })?;
+        if args.api_login.is_empty() || args.api_login.contains('/') {
+            return Err(Error::Usage(format!(
+                "--api-login {:?} cannot appear in a URL path",
+                args.api_login
+            )));
+        }
+        if args.convs.is_empty() {
+            return Err(Error::Usage("--conv: give at least one process id".into()));
+        }
+        if args.rps == Some(0) {
+            return Err(Error::Usage("--rps must be at least 1".into()));
+        }
+        for (flag, p) in [
+            ("--fail-before", args.fail_before),
+            ("--fail-after", args.fail_after),
+            ("--drop-after", args.drop_after),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::Usage(format!(
+                    "{flag} is a probability between 0 and 1, got {p}"
+                )));
+            }
+        }
+        Ok(SandboxConfig {
+            max_skew: args.max_skew,
+            ordered: args.ordered,
+            rps: args.rps,
+            rps_mode: match args.rps_mode {
+                RpsModeArg::Request => RpsMode::Request,
+                RpsModeArg::Op => RpsMode::Op,
+            },
+            fail_before: args.fail_before,
+            fail_after: args.fail_after,
+            drop_after: args.drop_after,
+            delay_ms: args.delay_ms,
+            seed: args.seed,
+            max_task_bytes: args.max_task_bytes,
+            max_body_bytes: args.max_body_bytes,
+            ..SandboxConfig::new(args.api_login.clone(), secret, args.convs.clone())
+        })
+    }
+}
+
+/// What the server tasks share. Everything mutable is an atomic or behind a shard's lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub cfg: SandboxConfig,
+    pub store: store::Store,
+    pub counters: stats::Counters,
+    pub ids: store::IdGen,
+    pub rps: Option<limit::RpsWindow>,
+    pub seed: u64,
+}
+
+/// A running sandbox. Dropping it stops the server too; [`Sandbox::shutdown`] also waits
+/// for the requests in progress.
+#[derive(Debug)]
+pub struct Sandbox {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Sandbox {
+    /// Starts a sandbox on `127.0.0.1` at a free port.
+    pub async fn start(cfg: SandboxConfig) -> std::io::Result<Sandbox> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Sandbox::start_on(listener, cfg).await
+    }
+
+    /// Starts a sandbox on a listener the caller bound.
+    pub async fn start_on(listener: TcpListener, cfg: SandboxConfig) -> std::io::Result<Sandbox> {
+        let addr = listener.local_addr()?;
+        let seed = cfg.seed.unwrap_or_else(rand::random);
+        let state = Arc::new(State {
+            store: store::Store::new(&cfg.convs),
+            counters: stats::Counters::default(),
+            // Ids differ between sandboxes, and repeat under the same seed.
+            ids: store::IdGen::new((seed >> 32) as u32 ^ seed as u32),
+            rps: cfg.rps.map(limit::RpsWindow::new),
+            seed,
+            cfg,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(server::serve(listener, state.clone(), stopped));
+        Ok(Sandbox {
+            addr,
+            state,
+            stop,
+            server: Some(server),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`, the base URL to give czload.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> Stats {
+        self.state.counters.snapshot()
+    }
+
+    /// Every stored task, process by process in the configured order, each in creation
+    /// order.
+    pub fn tasks(&self) -> Vec<Task> {
+        self.state
+            .store
+            .shards()
+            .iter()
+            .flat_map(|s| s.tasks())
+            .collect()
+    }
+
+    /// The stored tasks as NDJSON (`{"conv_id":..,"ref":..,"obj_id":..,"data":{..}}` a line).
+    pub fn write_tasks_ndjson(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        write_tasks(&self.state, w)
+    }
+
+    /// Stops accepting connections, lets the requests in progress finish (for a few
+    /// seconds at most), and returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn write_tasks(state: &State, w: &mut impl std::io::Write) -> std::io::Result<()> {
+    // One shard at a time into a buffer, so a slow writer never holds a shard's lock.
+    let mut buf = Vec::new();
+    for shard in state.store.shards() {
+        buf.clear();
+        shard.write_ndjson(&mut buf);
+        w.write_all(&buf)?;
+    }
+    w.flush()
+}
+
+/// `czload sandbox`: serves until Ctrl-C (or SIGTERM), then writes `--dump`.
+pub async fn run_command(args: SandboxArgs) -> Result<()> {
+    let cfg = SandboxConfig::from_args(&args)?;
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| Error::Usage(format!("--listen {}: {e}", args.listen)))?;
+    let sandbox = Sandbox::start_on(listener, cfg)
+        .await
+        .map_err(|e| Error::Other(format!("--listen {}: {e}", args.listen)))?;
+    let convs: Vec<String> = args.convs.iter().map(|c| c.to_string()).collect();
+    let url = sandbox.url();
+    eprintln!(
+        "czload sandbox: listening on {url} (api login {}, processes {})",
+        args.api_login,
+        convs.join(", ")
+    );
+    eprintln!(
+        "  load into it: czload load --url {url} --api-login {} --conv-id {} FILE",
+        args.api_login, convs[0]
+    );
+    eprintln!(
+        "  with the same secret in {} or --secret-file; counts at {url}/__sandbox/stats, tasks at {url}/__sandbox/tasks",
+        crate::config::SECRET_ENV
+    );
+    eprintln!("  Ctrl-C stops it");
+
+    stop_signal().await?;
+    eprintln!("czload sandbox: stopping");
+    let state = sandbox.state.clone();
+    sandbox.shutdown().await;
+    let stats = state.counters.snapshot();
+    if let Some(path) = &args.dump {
+        let file = std::fs::File::create(path).map_err(|e| Error::file(path, format!("--dump: {e}")))?;
+        let mut w = std::io::BufWriter::new(file);
+        write_tasks(&state, &mut w).map_err(|e| Error::file(path, format!("--dump: {e}")))?;
+        eprintln!(
+            "czload sandbox: wrote {} tasks to {}",
+            stats.tasks,
+            path.display()
+        );
+    }
+    eprintln!(
+        "czload sandbox: {} requests, {} ops, {} created, {} modified, {} duplicate refs, {} auth failures, {} tasks stored",
+        stats.requests, stats.ops, stats.created, stats.modified, stats.duplicate_refs, stats.auth_failures, stats.tasks
+    );
+    Ok(())
+}
+
+async fn stop_signal() -> Result<()> {
+    let fail = |e: std::io::Error| Error::Other(format!("cannot wait for Ctrl-C: {e}"));
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(fail)?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map_err(fail),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(fail)
+    }
 }

@@ -1,0 +1,358 @@
+//! The HTTP side: connections, routing, authentication, the RPS limit and fault injection.
+//!
+//! In: TCP connections. Out: answers, built by `ops` from what the store did. One tokio
+//! task per connection (hyper 1, HTTP/1.1 with keep-alive); a connection's errors end that
+//! connection only and are logged at debug level. Per request, in this order: delay,
+//! body size (413), authentication (401), `--fail-before` (503), body format
+//! (`format_error`), RPS limit (429 or per-op), apply, `--fail-after` (502) or
+//! `--drop-after` (connection closed without an answer).
+
+use super::ops::{self, RPS_LIMIT};
+use super::stats::inc;
+use super::{RpsMode, State};
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// A client gets this long to send its request headers, and again its body.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// On shutdown, connections get this long to finish the request they are in.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Reply = Response<Full<Bytes>>;
+
+/// Returned by the service to make hyper close the connection without writing an answer
+/// (`--drop-after`, or a body that could not be read).
+#[derive(Debug)]
+struct Dropped(&'static str);
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+/// Accepts connections until `shutdown` changes, then lets open connections finish.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let state = state.clone();
+                    let stop = shutdown.clone();
+                    conns.spawn(async move {
+                        if let Err(e) = connection(stream, state, stop).await {
+                            tracing::debug!(%peer, "sandbox connection: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin or exit.
+                    tracing::debug!("sandbox accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        conns.abort_all();
+    }
+}
+
+async fn connection(
+    stream: tokio::net::TcpStream,
+    state: Arc<State>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), hyper::Error> {
+    let svc = service_fn(move |req| handle(state.clone(), req));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Dropped> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    if parts.method == Method::GET {
+        match path {
+            "/__sandbox/stats" => {
+                let stats = serde_json::to_vec(&state.counters.snapshot()).unwrap_or_default();
+                return Ok(respond(StatusCode::OK, "application/json", stats));
+            }
+            "/__sandbox/tasks" => {
+                let mut out = Vec::new();
+                for shard in state.store.shards() {
+                    shard.write_ndjson(&mut out);
+                }
+                return Ok(respond(StatusCode::OK, "application/x-ndjson", out));
+            }
+            _ => {}
+        }
+    }
+    match (parts.method == Method::POST, api_path(path)) {
+        (true, Some((login, ts, sig))) => {
+            let (login, ts, sig) = (login.to_string(), ts.to_string(), sig.to_string());
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            api(&state, body, declared, &login, &ts, &sig).await
+        }
+        _ => Ok(error_json(
+            StatusCode::NOT_FOUND,
+            "error",
+            &format!(
+                "no such endpoint: {} {path} (POST /api/2/json/{{login}}/{{ts}}/{{sig}}, GET /__sandbox/stats, GET /__sandbox/tasks)",
+                parts.method
+            ),
+        )),
+    }
+}
+
+/// `/api/{1,2}/json/{login}/{ts}/{sig}` → its three last segments.
+fn api_path(path: &str) -> Option<(&str, &str, &str)> {
+    let rest = path
+        .strip_prefix("/api/2/json/")
+        .or_else(|| path.strip_prefix("/api/1/json/"))?;
+    let mut it = rest.split('/');
+    let (login, ts, sig) = (it.next()?, it.next()?, it.next()?);
+    match it.next() {
+        None => Some((login, ts, sig)),
+        Some("") if it.next().is_none() => Some((login, ts, sig)),
+        Some(_) => None,
+    }
+}
+
+async fn api(
+    state: &State,
+    body: Incoming,
+    declared_len: Option<u64>,
+    login: &str,
+    ts: &str,
+    sig: &str,
+) -> Result<Reply, Dropped> {
+    let cfg = &state.cfg;
+    let seq = state
+        .counters
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if cfg.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(cfg.delay_ms)).await;
+    }
+
+    // Refuse an announced oversize body before reading a byte of it.
+    let limit = cfg.max_body_bytes;
+    if declared_len.is_some_and(|n| n > limit as u64) {
+        inc(&state.counters.too_large);
+        return Ok(too_large(limit));
+    }
+    let body = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, limit).collect()).await
+    {
+        Err(_) => return Err(Dropped("timed out reading the request body")),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            inc(&state.counters.too_large);
+            return Ok(too_large(limit));
+        }
+        Ok(Err(_)) => return Err(Dropped("the request body could not be read")),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+
+    if let Err(problem) = authenticate(state, login, ts, sig, &body) {
+        inc(&state.counters.auth_failures);
+        tracing::debug!("sandbox: refused a request: {problem}");
+        return Ok(error_json(StatusCode::UNAUTHORIZED, "error", &problem));
+    }
+
+    let mut rng = SmallRng::seed_from_u64(mix(state.seed, seq));
+    if chance(&mut rng, cfg.fail_before) {
+        inc(&state.counters.faults_fail_before);
+        return Ok(error_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error",
+            "Service Unavailable (injected by --fail-before: nothing was applied)",
+        ));
+    }
+
+    let raw_ops = match ops::parse_body(&body) {
+        Ok(ops) => ops,
+        Err(description) => {
+            inc(&state.counters.format_errors);
+            let body = serde_json::json!({
+                "request_proc": "format_error",
+                "description": description,
+                "ops": [],
+            });
+            return Ok(respond(
+                StatusCode::OK,
+                "application/json",
+                body.to_string(),
+            ));
+        }
+    };
+
+    let n = raw_ops.len();
+    let admitted = match (&state.rps, cfg.rps_mode) {
+        (None, _) => n,
+        (Some(w), RpsMode::Request) => {
+            if !w.admit_all(n) {
+                inc(&state.counters.throttled_requests);
+                super::stats::add(&state.counters.throttled_ops, n as u64);
+                let mut r = error_json(StatusCode::TOO_MANY_REQUESTS, "error", RPS_LIMIT);
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Ok(r);
+            }
+            n
+        }
+        (Some(w), RpsMode::Op) => w.admit_some(n),
+    };
+
+    let planned: Vec<_> = raw_ops.iter().map(|raw| ops::plan(raw, state)).collect();
+    let mut answers = ops::apply(planned, admitted, state);
+    if !cfg.ordered {
+        answers.shuffle(&mut rng);
+    }
+    let reply = ops::reply(&answers);
+    drop(answers);
+
+    if chance(&mut rng, cfg.fail_after) {
+        inc(&state.counters.faults_fail_after);
+        return Ok(respond(StatusCode::BAD_GATEWAY, "text/html", BAD_GATEWAY_HTML));
+    }
+    if chance(&mut rng, cfg.drop_after) {
+        inc(&state.counters.faults_drop_after);
+        return Err(Dropped("dropped after applying (--drop-after)"));
+    }
+    Ok(respond(StatusCode::OK, "application/json", reply))
+}
+
+/// Checks the login, the timestamp and the signature; `Err` says which one failed.
+fn authenticate(state: &State, login: &str, ts: &str, sig: &str, body: &[u8]) -> Result<(), String> {
+    let cfg = &state.cfg;
+    if login != cfg.login {
+        return Err(format!("unknown api login {login}"));
+    }
+    let when: u64 = match ts.parse() {
+        Ok(t) if ts.bytes().all(|b| b.is_ascii_digit()) => t,
+        _ => {
+            return Err(format!(
+                "timestamp {ts:?} is not a Unix time in whole seconds"
+            ))
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if now.abs_diff(when) > cfg.max_skew {
+        return Err(format!(
+            "timestamp {when} is outside the allowed clock skew of {} s (the sandbox's clock says {now})",
+            cfg.max_skew
+        ));
+    }
+    if !crate::sign::verify(ts.as_bytes(), cfg.secret.expose(), body, sig.as_bytes()) {
+        return Err("wrong signature: expected hex(sha1(timestamp + secret + body + secret)) over the exact body bytes".into());
+    }
+    Ok(())
+}
+
+fn chance(rng: &mut SmallRng, p: f64) -> bool {
+    p > 0.0 && rng.random::<f64>() < p
+}
+
+/// The per-request seed: the sandbox's seed and the request's arrival number, so that a
+/// seeded sandbox fed one request at a time repeats its shuffles and faults exactly.
+fn mix(seed: u64, seq: u64) -> u64 {
+    // splitmix64 finalizer.
+    let mut z = seed ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn error_json(status: StatusCode, request_proc: &str, description: &str) -> Reply {
+    let body = serde_json::json!({ "request_proc": request_proc, "description": description });
+    respond(status, "application/json", body.to_string())
+}
+
+fn too_large(limit: usize) -> Reply {
+    error_json(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "error",
+        &format!("request body over {limit} bytes (--max-body-bytes)"),
+    )
+}
+
+/// What nginx in front of Corezoid answers when the upstream fails.
+const BAD_GATEWAY_HTML: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths() {
+        assert_eq!(
+            api_path("/api/2/json/1001/1700000000/abc"),
+            Some(("1001", "1700000000", "abc"))
+        );
+        assert_eq!(
+            api_path("/api/1/json/1001/1700000000/abc/"),
+            Some(("1001", "1700000000", "abc"))
+        );
+        assert_eq!(api_path("/api/2/json/1001/1700000000"), None);
+        assert_eq!(api_path("/api/2/json/1001/1/abc/x"), None);
+        assert_eq!(api_path("/api/3/json/1001/1/abc"), None);
+    }
+
+    #[test]
+    fn seeds_differ_per_request() {
+        assert_ne!(mix(1, 0), mix(1, 1));
+        assert_eq!(mix(7, 3), mix(7, 3));
+    }
+}

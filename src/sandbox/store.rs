@@ -1,0 +1,229 @@
+//! The in-memory task store: one shard per process (conv), each behind its own lock.
+//!
+//! In: validated operations (already parsed, outside any lock). Out: the stored tasks,
+//! found by `ref` or `obj_id`, and [`Task`] copies for tests and `--dump`.
+//!
+//! A shard keeps its tasks in creation order (so dumps are stable) with two indexes, by
+//! ref and by obj_id. Task data stays the raw JSON text it arrived as: creating a task
+//! copies bytes and never builds a `serde_json::Value` tree; only `modify` parses, to merge.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// A stored task, as `Sandbox::tasks` and `GET /__sandbox/tasks` give it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub conv_id: u64,
+    #[serde(rename = "ref")]
+    pub ref_: Option<String>,
+    pub obj_id: String,
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A task id: 12 bytes shown as 24 lowercase hex digits, like Corezoid's (Mongo) ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ObjId([u8; 12]);
+
+impl ObjId {
+    pub fn to_hex(self) -> [u8; 24] {
+        let mut out = [0u8; 24];
+        // Cannot fail: the output is exactly twice the input length.
+        hex::encode_to_slice(self.0, &mut out).expect("24 bytes for 12");
+        out
+    }
+
+    /// Parses 24 hex digits (any case); anything else is no id at all.
+    pub fn parse(s: &str) -> Option<ObjId> {
+        let mut out = [0u8; 12];
+        if s.len() != 24 {
+            return None;
+        }
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(ObjId(out))
+    }
+}
+
+/// Hands out ids: 4 random bytes chosen per sandbox, then a 64-bit counter, so ids are
+/// unique within a sandbox without any lookup, and differ between sandboxes.
+#[derive(Debug)]
+pub(crate) struct IdGen {
+    prefix: [u8; 4],
+    next: AtomicU64,
+}
+
+impl IdGen {
+    pub fn new(prefix: u32) -> IdGen {
+        IdGen {
+            prefix: prefix.to_be_bytes(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next(&self) -> ObjId {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 12];
+        id[..4].copy_from_slice(&self.prefix);
+        id[4..].copy_from_slice(&n.to_be_bytes());
+        ObjId(id)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct StoredTask {
+    pub ref_: Option<Box<str>>,
+    pub obj_id: ObjId,
+    pub data: Box<RawValue>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ShardInner {
+    pub tasks: Vec<StoredTask>,
+    by_ref: HashMap<Box<str>, usize>,
+    by_obj: HashMap<ObjId, usize>,
+}
+
+/// How an operation names its task.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'a> {
+    Obj(ObjId),
+    /// An `obj_id` that is not 24 hex digits: it can name no task.
+    BadObj,
+    Ref(&'a str),
+}
+
+impl ShardInner {
+    pub fn ref_taken(&self, r: &str) -> bool {
+        self.by_ref.contains_key(r)
+    }
+
+    pub fn insert(&mut self, task: StoredTask) {
+        let i = self.tasks.len();
+        if let Some(r) = &task.ref_ {
+            self.by_ref.insert(r.clone(), i);
+        }
+        self.by_obj.insert(task.obj_id, i);
+        self.tasks.push(task);
+    }
+
+    pub fn find_mut(&mut self, t: Target<'_>) -> Option<&mut StoredTask> {
+        let i = match t {
+            Target::Obj(id) => *self.by_obj.get(&id)?,
+            Target::BadObj => return None,
+            Target::Ref(r) => *self.by_ref.get(r)?,
+        };
+        self.tasks.get_mut(i)
+    }
+}
+
+/// One process's tasks.
+#[derive(Debug)]
+pub(crate) struct Shard {
+    pub conv_id: u64,
+    inner: Mutex<ShardInner>,
+}
+
+impl Shard {
+    pub fn new(conv_id: u64) -> Shard {
+        Shard {
+            conv_id,
+            inner: Mutex::new(ShardInner::default()),
+        }
+    }
+
+    /// The shard's lock. A panic while holding it cannot leave the maps half-updated in a
+    /// way that matters to a test server, so a poisoned lock is simply taken over.
+    pub fn lock(&self) -> MutexGuard<'_, ShardInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes this shard's tasks as NDJSON lines into `out`.
+    pub fn write_ndjson(&self, out: &mut Vec<u8>) {
+        let g = self.lock();
+        for t in &g.tasks {
+            #[derive(Serialize)]
+            struct Line<'a> {
+                conv_id: u64,
+                #[serde(rename = "ref")]
+                ref_: Option<&'a str>,
+                obj_id: &'a str,
+                data: &'a RawValue,
+            }
+            let hex = t.obj_id.to_hex();
+            let line = Line {
+                conv_id: self.conv_id,
+                ref_: t.ref_.as_deref(),
+                obj_id: std::str::from_utf8(&hex).unwrap_or_default(),
+                data: &t.data,
+            };
+            // Serializing plain strings and already-valid JSON into a Vec cannot fail.
+            if serde_json::to_writer(&mut *out, &line).is_ok() {
+                out.push(b'\n');
+            }
+        }
+    }
+
+    pub fn tasks(&self) -> Vec<Task> {
+        let g = self.lock();
+        g.tasks
+            .iter()
+            .map(|t| Task {
+                conv_id: self.conv_id,
+                ref_: t.ref_.as_ref().map(|r| r.to_string()),
+                obj_id: String::from_utf8_lossy(&t.obj_id.to_hex()).into_owned(),
+                data: serde_json::from_str(t.data.get()).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// Every configured process, looked up without a lock (the set is fixed at start).
+#[derive(Debug)]
+pub(crate) struct Store {
+    shards: Vec<Shard>,
+    index: HashMap<u64, usize>,
+}
+
+impl Store {
+    pub fn new(convs: &[u64]) -> Store {
+        let mut shards = Vec::new();
+        let mut index = HashMap::new();
+        for &c in convs {
+            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(c) {
+                e.insert(shards.len());
+                shards.push(Shard::new(c));
+            }
+        }
+        Store { shards, index }
+    }
+
+    pub fn shard(&self, conv_id: u64) -> Option<&Shard> {
+        self.index.get(&conv_id).map(|&i| &self.shards[i])
+    }
+
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_24_hex_and_unique() {
+        let g = IdGen::new(0xdead_beef);
+        let a = g.next();
+        let b = g.next();
+        assert_ne!(a, b);
+        let hex = a.to_hex();
+        let s = std::str::from_utf8(&hex).unwrap();
+        assert_eq!(s.len(), 24);
+        assert!(s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert_eq!(ObjId::parse(s), Some(a));
+        assert_eq!(ObjId::parse(&s.to_uppercase()), Some(a));
+        assert_eq!(ObjId::parse("xyz"), None);
+    }
+}

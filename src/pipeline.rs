@@ -180,9 +180,10 @@ pub async fn run(
         }
         if interrupted {
             eprintln!("czload: interrupted: finishing the requests in flight (Ctrl-C again to quit at once)");
+            sender.stop();
         }
+        // The reader stops at its next row (when it is not done already).
         stop.store(true, Ordering::SeqCst);
-        sender.stop();
         // Unblocks the reader if it waits to hand over a batch.
         drop(batch_rx);
         while tasks.join_next().await.is_some() {}

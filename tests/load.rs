@@ -30,7 +30,11 @@ pub async fn load(url: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Out {
             .env_remove("COREZOID_API_LOGIN")
             .env_remove("COREZOID_URL")
             .env_remove("RUST_LOG")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("czload starts");
@@ -53,9 +57,15 @@ pub async fn load(url: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Out {
 pub fn results(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
-    let manifest: Value = serde_json::from_str(lines.next().expect("a manifest line")).expect("JSON");
-    assert!(manifest.get("inputs").is_some(), "manifest first: {manifest}");
-    lines.map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    let manifest: Value =
+        serde_json::from_str(lines.next().expect("a manifest line")).expect("JSON");
+    assert!(
+        manifest.get("inputs").is_some(),
+        "manifest first: {manifest}"
+    );
+    lines
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
 }
 
 pub fn by_ref(tasks: &[Task]) -> HashMap<String, &Task> {
@@ -68,7 +78,9 @@ pub fn by_ref(tasks: &[Task]) -> HashMap<String, &Task> {
 }
 
 pub fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(name)
 }
 
 /// Copies a sample into `dir`, so default outputs land beside it there.
@@ -79,7 +91,9 @@ pub fn copy_sample(name: &str, dir: &Path) -> PathBuf {
 }
 
 async fn sandbox() -> Sandbox {
-    Sandbox::start(common::config()).await.expect("sandbox starts")
+    Sandbox::start(common::config())
+        .await
+        .expect("sandbox starts")
 }
 
 fn s(p: &Path) -> &str {
@@ -123,14 +137,23 @@ async fn every_csv_sample_row_is_created_once_with_its_ref_and_typed_data() {
     for rec in rdr.records() {
         let rec = rec.unwrap();
         rows += 1;
-        let t = refs.get(&rec[0]).unwrap_or_else(|| panic!("{} not stored", &rec[0]));
+        let t = refs
+            .get(&rec[0])
+            .unwrap_or_else(|| panic!("{} not stored", &rec[0]));
         assert_eq!(t.conv_id, CONV);
         assert_eq!(t.data["customer"], json!(rec[1].to_string()));
-        assert_eq!(t.data["amount"].as_f64().unwrap(), rec[4].parse::<f64>().unwrap());
+        assert_eq!(
+            t.data["amount"].as_f64().unwrap(),
+            rec[4].parse::<f64>().unwrap()
+        );
         assert_eq!(t.data["quantity"], json!(rec[5].parse::<i64>().unwrap()));
         assert_eq!(t.data["paid"], json!(&rec[6] == "true"));
         assert!(t.data["items"].is_array(), "{:?}", t.data);
-        assert_eq!(t.data["note"], json!(rec[9].to_string()), "empty cells stay \"\"");
+        assert_eq!(
+            t.data["note"],
+            json!(rec[9].to_string()),
+            "empty cells stay \"\""
+        );
     }
     assert_eq!(rows, 300);
 
@@ -169,7 +192,10 @@ async fn ndjson_lines_become_task_data_as_they_are() {
         assert_eq!(Value::Object(t.data.clone()), want);
     }
     assert_eq!(tasks.len(), text.lines().count());
-    assert_eq!(results(&dir.path().join("events.results.ndjson")).len(), 300);
+    assert_eq!(
+        results(&dir.path().join("events.results.ndjson")).len(),
+        300
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +211,14 @@ async fn several_inputs_gzip_and_stdin() {
     let results_path = dir.path().join("r.ndjson");
     let out = load(
         &sb.url(),
-        &[s(&a), s(&b), "--conv-id", "555", "--results", s(&results_path)],
+        &[
+            s(&a),
+            s(&b),
+            "--conv-id",
+            "555",
+            "--results",
+            s(&results_path),
+        ],
         None,
     )
     .await;
@@ -194,7 +227,16 @@ async fn several_inputs_gzip_and_stdin() {
     let refs = by_ref(&tasks);
     let mut got: Vec<_> = refs.keys().cloned().collect();
     got.sort();
-    assert_eq!(got, ["a.csv:1", "a.csv:2", "b.csv.gz:1", "b.csv.gz:2", "b.csv.gz:3"]);
+    assert_eq!(
+        got,
+        [
+            "a.csv:1",
+            "a.csv:2",
+            "b.csv.gz:1",
+            "b.csv.gz:2",
+            "b.csv.gz:3"
+        ]
+    );
     assert_eq!(refs["b.csv.gz:3"].data["v"], "q");
     let lines = results(&results_path);
     assert_eq!(lines.len(), 5);
@@ -203,14 +245,28 @@ async fn several_inputs_gzip_and_stdin() {
     // stdin, NDJSON.
     let out = load(
         &sb.url(),
-        &["-", "--format", "ndjson", "--conv-id", "556", "--results", s(&results_path)],
+        &[
+            "-",
+            "--format",
+            "ndjson",
+            "--conv-id",
+            "556",
+            "--results",
+            s(&results_path),
+        ],
         Some(b"{\"n\":1}\n{\"n\":2}\n".to_vec()),
     )
     .await;
     assert_eq!(out.code, 0, "{out:?}");
-    let tasks: Vec<_> = sb.tasks().into_iter().filter(|t| t.conv_id == 556).collect();
+    let tasks: Vec<_> = sb
+        .tasks()
+        .into_iter()
+        .filter(|t| t.conv_id == 556)
+        .collect();
     assert_eq!(tasks.len(), 2);
-    assert!(tasks.iter().any(|t| t.ref_.as_deref() == Some("stdin:2") && t.data["n"] == 2));
+    assert!(tasks
+        .iter()
+        .any(|t| t.ref_.as_deref() == Some("stdin:2") && t.data["n"] == 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,13 +275,32 @@ async fn modify_updates_the_tasks_by_ref() {
     let dir = tempfile::tempdir().unwrap();
     let create = dir.path().join("c.csv");
     std::fs::write(&create, "id,status,sum\n1,new,10\n2,new,20\n").unwrap();
-    let out = load(&sb.url(), &[s(&create), "--conv-id", "555", "--ref-template", "order-{id}"], None).await;
+    let out = load(
+        &sb.url(),
+        &[
+            s(&create),
+            "--conv-id",
+            "555",
+            "--ref-template",
+            "order-{id}",
+        ],
+        None,
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     let modify = dir.path().join("m.csv");
     std::fs::write(&modify, "id,status\n2,paid\n3,paid\n").unwrap();
     let out = load(
         &sb.url(),
-        &[s(&modify), "--conv-id", "555", "--op", "modify", "--ref-template", "order-{id}"],
+        &[
+            s(&modify),
+            "--conv-id",
+            "555",
+            "--op",
+            "modify",
+            "--ref-template",
+            "order-{id}",
+        ],
         None,
     )
     .await;
@@ -234,10 +309,16 @@ async fn modify_updates_the_tasks_by_ref() {
     let tasks = sb.tasks();
     let refs = by_ref(&tasks);
     assert_eq!(refs["order-2"].data["status"], "paid");
-    assert_eq!(refs["order-2"].data["sum"], "20", "a modify merges, it does not replace");
+    assert_eq!(
+        refs["order-2"].data["sum"], "20",
+        "a modify merges, it does not replace"
+    );
     assert_eq!(refs["order-1"].data["status"], "new");
     let lines = results(&dir.path().join("m.results.ndjson"));
-    let st: HashMap<u64, &Value> = lines.iter().map(|l| (l["row"].as_u64().unwrap(), l)).collect();
+    let st: HashMap<u64, &Value> = lines
+        .iter()
+        .map(|l| (l["row"].as_u64().unwrap(), l))
+        .collect();
     assert_eq!(st[&1]["status"], "modified");
     assert_eq!(st[&2]["status"], "rejected");
     assert_eq!(st[&2]["proc"], "not_found_task");
@@ -256,7 +337,15 @@ async fn bad_rows_are_rejected_with_line_and_reason_and_the_rest_load() {
     .unwrap();
     let out = load(
         &sb.url(),
-        &[s(&input), "--conv-id", "555", "--ref-column", "id", "--type", "sum:number"],
+        &[
+            s(&input),
+            "--conv-id",
+            "555",
+            "--ref-column",
+            "id",
+            "--type",
+            "sum:number",
+        ],
         None,
     )
     .await;
@@ -267,12 +356,19 @@ async fn bad_rows_are_rejected_with_line_and_reason_and_the_rest_load() {
     assert_eq!(refs, ["1", "6"]);
     let lines = results(&dir.path().join("bad.results.ndjson"));
     assert_eq!(lines.len(), 6);
-    let by_line: HashMap<u64, &Value> = lines.iter().map(|l| (l["line"].as_u64().unwrap(), l)).collect();
+    let by_line: HashMap<u64, &Value> = lines
+        .iter()
+        .map(|l| (l["line"].as_u64().unwrap(), l))
+        .collect();
     let err = |line: u64| {
         assert_eq!(by_line[&line]["status"], "rejected", "{:?}", by_line[&line]);
         by_line[&line]["error"].as_str().unwrap().to_string()
     };
-    assert!(err(3).contains("\"sum\"") && err(3).contains("not a number"), "{}", err(3));
+    assert!(
+        err(3).contains("\"sum\"") && err(3).contains("not a number"),
+        "{}",
+        err(3)
+    );
     assert!(err(4).contains("2 fields"), "{}", err(4));
     assert!(err(5).contains("255"), "{}", err(5));
     assert!(err(6).contains("2^53"), "{}", err(6));
@@ -285,15 +381,42 @@ async fn dry_run_sends_nothing_and_shows_the_first_request_without_the_secret() 
     let sb = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = copy_sample("orders.csv", dir.path());
-    let out = load(&sb.url(), &[s(&input), "--conv-id", "555", "--dry-run", "--type", "amount:number"], None).await;
+    let out = load(
+        &sb.url(),
+        &[
+            s(&input),
+            "--conv-id",
+            "555",
+            "--dry-run",
+            "--type",
+            "amount:number",
+        ],
+        None,
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(sb.stats().requests, 0);
     assert!(sb.tasks().is_empty());
-    assert!(out.stdout.contains(&format!("/api/2/json/{LOGIN}/")), "{}", out.stdout);
-    assert!(out.stdout.contains(r#""ref":"orders.csv:1""#), "{}", out.stdout);
-    assert!(out.stderr.contains("300 would be sent in 3 requests"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("/api/2/json/{LOGIN}/")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(r#""ref":"orders.csv:1""#),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("300 would be sent in 3 requests"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stdout.contains(SECRET) && !out.stderr.contains(SECRET));
-    assert!(!dir.path().join("orders.results.ndjson").exists(), "a dry run writes no log");
+    assert!(
+        !dir.path().join("orders.results.ndjson").exists(),
+        "a dry run writes no log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,12 +430,23 @@ async fn failed_rows_go_to_the_retry_file_which_loads_back_with_the_same_refs() 
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let input = copy_sample("orders.csv", dir.path());
-    let out = load(&broken.url(), &[s(&input), "--conv-id", "555", "--max-attempts", "2"], None).await;
+    let out = load(
+        &broken.url(),
+        &[s(&input), "--conv-id", "555", "--max-attempts", "2"],
+        None,
+    )
+    .await;
     assert_eq!(out.code, 2, "{out:?}");
     assert!(broken.tasks().is_empty());
     let lines = results(&dir.path().join("orders.results.ndjson"));
     assert_eq!(lines.len(), 300);
-    assert!(lines.iter().all(|l| l["status"] == "failed" && l["attempts"] == 2), "{:?}", lines[0]);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["status"] == "failed" && l["attempts"] == 2),
+        "{:?}",
+        lines[0]
+    );
     let retry = dir.path().join("orders.retry.csv");
     let mut rdr = csv::Reader::from_path(&retry).unwrap();
     let header = rdr.headers().unwrap().clone();
@@ -335,19 +469,36 @@ async fn failed_rows_go_to_the_retry_file_which_loads_back_with_the_same_refs() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_secret_stops_the_run_with_exit_1_and_leaves_rows_unsettled() {
-    let sb = Sandbox::start(SandboxConfig::new(LOGIN, czload::sign::Secret::new("other"), vec![CONV]))
-        .await
-        .unwrap();
+    let sb = Sandbox::start(SandboxConfig::new(
+        LOGIN,
+        czload::sign::Secret::new("other"),
+        vec![CONV],
+    ))
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let input = copy_sample("orders.csv", dir.path());
-    let out = load(&sb.url(), &[s(&input), "--conv-id", "555", "--concurrency", "1"], None).await;
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--concurrency", "1"],
+        None,
+    )
+    .await;
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.to_lowercase().contains("signature"), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("signature"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("--resume"), "{}", out.stderr);
     assert!(sb.tasks().is_empty());
     // Nothing was settled: every row stays for --resume.
     assert!(results(&dir.path().join("orders.results.ndjson")).is_empty());
-    assert!(sb.stats().requests <= 3, "stopped after the first answers: {:?}", sb.stats());
+    assert!(
+        sb.stats().requests <= 3,
+        "stopped after the first answers: {:?}",
+        sb.stats()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,22 +508,49 @@ async fn usage_and_input_errors_exit_1_naming_the_problem() {
     let missing = dir.path().join("nope.csv");
     let out = load(&sb.url(), &[s(&missing), "--conv-id", "555"], None).await;
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("nope.csv") && out.stderr.contains("no such file"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nope.csv") && out.stderr.contains("no such file"),
+        "{}",
+        out.stderr
+    );
 
     let input = copy_sample("orders.csv", dir.path());
-    let out = load(&sb.url(), &[s(&input), "--conv-id", "555", "--type", "amount:money"], None).await;
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--type", "amount:money"],
+        None,
+    )
+    .await;
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("--type") && out.stderr.contains("money"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--type") && out.stderr.contains("money"),
+        "{}",
+        out.stderr
+    );
 
-    let out = load(&sb.url(), &[s(&input), "--conv-id", "555", "--ref-column", "nope"], None).await;
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--ref-column", "nope"],
+        None,
+    )
+    .await;
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("--ref-column") && out.stderr.contains("order_id"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--ref-column") && out.stderr.contains("order_id"),
+        "{}",
+        out.stderr
+    );
 
     let out = load(&sb.url(), &[s(&input)], None).await;
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("--conv-id"), "{}", out.stderr);
 
-    let out = load(&sb.url(), &[s(&input), "--conv-id", "555", "--no-such-flag"], None).await;
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--no-such-flag"],
+        None,
+    )
+    .await;
     assert_eq!(out.code, 1, "a usage error is exit 1: {out:?}");
     assert_eq!(sb.stats().requests, 0);
 }
@@ -383,7 +561,14 @@ async fn the_readme_sandbox_command_loads_the_sample() {
     let input = copy_sample("orders.csv", dir.path());
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_czload"))
-            .args(["load", s(&input), "--conv-id", "555", "--sandbox", "--quiet"])
+            .args([
+                "load",
+                s(&input),
+                "--conv-id",
+                "555",
+                "--sandbox",
+                "--quiet",
+            ])
             .env_remove("COREZOID_API_SECRET")
             .output()
             .unwrap()

@@ -1,5 +1,5 @@
 //! The integration tests, as one binary (one link, shared helpers).
 
 mod common;
-mod sandbox;
 mod load;
+mod sandbox;

@@ -24,16 +24,28 @@ pub struct CsvSource {
     /// With `--no-header` the first record is read to count columns, then given out.
     first_pending: bool,
     last_line: u64,
+    /// Added to the line of every record after the first (see `new`).
+    line_fix: u64,
 }
 
 impl CsvSource {
     /// Reads the header. An input without even a header row is unusable: the error names it.
     pub fn new(
-        reader: Box<dyn BufRead>,
+        mut reader: Box<dyn BufRead>,
         delimiter: u8,
         has_header: bool,
         name: &str,
     ) -> Result<CsvSource> {
+        // csv takes a record's position before it swallows the `\n` of the previous
+        // record's `\r\n`, so in CRLF files every record after the first reports the line
+        // before its own. Peek at the first line end to correct for it.
+        let crlf = match reader.fill_buf() {
+            Ok(buf) => buf
+                .iter()
+                .position(|&c| c == b'\n')
+                .is_some_and(|i| i > 0 && buf[i - 1] == b'\r'),
+            Err(_) => false,
+        };
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -82,6 +94,7 @@ impl CsvSource {
                 row: 0,
                 first_pending: false,
                 last_line,
+                line_fix: crlf as u64,
             })
         } else {
             let header = (1..=first.len()).map(|i| format!("key{i}")).collect();
@@ -93,28 +106,36 @@ impl CsvSource {
                 row: 0,
                 first_pending: true,
                 last_line,
+                line_fix: crlf as u64,
             })
         }
     }
 
     /// Advances to the next record: `(row, line)`, or `None` at the end.
     pub fn advance(&mut self) -> std::result::Result<Option<(u64, u64)>, ReadError> {
-        if self.first_pending {
+        let fix = if self.first_pending {
             self.first_pending = false;
+            0
         } else {
             match self.rdr.read_byte_record(&mut self.rec) {
                 Ok(true) => {}
                 Ok(false) => return Ok(None),
                 Err(e) => {
                     return Err(ReadError {
-                        line: e.position().map_or(self.last_line + 1, |p| p.line()),
+                        line: e
+                            .position()
+                            .map_or(self.last_line + 1, |p| p.line() + self.line_fix),
                         message: csv_reason(&e),
                     })
                 }
             }
-        }
+            self.line_fix
+        };
         self.row += 1;
-        let line = self.rec.position().map_or(self.last_line + 1, |p| p.line());
+        let line = self
+            .rec
+            .position()
+            .map_or(self.last_line + 1, |p| p.line() + fix);
         self.last_line = line;
         Ok(Some((self.row, line)))
     }

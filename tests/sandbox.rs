@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 fn is_obj_id(v: &Value) -> bool {
     v.as_str().is_some_and(|s| {
-        s.len() == 24 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        s.len() == 24
+            && s.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
     })
 }
 
@@ -29,7 +31,11 @@ async fn a_signed_request_is_applied() {
     assert_eq!(a["ref"], "order-1");
     assert!(is_obj_id(&a["obj_id"]), "{a}");
     // A numeric id comes back as the same number.
-    let b = r.ops().iter().find(|o| o["id"] == 17).expect("id 17 echoed");
+    let b = r
+        .ops()
+        .iter()
+        .find(|o| o["id"] == 17)
+        .expect("id 17 echoed");
     assert_eq!(b["proc"], "ok");
     assert!(b.get("ref").is_none());
 
@@ -40,7 +46,10 @@ async fn a_signed_request_is_applied() {
     assert_eq!(tasks[0].conv_id, CONV);
     assert_eq!(tasks[0].ref_.as_deref(), Some("order-1"));
     assert_eq!(Some(tasks[0].obj_id.as_str()), a["obj_id"].as_str());
-    assert_eq!(Value::Object(tasks[0].data.clone()), json!({"sum": 12.5, "who": "ann"}));
+    assert_eq!(
+        Value::Object(tasks[0].data.clone()),
+        json!({"sum": 12.5, "who": "ann"})
+    );
     assert_eq!(tasks[1].conv_id, CONV2);
     assert_eq!(tasks[1].ref_, None);
     assert_ne!(tasks[0].obj_id, tasks[1].obj_id);
@@ -176,7 +185,8 @@ async fn modify_and_show_work_by_ref_and_by_obj_id() {
     let obj_id = r.op("c")["obj_id"].as_str().expect("obj_id").to_string();
 
     let modify = |id: &str, by: Value, data: Value| {
-        let mut op = json!({"id": id, "type": "modify", "obj": "task", "conv_id": CONV, "data": data});
+        let mut op =
+            json!({"id": id, "type": "modify", "obj": "task", "conv_id": CONV, "data": data});
         for (k, v) in by.as_object().unwrap() {
             op[k] = v.clone();
         }
@@ -191,7 +201,11 @@ async fn modify_and_show_work_by_ref_and_by_obj_id() {
     };
 
     let r = h
-        .post(&body(&[modify("m1", json!({"ref": "t1"}), json!({"b": 2, "c": 3}))]))
+        .post(&body(&[modify(
+            "m1",
+            json!({"ref": "t1"}),
+            json!({"b": 2, "c": 3}),
+        )]))
         .await;
     assert_eq!(r.op("m1")["proc"], "ok", "{}", r.text);
     assert_eq!(r.op("m1")["obj_id"], obj_id.as_str());
@@ -238,7 +252,10 @@ async fn an_unknown_process_is_refused_and_a_numeric_string_conv_id_accepted() {
     let mut as_string = create("s", None, json!({}));
     as_string["conv_id"] = json!("555");
     let r = h.post(&body(&[unknown, as_string])).await;
-    assert_eq!(r.json["request_proc"], "ok", "a failed op does not fail the package");
+    assert_eq!(
+        r.json["request_proc"], "ok",
+        "a failed op does not fail the package"
+    );
     assert_eq!(r.op("u")["proc"], "error");
     assert_eq!(
         r.op("u")["description"],
@@ -412,7 +429,9 @@ async fn rps_in_request_mode_refuses_the_whole_request_with_429() {
             || (s.throttled_requests, s.throttled_ops, s.created) != (1, 20, 40)
             || stored != 40
         {
-            return Err(format!("{statuses:?} {retry_after:?} {s:?} stored {stored}"));
+            return Err(format!(
+                "{statuses:?} {retry_after:?} {s:?} stored {stored}"
+            ));
         }
         Ok(())
     })
@@ -471,7 +490,11 @@ async fn rps_in_op_mode_refuses_each_op_beyond_the_limit() {
 async fn one_op_requests(h: &Harness, n: usize) -> Vec<Result<Reply, reqwest::Error>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let b = body(&[create(&i.to_string(), Some(&format!("f-{i}")), json!({"i": i}))]);
+        let b = body(&[create(
+            &i.to_string(),
+            Some(&format!("f-{i}")),
+            json!({"i": i}),
+        )]);
         out.push(h.post_as(&b, &Auth::default()).await);
     }
     out
@@ -563,7 +586,11 @@ async fn delay_makes_each_request_wait() {
     let t = Instant::now();
     let r = h.post(&creates("d", 1)).await;
     assert_eq!(r.status, 200);
-    assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -655,9 +682,8 @@ async fn an_oversize_body_gets_413_and_applies_nothing() {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let path = format!("/api/2/json/{LOGIN}/{}/{}", now(), "0".repeat(40));
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
-        );
+        let mut req =
+            format!("POST {path} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n");
         for _ in 0..3 {
             req.push_str(&format!("{:x}\r\n{}\r\n", 600, "a".repeat(600)));
         }
@@ -690,7 +716,8 @@ async fn garbage_half_sent_requests_and_many_connections_do_not_stop_it() {
         let mut half = std::net::TcpStream::connect(addr).unwrap();
         let path = format!("/api/2/json/{LOGIN}/{}/{}", now(), "0".repeat(40));
         let _ = half.write_all(
-            format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{{\"ops\":[").as_bytes(),
+            format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{{\"ops\":[")
+                .as_bytes(),
         );
         held.push(half);
         // Headers cut in the middle.
@@ -721,7 +748,10 @@ async fn shutdown_stops_the_server() {
     let h = Harness::start(config()).await;
     let url = h.sb.url();
     h.sb.shutdown().await;
-    let r = client(true).get(format!("{url}/__sandbox/stats")).send().await;
+    let r = client(true)
+        .get(format!("{url}/__sandbox/stats"))
+        .send()
+        .await;
     assert!(r.is_err(), "still answering after shutdown");
 }
 
@@ -733,7 +763,14 @@ async fn the_sandbox_command_serves_and_dumps_its_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("tasks.ndjson");
     let mut child = Command::new(env!("CARGO_BIN_EXE_czload"))
-        .args(["sandbox", "--listen", "127.0.0.1:0", "--conv", "555", "--dump"])
+        .args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--conv",
+            "555",
+            "--dump",
+        ])
         .arg(&dump)
         .env("COREZOID_API_SECRET", SECRET)
         .env("COREZOID_API_LOGIN", LOGIN)
@@ -779,13 +816,18 @@ async fn the_sandbox_command_serves_and_dumps_its_tasks() {
 fn the_sandbox_command_refuses_bad_settings_naming_the_flag() {
     let run = |args: &[&str], secret: bool| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_czload"));
-        c.arg("sandbox").args(["--listen", "127.0.0.1:0", "--conv", "1"]).args(args);
+        c.arg("sandbox")
+            .args(["--listen", "127.0.0.1:0", "--conv", "1"])
+            .args(args);
         c.env_remove("COREZOID_API_SECRET");
         if secret {
             c.env("COREZOID_API_SECRET", SECRET);
         }
         let out = c.output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, err) = run(&[], false);
     assert_eq!(code, Some(1));

@@ -100,7 +100,11 @@ mod tests {
         assert_eq!(w.admit_at(10, 30, false), 30);
         assert_eq!(w.admit_at(10, 30, false), 20);
         assert_eq!(w.admit_at(10, 30, false), 0);
-        assert_eq!(w.admit_at(9, 5, false), 0, "a clock step back grants nothing new");
+        assert_eq!(
+            w.admit_at(9, 5, false),
+            0,
+            "a clock step back grants nothing new"
+        );
         assert_eq!(w.admit_at(12, 100, false), 50);
     }
 }

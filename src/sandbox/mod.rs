@@ -300,7 +300,8 @@ pub async fn run_command(args: SandboxArgs) -> Result<()> {
     sandbox.shutdown().await;
     let stats = state.counters.snapshot();
     if let Some(path) = &args.dump {
-        let file = std::fs::File::create(path).map_err(|e| Error::file(path, format!("--dump: {e}")))?;
+        let file =
+            std::fs::File::create(path).map_err(|e| Error::file(path, format!("--dump: {e}")))?;
         let mut w = std::io::BufWriter::new(file);
         write_tasks(&state, &mut w).map_err(|e| Error::file(path, format!("--dump: {e}")))?;
         eprintln!(

@@ -115,10 +115,7 @@ pub(crate) struct Answer<'a> {
     obj: Option<&'a RawValue>,
     #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
     ref_: Option<&'a RawValue>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_obj_id"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_obj_id")]
     obj_id: Option<ObjId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<Box<RawValue>>,
@@ -181,7 +178,10 @@ pub(crate) fn plan<'a, 's>(raw: &'a RawValue, state: &'s State) -> Planned<'a, '
         Err(e) => {
             return Planned {
                 echo: Echo::default(),
-                action: refuse(None, format!("the operation is not a valid JSON object: {e}")),
+                action: refuse(
+                    None,
+                    format!("the operation is not a valid JSON object: {e}"),
+                ),
             }
         }
     };
@@ -221,12 +221,19 @@ fn validate<'a, 's>(op: &OpIn<'a>, state: &'s State) -> Result<Action<'a, 's>, A
     };
     if let Some(c) = op.company_id {
         if string(c).as_deref() == Some("") {
-            return Err(refuse(Some("company_id"), "Value is not valid: company_id is empty"));
+            return Err(refuse(
+                Some("company_id"),
+                "Value is not valid: company_id is empty",
+            ));
         }
     }
     let conv_id = match op.conv_id {
-        Some(raw) => number(raw)
-            .ok_or_else(|| refuse(Some("conv_id"), "Value is not valid: conv_id is not a number"))?,
+        Some(raw) => number(raw).ok_or_else(|| {
+            refuse(
+                Some("conv_id"),
+                "Value is not valid: conv_id is not a number",
+            )
+        })?,
         None if op.obj_alias.is_some() => {
             return Err(refuse(
                 Some("obj_alias"),
@@ -236,7 +243,10 @@ fn validate<'a, 's>(op: &OpIn<'a>, state: &'s State) -> Result<Action<'a, 's>, A
         None => return Err(refuse(Some("conv_id"), "conv_id is required")),
     };
     let shard = state.store.shard(conv_id).ok_or_else(|| {
-        refuse(None, format!("Object conv with id {conv_id} does not exist"))
+        refuse(
+            None,
+            format!("Object conv with id {conv_id} does not exist"),
+        )
     })?;
     let ref_ = match op.ref_ {
         None => None,
@@ -257,7 +267,12 @@ fn validate<'a, 's>(op: &OpIn<'a>, state: &'s State) -> Result<Action<'a, 's>, A
     };
     let data = match op.data {
         Some(d) if d.get().trim_start().starts_with('{') => Some(d),
-        Some(_) => return Err(refuse(Some("data"), "Value is not valid: data is not an object")),
+        Some(_) => {
+            return Err(refuse(
+                Some("data"),
+                "Value is not valid: data is not an object",
+            ))
+        }
         None => None,
     };
     if let Some(d) = data {

@@ -183,8 +183,7 @@ async fn api(
         inc(&state.counters.too_large);
         return Ok(too_large(limit));
     }
-    let body = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, limit).collect()).await
-    {
+    let body = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, limit).collect()).await {
         Err(_) => return Err(Dropped("timed out reading the request body")),
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
             inc(&state.counters.too_large);
@@ -254,7 +253,11 @@ async fn api(
 
     if chance(&mut rng, cfg.fail_after) {
         inc(&state.counters.faults_fail_after);
-        return Ok(respond(StatusCode::BAD_GATEWAY, "text/html", BAD_GATEWAY_HTML));
+        return Ok(respond(
+            StatusCode::BAD_GATEWAY,
+            "text/html",
+            BAD_GATEWAY_HTML,
+        ));
     }
     if chance(&mut rng, cfg.drop_after) {
         inc(&state.counters.faults_drop_after);
@@ -264,7 +267,13 @@ async fn api(
 }
 
 /// Checks the login, the timestamp and the signature; `Err` says which one failed.
-fn authenticate(state: &State, login: &str, ts: &str, sig: &str, body: &[u8]) -> Result<(), String> {
+fn authenticate(
+    state: &State,
+    login: &str,
+    ts: &str,
+    sig: &str,
+    body: &[u8],
+) -> Result<(), String> {
     let cfg = &state.cfg;
     if login != cfg.login {
         return Err(format!("unknown api login {login}"));

@@ -221,7 +221,9 @@ mod tests {
         let hex = a.to_hex();
         let s = std::str::from_utf8(&hex).unwrap();
         assert_eq!(s.len(), 24);
-        assert!(s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert!(s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
         assert_eq!(ObjId::parse(s), Some(a));
         assert_eq!(ObjId::parse(&s.to_uppercase()), Some(a));
         assert_eq!(ObjId::parse("xyz"), None);

@@ -65,7 +65,9 @@ pub struct Reply {
 impl Reply {
     /// The `ops` answers.
     pub fn ops(&self) -> &Vec<Value> {
-        self.json["ops"].as_array().expect("an ops array in the answer")
+        self.json["ops"]
+            .as_array()
+            .expect("an ops array in the answer")
     }
 
     /// The answer to the op whose id is `id` (a string id).

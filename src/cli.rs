@@ -90,12 +90,7 @@ pub struct LoadArgs {
     pub conv_id: Option<u64>,
 
     /// Take the process id of each row from this column or field.
-    #[arg(
-        long,
-        value_name = "COL",
-        conflicts_with = "conv_id",
-        help_heading = "Target"
-    )]
+    #[arg(long, value_name = "COL", conflicts_with = "conv_id", help_heading = "Target")]
     pub conv_id_column: Option<String>,
 
     /// Company id, for processes that belong to a company.
@@ -107,21 +102,11 @@ pub struct LoadArgs {
     pub op: OpArg,
 
     /// Take each task's ref from this column (CSV) or top-level field (NDJSON).
-    #[arg(
-        long,
-        value_name = "COL",
-        group = "refmode",
-        help_heading = "Ref (exactly once)"
-    )]
+    #[arg(long, value_name = "COL", group = "refmode", help_heading = "Ref (exactly once)")]
     pub ref_column: Option<String>,
 
     /// Build each ref from the row's fields, e.g. 'order-{id}'.
-    #[arg(
-        long,
-        value_name = "TEMPLATE",
-        group = "refmode",
-        help_heading = "Ref (exactly once)"
-    )]
+    #[arg(long, value_name = "TEMPLATE", group = "refmode", help_heading = "Ref (exactly once)")]
     pub ref_template: Option<String>,
 
     /// Send no ref. Rows whose request outcome is unknown are then reported `ambiguous`
@@ -130,12 +115,7 @@ pub struct LoadArgs {
     pub no_ref: bool,
 
     /// Operations per request.
-    #[arg(
-        long,
-        default_value_t = 100,
-        value_name = "N",
-        help_heading = "Batching"
-    )]
+    #[arg(long, default_value_t = 100, value_name = "N", help_heading = "Batching")]
     pub batch_size: usize,
 
     /// Largest request body in bytes; a single op larger than this is rejected.
@@ -143,39 +123,19 @@ pub struct LoadArgs {
     pub batch_bytes: usize,
 
     /// Send a partial batch after this many milliseconds without new input (stdin).
-    #[arg(
-        long,
-        default_value_t = 200,
-        value_name = "MS",
-        help_heading = "Batching"
-    )]
+    #[arg(long, default_value_t = 200, value_name = "MS", help_heading = "Batching")]
     pub linger_ms: u64,
 
     /// Largest task data in bytes (Corezoid's default limit is 128 KiB).
-    #[arg(
-        long,
-        default_value_t = 131_072,
-        value_name = "BYTES",
-        help_heading = "Batching"
-    )]
+    #[arg(long, default_value_t = 131_072, value_name = "BYTES", help_heading = "Batching")]
     pub max_task_bytes: usize,
 
     /// Corezoid API base URL.
-    #[arg(
-        long,
-        env = "COREZOID_URL",
-        default_value = "https://api.corezoid.com",
-        help_heading = "Sending"
-    )]
+    #[arg(long, env = "COREZOID_URL", default_value = "https://api.corezoid.com", help_heading = "Sending")]
     pub url: String,
 
     /// API login (the numeric id of the API key).
-    #[arg(
-        long,
-        env = "COREZOID_API_LOGIN",
-        value_name = "LOGIN",
-        help_heading = "Sending"
-    )]
+    #[arg(long, env = "COREZOID_API_LOGIN", value_name = "LOGIN", help_heading = "Sending")]
     pub api_login: Option<String>,
 
     /// Read the API secret from this file (it must not be readable by other users).
@@ -193,12 +153,7 @@ pub struct LoadArgs {
     pub rate: Option<String>,
 
     /// Seconds to wait for one request's answer.
-    #[arg(
-        long,
-        default_value_t = 30.0,
-        value_name = "SECS",
-        help_heading = "Sending"
-    )]
+    #[arg(long, default_value_t = 30.0, value_name = "SECS", help_heading = "Sending")]
     pub timeout: f64,
 
     /// Attempts per row before it is reported `failed`.
@@ -206,12 +161,7 @@ pub struct LoadArgs {
     pub max_attempts: u32,
 
     /// Seconds a row may spend retrying before it is reported `failed`.
-    #[arg(
-        long,
-        default_value_t = 300.0,
-        value_name = "SECS",
-        help_heading = "Sending"
-    )]
+    #[arg(long, default_value_t = 300.0, value_name = "SECS", help_heading = "Sending")]
     pub max_retry_time: f64,
 
     /// Accept a TLS certificate that does not verify (self-signed test installs only).

@@ -762,25 +762,42 @@ async fn the_sandbox_command_serves_and_dumps_its_tasks() {
 
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("tasks.ndjson");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_czload"))
-        .args([
-            "sandbox",
-            "--listen",
-            "127.0.0.1:0",
-            "--conv",
-            "555",
-            "--dump",
-        ])
-        .arg(&dump)
-        .env("COREZOID_API_SECRET", SECRET)
-        .env("COREZOID_API_LOGIN", LOGIN)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("czload runs");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    /// Kills the child if the test fails half way, so no server outlives it.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(
+        Command::new(env!("CARGO_BIN_EXE_czload"))
+            .args([
+                "sandbox",
+                "--listen",
+                "127.0.0.1:0",
+                "--conv",
+                "555",
+                "--dump",
+            ])
+            .arg(&dump)
+            .env("COREZOID_API_SECRET", SECRET)
+            .env("COREZOID_API_LOGIN", LOGIN)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("czload runs"),
+    );
+    let mut stderr = std::io::BufReader::new(child.0.stderr.take().unwrap());
     let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
+    while !first.contains("listening on") {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("czload sandbox ended without an address: {first}");
+        }
+        first.push_str(&line);
+    }
     let url = first
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -792,12 +809,12 @@ async fn the_sandbox_command_serves_and_dumps_its_tasks() {
         .expect("the command answers");
     assert_eq!(r.status, 200, "{}", r.text);
 
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     let killed = Command::new("kill").args(["-INT", &pid]).status().unwrap();
     assert!(killed.success());
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}: {rest}");
     let all = format!("{first}{rest}");
     assert!(!all.contains(SECRET), "the secret was printed");

@@ -54,7 +54,7 @@ pub fn read_secret(secret_file: Option<&Path>) -> Result<Option<Secret>> {
 
 use crate::cli::{EmptyArg, FormatArg, LoadArgs, OpArg};
 use crate::mapping::{ColType, EmptyPolicy, MappingConfig, OpKind, RefMode, Target};
-use crate::send::SendConfig;
+use crate::send::{Rate, SendConfig};
 use crate::source::{Format, Input};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -242,12 +242,8 @@ impl LoadConfig {
         }
         let mut batch_size = a.batch_size;
         let rate = match a.rate.as_deref() {
-            None => None,
-            Some("auto") => {
-                return Err(Error::Usage(
-                    "--rate auto is not available yet; give a number of tasks per second".into(),
-                ))
-            }
+            None => Rate::Unlimited,
+            Some("auto") => Rate::Auto,
             Some(r) => {
                 let n: u32 = r.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
                     Error::Usage(format!(
@@ -260,7 +256,7 @@ impl LoadConfig {
                     ));
                     batch_size = n as usize;
                 }
-                Some(n)
+                Rate::Fixed(n)
             }
         };
 

@@ -220,9 +220,15 @@ impl Journal {
             None => None,
             Some(p) => {
                 let existed = cfg.resume && p.exists();
+                // A crash can cut the last line short; start on a fresh line so that the
+                // next one is not glued to it (the cut row is redone, as it has no line).
+                let cut = existed && ends_mid_line(p);
                 let f = create_private(p, cfg.resume)
                     .map_err(|e| Error::file(p, format!("cannot write the results log: {e}")))?;
                 let mut w = BufWriter::with_capacity(256 * 1024, f);
+                if cut {
+                    w.write_all(b"\n").map_err(|e| Error::file(p, e))?;
+                }
                 if !existed {
                     serde_json::to_writer(&mut w, manifest).map_err(|e| Error::file(p, e))?;
                     w.write_all(b"\n")
@@ -724,4 +730,14 @@ pub fn input_id(path: Option<&Path>) -> InputId {
         id.sample_sha1 = Some(hex::encode(h.finalize()));
     }
     id
+}
+
+/// Whether a file's last byte is something other than a newline.
+fn ends_mid_line(p: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = File::open(p) else {
+        return false;
+    };
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] != b'\n'
 }

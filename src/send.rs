@@ -28,7 +28,7 @@ pub struct SendConfig {
     pub login: String,
     pub secret: Secret,
     pub concurrency: usize,
-    pub rate: Option<u32>,
+    pub rate: Rate,
     /// Largest op count of a request (for the rate limiter's burst).
     pub batch_size: usize,
     pub timeout: Duration,
@@ -39,6 +39,93 @@ pub struct SendConfig {
     /// Backoff: first delay and cap.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+}
+
+/// The rate limit, in tasks (ops) per second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    Unlimited,
+    Fixed(u32),
+    /// Find the server's limit: AIMD on throttling answers (see `Aimd`).
+    Auto,
+}
+
+/// `--rate auto`: additive increase, multiplicative decrease, as TCP does for the same
+/// problem (an unknown capacity signalled only by refusals). It starts at `START` ops/s and
+/// doubles every second until the first throttling answer, then grows by 5% a second and
+/// falls to 80% on throttling, at most once a second so that the refusals of requests
+/// already in flight at the old rate do not count twice.
+pub struct Aimd {
+    state: Mutex<AimdState>,
+}
+
+struct AimdState {
+    rate: f64,
+    next: Instant,
+    last_change: Instant,
+    slow_start: bool,
+}
+
+impl Aimd {
+    pub const START: f64 = 200.0;
+    const MIN: f64 = 1.0;
+    const MAX: f64 = 1_000_000.0;
+
+    pub fn new() -> Aimd {
+        let now = Instant::now();
+        Aimd {
+            state: Mutex::new(AimdState {
+                rate: Self::START,
+                next: now,
+                last_change: now,
+                slow_start: true,
+            }),
+        }
+    }
+
+    /// The current rate in ops/s.
+    pub fn rate(&self) -> f64 {
+        self.state.lock().map(|s| s.rate).unwrap_or(Self::START)
+    }
+
+    /// Reserves `n` ops; returns when they may be sent (a pacer: requests leave evenly).
+    fn reserve(&self, n: usize) -> Instant {
+        let Ok(mut s) = self.state.lock() else {
+            return Instant::now();
+        };
+        let now = Instant::now();
+        let at = s.next.max(now);
+        s.next = at + Duration::from_secs_f64(n as f64 / s.rate);
+        at
+    }
+
+    pub fn on_success(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            let now = Instant::now();
+            if now.duration_since(s.last_change) >= Duration::from_secs(1) {
+                s.rate = (s.rate * if s.slow_start { 2.0 } else { 1.05 }).min(Self::MAX);
+                s.last_change = now;
+            }
+        }
+    }
+
+    pub fn on_throttle(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            let now = Instant::now();
+            if s.slow_start || now.duration_since(s.last_change) >= Duration::from_secs(1) {
+                s.rate = (s.rate * 0.8).max(Self::MIN);
+                s.slow_start = false;
+                s.last_change = now;
+                tracing::debug!("throttled: rate now {:.0} ops/s", s.rate);
+            }
+        }
+    }
+}
+
+impl Default for Aimd {
+    fn default() -> Self {
+        Aimd::new()
+    }
 }
 
 /// Counters the summary reads.
@@ -67,6 +154,7 @@ pub struct Sender {
     client: reqwest::Client,
     inflight: Arc<Semaphore>,
     limiter: Option<Limiter>,
+    pub aimd: Option<Aimd>,
     pause_until: Mutex<Option<Instant>>,
     stop: AtomicBool,
     stopped: Notify,
@@ -131,7 +219,11 @@ impl Sender {
             .user_agent(concat!("czload/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| crate::Error::Other(format!("cannot build the HTTP client: {e}")))?;
-        let limiter = cfg.rate.map(|r| {
+        let fixed = match cfg.rate {
+            Rate::Fixed(r) => Some(r),
+            _ => None,
+        };
+        let limiter = fixed.map(|r| {
             let r = NonZeroU32::new(r.max(1)).expect("max(1)");
             // The burst holds exactly one full request: a bigger burst would let the
             // first second overshoot the rate, a smaller one could never admit a batch.
@@ -142,6 +234,7 @@ impl Sender {
             inflight: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
             client,
             limiter,
+            aimd: (cfg.rate == Rate::Auto).then(Aimd::new),
             pause_until: Mutex::new(None),
             stop: AtomicBool::new(false),
             stopped: Notify::new(),
@@ -237,6 +330,12 @@ impl Sender {
             let n = NonZeroU32::new(n_ops.max(1) as u32).expect("max(1)");
             // n never exceeds the burst (one full batch), so this cannot fail.
             let _ = l.until_n_ready(n).await;
+        }
+        if let Some(a) = &self.aimd {
+            let at = a.reserve(n_ops);
+            if at > Instant::now() && !self.sleep(at - Instant::now()).await {
+                return None;
+            }
         }
         let _permit = self.inflight.acquire().await.ok()?;
         if self.is_stopped() {
@@ -411,6 +510,9 @@ impl Sender {
                 } => {
                     if throttled {
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        if let Some(a) = &self.aimd {
+                            a.on_throttle();
+                        }
                     }
                     if let Some(p) = pause {
                         self.pause_for(p);
@@ -488,6 +590,7 @@ impl Sender {
         again: &mut Vec<usize>,
         again_reason: &mut String,
     ) {
+        let mut any_throttled = false;
         // Match answers by op id (the server may reorder them); fall back to the ref.
         let mut by_id: HashMap<u64, OpAnswer> = HashMap::with_capacity(ops.len());
         let mut by_ref: HashMap<String, OpAnswer> = HashMap::new();
@@ -548,6 +651,7 @@ impl Sender {
                 OpVerdict::Retry { reason, throttled } => {
                     if throttled {
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        any_throttled = true;
                     }
                     again.push(i);
                     *again_reason = reason;
@@ -558,6 +662,13 @@ impl Sender {
                     out[i] = Some(o);
                 }
                 OpVerdict::Fatal { reason } => self.set_fatal(reason),
+            }
+        }
+        if let Some(a) = &self.aimd {
+            if any_throttled {
+                a.on_throttle();
+            } else {
+                a.on_success();
             }
         }
     }

@@ -1,0 +1,436 @@
+//! Exactly once under faults: chaos, crashes, Ctrl-C, resume, auth failures, rows
+//! without refs, throttling. Every test ends by checking what the sandbox stored against
+//! the input, and the results log against the rows.
+
+use crate::common::{self, LOGIN, SECRET};
+use crate::load::{by_ref, load, results, Out};
+use czload::sandbox::{RpsMode, Sandbox, SandboxConfig};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Writes a CSV of `n` rows (`id` 1..=n) named `name` in `dir`.
+fn make_csv(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let mut s = String::with_capacity(n * 40);
+    s.push_str("id,name,amount\n");
+    for i in 1..=n {
+        s.push_str(&format!("{i},name {i},{}.{:02}\n", i % 1000, i % 100));
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+/// The sandbox holds exactly one task per row, `{file}:{row}` for rows 1..=n.
+fn assert_one_task_per_row(sb: &Sandbox, file: &str, n: usize) {
+    let tasks = sb.tasks();
+    let refs = by_ref(&tasks); // panics on a ref stored twice
+    for i in 1..=n {
+        let r = format!("{file}:{i}");
+        let t = refs
+            .get(&r)
+            .unwrap_or_else(|| panic!("row {i} ({r}) missing"));
+        assert_eq!(t.data["id"], i.to_string());
+    }
+    assert_eq!(tasks.len(), n, "no task beyond the rows");
+}
+
+/// The results log has exactly one line per row, each with a status in `ok`.
+fn assert_one_line_per_row(log: &Path, n: usize, ok: &[&str]) -> Vec<Value> {
+    let lines = results(log);
+    let mut seen: HashMap<u64, &Value> = HashMap::new();
+    for l in &lines {
+        let row = l["row"].as_u64().unwrap();
+        assert!(seen.insert(row, l).is_none(), "row {row} has two lines");
+        assert!(ok.contains(&l["status"].as_str().unwrap()), "{l}");
+    }
+    assert_eq!(seen.len(), n, "every row has a line");
+    lines
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_every_row_exactly_once() {
+    let sb = Sandbox::start(SandboxConfig {
+        fail_before: 0.1,
+        fail_after: 0.1,
+        drop_after: 0.1,
+        rps: Some(30_000),
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let input = make_csv(dir.path(), "chaos.csv", n);
+    let out = load(
+        &sb.url(),
+        &[
+            s(&input),
+            "--conv-id",
+            "555",
+            "--concurrency",
+            "8",
+            "--max-attempts",
+            "20",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_one_task_per_row(&sb, "chaos.csv", n);
+    let lines = assert_one_line_per_row(
+        &dir.path().join("chaos.results.ndjson"),
+        n,
+        &["created", "exists"],
+    );
+    let st = sb.stats();
+    // The faults really happened, and the ones after applying made rows come back `exists`.
+    assert!(
+        st.faults_fail_before > 0 && st.faults_fail_after > 0 && st.faults_drop_after > 0,
+        "{st:?}"
+    );
+    assert!(lines.iter().any(|l| l["status"] == "exists"));
+    assert!(lines.iter().any(|l| l["attempts"].as_u64().unwrap() > 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_refs_unknown_outcomes_are_ambiguous_and_never_resent() {
+    let sb = Sandbox::start(SandboxConfig {
+        fail_after: 0.3,
+        drop_after: 0.2,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3000;
+    let input = make_csv(dir.path(), "noref.csv", n);
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--no-ref"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    // Every request was applied once (these faults strike after applying) and none was
+    // sent twice: exactly one task per row, though some rows are reported ambiguous.
+    let tasks = sb.tasks();
+    assert_eq!(tasks.len(), n);
+    let mut ids: Vec<_> = tasks
+        .iter()
+        .map(|t| t.data["id"].as_str().unwrap().parse::<u64>().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n);
+    let lines = assert_one_line_per_row(
+        &dir.path().join("noref.results.ndjson"),
+        n,
+        &["created", "ambiguous"],
+    );
+    let ambiguous = lines.iter().filter(|l| l["status"] == "ambiguous").count();
+    assert!(ambiguous > 0);
+    assert!(lines.iter().all(|l| l["attempts"] == 1), "nothing resent");
+    // They are in the retry file, for a human to decide.
+    let retry = std::fs::read_to_string(dir.path().join("noref.retry.csv")).unwrap();
+    assert_eq!(retry.lines().count(), ambiguous + 1);
+    assert_eq!(sb.stats().requests, (n as u64).div_ceil(100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_body_is_split_until_only_the_bad_rows_remain() {
+    // Bodies over 6000 bytes get 413: a full batch of 100 rows is about 9 KB.
+    let sb = Sandbox::start(SandboxConfig {
+        max_body_bytes: 6000,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 1000;
+    let input = make_csv(dir.path(), "split.csv", n);
+    let out = load(&sb.url(), &[s(&input), "--conv-id", "555"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_one_task_per_row(&sb, "split.csv", n);
+    let lines = assert_one_line_per_row(&dir.path().join("split.results.ndjson"), n, &["created"]);
+    assert!(
+        lines.iter().all(|l| l["attempts"] == 1),
+        "a split is not a failed attempt"
+    );
+    assert!(sb.stats().too_large > 0);
+}
+
+/// Starts `czload load` in the background.
+fn spawn_load(url: &str, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_czload"))
+        .arg("load")
+        .args(args)
+        .args(["--url", url, "--api-login", LOGIN, "--quiet"])
+        .env("COREZOID_API_SECRET", SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the results log has at least `lines` lines (manifest included).
+async fn wait_lines(log: &Path, lines: usize) {
+    let t0 = Instant::now();
+    loop {
+        let n = std::fs::read_to_string(log)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        if n >= lines {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "only {n} lines after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+async fn finish(child: std::process::Child) -> Out {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_twice_with_sigkill_then_resumed_every_row_exactly_once() {
+    let sb = Sandbox::start(SandboxConfig {
+        delay_ms: 15,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 10_000;
+    let input = make_csv(dir.path(), "crash.csv", n);
+    let log = dir.path().join("crash.results.ndjson");
+    let args = [
+        s(&input),
+        "--conv-id",
+        "555",
+        "--concurrency",
+        "4",
+        "--batch-size",
+        "50",
+    ];
+
+    let child = spawn_load(&sb.url(), &args);
+    wait_lines(&log, 1500).await;
+    signal(&child, "-KILL");
+    let out = finish(child).await;
+    assert_eq!(out.code, -1, "killed: {out:?}");
+
+    let mut resumed: Vec<&str> = args.to_vec();
+    resumed.push("--resume");
+    let child = spawn_load(&sb.url(), &resumed);
+    wait_lines(&log, 6000).await;
+    signal(&child, "-KILL");
+    finish(child).await;
+    let before = results(&log).len();
+    assert!(
+        before < n,
+        "the second kill came before the end ({before} lines)"
+    );
+
+    let out = load(&sb.url(), &resumed, None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("already settled were skipped"),
+        "{}",
+        out.stderr
+    );
+    assert_one_task_per_row(&sb, "crash.csv", n);
+    assert_one_line_per_row(&log, n, &["created", "exists"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_drains_exits_130_and_resume_finishes() {
+    let sb = Sandbox::start(SandboxConfig {
+        delay_ms: 15,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 6000;
+    let input = make_csv(dir.path(), "int.csv", n);
+    let log = dir.path().join("int.results.ndjson");
+    let args = [
+        s(&input),
+        "--conv-id",
+        "555",
+        "--concurrency",
+        "2",
+        "--batch-size",
+        "50",
+    ];
+    let child = spawn_load(&sb.url(), &args);
+    wait_lines(&log, 500).await;
+    signal(&child, "-INT");
+    let out = finish(child).await;
+    assert_eq!(out.code, 130, "{out:?}");
+    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+    // Drained: every request the server answered has its rows in the log, so the log
+    // and the server agree exactly.
+    let lines = results(&log);
+    assert!(lines.len() < n);
+    assert_eq!(
+        sb.tasks().len(),
+        lines.len(),
+        "in-flight requests were finished and logged"
+    );
+
+    let mut resumed: Vec<&str> = args.to_vec();
+    resumed.push("--resume");
+    let out = load(&sb.url(), &resumed, None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_one_task_per_row(&sb, "int.csv", n);
+    let lines = assert_one_line_per_row(&log, n, &["created"]);
+    assert!(
+        lines.iter().all(|l| l["status"] == "created"),
+        "nothing was in doubt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_refuses_a_changed_input_or_mapping() {
+    let sb = Sandbox::start(common::config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_csv(dir.path(), "ch.csv", 50);
+    let out = load(&sb.url(), &[s(&input), "--conv-id", "555"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+
+    let out = load(
+        &sb.url(),
+        &[
+            s(&input),
+            "--conv-id",
+            "555",
+            "--type",
+            "amount:number",
+            "--resume",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("mapping"), "{}", out.stderr);
+
+    let mut text = std::fs::read_to_string(&input).unwrap();
+    text.push_str("51,late,1.00\n");
+    std::fs::write(&input, text).unwrap();
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--resume"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("changed"), "{}", out.stderr);
+    assert_eq!(sb.tasks().len(), 50, "nothing sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_wrong_secret_every_row_is_resumable() {
+    let sb = Sandbox::start(common::config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 2000;
+    let input = make_csv(dir.path(), "auth.csv", n);
+    let url = sb.url();
+    let inp = input.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_czload"))
+            .arg("load")
+            .args([
+                s(&inp),
+                "--conv-id",
+                "555",
+                "--url",
+                &url,
+                "--api-login",
+                LOGIN,
+                "--quiet",
+            ])
+            .env("COREZOID_API_SECRET", "not-the-secret")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("not-the-secret"));
+    assert!(sb.stats().auth_failures >= 1);
+    assert!(sb.tasks().is_empty());
+
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--resume"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_one_task_per_row(&sb, "auth.csv", n);
+    assert_one_line_per_row(&dir.path().join("auth.results.ndjson"), n, &["created"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_auto_finds_the_limit_and_loses_nothing() {
+    let sb = Sandbox::start(SandboxConfig {
+        rps: Some(2000),
+        rps_mode: RpsMode::Request,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 8000;
+    let input = make_csv(dir.path(), "auto.csv", n);
+    let summary = dir.path().join("s.json");
+    let out = load(
+        &sb.url(),
+        &[
+            s(&input),
+            "--conv-id",
+            "555",
+            "--rate",
+            "auto",
+            "--summary-json",
+            s(&summary),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_one_task_per_row(&sb, "auto.csv", n);
+    let sum: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    // It was throttled (it went past the limit) and backed off (it finished).
+    assert!(sum["throttled"].as_u64().unwrap() > 0, "{sum}");
+    assert_eq!(sum["created"], n as u64);
+}

@@ -51,10 +51,13 @@ pub enum Rate {
 }
 
 /// `--rate auto`: additive increase, multiplicative decrease, as TCP does for the same
-/// problem (an unknown capacity signalled only by refusals). It starts at `START` ops/s and
-/// doubles every second until the first throttling answer, then grows by 5% a second and
-/// falls to 80% on throttling, at most once a second so that the refusals of requests
-/// already in flight at the old rate do not count twice.
+/// problem (a capacity known only through refusals). It starts at `START` ops/s and
+/// doubles every second until the first throttling answer (slow start), then halves.
+/// After that it falls to 85% on throttling, at most once a second (refusals of requests
+/// already in flight at the old rate must not count twice), and grows after each second
+/// without throttling: by 5% while below 90% of the rate that was last throttled, by 1%
+/// above it, so that it creeps up on the limit instead of hitting it every few seconds
+/// (each hit costs a `Retry-After` pause for every sender).
 pub struct Aimd {
     state: Mutex<AimdState>,
 }
@@ -62,8 +65,10 @@ pub struct Aimd {
 struct AimdState {
     rate: f64,
     next: Instant,
-    last_change: Instant,
-    slow_start: bool,
+    last_increase: Instant,
+    last_decrease: Option<Instant>,
+    /// The rate at the last throttling answer.
+    ceiling: Option<f64>,
 }
 
 impl Aimd {
@@ -77,8 +82,9 @@ impl Aimd {
             state: Mutex::new(AimdState {
                 rate: Self::START,
                 next: now,
-                last_change: now,
-                slow_start: true,
+                last_increase: now,
+                last_decrease: None,
+                ceiling: None,
             }),
         }
     }
@@ -88,23 +94,36 @@ impl Aimd {
         self.state.lock().map(|s| s.rate).unwrap_or(Self::START)
     }
 
-    /// Reserves `n` ops; returns when they may be sent (a pacer: requests leave evenly).
-    fn reserve(&self, n: usize) -> Instant {
+    /// Claims the next send slot for `n` ops, or says how long to wait for it. A slot is
+    /// claimed only when it is due, so a change of rate applies to every later request
+    /// (slots booked in advance would keep the old spacing).
+    fn try_claim(&self, n: usize) -> Option<Duration> {
         let Ok(mut s) = self.state.lock() else {
-            return Instant::now();
+            return None;
         };
         let now = Instant::now();
-        let at = s.next.max(now);
-        s.next = at + Duration::from_secs_f64(n as f64 / s.rate);
-        at
+        if s.next > now {
+            return Some(s.next - now);
+        }
+        s.next = now + Duration::from_secs_f64(n as f64 / s.rate);
+        None
     }
 
     pub fn on_success(&self) {
         if let Ok(mut s) = self.state.lock() {
             let now = Instant::now();
-            if now.duration_since(s.last_change) >= Duration::from_secs(1) {
-                s.rate = (s.rate * if s.slow_start { 2.0 } else { 1.05 }).min(Self::MAX);
-                s.last_change = now;
+            let calm = s
+                .last_decrease
+                .is_none_or(|d| now.duration_since(d) >= Duration::from_secs(1));
+            if calm && now.duration_since(s.last_increase) >= Duration::from_secs(1) {
+                let factor = match s.ceiling {
+                    None => 2.0,
+                    Some(c) if s.rate < 0.9 * c => 1.05,
+                    Some(_) => 1.01,
+                };
+                s.rate = (s.rate * factor).min(Self::MAX);
+                s.last_increase = now;
+                tracing::debug!("no throttling for a second: rate now {:.0} ops/s", s.rate);
             }
         }
     }
@@ -112,10 +131,14 @@ impl Aimd {
     pub fn on_throttle(&self) {
         if let Ok(mut s) = self.state.lock() {
             let now = Instant::now();
-            if s.slow_start || now.duration_since(s.last_change) >= Duration::from_secs(1) {
-                s.rate = (s.rate * 0.8).max(Self::MIN);
-                s.slow_start = false;
-                s.last_change = now;
+            if s.last_decrease
+                .is_none_or(|d| now.duration_since(d) >= Duration::from_secs(1))
+            {
+                let factor = if s.ceiling.is_none() { 0.5 } else { 0.85 };
+                s.ceiling = Some(s.rate);
+                s.rate = (s.rate * factor).max(Self::MIN);
+                s.last_decrease = Some(now);
+                s.last_increase = now;
                 tracing::debug!("throttled: rate now {:.0} ops/s", s.rate);
             }
         }
@@ -332,9 +355,10 @@ impl Sender {
             let _ = l.until_n_ready(n).await;
         }
         if let Some(a) = &self.aimd {
-            let at = a.reserve(n_ops);
-            if at > Instant::now() && !self.sleep(at - Instant::now()).await {
-                return None;
+            while let Some(wait) = a.try_claim(n_ops) {
+                if !self.sleep(wait).await {
+                    return None;
+                }
             }
         }
         let _permit = self.inflight.acquire().await.ok()?;

@@ -263,19 +263,8 @@ impl Journal {
             Event::InputStart { input, header } => {
                 self.headers[input as usize] = header;
             }
-            Event::InputError {
-                input,
-                line,
-                message,
-            } => {
-                let name = self
-                    .cfg
-                    .retry_files
-                    .get(input as usize)
-                    .map(|_| input)
-                    .unwrap_or(input);
-                self.input_errors
-                    .push(format!("input {}: line {line}: {message}", name + 1));
+            Event::InputError { message, .. } => {
+                self.input_errors.push(message);
             }
             Event::Rejected(r) => {
                 self.counts.add(Status::Rejected);

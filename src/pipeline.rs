@@ -266,6 +266,7 @@ fn read_inputs(
         },
     )));
     let mut next_id: u64 = 1;
+    let mut seen = SeenRefs::new(cfg);
     let mut ref_buf = String::with_capacity(64);
     let reject = |r: RejectedRow| {
         let _ = jtx.blocking_send(Event::Rejected(r));
@@ -346,8 +347,8 @@ fn read_inputs(
                                 input: idx,
                                 line: e.line,
                                 message: format!(
-                                    "{name}: {} (rows before line {} were read)",
-                                    e.message, e.line
+                                    "{name}: line {}: {}; the rows before it were loaded",
+                                    e.line, e.message
                                 ),
                             });
                             break;
@@ -363,7 +364,10 @@ fn read_inputs(
                     let mut b = batcher.borrow_mut();
                     let at = b.begin();
                     let rec = src.record();
-                    let res = plan.write_op(rec, id, row, b.buf(), &mut ref_buf);
+                    let res = plan
+                        .write_op(rec, id, row, b.buf(), &mut ref_buf)
+                        .map_err(|r| r.0)
+                        .and_then(|()| seen.check(&ref_buf));
                     let res = match res {
                         Ok(()) => b
                             .commit(at, RowKey { id, input: idx, row, line }, &ref_buf, |raw| {
@@ -383,10 +387,13 @@ fn read_inputs(
                             }),
                         Err(r) => {
                             b.abort(at);
-                            Err(r.0)
+                            Err(r)
                         }
                     };
                     drop(b);
+                    if res.is_ok() {
+                        seen.insert(&ref_buf, idx, row);
+                    }
                     if let Err(reason) = res {
                         reject(RejectedRow {
                             input: idx,
@@ -419,8 +426,8 @@ fn read_inputs(
                                 input: idx,
                                 line: e.line,
                                 message: format!(
-                                    "{name}: {} (rows before line {} were read)",
-                                    e.message, e.line
+                                    "{name}: line {}: {}; the rows before it were loaded",
+                                    e.line, e.message
                                 ),
                             });
                             break;
@@ -447,7 +454,11 @@ fn read_inputs(
                     let mut b = batcher.borrow_mut();
                     let at = b.begin();
                     let text = src.line();
-                    let res = match plan.write_op(text, id, row, b.buf(), &mut ref_buf) {
+                    let res = plan
+                        .write_op(text, id, row, b.buf(), &mut ref_buf)
+                        .map_err(|r| r.0)
+                        .and_then(|()| seen.check(&ref_buf));
+                    let res = match res {
                         Ok(()) => b
                             .commit(at, RowKey { id, input: idx, row, line }, &ref_buf, |raw| {
                                 write_ndjson_raw(raw, text, add_ref.then_some(ref_buf.as_str()))
@@ -460,10 +471,13 @@ fn read_inputs(
                             }),
                         Err(r) => {
                             b.abort(at);
-                            Err(r.0)
+                            Err(r)
                         }
                     };
                     drop(b);
+                    if res.is_ok() {
+                        seen.insert(&ref_buf, idx, row);
+                    }
                     if let Err(reason) = res {
                         reject(RejectedRow {
                             input: idx,
@@ -524,5 +538,57 @@ impl std::io::Write for SharedBuf {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// The refs sent so far in this run, to refuse a ref that the input repeats before the
+/// server does: the second row would come back "not unical reference", which after a
+/// retry is indistinguishable from our own earlier attempt (`exists`), so its data would
+/// be dropped silently. Only for creates with refs from the data (`--ref-column`,
+/// `--ref-template`) into one process: generated refs are unique by construction, and a
+/// modify file may rightly name a task twice. Costs about 16 bytes per row (a 64-bit
+/// hash of the ref and where it was first seen).
+struct SeenRefs {
+    map: Option<std::collections::HashMap<u64, (u32, u64)>>,
+    multi_input: bool,
+}
+
+impl SeenRefs {
+    fn new(cfg: &LoadConfig) -> SeenRefs {
+        use crate::mapping::{OpKind, RefMode, Target};
+        let on = cfg.mapping.op == OpKind::Create
+            && matches!(
+                cfg.mapping.ref_mode,
+                RefMode::Column(_) | RefMode::Template(_)
+            )
+            && matches!(cfg.mapping.target, Target::Conv(_));
+        SeenRefs {
+            map: on.then(std::collections::HashMap::new),
+            multi_input: cfg.inputs.len() > 1,
+        }
+    }
+
+    fn hash(r: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        r.hash(&mut h);
+        h.finish()
+    }
+
+    fn check(&self, r: &str) -> std::result::Result<(), String> {
+        let Some(map) = &self.map else { return Ok(()) };
+        match map.get(&Self::hash(r)) {
+            Some(&(input, row)) => Err(format!(
+                "duplicate ref {r:?}: row {row}{} has it already, and the server would refuse it (not unical reference)",
+                if self.multi_input { format!(" of input {input}") } else { String::new() }
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn insert(&mut self, r: &str, input: u32, row: u64) {
+        if let Some(map) = &mut self.map {
+            map.entry(Self::hash(r)).or_insert((input, row));
+        }
     }
 }

@@ -486,6 +486,9 @@ impl Summary {
                 self.latency.p99_ms
             );
         }
+        if self.rows == 0 && self.skipped == 0 && self.input_errors.is_empty() {
+            let _ = writeln!(s, "note: the input has no data rows");
+        }
         if self.skipped > 0 {
             let _ = writeln!(
                 s,

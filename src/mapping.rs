@@ -183,6 +183,48 @@ pub fn parse_template(t: &str) -> std::result::Result<Vec<TemplatePart>, String>
     Ok(parts)
 }
 
+/// Deepest nesting accepted in task data. serde_json and many other parsers refuse more
+/// than 128 levels by default; a task nested deeper would likely be refused or crash a
+/// consumer downstream, so it is rejected here with a clear reason.
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether valid JSON `b` nests arrays/objects deeper than `MAX_DEPTH`. Only called on
+/// text long enough to be that deep (two bytes per level), so typical rows skip the scan.
+fn too_deep(b: &[u8]) -> Option<usize> {
+    if b.len() <= 2 * MAX_DEPTH {
+        return None;
+    }
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &c in b {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                esc = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    (max > MAX_DEPTH).then_some(max)
+}
+
+fn depth_reject(levels: usize) -> Reject {
+    Reject(format!(
+        "the data is nested {levels} levels deep; the limit is {MAX_DEPTH}"
+    ))
+}
+
 /// Checks a ref the way the server will (1 to 255 characters).
 pub fn check_ref(r: &str) -> std::result::Result<(), Reject> {
     if r.is_empty() {
@@ -382,14 +424,20 @@ impl CsvPlan {
         buf: &mut Vec<u8>,
         ref_out: &mut String,
     ) -> std::result::Result<(), Reject> {
+        ref_out.clear();
         if rec.len() != self.n_fields {
+            // A quote that is never closed swallows the line ends after it.
+            let hint = if rec.len() < self.n_fields && rec.iter().any(|f| f.contains(&b'\n')) {
+                " (a quoted field runs on across lines: is a closing quote missing?)"
+            } else {
+                ""
+            };
             return Err(Reject(format!(
-                "row has {} fields, the header has {}",
+                "row has {} fields, the header has {}{hint}",
                 rec.len(),
                 self.n_fields
             )));
         }
-        ref_out.clear();
         let retry_ref = self.retry_ref.map(|i| &rec[i]).filter(|r| !r.is_empty());
         match (&self.reference, retry_ref) {
             (CsvRef::Auto(_), Some(r)) => ref_out.push_str(
@@ -563,6 +611,9 @@ pub fn write_typed(buf: &mut Vec<u8>, text: &str, ty: ColType) -> std::result::R
         ColType::Json => {
             let t = text.trim();
             serde_json::from_str::<IgnoredAny>(t).map_err(|e| format!("not valid JSON: {e}"))?;
+            if let Some(levels) = too_deep(t.as_bytes()) {
+                return Err(depth_reject(levels).0);
+            }
             buf.extend_from_slice(t.as_bytes());
         }
     }
@@ -686,6 +737,7 @@ impl NdjsonPlan {
         buf: &mut Vec<u8>,
         ref_out: &mut String,
     ) -> std::result::Result<(), Reject> {
+        ref_out.clear();
         let top: TopLevel = serde_json::from_slice(line).map_err(|e| {
             if e.is_data() {
                 Reject("the line is not a JSON object".into())
@@ -788,6 +840,9 @@ impl NdjsonPlan {
                 "task data is {data_len} bytes; the limit is {} (--max-task-bytes)",
                 self.max_task_bytes
             )));
+        }
+        if let Some(levels) = too_deep(&buf[data_start..]) {
+            return Err(depth_reject(levels));
         }
         buf.push(b'}');
         Ok(())

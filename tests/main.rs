@@ -1,5 +1,6 @@
 //! The integration tests, as one binary (one link, shared helpers).
 
+mod bad_input;
 mod common;
 mod load;
 mod recovery;

@@ -5,3 +5,4 @@ mod common;
 mod load;
 mod recovery;
 mod sandbox;
+mod secrets;

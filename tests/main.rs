@@ -3,6 +3,7 @@
 mod bad_input;
 mod common;
 mod load;
+mod options;
 mod recovery;
 mod sandbox;
 mod secrets;

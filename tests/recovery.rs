@@ -434,3 +434,74 @@ async fn rate_auto_finds_the_limit_and_loses_nothing() {
     assert!(sum["throttled"].as_u64().unwrap() > 0, "{sum}");
     assert_eq!(sum["created"], n as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_refused_ops_of_a_request_are_resent() {
+    // Ops beyond 500 a second are refused one by one; the rest of each request applies.
+    let sb = Sandbox::start(SandboxConfig {
+        rps: Some(500),
+        rps_mode: RpsMode::Op,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 2000;
+    let input = make_csv(dir.path(), "perop.csv", n);
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--max-attempts", "50"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_one_task_per_row(&sb, "perop.csv", n);
+    let st = sb.stats();
+    assert!(st.throttled_ops > 0, "{st:?}");
+    // Had the applied ops been resent with the refused ones, they would have come back
+    // as duplicate refs.
+    assert_eq!(st.duplicate_refs, 0, "{st:?}");
+    let lines = assert_one_line_per_row(&dir.path().join("perop.results.ndjson"), n, &["created"]);
+    assert!(lines.iter().any(|l| l["attempts"].as_u64().unwrap() > 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_429_pauses_every_sender() {
+    let sb = Sandbox::start(SandboxConfig {
+        rps: Some(400),
+        rps_mode: RpsMode::Request,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 1600;
+    let input = make_csv(dir.path(), "pause.csv", n);
+    let t0 = Instant::now();
+    let out = load(
+        &sb.url(),
+        &[
+            s(&input),
+            "--conv-id",
+            "555",
+            "--concurrency",
+            "8",
+            "--max-attempts",
+            "50",
+        ],
+        None,
+    )
+    .await;
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_one_task_per_row(&sb, "pause.csv", n);
+    // With each 429 pausing all eight senders for its Retry-After (1 s), refusals come at
+    // most one round of senders per window (the sandbox admits 4 of the 8 requests that
+    // leave together after a pause). Senders that each backed off on their own, 0 to
+    // 100-800 ms, would keep hammering: dozens of 429s a second.
+    let throttled = sb.stats().throttled_requests as f64;
+    assert!(
+        throttled <= 8.0 + 6.0 * secs,
+        "{throttled} throttled requests in {secs:.1} s"
+    );
+}

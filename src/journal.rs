@@ -411,6 +411,8 @@ pub struct Summary {
     pub counts: Counts,
     /// Rows skipped because the results log already settled them (`--resume`).
     pub skipped: u64,
+    /// What became of the skipped rows, by the results log of the earlier runs.
+    pub earlier: Counts,
     /// Rows read but left without a final status by a stop (resumable).
     pub unsettled: u64,
     pub requests: u64,
@@ -432,10 +434,14 @@ impl Summary {
     /// DESIGN.md's exit codes: 0 all rows succeeded, 2 some did not, 1 the run could not
     /// proceed, 130 interrupted.
     pub fn exit_code(&self) -> i32 {
+        // A resumed run answers for the whole input: rows an earlier run could not load
+        // still make the exit code 2.
         let clean = if self.dry_run {
             self.counts.rejected == 0
         } else {
-            self.counts.succeeded() == self.rows && self.unsettled == 0
+            self.counts.succeeded() == self.rows
+                && self.unsettled == 0
+                && self.earlier.succeeded() == self.earlier.total()
         };
         if self.interrupted {
             130
@@ -490,10 +496,11 @@ impl Summary {
             let _ = writeln!(s, "note: the input has no data rows");
         }
         if self.skipped > 0 {
+            let e = &self.earlier;
             let _ = writeln!(
                 s,
-                "resumed: {} rows already settled were skipped",
-                self.skipped
+                "resumed: {} rows already settled were skipped (earlier runs: {} created, {} modified, {} exists, {} rejected, {} failed, {} ambiguous)",
+                self.skipped, e.created, e.modified, e.exists, e.rejected, e.failed, e.ambiguous
             );
         }
         if self.unsettled > 0 {
@@ -592,7 +599,7 @@ impl Progress {
 
 /// Reads a results log for `--resume`: checks its manifest against this run's and
 /// returns, per input, the rows that already reached a final status.
-pub fn read_settled(path: &Path, expected: &Manifest) -> Result<Vec<RowSet>> {
+pub fn read_settled(path: &Path, expected: &Manifest) -> Result<(Vec<RowSet>, Counts)> {
     use std::io::BufRead;
     let f = File::open(path).map_err(|e| {
         Error::Resume(format!(
@@ -642,6 +649,7 @@ pub fn read_settled(path: &Path, expected: &Manifest) -> Result<Vec<RowSet>> {
         }
     }
     let mut sets = vec![RowSet::default(); expected.inputs.len()];
+    let mut earlier = Counts::default();
     for (n, line) in lines.enumerate() {
         let line = line.map_err(|e| Error::Resume(format!("{}: {e}", path.display())))?;
         if line.trim().is_empty() {
@@ -653,10 +661,13 @@ pub fn read_settled(path: &Path, expected: &Manifest) -> Result<Vec<RowSet>> {
             continue;
         };
         if let Some(s) = sets.get_mut(r.input.unwrap_or(0) as usize) {
-            s.insert(r.row);
+            if !s.contains(r.row) {
+                s.insert(r.row);
+                earlier.add(r.status);
+            }
         }
     }
-    Ok(sets)
+    Ok((sets, earlier))
 }
 
 /// A set of row numbers as a bitmap: a million rows cost 125 KB.

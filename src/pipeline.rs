@@ -60,6 +60,7 @@ pub async fn run(
     };
     let mut settled: Vec<RowSet> = vec![RowSet::default(); cfg.inputs.len()];
     let mut resume = cfg.resume;
+    let mut earlier = journal::Counts::default();
     if cfg.resume {
         let path = cfg
             .results
@@ -71,7 +72,7 @@ pub async fn run(
             ));
         }
         if path.exists() {
-            settled = journal::read_settled(path, &manifest)?;
+            (settled, earlier) = journal::read_settled(path, &manifest)?;
         } else {
             eprintln!(
                 "czload: --resume: no results log at {} yet; starting from the first row",
@@ -205,6 +206,7 @@ pub async fn run(
     let summary = Summary {
         rows: report.rows,
         skipped: report.skipped,
+        earlier,
         unsettled: if cfg.dry_run {
             0
         } else {

@@ -505,3 +505,45 @@ async fn http_429_pauses_every_sender() {
         "{throttled} throttled requests in {secs:.1} s"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_answers_for_the_rows_of_earlier_runs() {
+    let sb = Sandbox::start(common::config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.csv");
+    let mut text = String::from("id,amount\n1,x\n");
+    for i in 2..=300 {
+        text.push_str(&format!("{i},{i}\n"));
+    }
+    std::fs::write(&input, text).unwrap();
+    let args = [s(&input), "--conv-id", "555", "--type", "amount:number"];
+    // First run: the credentials are wrong, so only the bad row is settled (rejected).
+    let url = sb.url();
+    let a: Vec<String> = args.iter().map(|x| x.to_string()).collect();
+    let code = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_czload"))
+            .arg("load")
+            .args(&a)
+            .args(["--url", &url, "--api-login", LOGIN, "--quiet"])
+            .env("COREZOID_API_SECRET", "wrong")
+            .status()
+            .unwrap()
+            .code()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1));
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    let out = load(&sb.url(), &resumed, None).await;
+    // Everything this run sent was created, but row 1 never will be: exit 2, and said.
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("299 created"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("earlier runs: 0 created, 0 modified, 0 exists, 1 rejected"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb.tasks().len(), 299);
+}

@@ -97,7 +97,7 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let bytes_read = Arc::new(AtomicU64::new(0));
     let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(cfg.send.concurrency * 2);
-    let (jtx, mut jrx) = mpsc::channel::<Event>(1024);
+    let (jtx, mut jrx) = mpsc::channel::<Event>(64);
 
     // The journal thread: owns every output file and the progress display.
     let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();

@@ -113,6 +113,10 @@ pub struct Batcher<F: FnMut(Batch)> {
     refs: String,
     raw: Vec<u8>,
     opened: Option<Instant>,
+    /// Sizes of the last full batch's body and raw rows: the next batch starts with that
+    /// capacity, so it fills without reallocating (and copying) its body on the way.
+    last_body: usize,
+    last_raw: usize,
     sink: F,
 }
 
@@ -134,6 +138,8 @@ impl<F: FnMut(Batch)> Batcher<F> {
             refs: String::new(),
             raw: Vec::new(),
             opened: None,
+            last_body: 0,
+            last_raw: 0,
             sink,
         };
         b.reset();
@@ -141,13 +147,16 @@ impl<F: FnMut(Batch)> Batcher<F> {
     }
 
     fn reset(&mut self) {
-        // Sized for a typical full batch so the body rarely reallocates while filling.
+        // Sized for a full batch like the last one (a guess for the first), so the body
+        // rarely reallocates while filling: with 300-byte ops, the fixed guess of 160 per
+        // op made every body grow twice, copying it each time.
         let guess = (self.max_ops * 160).min(self.max_bytes) + 64;
-        self.body = Vec::with_capacity(guess);
+        let body = self.last_body.max(guess).min(self.max_bytes + 64);
+        self.body = Vec::with_capacity(body);
         self.body.extend_from_slice(OPEN);
         self.rows = Vec::with_capacity(self.max_ops);
         self.refs = String::with_capacity(self.max_ops * 24);
-        self.raw = Vec::with_capacity(guess);
+        self.raw = Vec::with_capacity(self.last_raw.max(guess));
         self.opened = None;
     }
 
@@ -234,6 +243,12 @@ impl<F: FnMut(Batch)> Batcher<F> {
         }
         let mut body = std::mem::take(&mut self.body);
         body.extend_from_slice(CLOSE);
+        if self.rows.len() >= self.max_ops {
+            // Learn only from full batches: a partial one (linger, end of input) says
+            // nothing about the size of the next. A little headroom for longer rows.
+            self.last_body = body.len() + body.len() / 16;
+            self.last_raw = self.raw.len() + self.raw.len() / 16;
+        }
         let batch = Batch {
             body: Bytes::from(body),
             rows: std::mem::take(&mut self.rows),

@@ -230,6 +230,10 @@ pub fn check_ref(r: &str) -> std::result::Result<(), Reject> {
     if r.is_empty() {
         return Err(Reject("ref is empty".into()));
     }
+    // A string of at most 255 bytes has at most 255 characters: skip the count.
+    if r.len() <= 255 {
+        return Ok(());
+    }
     let n = r.chars().count();
     if n > 255 {
         return Err(Reject(format!(
@@ -268,7 +272,71 @@ impl std::fmt::Write for VecFmt<'_> {
 }
 
 fn push_json_str(buf: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *buf, s).expect("a Vec never fails");
+    if is_plain(s.as_bytes()) {
+        push_plain(buf, s.as_bytes());
+    } else {
+        serde_json::to_writer(&mut *buf, s).expect("a Vec never fails");
+    }
+}
+
+/// Quotes bytes that `is_plain` accepted: they are a JSON string's content as they are.
+#[inline]
+fn push_plain(buf: &mut Vec<u8>, b: &[u8]) {
+    buf.reserve(b.len() + 2);
+    buf.push(b'"');
+    buf.extend_from_slice(b);
+    buf.push(b'"');
+}
+
+/// Whether `b` is printable ASCII without `"` or a backslash: then it is valid UTF-8 and goes
+/// into a JSON string unescaped. Most cells are, and checking 8 bytes at a time (SWAR)
+/// costs a fraction of `from_utf8` plus serde_json's byte-by-byte escaping, which the
+/// profile of `benches/pipeline.rs` showed as 18% of the time per row. Anything else
+/// takes the general path, so this decides speed only, never output.
+#[inline]
+pub fn is_plain(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Nonzero iff some byte of `x` is zero / below `n` (n <= 0x80): exact, see
+    // "Bit Twiddling Hacks", "Determine if a word has a byte less than n".
+    #[inline]
+    fn has_zero(x: u64) -> u64 {
+        x.wrapping_sub(ONES) & !x & HIGH
+    }
+    #[inline]
+    fn has_less(x: u64, n: u8) -> u64 {
+        x.wrapping_sub(ONES * n as u64) & !x & HIGH
+    }
+    #[inline]
+    fn bad(x: u64) -> u64 {
+        (x & HIGH)
+            | has_less(x, 0x20)
+            | has_zero(x ^ (ONES * b'"' as u64))
+            | has_zero(x ^ (ONES * b'\\' as u64))
+    }
+    let word = |i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    let n = b.len();
+    if n >= 8 {
+        let mut acc = 0;
+        let mut i = 0;
+        while i + 8 <= n {
+            acc |= bad(word(i));
+            i += 8;
+        }
+        // The tail as the last 8 bytes, overlapping checked ones (checking twice is
+        // harmless). Copying it into a padded buffer instead stalled on store
+        // forwarding: 10% of all the time per row in the profile.
+        if i < n {
+            acc |= bad(word(n - 8));
+        }
+        acc == 0
+    } else if n >= 4 {
+        let half = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        bad(half(0) as u64 | (half(n - 4) as u64) << 32) == 0
+    } else {
+        b.iter()
+            .all(|&c| (0x20..0x80).contains(&c) && c != b'"' && c != b'\\')
+    }
 }
 
 /// Parses a process id from a cell or a JSON field (number or numeric string).
@@ -499,6 +567,13 @@ impl CsvPlan {
         let mut first = true;
         for (col, field) in self.cols.iter().zip(rec.iter()) {
             let Some(col) = col else { continue };
+            if col.ty == ColType::String && !field.is_empty() && is_plain(field) {
+                // The common cell: no UTF-8 check or escaping needed (see `is_plain`).
+                sep(buf, &mut first);
+                buf.extend_from_slice(&col.key);
+                push_plain(buf, field);
+                continue;
+            }
             let text = std::str::from_utf8(field).map_err(|e| {
                 Reject::col(
                     &col.name,
@@ -639,40 +714,81 @@ pub struct NdjsonPlan {
     reference: NdRef,
     data_field: Option<String>,
     exclude: Vec<String>,
+    /// The fields whose values the op needs (ref, process, data field, retry ref).
+    wanted: Vec<String>,
     max_task_bytes: usize,
 }
 
-/// The top-level fields of one line, borrowed from it: values stay raw JSON text.
-struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// The top-level fields of one line that the plan asked for, borrowed from it: values
+/// stay raw JSON text. The other fields are checked and skipped, not collected: the
+/// profile showed collecting every field (a `Vec` that grew per line, `from_utf8` of each
+/// raw value) at a quarter of the NDJSON time per row.
+struct TopLevel<'a> {
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// Whether a field to leave out of `data` (`_czload_ref`, `--exclude`) is present.
+    dropped: bool,
+}
 
-impl<'de> serde::Deserialize<'de> for TopLevel<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TopLevel<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
+/// How to read a line's top level: which fields to keep.
+#[derive(Clone, Copy)]
+struct Scan<'p> {
+    /// Keep every field, in order (to rebuild `data` without the dropped ones).
+    all: bool,
+    wanted: &'p [String],
+    exclude: &'p [String],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Scan<'_> {
+    type Value = TopLevel<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Scan<'_> {
+    type Value = TopLevel<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Self::Value, A::Error> {
+        let mut top = TopLevel {
+            fields: Vec::new(),
+            dropped: false,
+        };
+        while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+            if k == REF_COLUMN || self.exclude.iter().any(|e| *e == k) {
+                top.dropped = true;
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> std::result::Result<Self::Value, A::Error> {
-                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(8));
-                while let Some(k) = m.next_key::<Cow<'de, str>>()? {
-                    let val: &'de RawValue = m.next_value()?;
-                    v.push((k, val));
-                }
-                Ok(TopLevel(v))
+            if self.all || self.wanted.iter().any(|w| *w == k) {
+                let val: &'de RawValue = m.next_value()?;
+                top.fields.push((k, val));
+            } else {
+                m.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_map(V)
+        Ok(top)
     }
 }
 
 impl<'a> TopLevel<'a> {
     fn get(&self, k: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| *v)
+        self.fields.iter().find(|(n, _)| n == k).map(|(_, v)| *v)
     }
+}
+
+/// Reads the top level of `line`, already known to be UTF-8.
+fn scan<'a>(line: &'a str, how: Scan) -> std::result::Result<TopLevel<'a>, Reject> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(line);
+    how.deserialize(&mut de)
+        .and_then(|top| de.end().map(|()| top))
+        .map_err(|e| {
+            if e.is_data() {
+                Reject("the line is not a JSON object".into())
+            } else {
+                Reject(format!("not valid JSON: {e}"))
+            }
+        })
 }
 
 /// A top-level value as ref text: strings unquoted, numbers and booleans as written.
@@ -714,12 +830,24 @@ impl NdjsonPlan {
             Target::Conv(c) => (Some(*c), None),
             Target::Column(c) => (None, Some(c.clone())),
         };
+        let mut wanted = vec![REF_COLUMN.to_string()];
+        match &reference {
+            NdRef::Field(f) => wanted.push(f.clone()),
+            NdRef::Template(parts) => wanted.extend(parts.iter().filter_map(|p| match p {
+                TemplatePart::Field(f) => Some(f.clone()),
+                TemplatePart::Lit(_) => None,
+            })),
+            NdRef::Auto(_) | NdRef::None => {}
+        }
+        wanted.extend(conv_field.iter().cloned());
+        wanted.extend(cfg.data_field.iter().cloned());
         Ok(NdjsonPlan {
             fixed: fixed_part(cfg, conv),
             conv_field,
             reference,
             data_field: cfg.data_field.clone(),
             exclude: cfg.exclude.clone(),
+            wanted,
             max_task_bytes: cfg.max_task_bytes,
         })
     }
@@ -737,14 +865,25 @@ impl NdjsonPlan {
         buf: &mut Vec<u8>,
         ref_out: &mut String,
     ) -> std::result::Result<(), Reject> {
+        // A rejected line must not report the previous line's ref.
         ref_out.clear();
-        let top: TopLevel = serde_json::from_slice(line).map_err(|e| {
-            if e.is_data() {
-                Reject("the line is not a JSON object".into())
-            } else {
-                Reject(format!("not valid JSON: {e}"))
-            }
+        // One UTF-8 check of the whole line, so that skipped values are checked too.
+        let text = std::str::from_utf8(line).map_err(|e| {
+            Reject(format!(
+                "not valid JSON: invalid UTF-8 at byte {}",
+                e.valid_up_to() + 1
+            ))
         })?;
+        let how = Scan {
+            all: false,
+            wanted: &self.wanted,
+            exclude: &self.exclude,
+        };
+        let mut top = scan(text, how)?;
+        if top.dropped && self.data_field.is_none() {
+            // Rare (a retry file, or --exclude): `data` is rebuilt from every field.
+            top = scan(text, Scan { all: true, ..how })?;
+        }
         ref_out.clear();
         let retry_ref = top.get(REF_COLUMN);
         match (&self.reference, retry_ref) {
@@ -817,11 +956,11 @@ impl NdjsonPlan {
             }
             None => {
                 let drop_key = |k: &str| k == REF_COLUMN || self.exclude.iter().any(|e| e == k);
-                if top.0.iter().any(|(k, _)| drop_key(k)) {
+                if top.dropped {
                     // Rare (a retry file, or --exclude): rebuild the object without them.
                     buf.push(b'{');
                     let mut first = true;
-                    for (k, v) in top.0.iter().filter(|(k, _)| !drop_key(k)) {
+                    for (k, v) in top.fields.iter().filter(|(k, _)| !drop_key(k)) {
                         sep(buf, &mut first);
                         push_json_str(buf, k);
                         buf.push(b':');
@@ -859,4 +998,194 @@ pub fn trim_ascii(b: &[u8]) -> &[u8] {
         .rposition(|c| !c.is_ascii_whitespace())
         .map_or(start, |e| e + 1);
     &b[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_str(s: &str) -> Vec<u8> {
+        serde_json::to_vec(s).unwrap()
+    }
+
+    #[test]
+    fn is_plain_accepts_exactly_what_json_leaves_unescaped_in_ascii() {
+        // Every byte, at every position of words and tails (lengths 1..=17).
+        for b in 0..=255u8 {
+            let want = (0x20..0x80).contains(&b) && b != b'"' && b != b'\\';
+            for len in 1..=17 {
+                for at in 0..len {
+                    let mut v = vec![b'x'; len];
+                    v[at] = b;
+                    assert_eq!(is_plain(&v), want, "byte {b:#x} at {at} of {len}");
+                }
+            }
+        }
+        assert!(is_plain(b""));
+    }
+
+    #[test]
+    fn push_json_str_matches_serde_json() {
+        for s in [
+            "",
+            "plain",
+            "sixteen chars ok",
+            "a \"quoted\" word",
+            "back\\slash",
+            "tab\there",
+            "line\nbreak",
+            "ünïcödé and more than eight bytes",
+            "\u{7f}del",
+            "emoji 🎉",
+        ] {
+            let mut v = Vec::new();
+            push_json_str(&mut v, s);
+            assert_eq!(v, serde_str(s), "{s:?}");
+        }
+    }
+
+    fn cfg() -> MappingConfig {
+        MappingConfig {
+            op: OpKind::Create,
+            target: Target::Conv(555),
+            company_id: None,
+            ref_mode: RefMode::Auto,
+            types: vec![("n".into(), ColType::Integer)],
+            exclude: Vec::new(),
+            empty: EmptyPolicy::Keep,
+            data_field: None,
+            max_task_bytes: 131_072,
+        }
+    }
+
+    #[test]
+    fn csv_op_is_the_same_json_whether_cells_take_the_fast_path_or_not() {
+        let header: Vec<String> = ["name", "note", "n"].map(String::from).to_vec();
+        let plan = CsvPlan::new(&cfg(), &header, "f.csv").unwrap();
+        let cells = [
+            ["Customer 000017", "plain text of some length", "7"],
+            ["say \"hi\"", "tab\tand ünï", "-3"],
+            ["", "x", ""],
+        ];
+        for (i, row) in cells.iter().enumerate() {
+            let rec = csv::ByteRecord::from(row.to_vec());
+            let (mut buf, mut r) = (Vec::new(), String::new());
+            plan.write_op(&rec, 9, i as u64 + 1, &mut buf, &mut r)
+                .unwrap();
+            let got: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            let mut data = serde_json::Map::new();
+            data.insert("name".into(), row[0].into());
+            data.insert("note".into(), row[1].into());
+            if !row[2].is_empty() {
+                data.insert("n".into(), row[2].parse::<i64>().unwrap().into());
+            }
+            let want = serde_json::json!({
+                "id": "9", "type": "create", "obj": "task", "conv_id": 555,
+                "ref": format!("f.csv:{}", i + 1), "data": data,
+            });
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_cell_is_still_rejected() {
+        let header: Vec<String> = ["name"].map(String::from).to_vec();
+        let plan = CsvPlan::new(&cfg_no_types(), &header, "f.csv").unwrap();
+        let rec = csv::ByteRecord::from(vec![&b"ab\xffcd"[..]]);
+        let err = plan
+            .write_op(&rec, 1, 1, &mut Vec::new(), &mut String::new())
+            .unwrap_err();
+        assert!(err.0.contains("not valid UTF-8"), "{}", err.0);
+    }
+
+    fn cfg_no_types() -> MappingConfig {
+        MappingConfig {
+            types: Vec::new(),
+            ..cfg()
+        }
+    }
+
+    #[test]
+    fn refs_are_checked_in_characters() {
+        assert!(check_ref(&"é".repeat(255)).is_ok());
+        assert!(check_ref(&"a".repeat(256)).is_err());
+        assert!(check_ref("").is_err());
+    }
+
+    fn nd(
+        line: &str,
+        cfg: &MappingConfig,
+    ) -> std::result::Result<(serde_json::Value, String), Reject> {
+        let plan = NdjsonPlan::new(cfg, "f.ndjson").unwrap();
+        let (mut buf, mut r) = (Vec::new(), String::new());
+        plan.write_op(line.as_bytes(), 3, 7, &mut buf, &mut r)?;
+        Ok((serde_json::from_slice(&buf).unwrap(), r))
+    }
+
+    #[test]
+    fn ndjson_lines_pass_through_or_are_rebuilt_as_before() {
+        let c = cfg_no_types();
+        let (op, r) = nd(r#" {"a":1,"b":"x","c":[1,{"d":null}]} "#, &c).unwrap();
+        assert_eq!(r, "f.ndjson:7");
+        assert_eq!(
+            op["data"],
+            serde_json::json!({"a":1,"b":"x","c":[1,{"d":null}]})
+        );
+
+        // A retry file's line: its ref wins and leaves the data.
+        let (op, r) = nd(r#"{"a":1,"_czload_ref":"old:3","b":2}"#, &c).unwrap();
+        assert_eq!(r, "old:3");
+        assert_eq!(op["data"], serde_json::json!({"a":1,"b":2}));
+        assert_eq!(op["ref"], "old:3");
+
+        let ex = MappingConfig {
+            exclude: vec!["b".into()],
+            ..cfg_no_types()
+        };
+        let (op, _) = nd(r#"{"a":1,"b":2,"c":3}"#, &ex).unwrap();
+        assert_eq!(op["data"], serde_json::json!({"a":1,"c":3}));
+
+        let by_field = MappingConfig {
+            ref_mode: RefMode::Column("k".into()),
+            target: Target::Column("p".into()),
+            data_field: Some("d".into()),
+            ..cfg_no_types()
+        };
+        let (op, r) = nd(r#"{"x":[1],"k":42,"p":"556","d":{"v":true}}"#, &by_field).unwrap();
+        assert_eq!(r, "42");
+        assert_eq!(op["conv_id"], 556);
+        assert_eq!(op["data"], serde_json::json!({"v":true}));
+
+        let tpl = MappingConfig {
+            ref_mode: RefMode::Template("o-{k}-{n}".into()),
+            ..cfg_no_types()
+        };
+        let (_, r) = nd(r#"{"n":"x","skip":{"deep":[1,2]},"k":5}"#, &tpl).unwrap();
+        assert_eq!(r, "o-5-x");
+    }
+
+    #[test]
+    fn bad_ndjson_lines_are_rejected_even_in_skipped_values() {
+        let c = cfg_no_types();
+        for (line, want) in [
+            (&b"[1,2]"[..], "not a JSON object"),
+            (b"\"str\"", "not a JSON object"),
+            (br#"{"a":1} x"#, "not valid JSON"),
+            (br#"{"a":tru}"#, "not valid JSON"),
+            (br#"{"a":"\q"}"#, "not valid JSON"),
+            // Invalid UTF-8 in a value the scan skips.
+            (b"{\"a\":\"\xff\"}", "not valid JSON"),
+        ] {
+            let plan = NdjsonPlan::new(&c, "f.ndjson").unwrap();
+            let err = plan
+                .write_op(line, 1, 1, &mut Vec::new(), &mut String::new())
+                .unwrap_err();
+            assert!(
+                err.0.contains(want),
+                "{:?}: {}",
+                String::from_utf8_lossy(line),
+                err.0
+            );
+        }
+    }
 }

@@ -97,6 +97,44 @@ impl NdjsonSource {
     }
 }
 
+/// The first `\n`, 8 bytes at a time: a byte loop here was 7% of the NDJSON time per
+/// row in the profile of `benches/pipeline.rs`.
 fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const NL: u64 = ONES * b'\n' as u64;
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let x = u64::from_ne_bytes(b[i..i + 8].try_into().expect("8 bytes")) ^ NL;
+        // Nonzero iff some byte of `x` is zero, i.e. a `\n` ("Bit Twiddling Hacks").
+        if x.wrapping_sub(ONES) & !x & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    b[i..].iter().position(|&c| c == b'\n').map(|p| i + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memchr_nl_finds_the_first_newline_anywhere() {
+        for len in 0..=20 {
+            assert_eq!(memchr_nl(&vec![b'x'; len]), None);
+            for at in 0..len {
+                let mut v = vec![b'x'; len];
+                v[at] = b'\n';
+                if at + 1 < len {
+                    v[len - 1] = b'\n';
+                }
+                // Bytes that differ from `\n` by one bit must not match.
+                if at > 0 {
+                    v[at - 1] = b'\n' ^ 0x80;
+                }
+                assert_eq!(memchr_nl(&v), Some(at), "at {at} of {len}");
+            }
+        }
+    }
 }

@@ -1,0 +1,155 @@
+//! The bare client of `benches/e2e.sh`: the fastest a client can feed a running sandbox.
+//!
+//! It signs one body of `--ops` creates once, then sends those same bytes over
+//! `--connections` keep-alive HTTP/1.1 connections for `--seconds` (one request in flight
+//! per connection, as czload's `--concurrency`), and prints one line of JSON with the ops
+//! the sandbox answered per second. The ops carry no `ref`, so every op creates a task and
+//! the sandbox does the same work per op as for a load. No parsing beyond the status line
+//! and `content-length`, no allocation per request: whatever czload reaches below this is
+//! czload's own cost.
+//!
+//!     COREZOID_API_SECRET=s cargo bench --bench bare_client -- \
+//!         --addr 127.0.0.1:PORT --login 1001 --conv 555 --connections 4 --seconds 5
+//!
+//! Only loopback addresses are accepted: it is a load generator.
+
+use czload::sign::{self, Secret};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn main() {
+    // `cargo bench` appends `--bench`; everything else is ours.
+    let args: Vec<String> = std::env::args().collect();
+    let Some(addr) = arg(&args, "--addr") else {
+        // `cargo bench` with no arguments runs every bench: this one has nothing to do.
+        eprintln!("bare_client: no --addr given; nothing to do (see benches/e2e.sh)");
+        return;
+    };
+    let addr: SocketAddr = addr.parse().expect("--addr HOST:PORT");
+    assert!(addr.ip().is_loopback(), "--addr must be a loopback address");
+    let num = |name: &str, default: u64| {
+        arg(&args, name).map_or(default, |v| v.parse().expect("a number"))
+    };
+    let login = arg(&args, "--login").unwrap_or_else(|| "1001".into());
+    let conv = num("--conv", 555);
+    let conns = num("--connections", 4) as usize;
+    let secs = num("--seconds", 5);
+    let ops = num("--ops", 100) as usize;
+    let secret = Secret::new(std::env::var("COREZOID_API_SECRET").expect("COREZOID_API_SECRET"));
+
+    // The same kind of task as the e2e input rows: ten string fields, ~120 bytes of data.
+    let body = {
+        let ops: Vec<String> = (0..ops)
+            .map(|i| {
+                format!(
+                    r#"{{"id":"{i}","type":"create","obj":"task","conv_id":{conv},"data":{{"id":"{}","name":"Customer {i:06}","email":"customer{i:06}@example.com","city":"Kyiv","country":"UA","amount":"{}.{:02}","qty":"{}","paid":"true","created_at":"2024-05-01T12:00:00Z","note":"first order via web"}}}}"#,
+                    100_000 + i,
+                    i * 37,
+                    i % 100,
+                    i % 17
+                )
+            })
+            .collect();
+        format!(r#"{{"ops":[{}]}}"#, ops.join(","))
+    };
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let sig = sign::sign(ts, &secret, body.as_bytes());
+    let mut path = String::new();
+    sign::write_url(&mut path, "", &login, ts, &sig);
+    let request: Arc<[u8]> = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json; charset=utf8\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+    .into();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..conns)
+        .map(|_| {
+            let (request, stop, answered) = (request.clone(), stop.clone(), answered.clone());
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).expect("connect to the sandbox");
+                s.set_nodelay(true).expect("nodelay");
+                // A stuck server must not hang the benchmark.
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut buf = vec![0u8; 64 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    s.write_all(&request).expect("write");
+                    read_answer(&mut s, &mut buf);
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let requests = answered.load(Ordering::Relaxed);
+    let total_ops = requests * ops as u64;
+    println!(
+        r#"{{"connections":{conns},"ops_per_request":{ops},"elapsed_secs":{elapsed:.3},"requests":{requests},"ops":{total_ops},"ops_per_sec":{:.0}}}"#,
+        total_ops as f64 / elapsed
+    );
+}
+
+/// Reads one HTTP/1.1 answer (headers, then `content-length` bytes); it must be a 200 with
+/// `"request_proc":"ok"`, or the figure would count refusals.
+fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut have = 0;
+    loop {
+        if have == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = s.read(&mut buf[have..]).expect("read");
+        assert!(n > 0, "the sandbox closed the connection");
+        have += n;
+        let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = std::str::from_utf8(&buf[..end]).expect("ASCII headers");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .expect("content-length");
+        let total = end + 4 + len;
+        if buf.len() < total {
+            buf.resize(total, 0);
+        }
+        while have < total {
+            let n = s.read(&mut buf[have..total]).expect("read body");
+            assert!(n > 0, "the sandbox closed the connection mid-answer");
+            have += n;
+        }
+        let answer = &buf[end + 4..total];
+        let ok = br#""request_proc":"ok""#;
+        assert!(
+            answer.windows(ok.len()).any(|w| w == ok),
+            "{}",
+            String::from_utf8_lossy(answer)
+        );
+        return;
+    }
+}

@@ -16,7 +16,7 @@ use crate::journal::{
 };
 use crate::mapping::{CsvPlan, NdjsonPlan, REF_COLUMN};
 use crate::send::Sender;
-use crate::source::csv::CsvSource;
+use crate::source::csv::{CsvSource, RowEncoder};
 use crate::source::ndjson::NdjsonSource;
 use crate::source::Format;
 use std::cell::RefCell;
@@ -322,19 +322,14 @@ fn read_inputs(
                 let plan = src.1;
                 let src = &mut src.0;
                 let add_ref_col = plan.auto_ref() && !src.header.iter().any(|h| h == REF_COLUMN);
-                let out = SharedBuf::default();
-                let mut wtr = csv::WriterBuilder::new()
-                    .delimiter(cfg.delimiter)
-                    .from_writer(out.clone());
+                // Rows go to the retry file as csv would write them, with their generated
+                // ref as one more column when refs are generated.
+                let mut enc = RowEncoder::new(cfg.delimiter);
+                let ref_col = add_ref_col.then_some(REF_COLUMN.as_bytes());
                 let header = src.header_record.as_ref().map(|h| {
-                    if add_ref_col {
-                        let _ = wtr
-                            .write_record(h.iter().chain(std::iter::once(REF_COLUMN.as_bytes())));
-                    } else {
-                        let _ = wtr.write_byte_record(h);
-                    }
-                    let _ = wtr.flush();
-                    out.take()
+                    let mut v = Vec::new();
+                    enc.write(&mut v, h, ref_col);
+                    v
                 });
                 let _ = jtx.blocking_send(Event::InputStart { input: idx, header });
                 loop {
@@ -373,13 +368,7 @@ fn read_inputs(
                     let res = match res {
                         Ok(()) => b
                             .commit(at, RowKey { id, input: idx, row, line }, &ref_buf, |raw| {
-                                if add_ref_col {
-                                    let _ = wtr.write_record(rec.iter().chain(std::iter::once(ref_buf.as_bytes())));
-                                } else {
-                                    let _ = wtr.write_byte_record(rec);
-                                }
-                                let _ = wtr.flush();
-                                raw.append(&mut out.0.borrow_mut());
+                                enc.write(raw, rec, add_ref_col.then_some(ref_buf.as_bytes()));
                             })
                             .map_err(|t| {
                                 format!(
@@ -520,27 +509,6 @@ fn write_ndjson_raw(raw: &mut Vec<u8>, line: &[u8], reference: Option<&str>) {
         _ => raw.extend_from_slice(t),
     }
     raw.push(b'\n');
-}
-
-/// The csv writer's output, readable while the writer lives: each row is encoded, flushed
-/// and moved out, so the writer is set up once per input instead of once per row.
-#[derive(Clone, Default)]
-struct SharedBuf(Rc<RefCell<Vec<u8>>>);
-
-impl SharedBuf {
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut self.0.borrow_mut())
-    }
-}
-
-impl std::io::Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The refs sent so far in this run, to refuse a ref that the input repeats before the

@@ -19,6 +19,9 @@ pub enum Transport {
     Timeout,
     /// The connection broke after sending (reset, closed without an answer).
     Broken,
+    /// The server's TLS certificate did not verify: no retry can change that, and only
+    /// the user may decide to trust the server (`--insecure`).
+    Certificate,
 }
 
 /// What the whole request's answer means.
@@ -55,26 +58,34 @@ fn is_throttle_text(s: &str) -> bool {
     s.contains("rps limit") || s.contains("rate limit") || s.contains("too many requests")
 }
 
-/// Decides from a transport failure.
-pub fn classify_transport(t: Transport) -> Verdict {
+/// Whether a transport error (its whole cause chain, as text) is a TLS certificate that
+/// did not verify. reqwest gives no kind for it, and rustls says it only in its message
+/// ("invalid peer certificate: UnknownIssuer", "... NotValidForName", "... Expired").
+pub fn is_certificate_error(chain: &str) -> bool {
+    let s = chain.to_ascii_lowercase();
+    s.contains("invalid peer certificate")
+        || s.contains("certificate verify failed")
+        || s.contains("unknownissuer")
+        || s.contains("self-signed certificate")
+        || s.contains("self signed certificate")
+}
+
+/// Decides from a transport failure; `detail` is what the HTTP client said.
+pub fn classify_transport(t: Transport, detail: &str) -> Verdict {
+    let retry = |what: &str, maybe_applied: bool| Verdict::Retry {
+        reason: format!("{what}: {detail}"),
+        maybe_applied,
+        throttled: false,
+        pause: None,
+    };
     match t {
-        Transport::Connect => Verdict::Retry {
-            reason: "could not connect".into(),
-            maybe_applied: false,
-            throttled: false,
-            pause: None,
-        },
-        Transport::Timeout => Verdict::Retry {
-            reason: "no answer before the timeout".into(),
-            maybe_applied: true,
-            throttled: false,
-            pause: None,
-        },
-        Transport::Broken => Verdict::Retry {
-            reason: "connection closed before the answer".into(),
-            maybe_applied: true,
-            throttled: false,
-            pause: None,
+        Transport::Connect => retry("could not connect", false),
+        Transport::Timeout => retry("no answer before the timeout", true),
+        Transport::Broken => retry("connection closed before the answer", true),
+        Transport::Certificate => Verdict::Fatal {
+            reason: format!(
+                "the server's TLS certificate does not verify ({detail}); check --url, or pass --insecure if you trust this server"
+            ),
         },
     }
 }
@@ -269,15 +280,50 @@ mod tests {
 
     #[test]
     fn transport_table() {
-        for (t, maybe) in [
-            (Transport::Connect, false),
-            (Transport::Timeout, true),
-            (Transport::Broken, true),
+        // (kind, maybe applied if retried; None: fatal)
+        for (t, want) in [
+            (Transport::Connect, Some(false)),
+            (Transport::Timeout, Some(true)),
+            (Transport::Broken, Some(true)),
+            (Transport::Certificate, None),
         ] {
-            assert!(
-                matches!(classify_transport(t), Verdict::Retry { maybe_applied, .. } if maybe_applied == maybe),
-                "{t:?}"
-            );
+            let v = classify_transport(t, "detail");
+            match (want, &v) {
+                (
+                    Some(m),
+                    Verdict::Retry {
+                        maybe_applied,
+                        reason,
+                        ..
+                    },
+                ) => {
+                    assert_eq!(*maybe_applied, m, "{t:?}");
+                    assert!(reason.ends_with(": detail"), "{reason}");
+                }
+                (None, Verdict::Fatal { reason }) => {
+                    assert!(reason.contains("certificate") && reason.contains("--insecure"));
+                    assert!(reason.contains("detail"), "{reason}");
+                }
+                _ => panic!("{t:?}: {v:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn certificate_errors_are_told_apart() {
+        let table: &[(&str, bool)] = &[
+            ("error sending request for url (https://127.0.0.1:1/api/2/json/1/2/3): client error (Connect): invalid peer certificate: UnknownIssuer", true),
+            ("client error (Connect): invalid peer certificate: NotValidForName", true),
+            ("invalid peer certificate: Expired", true),
+            ("error:0A000086:SSL routines::certificate verify failed", true),
+            ("self-signed certificate in certificate chain", true),
+            ("client error (Connect): tcp connect error: Connection refused (os error 111)", false),
+            ("operation timed out", false),
+            ("connection closed before message completed", false),
+            ("received corrupt message of type InvalidContentType", false),
+        ];
+        for &(text, want) in table {
+            assert_eq!(is_certificate_error(text), want, "{text}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! The integration tests, as one binary (one link, shared helpers).
 
 mod common;
+mod hostile;
 mod load;
 mod recovery;
 mod sandbox;

@@ -51,6 +51,8 @@ pub struct Answer<'a> {
     pub description: Option<&'a str>,
     /// The start of a non-JSON body (an HTML error page), for messages.
     pub excerpt: &'a str,
+    /// The `Location` header of a redirect, so the message can say where to point --url.
+    pub location: Option<&'a str>,
 }
 
 fn is_throttle_text(s: &str) -> bool {
@@ -145,9 +147,14 @@ pub fn classify_response(status: u16, retry_after: Option<Duration>, a: &Answer)
         // 500, 502, 504 and the rest: a gateway or a crash, possibly after applying.
         500..=599 => retry(format!("HTTP {status}: {what}"), true, false),
         300..=399 => Verdict::Fatal {
-            reason: format!(
-                "HTTP {status}: the server redirects; point --url at the final address"
-            ),
+            reason: match a.location {
+                Some(to) => format!(
+                    "HTTP {status}: the server redirects to {to}; point --url at the final address"
+                ),
+                None => {
+                    format!("HTTP {status}: the server redirects; point --url at the final address")
+                }
+            },
         },
         404 => Verdict::Fatal {
             reason: format!("HTTP 404: no Corezoid API at this address; check --url ({what})"),
@@ -217,6 +224,7 @@ mod tests {
             request_proc: p,
             description: d,
             excerpt: "",
+            location: None,
         }
     }
 
@@ -266,6 +274,20 @@ mod tests {
                 Verdict::Retry { .. } => "retry-clean",
             };
             assert_eq!(got, want, "status {status} {p:?} {d:?}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn a_redirect_names_url_and_where_it_goes() {
+        let a = Answer {
+            location: Some("https://api.example.com/"),
+            ..Answer::default()
+        };
+        for status in [301, 302, 307, 308] {
+            let Verdict::Fatal { reason } = classify_response(status, None, &a) else {
+                panic!("{status}: not fatal");
+            };
+            assert!(reason.contains("--url") && reason.contains("https://api.example.com/"));
         }
     }
 

@@ -235,6 +235,7 @@ enum Reply {
     Http {
         status: u16,
         retry_after: Option<Duration>,
+        location: Option<String>,
         body: Option<Bytes>,
     },
 }
@@ -430,12 +431,18 @@ impl Sender {
             .and_then(|s| s.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| Duration::from_secs_f64(s.min(3600.0)));
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(300).collect::<String>());
         let announced = resp.content_length().unwrap_or(0);
         if announced > MAX_ANSWER_BYTES as u64 {
             // Announced too large: not worth reading (and dropping `resp` closes it).
             return Reply::Http {
                 status,
                 retry_after,
+                location,
                 body: None,
             };
         }
@@ -448,6 +455,7 @@ impl Sender {
                         return Reply::Http {
                             status,
                             retry_after,
+                            location,
                             body: None,
                         };
                     }
@@ -471,6 +479,7 @@ impl Sender {
         Reply::Http {
             status,
             retry_after,
+            location,
             body: Some(Bytes::from(buf)),
         }
     }
@@ -511,6 +520,7 @@ impl Sender {
                 Reply::Http {
                     status,
                     retry_after,
+                    location,
                     body,
                 } => {
                     let parsed = body
@@ -524,6 +534,7 @@ impl Sender {
                         request_proc: parsed.as_ref().and_then(|p| p.request_proc.as_deref()),
                         description: parsed.as_ref().and_then(|p| p.description.as_deref()),
                         excerpt: &excerpt,
+                        location: location.as_deref(),
                     };
                     let v = retry::classify_response(*status, *retry_after, &answer);
                     if v == Verdict::PerOp {

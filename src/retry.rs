@@ -22,6 +22,9 @@ pub enum Transport {
     /// The server's TLS certificate did not verify: no retry can change that, and only
     /// the user may decide to trust the server (`--insecure`).
     Certificate,
+    /// An `https://` URL to a server that answered in plain HTTP: the scheme of --url is
+    /// wrong, and stays wrong however often we retry.
+    NotTls,
 }
 
 /// What the whole request's answer means.
@@ -60,16 +63,28 @@ fn is_throttle_text(s: &str) -> bool {
     s.contains("rps limit") || s.contains("rate limit") || s.contains("too many requests")
 }
 
-/// Whether a transport error (its whole cause chain, as text) is a TLS certificate that
-/// did not verify. reqwest gives no kind for it, and rustls says it only in its message
-/// ("invalid peer certificate: UnknownIssuer", "... NotValidForName", "... Expired").
-pub fn is_certificate_error(chain: &str) -> bool {
+/// What kind of transport failure an HTTP client error is. `is_timeout`/`is_connect` are
+/// what reqwest says; `chain` is the error with its causes, as text: reqwest has no kind
+/// for TLS failures, and rustls says what went wrong only in its messages
+/// ("invalid peer certificate: UnknownIssuer", "received corrupt message of type
+/// InvalidContentType").
+pub fn transport_kind(is_timeout: bool, is_connect: bool, chain: &str) -> Transport {
     let s = chain.to_ascii_lowercase();
-    s.contains("invalid peer certificate")
+    if is_timeout {
+        Transport::Timeout
+    } else if s.contains("invalid peer certificate")
         || s.contains("certificate verify failed")
-        || s.contains("unknownissuer")
         || s.contains("self-signed certificate")
         || s.contains("self signed certificate")
+    {
+        Transport::Certificate
+    } else if s.contains("invalidcontenttype") || s.contains("wrong version number") {
+        Transport::NotTls
+    } else if is_connect {
+        Transport::Connect
+    } else {
+        Transport::Broken
+    }
 }
 
 /// Decides from a transport failure; `detail` is what the HTTP client said.
@@ -87,6 +102,11 @@ pub fn classify_transport(t: Transport, detail: &str) -> Verdict {
         Transport::Certificate => Verdict::Fatal {
             reason: format!(
                 "the server's TLS certificate does not verify ({detail}); check --url, or pass --insecure if you trust this server"
+            ),
+        },
+        Transport::NotTls => Verdict::Fatal {
+            reason: format!(
+                "the server does not speak TLS ({detail}); check the scheme of --url (http:// or https://)"
             ),
         },
     }
@@ -308,6 +328,7 @@ mod tests {
             (Transport::Timeout, Some(true)),
             (Transport::Broken, Some(true)),
             (Transport::Certificate, None),
+            (Transport::NotTls, None),
         ] {
             let v = classify_transport(t, "detail");
             match (want, &v) {
@@ -323,8 +344,13 @@ mod tests {
                     assert!(reason.ends_with(": detail"), "{reason}");
                 }
                 (None, Verdict::Fatal { reason }) => {
-                    assert!(reason.contains("certificate") && reason.contains("--insecure"));
-                    assert!(reason.contains("detail"), "{reason}");
+                    assert!(
+                        reason.contains("--url") && reason.contains("detail"),
+                        "{reason}"
+                    );
+                    if t == Transport::Certificate {
+                        assert!(reason.contains("certificate") && reason.contains("--insecure"));
+                    }
                 }
                 _ => panic!("{t:?}: {v:?}"),
             }
@@ -332,20 +358,25 @@ mod tests {
     }
 
     #[test]
-    fn certificate_errors_are_told_apart() {
-        let table: &[(&str, bool)] = &[
-            ("error sending request for url (https://127.0.0.1:1/api/2/json/1/2/3): client error (Connect): invalid peer certificate: UnknownIssuer", true),
-            ("client error (Connect): invalid peer certificate: NotValidForName", true),
-            ("invalid peer certificate: Expired", true),
-            ("error:0A000086:SSL routines::certificate verify failed", true),
-            ("self-signed certificate in certificate chain", true),
-            ("client error (Connect): tcp connect error: Connection refused (os error 111)", false),
-            ("operation timed out", false),
-            ("connection closed before message completed", false),
-            ("received corrupt message of type InvalidContentType", false),
+    fn transport_kinds_from_reqwest_errors() {
+        use Transport::*;
+        // (is_timeout, is_connect, chain) -> kind
+        let table: &[(bool, bool, &str, Transport)] = &[
+            (false, true, "error sending request for url (https://127.0.0.1:1/api/2/json/1/2/3): client error (Connect): invalid peer certificate: UnknownIssuer", Certificate),
+            (false, true, "client error (Connect): invalid peer certificate: NotValidForName", Certificate),
+            (false, true, "invalid peer certificate: Expired", Certificate),
+            (false, true, "error:0A000086:SSL routines::certificate verify failed", Certificate),
+            (false, true, "self-signed certificate in certificate chain", Certificate),
+            (false, true, "client error (Connect): received corrupt message of type InvalidContentType", NotTls),
+            (false, true, "SSL routines:ssl3_get_record:wrong version number", NotTls),
+            (false, true, "client error (Connect): tcp connect error: Connection refused (os error 111)", Connect),
+            (true, true, "operation timed out", Timeout),
+            (true, false, "error decoding response body: operation timed out", Timeout),
+            (false, false, "connection closed before message completed", Broken),
+            (false, false, "connection reset by peer", Broken),
         ];
-        for &(text, want) in table {
-            assert_eq!(is_certificate_error(text), want, "{text}");
+        for &(timeout, connect, text, want) in table {
+            assert_eq!(transport_kind(timeout, connect, text), want, "{text}");
         }
     }
 

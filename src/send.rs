@@ -411,15 +411,7 @@ impl Sender {
             Ok(r) => r,
             Err(e) => {
                 let detail = error_chain(&e);
-                let kind = if e.is_timeout() {
-                    Transport::Timeout
-                } else if retry::is_certificate_error(&detail) {
-                    Transport::Certificate
-                } else if e.is_connect() {
-                    Transport::Connect
-                } else {
-                    Transport::Broken
-                };
+                let kind = retry::transport_kind(e.is_timeout(), e.is_connect(), &detail);
                 return Reply::Transport(kind, detail);
             }
         };
@@ -463,6 +455,7 @@ impl Sender {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    // The answer had begun: nothing here can be a connect or TLS failure.
                     let kind = if e.is_timeout() {
                         Transport::Timeout
                     } else {

@@ -124,6 +124,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
+        if buf.first() == Some(&0x16) {
+            // A TLS handshake: answer in plain HTTP, as web servers do.
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            return;
+        }
         match s.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -761,4 +770,21 @@ fn fuzz_finding_a_lone_surrogate_is_rejected_not_sent() {
         .unwrap();
     let op: Value = serde_json::from_slice(&buf).unwrap();
     assert_eq!(op["data"]["a"], "\u{1f600}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_url_to_a_plain_http_server_stops_the_run_naming_url() {
+    let srv = Server::start(ok_all).await;
+    let url = srv.url.replace("http://", "https://");
+    let (dir, path) = input(2);
+    let out = run(&url, &path, &["--max-attempts", "8", "--timeout", "3"]).await;
+    let rows = accounted(&out, dir.path(), 2);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(rows.is_empty(), "{rows:?}");
+    assert!(
+        out.stderr.contains("TLS") && out.stderr.contains("--url"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(srv.accepted.load(Ordering::SeqCst), 1, "not retried");
 }

@@ -5,9 +5,18 @@ use serde_json::Value;
 
 /// A mapping config picked by the fuzzer's selector byte: every ref mode, both targets,
 /// every empty policy, and a task size limit small enough to be hit.
-pub fn config(sel: u8, ref_field: &str, conv_field: &str, types: Vec<(String, ColType)>) -> MappingConfig {
+pub fn config(
+    sel: u8,
+    ref_field: &str,
+    conv_field: &str,
+    types: Vec<(String, ColType)>,
+) -> MappingConfig {
     MappingConfig {
-        op: if sel & 0x40 == 0 { OpKind::Create } else { OpKind::Modify },
+        op: if sel & 0x40 == 0 {
+            OpKind::Create
+        } else {
+            OpKind::Modify
+        },
         target: if sel & 0x80 == 0 {
             Target::Conv(555)
         } else {
@@ -38,7 +47,10 @@ pub fn check(res: Result<(), Reject>, op: &[u8], id: u64, ref_out: &str, with_re
     match res {
         Ok(()) => {
             let v: Value = serde_json::from_slice(op).unwrap_or_else(|e| {
-                panic!("op is not valid JSON ({e}): {}", String::from_utf8_lossy(op))
+                panic!(
+                    "op is not valid JSON ({e}): {}",
+                    String::from_utf8_lossy(op)
+                )
             });
             let o = v.as_object().expect("op is an object");
             assert!(o["data"].is_object(), "data is not an object: {v}");

@@ -689,10 +689,57 @@ pub fn write_typed(buf: &mut Vec<u8>, text: &str, ty: ColType) -> std::result::R
             if let Some(levels) = too_deep(t.as_bytes()) {
                 return Err(depth_reject(levels).0);
             }
+            if has_lone_surrogate(t.as_bytes()) {
+                return Err(LONE_SURROGATE.into());
+            }
             buf.extend_from_slice(t.as_bytes());
         }
     }
     Ok(())
+}
+
+const LONE_SURROGATE: &str =
+    "holds a \\u escape of a lone UTF-16 surrogate, which encodes no character";
+
+/// Whether JSON text (already known to be valid) holds a `\u` escape of an unpaired
+/// UTF-16 surrogate. The JSON grammar allows one, but it is not a character: serde_json
+/// (and so `IgnoredAny` and `RawValue`, which skip strings without decoding them) lets it
+/// through, and then the server's strict parser may refuse the whole request body.
+/// Found by the `ndjson_map`/`csv_map` fuzz targets.
+pub fn has_lone_surrogate(json: &[u8]) -> bool {
+    let hex = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| u16::from_str_radix(s, 16).ok())
+    };
+    let mut i = 0;
+    // In valid JSON every backslash starts an escape inside a string.
+    while let Some(p) = json
+        .get(i..)
+        .and_then(|r| r.iter().position(|&c| c == b'\\'))
+    {
+        let at = i + p;
+        i = at + 2;
+        if json.get(at + 1) != Some(&b'u') {
+            continue;
+        }
+        i = at + 6;
+        match json.get(at + 2..at + 6).and_then(hex) {
+            Some(0xD800..=0xDBFF) => {
+                let low = match json.get(at + 6..at + 8) {
+                    Some(b"\\u") => json.get(at + 8..at + 12).and_then(hex),
+                    _ => None,
+                };
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return true;
+                }
+                i = at + 12;
+            }
+            Some(0xDC00..=0xDFFF) | None => return true,
+            Some(_) => {}
+        }
+    }
+    false
 }
 
 // ---------------------------------------------------------------------------------------
@@ -972,6 +1019,9 @@ impl NdjsonPlan {
                     buf.extend_from_slice(trim_ascii(line));
                 }
             }
+        }
+        if has_lone_surrogate(&buf[data_start..]) {
+            return Err(Reject(format!("the data {LONE_SURROGATE}")));
         }
         let data_len = buf.len() - data_start;
         if data_len > self.max_task_bytes {

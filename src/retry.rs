@@ -19,6 +19,12 @@ pub enum Transport {
     Timeout,
     /// The connection broke after sending (reset, closed without an answer).
     Broken,
+    /// The server's TLS certificate did not verify: no retry can change that, and only
+    /// the user may decide to trust the server (`--insecure`).
+    Certificate,
+    /// An `https://` URL to a server that answered in plain HTTP: the scheme of --url is
+    /// wrong, and stays wrong however often we retry.
+    NotTls,
 }
 
 /// What the whole request's answer means.
@@ -48,6 +54,8 @@ pub struct Answer<'a> {
     pub description: Option<&'a str>,
     /// The start of a non-JSON body (an HTML error page), for messages.
     pub excerpt: &'a str,
+    /// The `Location` header of a redirect, so the message can say where to point --url.
+    pub location: Option<&'a str>,
 }
 
 fn is_throttle_text(s: &str) -> bool {
@@ -55,26 +63,51 @@ fn is_throttle_text(s: &str) -> bool {
     s.contains("rps limit") || s.contains("rate limit") || s.contains("too many requests")
 }
 
-/// Decides from a transport failure.
-pub fn classify_transport(t: Transport) -> Verdict {
+/// What kind of transport failure an HTTP client error is. `is_timeout`/`is_connect` are
+/// what reqwest says; `chain` is the error with its causes, as text: reqwest has no kind
+/// for TLS failures, and rustls says what went wrong only in its messages
+/// ("invalid peer certificate: UnknownIssuer", "received corrupt message of type
+/// InvalidContentType").
+pub fn transport_kind(is_timeout: bool, is_connect: bool, chain: &str) -> Transport {
+    let s = chain.to_ascii_lowercase();
+    if is_timeout {
+        Transport::Timeout
+    } else if s.contains("invalid peer certificate")
+        || s.contains("certificate verify failed")
+        || s.contains("self-signed certificate")
+        || s.contains("self signed certificate")
+    {
+        Transport::Certificate
+    } else if s.contains("invalidcontenttype") || s.contains("wrong version number") {
+        Transport::NotTls
+    } else if is_connect {
+        Transport::Connect
+    } else {
+        Transport::Broken
+    }
+}
+
+/// Decides from a transport failure; `detail` is what the HTTP client said.
+pub fn classify_transport(t: Transport, detail: &str) -> Verdict {
+    let retry = |what: &str, maybe_applied: bool| Verdict::Retry {
+        reason: format!("{what}: {detail}"),
+        maybe_applied,
+        throttled: false,
+        pause: None,
+    };
     match t {
-        Transport::Connect => Verdict::Retry {
-            reason: "could not connect".into(),
-            maybe_applied: false,
-            throttled: false,
-            pause: None,
+        Transport::Connect => retry("could not connect", false),
+        Transport::Timeout => retry("no answer before the timeout", true),
+        Transport::Broken => retry("connection closed before the answer", true),
+        Transport::Certificate => Verdict::Fatal {
+            reason: format!(
+                "the server's TLS certificate does not verify ({detail}); check --url, or pass --insecure if you trust this server"
+            ),
         },
-        Transport::Timeout => Verdict::Retry {
-            reason: "no answer before the timeout".into(),
-            maybe_applied: true,
-            throttled: false,
-            pause: None,
-        },
-        Transport::Broken => Verdict::Retry {
-            reason: "connection closed before the answer".into(),
-            maybe_applied: true,
-            throttled: false,
-            pause: None,
+        Transport::NotTls => Verdict::Fatal {
+            reason: format!(
+                "the server does not speak TLS ({detail}); check the scheme of --url (http:// or https://)"
+            ),
         },
     }
 }
@@ -134,9 +167,14 @@ pub fn classify_response(status: u16, retry_after: Option<Duration>, a: &Answer)
         // 500, 502, 504 and the rest: a gateway or a crash, possibly after applying.
         500..=599 => retry(format!("HTTP {status}: {what}"), true, false),
         300..=399 => Verdict::Fatal {
-            reason: format!(
-                "HTTP {status}: the server redirects; point --url at the final address"
-            ),
+            reason: match a.location {
+                Some(to) => format!(
+                    "HTTP {status}: the server redirects to {to}; point --url at the final address"
+                ),
+                None => {
+                    format!("HTTP {status}: the server redirects; point --url at the final address")
+                }
+            },
         },
         404 => Verdict::Fatal {
             reason: format!("HTTP 404: no Corezoid API at this address; check --url ({what})"),
@@ -206,6 +244,7 @@ mod tests {
             request_proc: p,
             description: d,
             excerpt: "",
+            location: None,
         }
     }
 
@@ -259,6 +298,20 @@ mod tests {
     }
 
     #[test]
+    fn a_redirect_names_url_and_where_it_goes() {
+        let a = Answer {
+            location: Some("https://api.example.com/"),
+            ..Answer::default()
+        };
+        for status in [301, 302, 307, 308] {
+            let Verdict::Fatal { reason } = classify_response(status, None, &a) else {
+                panic!("{status}: not fatal");
+            };
+            assert!(reason.contains("--url") && reason.contains("https://api.example.com/"));
+        }
+    }
+
+    #[test]
     fn retry_after_pauses_everyone() {
         let v = classify_response(429, Some(Duration::from_secs(7)), &ans(None, None));
         assert!(matches!(v, Verdict::Retry { pause: Some(d), .. } if d == Duration::from_secs(7)));
@@ -269,15 +322,61 @@ mod tests {
 
     #[test]
     fn transport_table() {
-        for (t, maybe) in [
-            (Transport::Connect, false),
-            (Transport::Timeout, true),
-            (Transport::Broken, true),
+        // (kind, maybe applied if retried; None: fatal)
+        for (t, want) in [
+            (Transport::Connect, Some(false)),
+            (Transport::Timeout, Some(true)),
+            (Transport::Broken, Some(true)),
+            (Transport::Certificate, None),
+            (Transport::NotTls, None),
         ] {
-            assert!(
-                matches!(classify_transport(t), Verdict::Retry { maybe_applied, .. } if maybe_applied == maybe),
-                "{t:?}"
-            );
+            let v = classify_transport(t, "detail");
+            match (want, &v) {
+                (
+                    Some(m),
+                    Verdict::Retry {
+                        maybe_applied,
+                        reason,
+                        ..
+                    },
+                ) => {
+                    assert_eq!(*maybe_applied, m, "{t:?}");
+                    assert!(reason.ends_with(": detail"), "{reason}");
+                }
+                (None, Verdict::Fatal { reason }) => {
+                    assert!(
+                        reason.contains("--url") && reason.contains("detail"),
+                        "{reason}"
+                    );
+                    if t == Transport::Certificate {
+                        assert!(reason.contains("certificate") && reason.contains("--insecure"));
+                    }
+                }
+                _ => panic!("{t:?}: {v:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn transport_kinds_from_reqwest_errors() {
+        use Transport::*;
+        // (is_timeout, is_connect, chain) -> kind
+        let table: &[(bool, bool, &str, Transport)] = &[
+            (false, true, "error sending request for url (https://127.0.0.1:1/api/2/json/1/2/3): client error (Connect): invalid peer certificate: UnknownIssuer", Certificate),
+            (false, true, "client error (Connect): invalid peer certificate: NotValidForName", Certificate),
+            (false, true, "invalid peer certificate: Expired", Certificate),
+            (false, true, "error:0A000086:SSL routines::certificate verify failed", Certificate),
+            (false, true, "self-signed certificate in certificate chain", Certificate),
+            (false, true, "client error (Connect): received corrupt message of type InvalidContentType", NotTls),
+            (false, true, "SSL routines:ssl3_get_record:wrong version number", NotTls),
+            (false, true, "client error (Connect): tcp connect error: Connection refused (os error 111)", Connect),
+            (true, true, "operation timed out", Timeout),
+            (true, false, "error decoding response body: operation timed out", Timeout),
+            (false, false, "connection closed before message completed", Broken),
+            (false, false, "connection reset by peer", Broken),
+        ];
+        for &(timeout, connect, text, want) in table {
+            assert_eq!(transport_kind(timeout, connect, text), want, "{text}");
         }
     }
 

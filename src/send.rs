@@ -195,7 +195,17 @@ struct AnswerBody<'a> {
     #[serde(borrow)]
     description: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
-    ops: Vec<OpAnswer>,
+    ops: Vec<MaybeOp>,
+}
+
+/// One entry of `ops`. An entry that is not a well-formed op answer (not an object, a
+/// `proc` that is not a string...) must not make the whole answer unreadable: the ops
+/// answered properly settle, and the ops it might have been about count as unanswered.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MaybeOp {
+    Op(OpAnswer),
+    Malformed(serde::de::IgnoredAny),
 }
 
 #[derive(Deserialize)]
@@ -225,6 +235,7 @@ enum Reply {
     Http {
         status: u16,
         retry_after: Option<Duration>,
+        location: Option<String>,
         body: Option<Bytes>,
     },
 }
@@ -399,14 +410,9 @@ impl Sender {
         let mut resp = match resp {
             Ok(r) => r,
             Err(e) => {
-                let kind = if e.is_timeout() {
-                    Transport::Timeout
-                } else if e.is_connect() {
-                    Transport::Connect
-                } else {
-                    Transport::Broken
-                };
-                return Reply::Transport(kind, error_chain(&e));
+                let detail = error_chain(&e);
+                let kind = retry::transport_kind(e.is_timeout(), e.is_connect(), &detail);
+                return Reply::Transport(kind, detail);
             }
         };
         let status = resp.status().as_u16();
@@ -417,7 +423,23 @@ impl Sender {
             .and_then(|s| s.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| Duration::from_secs_f64(s.min(3600.0)));
-        let mut buf = Vec::new();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(300).collect::<String>());
+        let announced = resp.content_length().unwrap_or(0);
+        if announced > MAX_ANSWER_BYTES as u64 {
+            // Announced too large: not worth reading (and dropping `resp` closes it).
+            return Reply::Http {
+                status,
+                retry_after,
+                location,
+                body: None,
+            };
+        }
+        // An answer without a length is still read only up to the cap, chunk by chunk.
+        let mut buf = Vec::with_capacity(announced as usize);
         loop {
             match resp.chunk().await {
                 Ok(Some(c)) => {
@@ -425,6 +447,7 @@ impl Sender {
                         return Reply::Http {
                             status,
                             retry_after,
+                            location,
                             body: None,
                         };
                     }
@@ -432,6 +455,7 @@ impl Sender {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    // The answer had begun: nothing here can be a connect or TLS failure.
                     let kind = if e.is_timeout() {
                         Transport::Timeout
                     } else {
@@ -448,6 +472,7 @@ impl Sender {
         Reply::Http {
             status,
             retry_after,
+            location,
             body: Some(Bytes::from(buf)),
         }
     }
@@ -484,16 +509,11 @@ impl Sender {
             let mut again: Vec<usize> = Vec::new();
             let mut again_reason = String::new();
             let verdict = match &reply {
-                Reply::Transport(t, msg) => {
-                    let mut v = retry::classify_transport(*t);
-                    if let Verdict::Retry { reason, .. } = &mut v {
-                        *reason = format!("{reason}: {msg}");
-                    }
-                    v
-                }
+                Reply::Transport(t, msg) => retry::classify_transport(*t, msg),
                 Reply::Http {
                     status,
                     retry_after,
+                    location,
                     body,
                 } => {
                     let parsed = body
@@ -502,11 +522,12 @@ impl Sender {
                     let excerpt = body
                         .as_ref()
                         .map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned())
-                        .unwrap_or_else(|| "(answer too large)".into());
+                        .unwrap_or_else(|| "(answer too large: over 32 MiB, not read)".into());
                     let answer = Answer {
                         request_proc: parsed.as_ref().and_then(|p| p.request_proc.as_deref()),
                         description: parsed.as_ref().and_then(|p| p.description.as_deref()),
                         excerpt: &excerpt,
+                        location: location.as_deref(),
                     };
                     let v = retry::classify_response(*status, *retry_after, &answer);
                     if v == Verdict::PerOp {
@@ -608,7 +629,7 @@ impl Sender {
         &self,
         batch: &Batch,
         group: &[usize],
-        ops: Vec<OpAnswer>,
+        ops: Vec<MaybeOp>,
         attempts: &[u32],
         out: &mut [Option<Outcome>],
         again: &mut Vec<usize>,
@@ -619,6 +640,7 @@ impl Sender {
         let mut by_id: HashMap<u64, OpAnswer> = HashMap::with_capacity(ops.len());
         let mut by_ref: HashMap<String, OpAnswer> = HashMap::new();
         for a in ops {
+            let MaybeOp::Op(a) = a else { continue };
             let id = a.id.as_ref().and_then(|v| match v {
                 serde_json::Value::String(s) => s.parse::<u64>().ok(),
                 serde_json::Value::Number(n) => n.as_u64(),

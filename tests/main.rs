@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod common;
+mod hostile;
 mod load;
 mod options;
 mod recovery;

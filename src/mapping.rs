@@ -685,12 +685,14 @@ pub fn write_typed(buf: &mut Vec<u8>, text: &str, ty: ColType) -> std::result::R
         }
         ColType::Json => {
             let t = text.trim();
+            // The surrogate scan first: it names the problem better than the parser's
+            // "unexpected end of hex escape".
+            if has_lone_surrogate(t.as_bytes()) {
+                return Err(LONE_SURROGATE.into());
+            }
             serde_json::from_str::<Strict>(t).map_err(|e| format!("not valid JSON: {e}"))?;
             if let Some(levels) = too_deep(t.as_bytes()) {
                 return Err(depth_reject(levels).0);
-            }
-            if has_lone_surrogate(t.as_bytes()) {
-                return Err(LONE_SURROGATE.into());
             }
             buf.extend_from_slice(t.as_bytes());
         }

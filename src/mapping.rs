@@ -757,7 +757,6 @@ impl<'de> serde::Deserialize<'de> for Strict {
     }
 }
 
-
 const LONE_SURROGATE: &str =
     "holds a \\u escape of a lone UTF-16 surrogate, which encodes no character";
 

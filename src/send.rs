@@ -201,31 +201,138 @@ struct AnswerBody<'a> {
 /// One entry of `ops`. An entry that is not a well-formed op answer (not an object, a
 /// `proc` that is not a string...) must not make the whole answer unreadable: the ops
 /// answered properly settle, and the ops it might have been about count as unanswered.
-#[derive(Deserialize)]
-#[serde(untagged)]
+///
+/// Read by hand rather than through `#[serde(untagged)]` and `serde_json::Value`, which
+/// buffer every entry into a tree first and allocated for every field: that parse was the
+/// largest cost of the sender in `perf` profiles of the end-to-end bench.
 enum MaybeOp {
     Op(OpAnswer),
-    Malformed(serde::de::IgnoredAny),
+    Malformed,
 }
 
-#[derive(Deserialize)]
+#[derive(Default)]
 struct OpAnswer {
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-    #[serde(default, rename = "ref")]
-    reference: Option<serde_json::Value>,
-    #[serde(default, rename = "proc")]
+    /// `id`, `ref`, `obj_id`, `description` as text whatever their JSON type (a number
+    /// as written); `None` when absent, null, or an array/object where text belongs.
+    id: Option<String>,
+    reference: Option<String>,
     proc_: Option<String>,
-    #[serde(default)]
-    obj_id: Option<serde_json::Value>,
-    #[serde(default)]
-    description: Option<serde_json::Value>,
+    obj_id: Option<String>,
+    description: Option<String>,
 }
 
-fn value_text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// A scalar as text; arrays and objects are skipped.
+struct Text(Option<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text, E> {
+                Ok(Text(Some(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(Some(v.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<Text, E> {
+                Ok(Text(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Text, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Text, A::Error> {
+                while m
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Text(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for MaybeOp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::IgnoredAny;
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MaybeOp;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an op answer")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<MaybeOp, A::Error> {
+                let mut a = OpAnswer::default();
+                let mut malformed = false;
+                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*k {
+                        "id" => a.id = m.next_value::<Text>()?.0,
+                        "ref" => a.reference = m.next_value::<Text>()?.0,
+                        "obj_id" => a.obj_id = m.next_value::<Text>()?.0,
+                        "description" => a.description = m.next_value::<Text>()?.0,
+                        "proc" => match m.next_value::<serde_json::Value>()? {
+                            serde_json::Value::String(p) => a.proc_ = Some(p),
+                            serde_json::Value::Null => {}
+                            _ => malformed = true,
+                        },
+                        _ => {
+                            m.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(if malformed {
+                    MaybeOp::Malformed
+                } else {
+                    MaybeOp::Op(a)
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<MaybeOp, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeOp::Malformed)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<MaybeOp, E> {
+                Ok(MaybeOp::Malformed)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<MaybeOp, E> {
+                Ok(MaybeOp::Malformed)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<MaybeOp, E> {
+                Ok(MaybeOp::Malformed)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<MaybeOp, E> {
+                Ok(MaybeOp::Malformed)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<MaybeOp, E> {
+                Ok(MaybeOp::Malformed)
+            }
+            fn visit_unit<E>(self) -> Result<MaybeOp, E> {
+                Ok(MaybeOp::Malformed)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -259,9 +366,13 @@ impl Sender {
         };
         let limiter = fixed.map(|r| {
             let r = NonZeroU32::new(r.max(1)).expect("max(1)");
-            // The burst holds exactly one full request: a bigger burst would let the
-            // first second overshoot the rate, a smaller one could never admit a batch.
-            let burst = NonZeroU32::new((cfg.batch_size as u32).max(1)).expect("max(1)");
+            // The burst holds one full request (a smaller one could never admit a batch)
+            // plus 1% of a second's worth: each wait wakes a fraction of a millisecond
+            // late, and with no slack that time is lost for good (the rate came out 2.2%
+            // low at 5000/s); 1% more in the first second stays within a license limit
+            // (0 throttled against a sandbox limit equal to --rate, benches/rate.sh).
+            let burst =
+                NonZeroU32::new((cfg.batch_size as u32).max(1) + r.get() / 100).expect("max(1)");
             governor::RateLimiter::direct(governor::Quota::per_second(r).allow_burst(burst))
         });
         Ok(Sender {
@@ -641,17 +752,13 @@ impl Sender {
         let mut by_ref: HashMap<String, OpAnswer> = HashMap::new();
         for a in ops {
             let MaybeOp::Op(a) = a else { continue };
-            let id = a.id.as_ref().and_then(|v| match v {
-                serde_json::Value::String(s) => s.parse::<u64>().ok(),
-                serde_json::Value::Number(n) => n.as_u64(),
-                _ => None,
-            });
+            let id = a.id.as_deref().and_then(|v| v.parse::<u64>().ok());
             match id {
                 Some(id) => {
                     by_id.entry(id).or_insert(a);
                 }
                 None => {
-                    if let Some(r) = a.reference.as_ref().map(value_text) {
+                    if let Some(r) = a.reference.clone() {
                         by_ref.entry(r).or_insert(a);
                     }
                 }
@@ -675,7 +782,7 @@ impl Sender {
                 continue;
             };
             let proc_ = a.proc_.as_deref().unwrap_or("");
-            let desc = a.description.as_ref().map(value_text);
+            let desc = a.description.clone();
             match retry::classify_op(self.cfg.is_create, proc_, desc.as_deref()) {
                 OpVerdict::Ok => {
                     let mut o = Outcome::new(
@@ -686,12 +793,12 @@ impl Sender {
                         },
                         attempts[i],
                     );
-                    o.obj_id = a.obj_id.as_ref().map(value_text);
+                    o.obj_id = a.obj_id.clone();
                     out[i] = Some(o);
                 }
                 OpVerdict::Exists => {
                     let mut o = Outcome::new(Status::Exists, attempts[i]);
-                    o.obj_id = a.obj_id.as_ref().map(value_text);
+                    o.obj_id = a.obj_id.clone();
                     out[i] = Some(o);
                 }
                 OpVerdict::Retry { reason, throttled } => {

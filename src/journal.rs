@@ -9,6 +9,7 @@ use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::source::Format;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -98,21 +99,32 @@ pub enum Event {
 
 /// One line of the results log.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ResultLine {
+pub struct ResultLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub input: Option<u32>,
     pub row: u64,
     pub line: u64,
-    #[serde(rename = "ref", skip_serializing_if = "Option::is_none", default)]
-    pub reference: Option<String>,
+    // Borrowed when written (no copy of each ref and id per row), owned when read back.
+    #[serde(
+        rename = "ref",
+        skip_serializing_if = "Option::is_none",
+        default,
+        borrow
+    )]
+    pub reference: Option<Cow<'a, str>>,
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub obj_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default, borrow)]
+    pub obj_id: Option<Cow<'a, str>>,
     pub attempts: u32,
-    #[serde(rename = "proc", skip_serializing_if = "Option::is_none", default)]
-    pub proc_: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub error: Option<String>,
+    #[serde(
+        rename = "proc",
+        skip_serializing_if = "Option::is_none",
+        default,
+        borrow
+    )]
+    pub proc_: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", default, borrow)]
+    pub error: Option<Cow<'a, str>>,
 }
 
 /// The first line of the results log: what this run loads and how, so that `--resume`
@@ -272,12 +284,12 @@ impl Journal {
                     input: self.cfg.multi_input.then_some(r.input),
                     row: r.row,
                     line: r.line,
-                    reference: r.reference.clone(),
+                    reference: r.reference.as_deref().map(Cow::Borrowed),
                     status: Status::Rejected,
                     obj_id: None,
                     attempts: 0,
                     proc_: None,
-                    error: Some(r.reason.clone()),
+                    error: Some(Cow::Borrowed(&r.reason)),
                 };
                 self.write_result(&line)?;
                 if self.sample_rejects.len() < 20 {
@@ -285,7 +297,7 @@ impl Journal {
                 }
             }
             Event::Batch { batch, outcomes } => {
-                for (i, o) in outcomes.into_iter().enumerate() {
+                for (i, o) in outcomes.iter().enumerate() {
                     let Some(o) = o else {
                         self.unsettled += 1;
                         continue;
@@ -299,12 +311,12 @@ impl Journal {
                         input: self.cfg.multi_input.then_some(meta.input),
                         row: meta.row,
                         line: meta.line,
-                        reference: batch.reference(i).map(str::to_string),
+                        reference: batch.reference(i).map(Cow::Borrowed),
                         status: o.status,
-                        obj_id: o.obj_id,
+                        obj_id: o.obj_id.as_deref().map(Cow::Borrowed),
                         attempts: o.attempts,
-                        proc_: o.proc_,
-                        error: o.error,
+                        proc_: o.proc_.as_deref().map(Cow::Borrowed),
+                        error: o.error.as_deref().map(Cow::Borrowed),
                     };
                     self.write_result(&line)?;
                 }

@@ -13,6 +13,7 @@ use crate::retry::{self, Answer, OpVerdict, Transport, Verdict};
 use crate::sign::{self, Secret};
 use bytes::Bytes;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -194,8 +195,8 @@ struct AnswerBody<'a> {
     request_proc: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     description: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    ops: Vec<MaybeOp>,
+    #[serde(default, borrow)]
+    ops: Vec<MaybeOp<'a>>,
 }
 
 /// One entry of `ops`. An entry that is not a well-formed op answer (not an object, a
@@ -205,59 +206,69 @@ struct AnswerBody<'a> {
 /// Read by hand rather than through `#[serde(untagged)]` and `serde_json::Value`, which
 /// buffer every entry into a tree first and allocated for every field: that parse was the
 /// largest cost of the sender in `perf` profiles of the end-to-end bench.
-enum MaybeOp {
-    Op(OpAnswer),
+enum MaybeOp<'a> {
+    Op(OpAnswer<'a>),
     Malformed,
 }
 
 #[derive(Default)]
-struct OpAnswer {
+struct OpAnswer<'a> {
     /// `id`, `ref`, `obj_id`, `description` as text whatever their JSON type (a number
     /// as written); `None` when absent, null, or an array/object where text belongs.
-    id: Option<String>,
-    reference: Option<String>,
-    proc_: Option<String>,
-    obj_id: Option<String>,
-    description: Option<String>,
+    /// Borrowed from the answer body unless escaped.
+    id: Option<Cow<'a, str>>,
+    reference: Option<Cow<'a, str>>,
+    proc_: Option<Cow<'a, str>>,
+    obj_id: Option<Cow<'a, str>>,
+    description: Option<Cow<'a, str>>,
 }
 
 /// A scalar as text; arrays and objects are skipped.
-struct Text(Option<String>);
+struct Text<'a>(Option<Cow<'a, str>>);
 
-impl<'de> Deserialize<'de> for Text {
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Text;
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON value")
             }
-            fn visit_str<E>(self, v: &str) -> Result<Text, E> {
-                Ok(Text(Some(v.to_string())))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
             }
-            fn visit_string<E>(self, v: String) -> Result<Text, E> {
-                Ok(Text(Some(v)))
+            fn visit_str<E>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
             }
-            fn visit_u64<E>(self, v: u64) -> Result<Text, E> {
-                Ok(Text(Some(v.to_string())))
+            fn visit_string<E>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Owned(v))))
             }
-            fn visit_i64<E>(self, v: i64) -> Result<Text, E> {
-                Ok(Text(Some(v.to_string())))
+            fn visit_u64<E>(self, v: u64) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
             }
-            fn visit_f64<E>(self, v: f64) -> Result<Text, E> {
-                Ok(Text(Some(v.to_string())))
+            fn visit_i64<E>(self, v: i64) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
             }
-            fn visit_bool<E>(self, v: bool) -> Result<Text, E> {
-                Ok(Text(Some(v.to_string())))
+            fn visit_f64<E>(self, v: f64) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
             }
-            fn visit_unit<E>(self) -> Result<Text, E> {
+            fn visit_bool<E>(self, v: bool) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_unit<E>(self) -> Result<Text<'a>, E> {
                 Ok(Text(None))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Text, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Text<'a>, A::Error> {
                 while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
                 Ok(Text(None))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Text, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Text<'a>, A::Error> {
                 while m
                     .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
                     .is_some()
@@ -265,23 +276,79 @@ impl<'de> Deserialize<'de> for Text {
                 Ok(Text(None))
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
-impl<'de> Deserialize<'de> for MaybeOp {
+/// An op answer's `proc`: text, null, or something else (which makes the entry malformed).
+enum Proc<'a> {
+    Text(Cow<'a, str>),
+    Null,
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Proc<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::IgnoredAny;
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = MaybeOp;
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Proc<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a proc")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Proc<'a>, E> {
+                Ok(Proc::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Proc<'a>, E> {
+                Ok(Proc::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<Proc<'a>, E> {
+                Ok(Proc::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Proc<'a>, E> {
+                Ok(Proc::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Proc<'a>, E> {
+                Ok(Proc::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Proc<'a>, E> {
+                Ok(Proc::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Proc<'a>, E> {
+                Ok(Proc::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Proc<'a>, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Proc::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Proc<'a>, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Proc::Other)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeOp<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::IgnoredAny;
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = MaybeOp<'a>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an op answer")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut m: A,
-            ) -> Result<MaybeOp, A::Error> {
+            ) -> Result<MaybeOp<'a>, A::Error> {
                 let mut a = OpAnswer::default();
                 let mut malformed = false;
                 while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
@@ -290,10 +357,10 @@ impl<'de> Deserialize<'de> for MaybeOp {
                         "ref" => a.reference = m.next_value::<Text>()?.0,
                         "obj_id" => a.obj_id = m.next_value::<Text>()?.0,
                         "description" => a.description = m.next_value::<Text>()?.0,
-                        "proc" => match m.next_value::<serde_json::Value>()? {
-                            serde_json::Value::String(p) => a.proc_ = Some(p),
-                            serde_json::Value::Null => {}
-                            _ => malformed = true,
+                        "proc" => match m.next_value::<Proc>()? {
+                            Proc::Text(p) => a.proc_ = Some(p),
+                            Proc::Null => {}
+                            Proc::Other => malformed = true,
                         },
                         _ => {
                             m.next_value::<IgnoredAny>()?;
@@ -309,30 +376,30 @@ impl<'de> Deserialize<'de> for MaybeOp {
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut a: A,
-            ) -> Result<MaybeOp, A::Error> {
+            ) -> Result<MaybeOp<'a>, A::Error> {
                 while a.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(MaybeOp::Malformed)
             }
-            fn visit_str<E>(self, _: &str) -> Result<MaybeOp, E> {
+            fn visit_str<E>(self, _: &str) -> Result<MaybeOp<'a>, E> {
                 Ok(MaybeOp::Malformed)
             }
-            fn visit_u64<E>(self, _: u64) -> Result<MaybeOp, E> {
+            fn visit_u64<E>(self, _: u64) -> Result<MaybeOp<'a>, E> {
                 Ok(MaybeOp::Malformed)
             }
-            fn visit_i64<E>(self, _: i64) -> Result<MaybeOp, E> {
+            fn visit_i64<E>(self, _: i64) -> Result<MaybeOp<'a>, E> {
                 Ok(MaybeOp::Malformed)
             }
-            fn visit_f64<E>(self, _: f64) -> Result<MaybeOp, E> {
+            fn visit_f64<E>(self, _: f64) -> Result<MaybeOp<'a>, E> {
                 Ok(MaybeOp::Malformed)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<MaybeOp, E> {
+            fn visit_bool<E>(self, _: bool) -> Result<MaybeOp<'a>, E> {
                 Ok(MaybeOp::Malformed)
             }
-            fn visit_unit<E>(self) -> Result<MaybeOp, E> {
+            fn visit_unit<E>(self) -> Result<MaybeOp<'a>, E> {
                 Ok(MaybeOp::Malformed)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
@@ -747,15 +814,21 @@ impl Sender {
         again_reason: &mut String,
     ) {
         let mut any_throttled = false;
-        // Match answers by op id (the server may reorder them); fall back to the ref.
-        let mut by_id: HashMap<u64, OpAnswer> = HashMap::with_capacity(ops.len());
-        let mut by_ref: HashMap<String, OpAnswer> = HashMap::new();
+        // Match answers by op id (the server may reorder them); fall back to the ref. Ids
+        // rise within a batch (the reader numbers rows in order), so an id finds its row
+        // by binary search; the first answer for an id counts, unknown ids are ignored.
+        debug_assert!(batch.rows.windows(2).all(|w| w[0].id < w[1].id));
+        let mut answers: Vec<Option<OpAnswer>> = (0..batch.len()).map(|_| None).collect();
+        let mut by_ref: HashMap<Cow<str>, OpAnswer> = HashMap::new();
         for a in ops {
             let MaybeOp::Op(a) = a else { continue };
-            let id = a.id.as_deref().and_then(|v| v.parse::<u64>().ok());
-            match id {
+            match a.id.as_deref().and_then(|v| v.parse::<u64>().ok()) {
                 Some(id) => {
-                    by_id.entry(id).or_insert(a);
+                    if let Ok(i) = batch.rows.binary_search_by_key(&id, |m| m.id) {
+                        if answers[i].is_none() {
+                            answers[i] = Some(a);
+                        }
+                    }
                 }
                 None => {
                     if let Some(r) = a.reference.clone() {
@@ -765,9 +838,8 @@ impl Sender {
             }
         }
         for &i in group {
-            let meta = &batch.rows[i];
-            let a = by_id
-                .remove(&meta.id)
+            let a = answers[i]
+                .take()
                 .or_else(|| batch.reference(i).and_then(|r| by_ref.remove(r)));
             let Some(a) = a else {
                 // Not answered: it may have been applied.
@@ -782,8 +854,7 @@ impl Sender {
                 continue;
             };
             let proc_ = a.proc_.as_deref().unwrap_or("");
-            let desc = a.description.clone();
-            match retry::classify_op(self.cfg.is_create, proc_, desc.as_deref()) {
+            match retry::classify_op(self.cfg.is_create, proc_, a.description.as_deref()) {
                 OpVerdict::Ok => {
                     let mut o = Outcome::new(
                         if self.cfg.is_create {
@@ -793,12 +864,12 @@ impl Sender {
                         },
                         attempts[i],
                     );
-                    o.obj_id = a.obj_id.clone();
+                    o.obj_id = a.obj_id.as_deref().map(str::to_string);
                     out[i] = Some(o);
                 }
                 OpVerdict::Exists => {
                     let mut o = Outcome::new(Status::Exists, attempts[i]);
-                    o.obj_id = a.obj_id.clone();
+                    o.obj_id = a.obj_id.as_deref().map(str::to_string);
                     out[i] = Some(o);
                 }
                 OpVerdict::Retry { reason, throttled } => {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::journal::{
     self, Event, Journal, JournalConfig, Latency, Manifest, RejectedRow, RowSet, Summary,
 };
-use crate::mapping::{CsvPlan, NdjsonPlan, REF_COLUMN};
+use crate::mapping::{CsvPlan, NdjsonPlan, Reject, REF_COLUMN};
 use crate::send::Sender;
 use crate::source::csv::{CsvSource, RowEncoder};
 use crate::source::ndjson::NdjsonSource;
@@ -255,7 +255,6 @@ fn read_inputs(
     stop: &AtomicBool,
     bytes_read: Arc<AtomicU64>,
 ) -> Result<ReadReport> {
-    let mut report = ReadReport::default();
     let closed = Rc::new(std::cell::Cell::new(false));
     let sink_closed = closed.clone();
     let batcher = Rc::new(RefCell::new(Batcher::new(
@@ -267,15 +266,20 @@ fn read_inputs(
             }
         },
     )));
-    let mut next_id: u64 = 1;
-    let mut seen = SeenRefs::new(cfg);
-    let mut ref_buf = String::with_capacity(64);
-    let reject = |r: RejectedRow| {
-        let _ = jtx.blocking_send(Event::Rejected(r));
+    let mut rows = Rows {
+        batcher: batcher.clone(),
+        seen: SeenRefs::new(cfg),
+        ref_buf: String::with_capacity(64),
+        next_id: 1,
+        report: ReadReport::default(),
+        jtx: &jtx,
+        batch_bytes: cfg.batch_bytes,
     };
+    // Whether to stop reading: Ctrl-C or a fatal answer, or the senders are gone.
+    let halt = || stop.load(Ordering::Relaxed) || closed.get();
 
     for input in &cfg.inputs {
-        if stop.load(Ordering::Relaxed) || closed.get() {
+        if halt() {
             break;
         }
         let idx = input.index;
@@ -289,112 +293,70 @@ fn read_inputs(
                 b.flush_if_lingering(linger);
             }
         });
-        let opened = input.open(bytes_read.clone(), cfg.linger, on_idle);
-        let reader = match opened {
+        // An input that cannot be used: fatal before any row, an input error after.
+        let unusable = |e: Error, rows_read: u64| -> Result<()> {
+            if rows_read == 0 {
+                return Err(e);
+            }
+            let _ = jtx.blocking_send(Event::InputError {
+                input: idx,
+                line: 0,
+                message: e.to_string(),
+            });
+            Ok(())
+        };
+        let reader = match input.open(bytes_read.clone(), cfg.linger, on_idle) {
             Ok(r) => r,
-            Err(e) if report.rows == 0 => return Err(e),
             Err(e) => {
-                let _ = jtx.blocking_send(Event::InputError {
-                    input: idx,
-                    line: 0,
-                    message: format!("{name}: {e}"),
-                });
+                unusable(e, rows.report.rows)?;
                 continue;
             }
         };
         let done = &settled[idx as usize];
         match input.format {
             Format::Csv => {
-                let mut src = match CsvSource::new(reader, cfg.delimiter, cfg.has_header, &name)
-                    .and_then(|s| CsvPlan::new(&cfg.mapping, &s.header, &file_name).map(|p| (s, p)))
-                {
+                let opened =
+                    CsvSource::new(reader, cfg.delimiter, cfg.has_header, &name).and_then(|s| {
+                        CsvPlan::new(&cfg.mapping, &s.header, &file_name).map(|p| (s, p))
+                    });
+                let (mut src, plan) = match opened {
                     Ok(sp) => sp,
-                    Err(e) if report.rows == 0 => return Err(e),
                     Err(e) => {
-                        let _ = jtx.blocking_send(Event::InputError {
-                            input: idx,
-                            line: 1,
-                            message: e.to_string(),
-                        });
+                        unusable(e, rows.report.rows)?;
                         continue;
                     }
                 };
-                let plan = src.1;
-                let src = &mut src.0;
                 let add_ref_col = plan.auto_ref() && !src.header.iter().any(|h| h == REF_COLUMN);
                 // Rows go to the retry file as csv would write them, with their generated
                 // ref as one more column when refs are generated.
                 let mut enc = RowEncoder::new(cfg.delimiter);
-                let ref_col = add_ref_col.then_some(REF_COLUMN.as_bytes());
                 let header = src.header_record.as_ref().map(|h| {
                     let mut v = Vec::new();
-                    enc.write(&mut v, h, ref_col);
+                    enc.write(&mut v, h, add_ref_col.then_some(REF_COLUMN.as_bytes()));
                     v
                 });
                 let _ = jtx.blocking_send(Event::InputStart { input: idx, header });
-                loop {
-                    if stop.load(Ordering::Relaxed) || closed.get() {
-                        break;
-                    }
-                    let (row, line) = match src.advance() {
-                        Ok(Some(x)) => x,
-                        Ok(None) => break,
-                        Err(e) => {
-                            let _ = jtx.blocking_send(Event::InputError {
+                each_row(
+                    &mut src,
+                    &name,
+                    idx,
+                    done,
+                    &mut rows,
+                    &halt,
+                    |src, rows, row, line| {
+                        let rec = src.record();
+                        rows.map(
+                            RowKey {
+                                id: 0,
                                 input: idx,
-                                line: e.line,
-                                message: format!(
-                                    "{name}: line {}: {}; the rows before it were loaded",
-                                    e.line, e.message
-                                ),
-                            });
-                            break;
-                        }
-                    };
-                    if done.contains(row) {
-                        report.skipped += 1;
-                        continue;
-                    }
-                    report.rows += 1;
-                    let id = next_id;
-                    next_id += 1;
-                    let mut b = batcher.borrow_mut();
-                    let at = b.begin();
-                    let rec = src.record();
-                    let res = plan
-                        .write_op(rec, id, row, b.buf(), &mut ref_buf)
-                        .map_err(|r| r.0)
-                        .and_then(|()| seen.check(&ref_buf));
-                    let res = match res {
-                        Ok(()) => b
-                            .commit(at, RowKey { id, input: idx, row, line }, &ref_buf, |raw| {
-                                enc.write(raw, rec, add_ref_col.then_some(ref_buf.as_bytes()));
-                            })
-                            .map_err(|t| {
-                                format!(
-                                    "the op is {} bytes, more than a request may hold (--batch-bytes {})",
-                                    t.op_bytes, t.max_bytes
-                                )
-                            }),
-                        Err(r) => {
-                            b.abort(at);
-                            Err(r)
-                        }
-                    };
-                    drop(b);
-                    if res.is_ok() {
-                        seen.insert(&ref_buf, idx, row);
-                    }
-                    if let Err(reason) = res {
-                        reject(RejectedRow {
-                            input: idx,
-                            row,
-                            line,
-                            reference: (!ref_buf.is_empty()).then(|| ref_buf.clone()),
-                            reason,
-                        });
-                    }
-                }
+                                row,
+                                line,
+                            },
+                            |buf, id, r| plan.write_op(rec, id, row, buf, r),
+                            |raw, r| enc.write(raw, rec, add_ref_col.then_some(r.as_bytes())),
+                        );
+                    },
+                );
             }
             Format::Ndjson => {
                 let plan = NdjsonPlan::new(&cfg.mapping, &file_name)?;
@@ -405,85 +367,164 @@ fn read_inputs(
                 let max_line = cfg.batch_bytes.max(cfg.mapping.max_task_bytes) + 4096;
                 let mut src = NdjsonSource::new(reader, max_line);
                 let add_ref = plan.auto_ref();
-                loop {
-                    if stop.load(Ordering::Relaxed) || closed.get() {
-                        break;
-                    }
-                    let (row, line) = match src.advance() {
-                        Ok(Some(x)) => x,
-                        Ok(None) => break,
-                        Err(e) => {
-                            let _ = jtx.blocking_send(Event::InputError {
-                                input: idx,
-                                line: e.line,
-                                message: format!(
-                                    "{name}: line {}: {}; the rows before it were loaded",
-                                    e.line, e.message
-                                ),
-                            });
-                            break;
-                        }
-                    };
-                    if done.contains(row) {
-                        report.skipped += 1;
-                        continue;
-                    }
-                    report.rows += 1;
-                    let id = next_id;
-                    next_id += 1;
-                    if let Some(len) = src.overlong() {
-                        ref_buf.clear();
-                        reject(RejectedRow {
+                each_row(
+                    &mut src,
+                    &name,
+                    idx,
+                    done,
+                    &mut rows,
+                    &halt,
+                    |src, rows, row, line| {
+                        let key = RowKey {
+                            id: 0,
                             input: idx,
                             row,
                             line,
-                            reference: None,
-                            reason: format!("the line is {len} bytes, more than a request may hold (--batch-bytes {})", cfg.batch_bytes),
-                        });
-                        continue;
-                    }
-                    let mut b = batcher.borrow_mut();
-                    let at = b.begin();
-                    let text = src.line();
-                    let res = plan
-                        .write_op(text, id, row, b.buf(), &mut ref_buf)
-                        .map_err(|r| r.0)
-                        .and_then(|()| seen.check(&ref_buf));
-                    let res = match res {
-                        Ok(()) => b
-                            .commit(at, RowKey { id, input: idx, row, line }, &ref_buf, |raw| {
-                                write_ndjson_raw(raw, text, add_ref.then_some(ref_buf.as_str()))
-                            })
-                            .map_err(|t| {
-                                format!(
-                                    "the op is {} bytes, more than a request may hold (--batch-bytes {})",
-                                    t.op_bytes, t.max_bytes
-                                )
-                            }),
-                        Err(r) => {
-                            b.abort(at);
-                            Err(r)
+                        };
+                        if let Some(len) = src.overlong() {
+                            let reason = format!(
+                            "the line is {len} bytes, more than a request may hold (--batch-bytes {})",
+                            rows.batch_bytes
+                        );
+                            rows.next_id += 1;
+                            rows.report.rows += 1;
+                            rows.ref_buf.clear();
+                            rows.reject(key, reason);
+                            return;
                         }
-                    };
-                    drop(b);
-                    if res.is_ok() {
-                        seen.insert(&ref_buf, idx, row);
-                    }
-                    if let Err(reason) = res {
-                        reject(RejectedRow {
-                            input: idx,
-                            row,
-                            line,
-                            reference: (!ref_buf.is_empty()).then(|| ref_buf.clone()),
-                            reason,
-                        });
-                    }
-                }
+                        let text = src.line();
+                        rows.map(
+                            key,
+                            |buf, id, r| plan.write_op(text, id, row, buf, r),
+                            |raw, r| write_ndjson_raw(raw, text, add_ref.then_some(r)),
+                        );
+                    },
+                );
             }
         }
     }
     batcher.borrow_mut().flush();
-    Ok(report)
+    Ok(rows.report)
+}
+
+/// The sources as the reader loop sees them.
+trait Records {
+    /// The next record: `(row, line)`, or `None` at the end.
+    fn advance(&mut self)
+        -> std::result::Result<Option<(u64, u64)>, crate::source::csv::ReadError>;
+}
+
+impl Records for CsvSource {
+    fn advance(
+        &mut self,
+    ) -> std::result::Result<Option<(u64, u64)>, crate::source::csv::ReadError> {
+        CsvSource::advance(self)
+    }
+}
+
+impl Records for NdjsonSource {
+    fn advance(
+        &mut self,
+    ) -> std::result::Result<Option<(u64, u64)>, crate::source::csv::ReadError> {
+        NdjsonSource::advance(self)
+    }
+}
+
+/// Runs `f` on every record of `src` not settled by an earlier run (`done`), until the end,
+/// a stop, or a read error (reported with its line; the rows before it stay loaded).
+fn each_row<S: Records, F: FnMut(Batch)>(
+    src: &mut S,
+    name: &str,
+    input: u32,
+    done: &RowSet,
+    rows: &mut Rows<'_, F>,
+    halt: &dyn Fn() -> bool,
+    mut f: impl FnMut(&S, &mut Rows<'_, F>, u64, u64),
+) {
+    while !halt() {
+        let (row, line) = match src.advance() {
+            Ok(Some(x)) => x,
+            Ok(None) => break,
+            Err(e) => {
+                let _ = rows.jtx.blocking_send(Event::InputError {
+                    input,
+                    line: e.line,
+                    message: format!(
+                        "{name}: line {}: {}; the rows before it were loaded",
+                        e.line, e.message
+                    ),
+                });
+                break;
+            }
+        };
+        if done.contains(row) {
+            rows.report.skipped += 1;
+            continue;
+        }
+        f(src, rows, row, line);
+    }
+}
+
+/// The reader's state across inputs: the open batch, op ids, refs seen, counts.
+struct Rows<'a, F: FnMut(Batch)> {
+    batcher: Rc<RefCell<Batcher<F>>>,
+    seen: SeenRefs,
+    ref_buf: String,
+    next_id: u64,
+    report: ReadReport,
+    jtx: &'a mpsc::Sender<Event>,
+    batch_bytes: usize,
+}
+
+impl<F: FnMut(Batch)> Rows<'_, F> {
+    /// Maps one row into the open batch: `write_op` writes the op (given its id) and the
+    /// ref, `write_raw` the row as the retry file would hold it. A row that cannot be
+    /// mapped is rejected with its reason.
+    fn map(
+        &mut self,
+        mut key: RowKey,
+        write_op: impl FnOnce(&mut Vec<u8>, u64, &mut String) -> std::result::Result<(), Reject>,
+        write_raw: impl FnOnce(&mut Vec<u8>, &str),
+    ) {
+        key.id = self.next_id;
+        self.next_id += 1;
+        self.report.rows += 1;
+        let mut b = self.batcher.borrow_mut();
+        let at = b.begin();
+        let res = write_op(b.buf(), key.id, &mut self.ref_buf)
+            .map_err(|r| r.0)
+            .and_then(|()| self.seen.check(&self.ref_buf));
+        let res = match res {
+            Ok(()) => {
+                let r = &self.ref_buf;
+                b.commit(at, key, r, |raw| write_raw(raw, r)).map_err(|t| {
+                    format!(
+                        "the op is {} bytes, more than a request may hold (--batch-bytes {})",
+                        t.op_bytes, t.max_bytes
+                    )
+                })
+            }
+            Err(r) => {
+                b.abort(at);
+                Err(r)
+            }
+        };
+        drop(b);
+        match res {
+            Ok(()) => self.seen.insert(&self.ref_buf, key.input, key.row),
+            Err(reason) => self.reject(key, reason),
+        }
+    }
+
+    fn reject(&mut self, key: RowKey, reason: String) {
+        let _ = self.jtx.blocking_send(Event::Rejected(RejectedRow {
+            input: key.input,
+            row: key.row,
+            line: key.line,
+            reference: (!self.ref_buf.is_empty()).then(|| self.ref_buf.clone()),
+            reason,
+        }));
+    }
 }
 
 /// The line as it goes to the retry file. With generated refs it carries its ref in

@@ -334,9 +334,26 @@ impl LoadConfig {
                 )));
             }
         }
+        // An output that is also an input would be truncated before it is read.
+        let same = |a: &std::path::Path, b: &std::path::Path| {
+            a == b
+                || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+        };
+        for r in &retry_files {
+            if let Some(inp) = inputs
+                .iter()
+                .find(|i| i.path.as_deref().is_some_and(|p| same(p, r)))
+            {
+                return Err(Error::Usage(format!(
+                    "--retry-file {}: is the input {}; the retry file of this run must be another file",
+                    r.display(),
+                    inp.display()
+                )));
+            }
+        }
         if let Some(r) = &results {
             for inp in &inputs {
-                if inp.path.as_deref() == Some(r.as_path()) || retry_files.contains(r) {
+                if inp.path.as_deref().is_some_and(|p| same(p, r)) || retry_files.contains(r) {
                     return Err(Error::Usage(format!(
                         "--results {}: would overwrite an input or a retry file",
                         r.display()

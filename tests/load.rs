@@ -545,6 +545,28 @@ async fn usage_and_input_errors_exit_1_naming_the_problem() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("--conv-id"), "{}", out.stderr);
 
+    // An output that is the input would truncate it before it is read.
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--retry-file", s(&input)],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("--retry-file"), "{}", out.stderr);
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--results", s(&input)],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("--results"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read(&input).unwrap(),
+        std::fs::read(sample("orders.csv")).unwrap()
+    );
+
     let out = load(
         &sb.url(),
         &[s(&input), "--conv-id", "555", "--no-such-flag"],

@@ -179,15 +179,28 @@ pub async fn run(
             });
             while tasks.try_join_next().is_some() {}
         }
-        if interrupted {
+        let interrupt = |sender: &Sender| {
             eprintln!("czload: interrupted: finishing the requests in flight (Ctrl-C again to quit at once)");
             sender.stop();
+        };
+        if interrupted {
+            interrupt(&sender);
         }
         // The reader stops at its next row (when it is not done already).
         stop.store(true, Ordering::SeqCst);
         // Unblocks the reader if it waits to hand over a batch.
         drop(batch_rx);
-        while tasks.join_next().await.is_some() {}
+        // The last batches may still be retrying (for minutes, with backoff): Ctrl-C must
+        // still stop them.
+        loop {
+            tokio::select! {
+                done = tasks.join_next() => if done.is_none() { break },
+                _ = &mut shutdown, if !interrupted => {
+                    interrupted = true;
+                    interrupt(&sender);
+                }
+            }
+        }
     }
     drop(jtx);
     let report = tokio::task::spawn_blocking(move || reader_thread.join())

@@ -547,3 +547,48 @@ async fn a_resumed_run_answers_for_the_rows_of_earlier_runs() {
     );
     assert_eq!(sb.tasks().len(), 299);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_batch_that_is_still_retrying_after_the_input_is_read() {
+    // Every request fails, so the only batch keeps retrying long after the reader is done.
+    let sb = Sandbox::start(SandboxConfig {
+        fail_before: 1.0,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_csv(dir.path(), "stuck.csv", 10);
+    let child = spawn_load(
+        &sb.url(),
+        &[
+            s(&input),
+            "--conv-id",
+            "555",
+            "--max-attempts",
+            "1000",
+            "--max-retry-time",
+            "600",
+        ],
+    );
+    let t0 = Instant::now();
+    while sb.stats().requests < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no retries seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&child, "-INT");
+    let t1 = Instant::now();
+    let out = finish(child).await;
+    assert_eq!(out.code, 130, "{out:?}");
+    assert!(
+        t1.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t1.elapsed()
+    );
+    assert!(
+        out.stderr.contains("10 rows were not settled"),
+        "{}",
+        out.stderr
+    );
+    assert!(results(&dir.path().join("stuck.results.ndjson")).is_empty());
+}

@@ -129,7 +129,7 @@ pub async fn run(
     let rbytes = bytes_read.clone();
     let reader_thread = std::thread::Builder::new()
         .name("czload-reader".into())
-        .spawn(move || read_inputs(&rcfg, &settled, batch_tx, rjtx, &rstop, rbytes))
+        .spawn(move || read_inputs(&rcfg, &settled, batch_tx, rjtx, rstop, rbytes))
         .map_err(|e| Error::Other(format!("cannot start the reader thread: {e}")))?;
 
     let mut interrupted = false;
@@ -265,7 +265,7 @@ fn read_inputs(
     settled: &[RowSet],
     batch_tx: mpsc::Sender<Batch>,
     jtx: mpsc::Sender<Event>,
-    stop: &AtomicBool,
+    stop: Arc<AtomicBool>,
     bytes_read: Arc<AtomicU64>,
 ) -> Result<ReadReport> {
     let closed = Rc::new(std::cell::Cell::new(false));
@@ -318,7 +318,7 @@ fn read_inputs(
             });
             Ok(())
         };
-        let reader = match input.open(bytes_read.clone(), cfg.linger, on_idle) {
+        let reader = match input.open(bytes_read.clone(), cfg.linger, on_idle, stop.clone()) {
             Ok(r) => r,
             Err(e) => {
                 unusable(e, rows.report.rows)?;
@@ -470,6 +470,10 @@ fn each_row<S: Records, F: FnMut(Batch)>(
                 break;
             }
         };
+        // A stop may have cut the read short: the record may be partial.
+        if halt() {
+            break;
+        }
         if done.contains(row) {
             rows.report.skipped += 1;
             continue;

@@ -229,7 +229,10 @@ pub fn classify_op(is_create: bool, proc_: &str, description: Option<&str>) -> O
             throttled: true,
         };
     }
-    if low.contains("signature") || low.contains("api login") || low.contains("timestamp") {
+    // Auth failures come at the request level; an op's description only stops the run
+    // when it speaks of the credentials themselves (a field named `timestamp` failing
+    // validation is an ordinary rejection).
+    if low.contains("signature") || low.contains("api login") {
         return OpVerdict::Fatal { reason };
     }
     OpVerdict::Reject { reason }
@@ -399,6 +402,18 @@ mod tests {
             (true, "error", Some("Value is not valid"), "reject"),
             (false, "not_found_task", None, "reject"),
             (true, "error", Some("Wrong signature"), "fatal"),
+            (
+                true,
+                "error",
+                Some("Value is not valid: timestamp"),
+                "reject",
+            ),
+            (
+                true,
+                "error",
+                Some("Value is not valid: timestamp"),
+                "reject",
+            ),
         ];
         for &(create, p, d, want) in table {
             let v = classify_op(create, p, d);

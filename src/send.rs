@@ -495,7 +495,12 @@ impl Sender {
         if d.is_zero() {
             return !self.is_stopped();
         }
+        // `notify_waiters` wakes only futures that exist: create ours, then look at the
+        // flag, so a stop that came just before is not slept through.
         let notified = self.stopped.notified();
+        if self.is_stopped() {
+            return false;
+        }
         tokio::select! {
             _ = tokio::time::sleep(d) => !self.is_stopped(),
             _ = notified => false,
@@ -540,8 +545,12 @@ impl Sender {
         }
         if let Some(l) = &self.limiter {
             let n = NonZeroU32::new(n_ops.max(1) as u32).expect("max(1)");
-            // n never exceeds the burst (one full batch), so this cannot fail.
-            let _ = l.until_n_ready(n).await;
+            // n never exceeds the burst (one full batch), so this cannot fail. A stop must
+            // not wait for a slot: at a low rate that can take minutes.
+            tokio::select! {
+                _ = l.until_n_ready(n) => {}
+                _ = self.wait_stopped() => return None,
+            }
         }
         if let Some(a) = &self.aimd {
             while let Some(wait) = a.try_claim(n_ops) {

@@ -207,10 +207,18 @@ fn signal(child: &std::process::Child, sig: &str) {
     assert!(ok);
 }
 
+/// Waits for the child, at most 60 s: a run that should have stopped and did not fails
+/// the test (the child is killed) instead of hanging it.
 async fn finish(child: std::process::Child) -> Out {
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let pid = child.id();
+    let wait = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    let out = match tokio::time::timeout(Duration::from_secs(60), wait).await {
+        Ok(done) => done.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("czload (pid {pid}) still running after 60 s");
+        }
+    };
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -591,4 +599,66 @@ async fn ctrl_c_stops_a_batch_that_is_still_retrying_after_the_input_is_read() {
         out.stderr
     );
     assert!(results(&dir.path().join("stuck.results.ndjson")).is_empty());
+}
+
+/// `czload load - ...` with a stdin that stays open (and quiet) after `first`.
+fn spawn_stdin_load(
+    dir: &Path,
+    url: &str,
+    secret: &str,
+    first: &[u8],
+) -> (std::process::Child, std::process::ChildStdin) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_czload"))
+        .args([
+            "load",
+            "-",
+            "--format",
+            "ndjson",
+            "--conv-id",
+            "555",
+            "--linger-ms",
+            "50",
+            "--quiet",
+        ])
+        .args(["--url", url, "--api-login", LOGIN])
+        .arg("--results")
+        .arg(dir.join("r.ndjson"))
+        .arg("--retry-file")
+        .arg(dir.join("retry.ndjson"))
+        .env("COREZOID_API_SECRET", secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(first).unwrap();
+    stdin.flush().unwrap();
+    (child, stdin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stdin_does_not_hold_a_stopped_run() {
+    // A fatal answer: the run stops although stdin is still open.
+    let sb = Sandbox::start(common::config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (child, stdin) = spawn_stdin_load(dir.path(), &sb.url(), "wrong", b"{\"n\":1}\n");
+    let out = finish(child).await;
+    drop(stdin);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(sb.stats().auth_failures >= 1);
+
+    // Ctrl-C: the run stops although stdin is still open.
+    let (child, stdin) = spawn_stdin_load(dir.path(), &sb.url(), SECRET, b"{\"n\":1}\n{\"n\":2}\n");
+    let t0 = Instant::now();
+    while sb.tasks().len() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "rows held back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&child, "-INT");
+    let out = finish(child).await;
+    drop(stdin);
+    assert_eq!(out.code, 130, "{out:?}");
+    assert_eq!(sb.tasks().len(), 2);
 }

@@ -147,6 +147,7 @@ impl Input {
         counter: Arc<AtomicU64>,
         linger: Duration,
         on_idle: Box<dyn FnMut()>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Box<dyn BufRead>> {
         let raw: Box<dyn Read> = match &self.path {
             Some(p) => Box::new(Counting {
@@ -154,7 +155,7 @@ impl Input {
                 counter,
             }),
             None => Box::new(Counting {
-                inner: IdleReader::stdin(linger, on_idle),
+                inner: IdleReader::stdin(linger, on_idle, stop),
                 counter,
             }),
         };
@@ -203,10 +204,16 @@ pub struct IdleReader {
     linger: Duration,
     done: bool,
     on_idle: Box<dyn FnMut()>,
+    /// The run is stopping: a quiet stdin must not hold the reader thread.
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl IdleReader {
-    fn stdin(linger: Duration, on_idle: Box<dyn FnMut()>) -> IdleReader {
+    fn stdin(
+        linger: Duration,
+        on_idle: Box<dyn FnMut()>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> IdleReader {
         let (tx, rx) = mpsc::sync_channel(4);
         std::thread::spawn(move || {
             let mut stdin = io::stdin().lock();
@@ -235,6 +242,7 @@ impl IdleReader {
             linger,
             done: false,
             on_idle,
+            stop,
         }
     }
 }
@@ -245,14 +253,24 @@ impl Read for IdleReader {
             if self.done {
                 return Ok(0);
             }
-            let next = match self.rx.recv_timeout(self.linger) {
-                Ok(c) => Ok(c),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    (self.on_idle)();
-                    // The partial batch is on its way; now wait as long as it takes.
-                    self.rx.recv().map_err(|_| ())
+            let mut idle_told = false;
+            let next = loop {
+                match self.rx.recv_timeout(self.linger) {
+                    Ok(c) => break Ok(c),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if self.stop.load(Ordering::Relaxed) {
+                            // The reader checks the stop flag after this read and drops
+                            // whatever partial record it holds.
+                            break Err(());
+                        }
+                        if !idle_told {
+                            // The partial batch goes out; then wait as long as it takes.
+                            (self.on_idle)();
+                            idle_told = true;
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break Err(()),
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
             };
             match next {
                 Ok(Ok(c)) => {

@@ -181,6 +181,25 @@ impl LoadConfig {
         } else {
             RefMode::Auto
         };
+        if ref_mode == RefMode::Auto {
+            // Generated refs are `{file name}:{row}`: two inputs of the same name would give
+            // the same refs, and the second one's rows would come back `exists`, unloaded.
+            for (i, a) in inputs.iter().enumerate() {
+                if let Some(b) = inputs[..i].iter().find(|b| b.file_name() == a.file_name()) {
+                    return Err(Error::Usage(format!(
+                        "inputs {} and {} have the same file name, so their generated refs ({}:ROW) would collide; rename one, or pass --ref-column or --ref-template",
+                        b.display(),
+                        a.display(),
+                        a.file_name()
+                    )));
+                }
+            }
+            if op == OpKind::Create && inputs.iter().any(|i| i.path.is_none()) {
+                notes.push(
+                    "warning: rows read from stdin get the refs stdin:1, stdin:2, ...; another stdin load into the same process would find them taken and load nothing (exists): pass --ref-column or --ref-template for stdin".into(),
+                );
+            }
+        }
         if op == OpKind::Modify && matches!(ref_mode, RefMode::None | RefMode::Auto) {
             return Err(Error::Usage(
                 "--op modify finds each task by its ref: pass --ref-column COL or --ref-template"

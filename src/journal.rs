@@ -363,12 +363,9 @@ impl Journal {
     }
 
     fn flush(&mut self) -> Result<()> {
-        for (i, r) in self.retry.iter_mut().enumerate() {
-            if let Some(r) = r {
-                r.w.flush()
-                    .map_err(|e| Error::file(&self.cfg.retry_files[i], e))?;
-            }
-        }
+        // The results log first: after a crash between the two, a row is logged but
+        // missing from the retry file (visible in the log), never in the retry file twice
+        // (resumed, it would be written there again).
         if let Some(w) = &mut self.results {
             w.flush().map_err(|e| {
                 Error::file(
@@ -376,6 +373,12 @@ impl Journal {
                     format!("cannot write: {e}"),
                 )
             })?;
+        }
+        for (i, r) in self.retry.iter_mut().enumerate() {
+            if let Some(r) = r {
+                r.w.flush()
+                    .map_err(|e| Error::file(&self.cfg.retry_files[i], e))?;
+            }
         }
         Ok(())
     }
@@ -435,6 +438,8 @@ pub struct Summary {
     pub rows_per_sec: f64,
     pub results_log: Option<PathBuf>,
     pub retry_files: Vec<PathBuf>,
+    /// How to load the retry files, when it is not the same command.
+    pub retry_hint: Option<String>,
     pub input_errors: Vec<String>,
     pub interrupted: bool,
     /// Why the run stopped early (authentication, ...).
@@ -538,6 +543,9 @@ impl Summary {
                 p.display()
             );
         }
+        if let (Some(h), false) = (&self.retry_hint, self.retry_files.is_empty()) {
+            let _ = writeln!(s, "note: {h}");
+        }
         s
     }
 }
@@ -619,7 +627,9 @@ pub fn read_settled(path: &Path, expected: &Manifest) -> Result<(Vec<RowSet>, Co
             path.display()
         ))
     })?;
-    let mut lines = std::io::BufReader::new(f).lines();
+    // Lines as bytes: a crash can cut the last line inside a UTF-8 character, and that
+    // must cost only that row (redone), not the whole resume.
+    let mut lines = std::io::BufReader::new(f).split(b'\n');
     let first = match lines.next() {
         Some(Ok(l)) => l,
         _ => {
@@ -629,7 +639,7 @@ pub fn read_settled(path: &Path, expected: &Manifest) -> Result<(Vec<RowSet>, Co
             )))
         }
     };
-    let manifest: Manifest = serde_json::from_str(&first).map_err(|_| {
+    let manifest: Manifest = serde_json::from_slice(&first).map_err(|_| {
         Error::Resume(format!(
             "{} does not start with a czload manifest",
             path.display()
@@ -664,11 +674,11 @@ pub fn read_settled(path: &Path, expected: &Manifest) -> Result<(Vec<RowSet>, Co
     let mut earlier = Counts::default();
     for (n, line) in lines.enumerate() {
         let line = line.map_err(|e| Error::Resume(format!("{}: {e}", path.display())))?;
-        if line.trim().is_empty() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         // A line cut by a crash is the last one; it is incomplete, so that row is redone.
-        let Ok(r) = serde_json::from_str::<ResultLine>(&line) else {
+        let Ok(r) = serde_json::from_slice::<ResultLine>(&line) else {
             tracing::debug!("results log line {} is incomplete; ignored", n + 2);
             continue;
         };

@@ -81,6 +81,9 @@ pub async fn run(
             resume = false;
         }
     }
+    // Every input whose header or mapping is unusable is refused now, before the journal
+    // truncates the results log of an earlier run and before anything is sent.
+    preflight(&cfg)?;
     let journal = Journal::create(
         JournalConfig {
             results: cfg.results.clone(),
@@ -103,7 +106,9 @@ pub async fn run(
     let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
     let quiet = cfg.quiet || cfg.dry_run;
     let jbytes = bytes_read.clone();
+    let sender = Arc::new(Sender::new(cfg.send.clone())?);
     let jstop = stop.clone();
+    let jsender = sender.clone();
     let journal_thread = std::thread::Builder::new()
         .name("czload-journal".into())
         .spawn(move || -> Result<Journal> {
@@ -111,7 +116,10 @@ pub async fn run(
             let mut progress = journal::Progress::new(quiet, total_bytes);
             while let Some(ev) = jrx.blocking_recv() {
                 if let Err(e) = j.handle(ev) {
+                    // Nothing more may be sent once outcomes cannot be logged: a row sent
+                    // now would be resent by --resume (and, without a ref, created twice).
                     jstop.store(true, Ordering::SeqCst);
+                    jsender.stop();
                     progress.finish();
                     return Err(e);
                 }
@@ -135,7 +143,6 @@ pub async fn run(
     let mut interrupted = false;
     let mut dry_first: Option<DryRunRequest> = None;
     let mut requests = 0u64;
-    let sender = Arc::new(Sender::new(cfg.send.clone())?);
     if cfg.dry_run {
         // Sign every body as it would be sent, to prove the whole path; send nothing.
         let mut url = String::new();
@@ -238,6 +245,12 @@ pub async fn run(
         results_log: cfg.results.clone(),
         retry_files: journal.retry_files_written(),
         input_errors: journal.input_errors.clone(),
+        retry_hint: (!cfg.has_header
+            && cfg.mapping.ref_mode == crate::mapping::RefMode::Auto
+            && cfg.inputs.iter().any(|i| i.format == Format::Csv))
+        .then(|| {
+            "retry files of --no-header CSV start with a header line (key1, key2, ..., _czload_ref): load them without --no-header".to_string()
+        }),
         interrupted,
         fatal: sender.fatal(),
         dry_run: cfg.dry_run,
@@ -343,11 +356,25 @@ fn read_inputs(
                 // Rows go to the retry file as csv would write them, with their generated
                 // ref as one more column when refs are generated.
                 let mut enc = RowEncoder::new(cfg.delimiter);
-                let header = src.header_record.as_ref().map(|h| {
-                    let mut v = Vec::new();
-                    enc.write(&mut v, h, add_ref_col.then_some(REF_COLUMN.as_bytes()));
-                    v
-                });
+                let ref_col = add_ref_col.then_some(REF_COLUMN.as_bytes());
+                let header = match &src.header_record {
+                    Some(h) => {
+                        let mut v = Vec::new();
+                        enc.write(&mut v, h, ref_col);
+                        Some(v)
+                    }
+                    // Without a header, the generated-ref column could not be told from
+                    // data: the retry file gets a header line (key1, ..., _czload_ref), and
+                    // is loaded without --no-header (the summary says so).
+                    None if add_ref_col => {
+                        let names: csv::ByteRecord =
+                            src.header.iter().map(|h| h.as_bytes()).collect();
+                        let mut v = Vec::new();
+                        enc.write(&mut v, &names, ref_col);
+                        Some(v)
+                    }
+                    None => None,
+                };
                 let _ = jtx.blocking_send(Event::InputStart { input: idx, header });
                 each_row(
                     &mut src,
@@ -409,7 +436,10 @@ fn read_inputs(
                         rows.map(
                             key,
                             |buf, id, r| plan.write_op(text, id, row, buf, r),
-                            |raw, r| write_ndjson_raw(raw, text, add_ref.then_some(r)),
+                            |raw, r| {
+                                let generated = add_ref && is_generated(r, &file_name, row);
+                                write_ndjson_raw(raw, text, generated.then_some(r))
+                            },
                         );
                     },
                 );
@@ -544,16 +574,14 @@ impl<F: FnMut(Batch)> Rows<'_, F> {
     }
 }
 
-/// The line as it goes to the retry file. With generated refs it carries its ref in
-/// `_czload_ref`, so that loading the retry file reuses it (exactly once across runs).
+/// The line as it goes to the retry file. `reference` is given when the ref was generated
+/// (`{file}:{row}`): the line then carries it in a leading `_czload_ref`, so that loading
+/// the retry file reuses it (exactly once across runs). A ref that came from the line's own
+/// `_czload_ref` is already in it.
 fn write_ndjson_raw(raw: &mut Vec<u8>, line: &[u8], reference: Option<&str>) {
     let t = crate::mapping::trim_ascii(line);
     match reference {
-        Some(r)
-            if !t
-                .windows(REF_COLUMN.len() + 2)
-                .any(|w| &w[1..w.len() - 1] == REF_COLUMN.as_bytes() && w[0] == b'"') =>
-        {
+        Some(r) => {
             raw.extend_from_slice(b"{\"");
             raw.extend_from_slice(REF_COLUMN.as_bytes());
             raw.extend_from_slice(b"\":");
@@ -564,9 +592,17 @@ fn write_ndjson_raw(raw: &mut Vec<u8>, line: &[u8], reference: Option<&str>) {
             }
             raw.extend_from_slice(rest);
         }
-        _ => raw.extend_from_slice(t),
+        None => raw.extend_from_slice(t),
     }
     raw.push(b'\n');
+}
+
+/// Whether `r` is the ref generated for `row` of `file_name` (`{file}:{row}`), as opposed
+/// to one read from a `_czload_ref` field.
+fn is_generated(r: &str, file_name: &str, row: u64) -> bool {
+    r.strip_prefix(file_name)
+        .and_then(|x| x.strip_prefix(':'))
+        .is_some_and(|n| n == itoa::Buffer::new().format(row))
 }
 
 /// The refs sent so far in this run, to refuse a ref that the input repeats before the
@@ -619,4 +655,29 @@ impl SeenRefs {
             map.entry(Self::hash(r)).or_insert((input, row));
         }
     }
+}
+
+/// Opens each input file, reads its CSV header, and builds its mapping plan, so that an
+/// unusable input (empty file, bad header, a flag naming no column) stops the run before
+/// any output is touched or any row sent. Stdin cannot be read twice: it is checked when
+/// it is read.
+fn preflight(cfg: &LoadConfig) -> Result<()> {
+    for input in cfg.inputs.iter().filter(|i| i.path.is_some()) {
+        match input.format {
+            Format::Csv => {
+                let reader = input.open(
+                    Arc::new(AtomicU64::new(0)),
+                    cfg.linger,
+                    Box::new(|| {}),
+                    Arc::new(AtomicBool::new(false)),
+                )?;
+                let src = CsvSource::new(reader, cfg.delimiter, cfg.has_header, &input.display())?;
+                CsvPlan::new(&cfg.mapping, &src.header, &input.file_name())?;
+            }
+            Format::Ndjson => {
+                NdjsonPlan::new(&cfg.mapping, &input.file_name())?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -602,3 +602,122 @@ async fn the_readme_sandbox_command_loads_the_sample() {
     assert!(stderr.contains("300 created"), "{stderr}");
     assert!(stderr.contains("stores 300 tasks"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_files_keep_generated_refs_without_a_header_and_in_ndjson() {
+    let broken = Sandbox::start(SandboxConfig {
+        fail_before: 1.0,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let csv_in = dir.path().join("nh.csv");
+    std::fs::write(&csv_in, "a,b\nc,d\n").unwrap();
+    let nd_in = dir.path().join("nd.ndjson");
+    std::fs::write(
+        &nd_in,
+        "{\"note\":\"_czload_ref is a word here\",\"n\":1}\n",
+    )
+    .unwrap();
+    let out = load(
+        &broken.url(),
+        &[
+            s(&csv_in),
+            "--conv-id",
+            "555",
+            "--no-header",
+            "--max-attempts",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("without --no-header"), "{}", out.stderr);
+    let out = load(
+        &broken.url(),
+        &[s(&nd_in), "--conv-id", "555", "--max-attempts", "1"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+
+    let sb = sandbox().await;
+    let retry = dir.path().join("nh.retry.csv");
+    assert_eq!(
+        std::fs::read_to_string(&retry).unwrap(),
+        "key1,key2,_czload_ref\na,b,nh.csv:1\nc,d,nh.csv:2\n"
+    );
+    let out = load(&sb.url(), &[s(&retry), "--conv-id", "555"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = load(
+        &sb.url(),
+        &[s(&dir.path().join("nd.retry.ndjson")), "--conv-id", "555"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let tasks = sb.tasks();
+    let refs = by_ref(&tasks);
+    let mut got: Vec<_> = refs.keys().cloned().collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["nd.ndjson:1", "nh.csv:1", "nh.csv:2"],
+        "the first run's refs"
+    );
+    assert_eq!(
+        Value::Object(refs["nh.csv:2"].data.clone()),
+        json!({"key1": "c", "key2": "d"})
+    );
+    assert_eq!(
+        Value::Object(refs["nd.ndjson:1"].data.clone()),
+        json!({"note": "_czload_ref is a word here", "n": 1})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_run_leaves_the_previous_outputs_alone() {
+    let broken = Sandbox::start(SandboxConfig {
+        fail_before: 1.0,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = copy_sample("orders.csv", dir.path());
+    let out = load(
+        &broken.url(),
+        &[s(&input), "--conv-id", "555", "--max-attempts", "1"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let log = dir.path().join("orders.results.ndjson");
+    let retry = dir.path().join("orders.retry.csv");
+    let (log_before, retry_before) = (std::fs::read(&log).unwrap(), std::fs::read(&retry).unwrap());
+    // A typo in a flag: refused before anything is touched.
+    let out = load(
+        &broken.url(),
+        &[s(&input), "--conv-id", "555", "--ref-column", "ID"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(std::fs::read(&log).unwrap(), log_before);
+    assert_eq!(std::fs::read(&retry).unwrap(), retry_before);
+
+    // Two inputs of the same name would share generated refs: refused.
+    let other = dir.path().join("sub");
+    std::fs::create_dir(&other).unwrap();
+    let twin = copy_sample("orders.csv", &other);
+    let out = load(
+        &broken.url(),
+        &[s(&input), s(&twin), "--conv-id", "555"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("same file name"), "{}", out.stderr);
+}

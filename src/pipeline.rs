@@ -610,8 +610,8 @@ fn is_generated(r: &str, file_name: &str, row: u64) -> bool {
 /// retry is indistinguishable from our own earlier attempt (`exists`), so its data would
 /// be dropped silently. Only for creates with refs from the data (`--ref-column`,
 /// `--ref-template`) into one process: generated refs are unique by construction, and a
-/// modify file may rightly name a task twice. Costs about 16 bytes per row (a 64-bit
-/// hash of the ref and where it was first seen).
+/// modify file may rightly name a task twice. Costs about 30 to 60 bytes per row (a hash
+/// map from a 64-bit hash of the ref to where it was first seen).
 struct SeenRefs {
     map: Option<std::collections::HashMap<u64, (u32, u64)>>,
     multi_input: bool,

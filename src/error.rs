@@ -12,10 +12,6 @@ pub enum Error {
     #[error("{}: {message}", path.display())]
     File { path: PathBuf, message: String },
 
-    /// The server refused our credentials, signature or clock: nothing more can succeed.
-    #[error("authentication failed: {0}")]
-    Auth(String),
-
     /// `--resume` against a log that does not match this run.
     #[error("cannot resume: {0}")]
     Resume(String),

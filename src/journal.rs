@@ -219,8 +219,6 @@ pub struct Journal {
     headers: Vec<Option<Vec<u8>>>,
     pub counts: Counts,
     pub input_errors: Vec<String>,
-    /// Rows a stop left without an outcome.
-    pub unsettled: u64,
     /// The first rejected rows, for the dry-run report.
     pub sample_rejects: Vec<RejectedRow>,
     line_buf: Vec<u8>,
@@ -264,7 +262,6 @@ impl Journal {
             headers: vec![None; n],
             counts: Counts::default(),
             input_errors: Vec::new(),
-            unsettled: 0,
             sample_rejects: Vec::new(),
             line_buf: Vec::with_capacity(256),
         })
@@ -298,10 +295,8 @@ impl Journal {
             }
             Event::Batch { batch, outcomes } => {
                 for (i, o) in outcomes.iter().enumerate() {
-                    let Some(o) = o else {
-                        self.unsettled += 1;
-                        continue;
-                    };
+                    // A row a stop left unsettled has no line: --resume picks it up.
+                    let Some(o) = o else { continue };
                     self.counts.add(o.status);
                     let meta = &batch.rows[i];
                     if o.status.to_retry_file() {

@@ -183,10 +183,11 @@ pub fn parse_template(t: &str) -> std::result::Result<Vec<TemplatePart>, String>
     Ok(parts)
 }
 
-/// Deepest nesting accepted in task data. serde_json and many other parsers refuse more
-/// than 128 levels by default; a task nested deeper would likely be refused or crash a
-/// consumer downstream, so it is rejected here with a clear reason.
-pub const MAX_DEPTH: usize = 128;
+/// Deepest nesting accepted in task data. serde_json and many other parsers refuse 128
+/// levels or more by default; a task nested that deep would likely be refused or crash a
+/// consumer downstream, so it is rejected here with a clear reason. 100 keeps CSV `json`
+/// cells (checked by serde_json too) and NDJSON lines on the same rule and message.
+pub const MAX_DEPTH: usize = 100;
 
 /// Whether valid JSON `b` nests arrays/objects deeper than `MAX_DEPTH`. Only called on
 /// text long enough to be that deep (two bytes per level), so typical rows skip the scan.
@@ -690,10 +691,11 @@ pub fn write_typed(buf: &mut Vec<u8>, text: &str, ty: ColType) -> std::result::R
             if has_lone_surrogate(t.as_bytes()) {
                 return Err(LONE_SURROGATE.into());
             }
-            serde_json::from_str::<Strict>(t).map_err(|e| format!("not valid JSON: {e}"))?;
+            // Depth first: past 127 levels serde_json stops with its own, vaguer message.
             if let Some(levels) = too_deep(t.as_bytes()) {
                 return Err(depth_reject(levels).0);
             }
+            serde_json::from_str::<Strict>(t).map_err(|e| format!("not valid JSON: {e}"))?;
             buf.extend_from_slice(t.as_bytes());
         }
     }
@@ -990,7 +992,6 @@ impl NdjsonPlan {
             // Rare (a retry file, or --exclude): `data` is rebuilt from every field.
             top = scan(text, Scan { all: true, ..how })?;
         }
-        ref_out.clear();
         let retry_ref = top.get(REF_COLUMN);
         match (&self.reference, retry_ref) {
             (NdRef::Auto(_), Some(r)) => scalar_text(r, ref_out)
@@ -1124,6 +1125,10 @@ mod tests {
             buf.clear();
             assert!(write_typed(&mut buf, bad, ColType::Json).is_err(), "{bad}");
         }
+        let deep = format!("{}{}", "[".repeat(150), "]".repeat(150));
+        buf.clear();
+        let err = write_typed(&mut buf, &deep, ColType::Json).unwrap_err();
+        assert!(err.contains("150 levels deep"), "{err}");
         for good in ["1e300", r#"{"a":"\ud83d\ude00","b":[null,true]}"#, " [] "] {
             buf.clear();
             write_typed(&mut buf, good, ColType::Json).unwrap();

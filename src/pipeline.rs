@@ -426,10 +426,7 @@ fn read_inputs(
                             "the line is {len} bytes, more than a request may hold (--batch-bytes {})",
                             rows.batch_bytes
                         );
-                            rows.next_id += 1;
-                            rows.report.rows += 1;
-                            rows.ref_buf.clear();
-                            rows.reject(key, reason);
+                            rows.reject_unmapped(key, reason);
                             return;
                         }
                         let text = src.line();
@@ -561,6 +558,14 @@ impl<F: FnMut(Batch)> Rows<'_, F> {
             Ok(()) => self.seen.insert(&self.ref_buf, key.input, key.row),
             Err(reason) => self.reject(key, reason),
         }
+    }
+
+    /// Rejects a row before any mapping (it has no ref), counting it like `map` does.
+    fn reject_unmapped(&mut self, key: RowKey, reason: String) {
+        self.next_id += 1;
+        self.report.rows += 1;
+        self.ref_buf.clear();
+        self.reject(key, reason);
     }
 
     fn reject(&mut self, key: RowKey, reason: String) {

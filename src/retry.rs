@@ -114,6 +114,10 @@ pub fn classify_transport(t: Transport, detail: &str) -> Verdict {
 
 /// Decides from an HTTP answer.
 pub fn classify_response(status: u16, retry_after: Option<Duration>, a: &Answer) -> Verdict {
+    // The common case first, before any message is built.
+    if (200..=299).contains(&status) && a.request_proc == Some("ok") {
+        return Verdict::PerOp;
+    }
     let desc = a.description.unwrap_or("");
     let what = if desc.is_empty() {
         a.excerpt.trim().chars().take(120).collect::<String>()

@@ -706,10 +706,11 @@ impl Sender {
                     let parsed = body
                         .as_ref()
                         .and_then(|b| serde_json::from_slice::<AnswerBody>(b).ok());
-                    let excerpt = body
-                        .as_ref()
-                        .map(|b| String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned())
-                        .unwrap_or_else(|| "(answer too large: over 32 MiB, not read)".into());
+                    // Borrowed from the body (no copy per request): only failures show it.
+                    let excerpt: Cow<str> = match body {
+                        Some(b) => String::from_utf8_lossy(&b[..b.len().min(200)]),
+                        None => Cow::Borrowed("(answer too large: over 32 MiB, not read)"),
+                    };
                     let answer = Answer {
                         request_proc: parsed.as_ref().and_then(|p| p.request_proc.as_deref()),
                         description: parsed.as_ref().and_then(|p| p.description.as_deref()),

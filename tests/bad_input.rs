@@ -223,7 +223,7 @@ async fn ndjson_bad_lines() {
     rejected(&lines, 3, &["not a JSON object"]);
     rejected(&lines, 4, &["not a JSON object"]);
     rejected(&lines, 5, &["trailing characters"]);
-    rejected(&lines, 9, &["201 levels deep", "128"]);
+    rejected(&lines, 9, &["201 levels deep", "limit is 100"]);
     // Blank lines 6 and 7 are not rows.
     assert!(!lines.contains_key(&6) && !lines.contains_key(&7));
     let tasks = sb.tasks();

@@ -534,8 +534,9 @@ async fn a_resumed_run_answers_for_the_rows_of_earlier_runs() {
             .args(&a)
             .args(["--url", &url, "--api-login", LOGIN, "--quiet"])
             .env("COREZOID_API_SECRET", "wrong")
-            .status()
+            .output()
             .unwrap()
+            .status
             .code()
     })
     .await

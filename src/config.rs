@@ -244,9 +244,10 @@ impl LoadConfig {
                 a.batch_size
             )));
         }
-        if a.batch_bytes < 1024 {
+        // Offsets inside a body are 32-bit; no server takes bodies anywhere near that.
+        if !(1024..=256 << 20).contains(&a.batch_bytes) {
             return Err(Error::Usage(format!(
-                "--batch-bytes {}: must be at least 1024",
+                "--batch-bytes {}: must be between 1024 and 268435456 (256 MiB)",
                 a.batch_bytes
             )));
         }

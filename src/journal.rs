@@ -614,7 +614,13 @@ impl Progress {
 
 /// Reads a results log for `--resume`: checks its manifest against this run's and
 /// returns, per input, the rows that already reached a final status.
-pub fn read_settled(path: &Path, expected: &Manifest) -> Result<(Vec<RowSet>, Counts)> {
+/// `on_ref` sees the ref of every row that was sent (all but `rejected`), so that the
+/// resumed run can refuse a repeat of it.
+pub fn read_settled(
+    path: &Path,
+    expected: &Manifest,
+    mut on_ref: impl FnMut(&str, u32, u64),
+) -> Result<(Vec<RowSet>, Counts)> {
     use std::io::BufRead;
     let f = File::open(path).map_err(|e| {
         Error::Resume(format!(
@@ -681,6 +687,9 @@ pub fn read_settled(path: &Path, expected: &Manifest) -> Result<(Vec<RowSet>, Co
             if !s.contains(r.row) {
                 s.insert(r.row);
                 earlier.add(r.status);
+                if let (Some(reference), false) = (&r.reference, r.status == Status::Rejected) {
+                    on_ref(reference, r.input.unwrap_or(0), r.row);
+                }
             }
         }
     }

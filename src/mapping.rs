@@ -508,33 +508,42 @@ impl CsvPlan {
             )));
         }
         let retry_ref = self.retry_ref.map(|i| &rec[i]).filter(|r| !r.is_empty());
-        match (&self.reference, retry_ref) {
-            (CsvRef::Auto(_), Some(r)) => ref_out.push_str(
-                std::str::from_utf8(r).map_err(|_| Reject::col(REF_COLUMN, "not valid UTF-8"))?,
-            ),
-            (CsvRef::Auto(prefix), None) => {
-                ref_out.push_str(prefix);
-                ref_out.push_str(itoa::Buffer::new().format(row));
-            }
-            (CsvRef::Column(i), _) => {
-                let name = self.col_name(*i);
-                ref_out.push_str(
-                    std::str::from_utf8(&rec[*i])
-                        .map_err(|_| Reject::col(name, "not valid UTF-8"))?,
-                );
-            }
-            (CsvRef::Template(parts), _) => {
-                for p in parts {
-                    match p {
-                        CsvTPart::Lit(s) => ref_out.push_str(s),
-                        CsvTPart::Col(i, name) => ref_out.push_str(
-                            std::str::from_utf8(&rec[*i])
-                                .map_err(|_| Reject::col(name, "not valid UTF-8"))?,
-                        ),
+        // A ref that cannot be built must not be half-reported (`order-5-`).
+        let built = (|| -> std::result::Result<(), Reject> {
+            match (&self.reference, retry_ref) {
+                (CsvRef::Auto(_), Some(r)) => ref_out.push_str(
+                    std::str::from_utf8(r)
+                        .map_err(|_| Reject::col(REF_COLUMN, "not valid UTF-8"))?,
+                ),
+                (CsvRef::Auto(prefix), None) => {
+                    ref_out.push_str(prefix);
+                    ref_out.push_str(itoa::Buffer::new().format(row));
+                }
+                (CsvRef::Column(i), _) => {
+                    let name = self.col_name(*i);
+                    ref_out.push_str(
+                        std::str::from_utf8(&rec[*i])
+                            .map_err(|_| Reject::col(name, "not valid UTF-8"))?,
+                    );
+                }
+                (CsvRef::Template(parts), _) => {
+                    for p in parts {
+                        match p {
+                            CsvTPart::Lit(s) => ref_out.push_str(s),
+                            CsvTPart::Col(i, name) => ref_out.push_str(
+                                std::str::from_utf8(&rec[*i])
+                                    .map_err(|_| Reject::col(name, "not valid UTF-8"))?,
+                            ),
+                        }
                     }
                 }
+                (CsvRef::None, _) => {}
             }
-            (CsvRef::None, _) => {}
+            Ok(())
+        })();
+        if let Err(e) = built {
+            ref_out.clear();
+            return Err(e);
         }
         if !matches!(self.reference, CsvRef::None) {
             check_ref(ref_out)?;
@@ -993,36 +1002,45 @@ impl NdjsonPlan {
             top = scan(text, Scan { all: true, ..how })?;
         }
         let retry_ref = top.get(REF_COLUMN);
-        match (&self.reference, retry_ref) {
-            (NdRef::Auto(_), Some(r)) => scalar_text(r, ref_out)
-                .map_err(|what| Reject(format!("field \"{REF_COLUMN}\" is {what}")))?,
-            (NdRef::Auto(prefix), None) => {
-                ref_out.push_str(prefix);
-                ref_out.push_str(itoa::Buffer::new().format(row));
-            }
-            (NdRef::Field(f), _) => {
-                let v = top
-                    .get(f)
-                    .ok_or_else(|| Reject(format!("field \"{f}\" (--ref-column) is missing")))?;
-                scalar_text(v, ref_out)
-                    .map_err(|what| Reject(format!("field \"{f}\" (--ref-column) is {what}")))?;
-            }
-            (NdRef::Template(parts), _) => {
-                for p in parts {
-                    match p {
-                        TemplatePart::Lit(s) => ref_out.push_str(s),
-                        TemplatePart::Field(f) => {
-                            let v = top.get(f).ok_or_else(|| {
-                                Reject(format!("field \"{f}\" (--ref-template) is missing"))
-                            })?;
-                            scalar_text(v, ref_out).map_err(|what| {
-                                Reject(format!("field \"{f}\" (--ref-template) is {what}"))
-                            })?;
+        // A ref that cannot be built must not be half-reported (`order-5-`).
+        let built = (|| -> std::result::Result<(), Reject> {
+            match (&self.reference, retry_ref) {
+                (NdRef::Auto(_), Some(r)) => scalar_text(r, ref_out)
+                    .map_err(|what| Reject(format!("field \"{REF_COLUMN}\" is {what}")))?,
+                (NdRef::Auto(prefix), None) => {
+                    ref_out.push_str(prefix);
+                    ref_out.push_str(itoa::Buffer::new().format(row));
+                }
+                (NdRef::Field(f), _) => {
+                    let v = top.get(f).ok_or_else(|| {
+                        Reject(format!("field \"{f}\" (--ref-column) is missing"))
+                    })?;
+                    scalar_text(v, ref_out).map_err(|what| {
+                        Reject(format!("field \"{f}\" (--ref-column) is {what}"))
+                    })?;
+                }
+                (NdRef::Template(parts), _) => {
+                    for p in parts {
+                        match p {
+                            TemplatePart::Lit(s) => ref_out.push_str(s),
+                            TemplatePart::Field(f) => {
+                                let v = top.get(f).ok_or_else(|| {
+                                    Reject(format!("field \"{f}\" (--ref-template) is missing"))
+                                })?;
+                                scalar_text(v, ref_out).map_err(|what| {
+                                    Reject(format!("field \"{f}\" (--ref-template) is {what}"))
+                                })?;
+                            }
                         }
                     }
                 }
+                (NdRef::None, _) => {}
             }
-            (NdRef::None, _) => {}
+            Ok(())
+        })();
+        if let Err(e) = built {
+            ref_out.clear();
+            return Err(e);
         }
         if !matches!(self.reference, NdRef::None) {
             check_ref(ref_out)?;

@@ -61,6 +61,7 @@ pub async fn run(
     let mut settled: Vec<RowSet> = vec![RowSet::default(); cfg.inputs.len()];
     let mut resume = cfg.resume;
     let mut earlier = journal::Counts::default();
+    let mut seen = SeenRefs::new(&cfg);
     if cfg.resume {
         let path = cfg
             .results
@@ -72,7 +73,8 @@ pub async fn run(
             ));
         }
         if path.exists() {
-            (settled, earlier) = journal::read_settled(path, &manifest)?;
+            (settled, earlier) =
+                journal::read_settled(path, &manifest, |r, input, row| seen.seed(r, input, row))?;
         } else {
             eprintln!(
                 "czload: --resume: no results log at {} yet; starting from the first row",
@@ -137,7 +139,7 @@ pub async fn run(
     let rbytes = bytes_read.clone();
     let reader_thread = std::thread::Builder::new()
         .name("czload-reader".into())
-        .spawn(move || read_inputs(&rcfg, &settled, batch_tx, rjtx, rstop, rbytes))
+        .spawn(move || read_inputs(&rcfg, &settled, seen, batch_tx, rjtx, rstop, rbytes))
         .map_err(|e| Error::Other(format!("cannot start the reader thread: {e}")))?;
 
     let mut interrupted = false;
@@ -276,6 +278,7 @@ pub async fn run(
 fn read_inputs(
     cfg: &LoadConfig,
     settled: &[RowSet],
+    seen: SeenRefs,
     batch_tx: mpsc::Sender<Batch>,
     jtx: mpsc::Sender<Event>,
     stop: Arc<AtomicBool>,
@@ -294,7 +297,7 @@ fn read_inputs(
     )));
     let mut rows = Rows {
         batcher: batcher.clone(),
-        seen: SeenRefs::new(cfg),
+        seen,
         ref_buf: String::with_capacity(64),
         next_id: 1,
         report: ReadReport::default(),
@@ -539,14 +542,16 @@ impl<F: FnMut(Batch)> Rows<'_, F> {
             .map_err(|r| r.0)
             .and_then(|()| self.seen.check(&self.ref_buf));
         let res = match res {
-            Ok(()) => {
+            Ok(hash) => {
                 let r = &self.ref_buf;
-                b.commit(at, key, r, |raw| write_raw(raw, r)).map_err(|t| {
-                    format!(
-                        "the op is {} bytes, more than a request may hold (--batch-bytes {})",
-                        t.op_bytes, t.max_bytes
-                    )
-                })
+                b.commit(at, key, r, |raw| write_raw(raw, r))
+                    .map(|()| hash)
+                    .map_err(|t| {
+                        format!(
+                            "the op is {} bytes, more than a request may hold (--batch-bytes {})",
+                            t.op_bytes, t.max_bytes
+                        )
+                    })
             }
             Err(r) => {
                 b.abort(at);
@@ -555,7 +560,7 @@ impl<F: FnMut(Batch)> Rows<'_, F> {
         };
         drop(b);
         match res {
-            Ok(()) => self.seen.insert(&self.ref_buf, key.input, key.row),
+            Ok(hash) => self.seen.insert(hash, key.input, key.row),
             Err(reason) => self.reject(key, reason),
         }
     }
@@ -644,18 +649,31 @@ impl SeenRefs {
         h.finish()
     }
 
-    fn check(&self, r: &str) -> std::result::Result<(), String> {
-        let Some(map) = &self.map else { return Ok(()) };
-        match map.get(&Self::hash(r)) {
+    /// Refuses a ref seen before; otherwise gives its hash (when refs are tracked) for
+    /// `insert` once the row is in a batch, so each ref is hashed once.
+    fn check(&self, r: &str) -> std::result::Result<Option<u64>, String> {
+        let Some(map) = &self.map else {
+            return Ok(None);
+        };
+        let h = Self::hash(r);
+        match map.get(&h) {
             Some(&(input, row)) => Err(format!(
                 "duplicate ref {r:?}: row {row}{} has it already, and the server would refuse it (not unical reference)",
                 if self.multi_input { format!(" of input {input}") } else { String::new() }
             )),
-            None => Ok(()),
+            None => Ok(Some(h)),
         }
     }
 
-    fn insert(&mut self, r: &str, input: u32, row: u64) {
+    fn insert(&mut self, hash: Option<u64>, input: u32, row: u64) {
+        if let (Some(map), Some(h)) = (&mut self.map, hash) {
+            map.entry(h).or_insert((input, row));
+        }
+    }
+
+    /// Records a ref settled by an earlier run (`--resume`), so that a later row repeating
+    /// it is refused too.
+    fn seed(&mut self, r: &str, input: u32, row: u64) {
         if let Some(map) = &mut self.map {
             map.entry(Self::hash(r)).or_insert((input, row));
         }

@@ -669,7 +669,9 @@ impl Sender {
         let n = batch.len();
         let mut out: Vec<Option<Outcome>> = vec![None; n];
         let mut attempts = vec![0u32; n];
-        let started = Instant::now();
+        // The retry time counts from the first answer, not from the wait for a rate slot
+        // or a connection before it, which at a low --rate can be long.
+        let mut started: Option<Instant> = None;
         let mut url = String::with_capacity(self.cfg.base.len() + 96);
         // Groups of rows to send; a malformed-body refusal splits its group in two.
         let mut queue: std::collections::VecDeque<Vec<usize>> = std::collections::VecDeque::new();
@@ -693,6 +695,7 @@ impl Sender {
                 }
                 break;
             };
+            let started = *started.get_or_insert_with(Instant::now);
             let mut again: Vec<usize> = Vec::new();
             let mut again_reason = String::new();
             let verdict = match &reply {

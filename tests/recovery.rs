@@ -663,3 +663,39 @@ async fn a_quiet_stdin_does_not_hold_a_stopped_run() {
     assert_eq!(out.code, 130, "{out:?}");
     assert_eq!(sb.tasks().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_still_refuses_refs_an_earlier_run_sent() {
+    let sb = Sandbox::start(common::config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("dup.csv");
+    std::fs::write(&input, "ref,v\nA,1\nB,2\nA,3\n").unwrap();
+    let args = [s(&input), "--conv-id", "555", "--ref-column", "ref"];
+    let out = load(&sb.url(), &args, None).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    // As if the run had been killed before row 3 was logged.
+    let log = dir.path().join("dup.results.ndjson");
+    let kept: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("\"row\":3"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&log, kept.concat()).unwrap();
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    let out = load(&sb.url(), &resumed, None).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let lines = results(&log);
+    let row3 = lines.iter().find(|l| l["row"] == 3).unwrap();
+    assert_eq!(row3["status"], "rejected", "{row3}");
+    assert!(
+        row3["error"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate ref \"A\""),
+        "{row3}"
+    );
+    assert_eq!(sb.stats().duplicate_refs, 0, "the repeat was never sent");
+    assert_eq!(sb.tasks().len(), 2);
+}

@@ -268,6 +268,7 @@ impl Journal {
     }
 
     pub fn handle(&mut self, ev: Event) -> Result<()> {
+        let batch_event = matches!(ev, Event::Batch { .. });
         match ev {
             Event::InputStart { input, header } => {
                 self.headers[input as usize] = header;
@@ -317,6 +318,17 @@ impl Journal {
                 }
             }
         }
+        // The log is the checkpoint of what was sent: flushed after every batch. Rows
+        // rejected before sending are not (a file of bad rows would cost a write per row);
+        // if a crash loses their lines, a resume rejects them again, sending nothing.
+        if batch_event {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes out everything buffered; the journal's last act.
+    pub fn finish(&mut self) -> Result<()> {
         self.flush()
     }
 
@@ -550,6 +562,7 @@ pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
     plain: bool,
     last_plain: std::time::Instant,
+    last_draw: std::time::Instant,
     started: std::time::Instant,
     total_bytes: Option<u64>,
 }
@@ -575,12 +588,18 @@ impl Progress {
             bar,
             plain: !quiet && !tty,
             last_plain: std::time::Instant::now(),
+            last_draw: std::time::Instant::now(),
             started: std::time::Instant::now(),
             total_bytes,
         }
     }
 
     pub fn update(&mut self, bytes_read: u64, c: &Counts) {
+        // Called per event (per rejected row, too): redraw at most ten times a second.
+        if self.last_draw.elapsed() < Duration::from_millis(100) {
+            return;
+        }
+        self.last_draw = std::time::Instant::now();
         let done = c.total();
         let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         if let Some(b) = &self.bar {

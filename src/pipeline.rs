@@ -128,6 +128,10 @@ pub async fn run(
                 progress.update(jbytes.load(Ordering::Relaxed), &j.counts);
             }
             progress.finish();
+            if let Err(e) = j.finish() {
+                jsender.stop();
+                return Err(e);
+            }
             Ok(j)
         })
         .map_err(|e| Error::Other(format!("cannot start the journal thread: {e}")))?;

@@ -699,3 +699,31 @@ async fn a_resumed_run_still_refuses_refs_an_earlier_run_sent() {
     assert_eq!(sb.stats().duplicate_refs, 0, "the repeat was never sent");
     assert_eq!(sb.tasks().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_copes_with_a_log_cut_inside_a_utf8_character() {
+    let sb = Sandbox::start(common::config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("utf.csv");
+    std::fs::write(&input, "ref,v\nзаказ-1,1\nзаказ-2,2\nзаказ-3,3\n").unwrap();
+    let args = [s(&input), "--conv-id", "555", "--ref-column", "ref"];
+    let out = load(&sb.url(), &args, None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // Cut the log inside the last line's first Cyrillic letter, as a crash could.
+    let log = dir.path().join("utf.results.ndjson");
+    let bytes = std::fs::read(&log).unwrap();
+    let last_start = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    let cyr = last_start + bytes[last_start..].iter().position(|&b| b >= 0x80).unwrap();
+    std::fs::write(&log, &bytes[..cyr + 1]).unwrap();
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    let out = load(&sb.url(), &resumed, None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // The cut row was redone: it was there already.
+    assert!(out.stderr.contains("1 exists"), "{}", out.stderr);
+    assert_eq!(sb.tasks().len(), 3);
+}

@@ -153,12 +153,7 @@ pub async fn run(
         // Sign every body as it would be sent, to prove the whole path; send nothing.
         let mut url = String::new();
         while let Some(b) = batch_rx.recv().await {
-            let ts = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let sig = crate::sign::sign(ts, &cfg.send.secret, &b.body);
-            crate::sign::write_url(&mut url, &cfg.send.base, &cfg.send.login, ts, &sig);
+            sender.sign_into(&b.body, &mut url);
             requests += 1;
             if dry_first.is_none() {
                 dry_first = Some(DryRunRequest {

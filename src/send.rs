@@ -533,6 +533,17 @@ impl Sender {
         Duration::from_millis(rand::rng().random_range(0..=ms.max(1)))
     }
 
+    /// Writes into `url` the signed request URL for `body`, with the current timestamp:
+    /// every attempt (and a dry run) signs anew.
+    pub fn sign_into(&self, body: &[u8], url: &mut String) {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let sig = sign::sign(ts, &self.cfg.secret, body);
+        sign::write_url(url, &self.cfg.base, &self.cfg.login, ts, &sig);
+    }
+
     /// One attempt: sign `body` with a fresh timestamp and post it.
     async fn attempt(
         &self,
@@ -563,12 +574,7 @@ impl Sender {
         if self.is_stopped() {
             return None;
         }
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let sig = sign::sign(ts, &self.cfg.secret, &body);
-        sign::write_url(url, &self.cfg.base, &self.cfg.login, ts, &sig);
+        self.sign_into(&body, url);
         tracing::debug!(
             "POST {} ({} ops, {} bytes): {}",
             url,

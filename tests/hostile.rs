@@ -7,6 +7,7 @@
 //! every case the run must not panic and must not lose a row: each input row ends with one
 //! line in the results log, or is counted as unsettled in the summary (and so resumable).
 
+use crate::common::s;
 use crate::common::{LOGIN, SECRET};
 use crate::load::{load, results, Out};
 use serde_json::{json, Value};
@@ -243,10 +244,6 @@ fn input(n: usize) -> (tempfile::TempDir, PathBuf) {
     }
     std::fs::write(&path, text).unwrap();
     (dir, path)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// Checks that nothing panicked and that each of the `n` rows has exactly one results

@@ -1,6 +1,7 @@
 //! `czload load` against the in-process sandbox: what the server stored, what the results
 //! log and the retry file say, and the exit code.
 
+use crate::common::s;
 use crate::common::{self, CONV, LOGIN, SECRET};
 use czload::sandbox::{Sandbox, SandboxConfig, Task};
 use serde_json::{json, Value};
@@ -15,6 +16,16 @@ pub struct Out {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<std::process::Output> for Out {
+    fn from(out: std::process::Output) -> Out {
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }
 
 /// Runs `czload load ARGS` against `url` with the test credentials.
@@ -42,12 +53,7 @@ pub async fn load(url: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Out {
             let mut w = child.stdin.take().expect("piped");
             w.write_all(&data).expect("stdin written");
         }
-        let out = child.wait_with_output().expect("czload ends");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Out::from(child.wait_with_output().expect("czload ends"))
     })
     .await
     .expect("runner")
@@ -94,10 +100,6 @@ async fn sandbox() -> Sandbox {
     Sandbox::start(common::config())
         .await
         .expect("sandbox starts")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,17 +2,13 @@
 //! per-row process, company id, slow stdin, the summary file and progress output.
 
 use crate::common;
+use crate::common::s;
 use crate::load::{by_ref, load};
 use czload::sandbox::Sandbox;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_header_delimiter_exclude_and_empty_cells() {

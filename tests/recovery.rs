@@ -2,6 +2,7 @@
 //! without refs, throttling. Every test ends by checking what the sandbox stored against
 //! the input, and the results log against the rows.
 
+use crate::common::s;
 use crate::common::{self, LOGIN, SECRET};
 use crate::load::{by_ref, load, results, Out};
 use czload::sandbox::{RpsMode, Sandbox, SandboxConfig};
@@ -48,10 +49,6 @@ fn assert_one_line_per_row(log: &Path, n: usize, ok: &[&str]) -> Vec<Value> {
     }
     assert_eq!(seen.len(), n, "every row has a line");
     lines
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,17 +209,12 @@ fn signal(child: &std::process::Child, sig: &str) {
 async fn finish(child: std::process::Child) -> Out {
     let pid = child.id();
     let wait = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
-    let out = match tokio::time::timeout(Duration::from_secs(60), wait).await {
-        Ok(done) => done.unwrap(),
+    match tokio::time::timeout(Duration::from_secs(60), wait).await {
+        Ok(done) => Out::from(done.unwrap()),
         Err(_) => {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             panic!("czload (pid {pid}) still running after 60 s");
         }
-    };
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

@@ -192,3 +192,8 @@ pub fn creates(prefix: &str, n: usize) -> String {
         .collect();
     body(&ops)
 }
+
+/// A path as the `&str` a command line takes (test paths are UTF-8).
+pub fn s(p: &std::path::Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}

@@ -1,15 +1,17 @@
 //! The bare client of `benches/e2e.sh`: the fastest a client can feed a running sandbox.
 //!
 //! It signs one body of `--ops` creates once, then sends those same bytes over
-//! `--connections` keep-alive HTTP/1.1 connections for `--seconds` (one request in flight
-//! per connection, as czload's `--concurrency`), and prints one line of JSON with the ops
-//! the sandbox answered per second. The ops carry no `ref`, so every op creates a task and
-//! the sandbox does the same work per op as for a load. No parsing beyond the status line
-//! and `content-length`, no allocation per request: whatever czload reaches below this is
-//! czload's own cost.
+//! `--connections` keep-alive HTTP/1.1 connections for `--seconds` or `--requests` in all
+//! (one request in flight per connection, as czload's `--concurrency`), and prints one
+//! line of JSON with the ops the sandbox answered per second. The ops carry no `ref`, so
+//! every op creates a task. With `--refs` every op carries a ref of its own, like
+//! czload's, and every request is a body of its own, all signed before the clock starts.
+//! No parsing beyond the status line and `content-length`, no allocation per request:
+//! whatever czload reaches below this is czload's own cost.
 //!
 //!     COREZOID_API_SECRET=s cargo bench --bench bare_client -- \
 //!         --addr 127.0.0.1:PORT --login 1001 --conv 555 --connections 4 --seconds 5
+//!     ... --requests 10000 [--refs]
 //!
 //! Only loopback addresses are accepted: it is a load generator.
 
@@ -47,41 +49,44 @@ fn main() {
     let ops = num("--ops", 100) as usize;
     let secret = Secret::new(std::env::var("COREZOID_API_SECRET").expect("COREZOID_API_SECRET"));
 
-    // The same kind of task as the e2e input rows: ten string fields, ~120 bytes of data.
-    let body = {
-        let ops: Vec<String> = (0..ops)
-            .map(|i| {
-                format!(
-                    r#"{{"id":"{i}","type":"create","obj":"task","conv_id":{conv},"data":{{"id":"{}","name":"Customer {i:06}","email":"customer{i:06}@example.com","city":"Kyiv","country":"UA","amount":"{}.{:02}","qty":"{}","paid":"true","created_at":"2024-05-01T12:00:00Z","note":"first order via web"}}}}"#,
-                    100_000 + i,
-                    i * 37,
-                    i % 100,
-                    i % 17
-                )
-            })
-            .collect();
-        format!(r#"{{"ops":[{}]}}"#, ops.join(","))
-    };
+    // `--requests N` sends N requests in all (instead of for `--seconds`), so that the
+    // bare client and czload leave the sandbox's store the same size. `--refs` gives each
+    // op a ref of its own, as czload's ops carry (so every request needs its own body:
+    // all are built and signed before the clock starts); without it one body is sent
+    // again and again.
+    let requests = arg(&args, "--requests").map(|v| v.parse::<u64>().expect("a number"));
+    let refs = args.iter().any(|a| a == "--refs");
+    assert!(
+        !refs || requests.is_some(),
+        "--refs needs --requests: each request is a body of its own"
+    );
+    let bodies = if refs { requests.unwrap_or(1) } else { 1 };
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    let sig = sign::sign(ts, &secret, body.as_bytes());
-    let mut path = String::new();
-    sign::write_url(&mut path, "", &login, ts, &sig);
-    let request: Arc<[u8]> = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json; charset=utf8\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-    .into();
+    let bodies: Arc<[Vec<u8>]> = (0..bodies)
+        .map(|r| {
+            let body = make_body(conv, ops, refs.then_some(r as usize * ops));
+            let sig = sign::sign(ts, &secret, body.as_bytes());
+            let mut path = String::new();
+            sign::write_url(&mut path, "", &login, ts, &sig);
+            format!(
+                "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json; charset=utf8\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+        .collect();
 
     let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..conns)
         .map(|_| {
-            let (request, stop, answered) = (request.clone(), stop.clone(), answered.clone());
+            let (bodies, stop, next, answered) =
+                (bodies.clone(), stop.clone(), next.clone(), answered.clone());
             std::thread::spawn(move || {
                 let mut s = TcpStream::connect(addr).expect("connect to the sandbox");
                 s.set_nodelay(true).expect("nodelay");
@@ -89,15 +94,22 @@ fn main() {
                 s.set_read_timeout(Some(Duration::from_secs(10))).ok();
                 let mut buf = vec![0u8; 64 * 1024];
                 while !stop.load(Ordering::Relaxed) {
-                    s.write_all(&request).expect("write");
+                    let r = next.fetch_add(1, Ordering::Relaxed);
+                    if requests.is_some_and(|n| r >= n) {
+                        break;
+                    }
+                    s.write_all(&bodies[r as usize % bodies.len()])
+                        .expect("write");
                     read_answer(&mut s, &mut buf);
                     answered.fetch_add(1, Ordering::Relaxed);
                 }
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(secs));
-    stop.store(true, Ordering::Relaxed);
+    if requests.is_none() {
+        std::thread::sleep(Duration::from_secs(secs));
+        stop.store(true, Ordering::Relaxed);
+    }
     for w in workers {
         w.join().expect("worker");
     }
@@ -108,6 +120,24 @@ fn main() {
         r#"{{"connections":{conns},"ops_per_request":{ops},"elapsed_secs":{elapsed:.3},"requests":{requests},"ops":{total_ops},"ops_per_sec":{:.0}}}"#,
         total_ops as f64 / elapsed
     );
+}
+
+/// A body of `ops` creates: the same kind of task as the e2e input rows (ten string
+/// fields, ~120 bytes of data), with refs `bare:N` from `first_ref` on when given.
+fn make_body(conv: u64, ops: usize, first_ref: Option<usize>) -> String {
+    let ops: Vec<String> = (0..ops)
+        .map(|i| {
+            let r = first_ref.map_or(String::new(), |f| format!(r#""ref":"bare:{}","#, f + i + 1));
+            format!(
+                r#"{{"id":"{i}","type":"create","obj":"task","conv_id":{conv},{r}"data":{{"id":"{}","name":"Customer {i:06}","email":"customer{i:06}@example.com","city":"Kyiv","country":"UA","amount":"{}.{:02}","qty":"{}","paid":"true","created_at":"2024-05-01T12:00:00Z","note":"first order via web"}}}}"#,
+                100_000 + i,
+                i * 37,
+                i % 100,
+                i % 17
+            )
+        })
+        .collect();
+    format!(r#"{{"ops":[{}]}}"#, ops.join(","))
 }
 
 /// Reads one HTTP/1.1 answer (headers, then `content-length` bytes); it must be a 200 with

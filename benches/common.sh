@@ -40,10 +40,12 @@ gen_csv() {
     }' > "$2"
 }
 
-# start_sandbox [EXTRA FLAGS...]: starts one on a free loopback port; sets URL.
+# start_sandbox [EXTRA FLAGS...]: starts one on a free loopback port; sets URL. A
+# command in the array SANDBOX_WRAP (e.g. taskset -c 1) runs it.
+SANDBOX_WRAP=()
 start_sandbox() {
     local log=$WORK/sandbox.$((${#SANDBOX_PIDS[@]} + 1)).log
-    "$CZLOAD" sandbox --listen 127.0.0.1:0 --api-login $LOGIN --conv $CONV "$@" 2> "$log" &
+    "${SANDBOX_WRAP[@]}" "$CZLOAD" sandbox --listen 127.0.0.1:0 --api-login $LOGIN --conv $CONV "$@" 2> "$log" &
     SANDBOX_PIDS+=($!)
     URL=
     for _ in $(seq 100); do
@@ -55,6 +57,13 @@ start_sandbox() {
     cat "$log" >&2
     echo "the sandbox did not start" >&2
     exit 1
+}
+
+# stop_sandbox: stops the sandbox started last.
+stop_sandbox() {
+    local pid=${SANDBOX_PIDS[-1]}
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
 }
 
 # stat URL FIELD: one counter of a sandbox.

@@ -1,28 +1,41 @@
 #!/usr/bin/env bash
-# End to end: czload against a bare client, same sandbox, same connections, same run.
+# End to end: czload against a bare client, same sandbox build, same connections, same run.
 #
-# Builds release, starts `czload sandbox` on a free loopback port, generates a CSV of
-# $E2E_ROWS rows (10 columns, ~116 bytes a row), then:
-#   1. the bare client (benches/bare_client.rs) sends one pre-signed body of 100 creates
-#      (no refs, so each op creates a task) over $E2E_CONCURRENCY keep-alive connections
-#      for $E2E_BARE_SECS seconds;
-#   2. czload loads the file with --batch-size 100 --concurrency $E2E_CONCURRENCY
-#      (results log and all, as a user would run it);
-#   3. the bare client again: the store grew meanwhile, so the two bare runs bracket czload.
-# It prints rows/s for both, czload / mean(bare) (goal in issue 5: >= 0.8), and the CPU
-# seconds each side used per million ops, which is what decides the ratio on 2 cores.
+# Builds release, generates a CSV of $E2E_ROWS rows (10 columns, ~116 bytes a row), then
+# for each layout, $E2E_ROUNDS rounds of three runs, each against a fresh `czload sandbox`
+# on a free loopback port (so every run starts from an empty store and leaves it the same
+# size: a store that grew under an earlier run makes the sandbox slower per op):
+#   bare    the bare client (benches/bare_client.rs) sends one pre-signed body of 100
+#           creates without refs, ROWS / 100 times, over $E2E_CONCURRENCY keep-alive
+#           connections: the issue's baseline;
+#   czload  czload loads the file with --batch-size 100 --concurrency $E2E_CONCURRENCY
+#           (auto refs, results log and all, as a user would run it);
+#   refs    the bare client again, every op with a ref of its own as czload's carry (all
+#           bodies signed before the clock starts): what the same server work costs
+#           without czload.
+# Layouts:
+#   pinned  the sandbox on core 1 with one worker thread, the client on core 0: the
+#           server has a core of its own, as a real one on another machine has, and the
+#           question is whether the client keeps it busy;
+#   shared  no pinning: client and sandbox compete for the same 2 cores, so the figure
+#           follows their total CPU per op, not the client's speed alone.
+# It prints the median ops/s of each, czload / bare and czload / refs (goal in issue 5:
+# czload >= 0.8 of the bare client), and the CPU seconds each side used per million ops.
 #
 # The sandbox's own counters must show every czload row created once, or the run fails.
-# Traffic goes only to 127.0.0.1; every step has a time limit; the sandbox is stopped on
-# any exit. Not run in CI (it takes a minute and wants quiet cores).
+# Traffic goes only to 127.0.0.1; every step has a time limit; sandboxes are stopped on
+# any exit. Not run in CI (it takes a couple of minutes and wants quiet cores).
 #
-#     benches/e2e.sh            # E2E_ROWS=1000000 E2E_CONCURRENCY=4 E2E_BARE_SECS=5
+#     benches/e2e.sh     # E2E_ROWS=1000000 E2E_CONCURRENCY=4 E2E_ROUNDS=3
+#                        # E2E_LAYOUTS="pinned shared"
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
 ROWS=${E2E_ROWS:-1000000}
 CONC=${E2E_CONCURRENCY:-4}
-BARE_SECS=${E2E_BARE_SECS:-5}
+ROUNDS=${E2E_ROUNDS:-3}
+LAYOUTS=${E2E_LAYOUTS:-pinned shared}
+(( ROWS % 100 == 0 )) || { echo "E2E_ROWS must be a multiple of 100" >&2; exit 1; }
 
 build_czload
 BARE=$(cargo bench --no-run --bench bare_client --message-format=json 2>/dev/null |
@@ -36,58 +49,76 @@ for line in sys.stdin:
 echo "== generate $ROWS rows" >&2
 gen_csv "$ROWS" "$WORK/e2e.csv"
 
-start_sandbox
-SB=${SANDBOX_PIDS[-1]}
-echo "== sandbox at $URL" >&2
 # CPU seconds (user + system) a process has used so far.
 cpu() { awk '{ printf "%.2f\n", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 
-bare() {
-    local s0; s0=$(cpu "$SB")
-    timeout $((BARE_SECS + 30)) /usr/bin/time -f "%U %S" -o "$WORK/bare$1.time" \
-        "$BARE" --addr "${URL#http://}" --login $LOGIN --conv $CONV \
-        --connections "$CONC" --ops 100 --seconds "$BARE_SECS" > "$WORK/bare$1.json"
-    echo "$(echo "$(cpu "$SB") - $s0" | bc)" > "$WORK/bare$1.sandbox_cpu"
-    echo "   bare client $1: $(json "$WORK/bare$1.json" ops_per_sec) ops/s" >&2
+# run LAYOUT KIND ROUND: one run against a fresh sandbox; leaves $WORK/LAYOUT.KIND.ROUND.json
+# with ops, ops_per_sec, client_cpu and sandbox_cpu.
+run() {
+    local layout=$1 kind=$2 round=$3 client=()
+    local out=$WORK/$layout.$kind.$round
+    if [[ $layout == pinned ]]; then
+        SANDBOX_WRAP=(taskset -c 1)
+        client=(taskset -c 0)
+        start_sandbox --threads 1
+    else
+        SANDBOX_WRAP=()
+        start_sandbox
+    fi
+    local sb=${SANDBOX_PIDS[-1]} s0 rate ops=$ROWS
+    s0=$(cpu "$sb")
+    if [[ $kind == czload ]]; then
+        timeout 600 /usr/bin/time -f "%U %S" -o "$out.time" "${client[@]}" \
+            "$CZLOAD" load "$WORK/e2e.csv" --conv-id $CONV --url "$URL" --api-login $LOGIN \
+            --batch-size 100 --concurrency "$CONC" --quiet \
+            --results "$WORK/results.ndjson" --summary-json "$out.summary.json"
+        local created; created=$(stat "$URL" created)
+        if [[ $(json "$out.summary.json" created) != "$ROWS" || $created != "$ROWS" ]]; then
+            echo "czload did not create every row once: sandbox created $created" >&2
+            cat "$out.summary.json" >&2
+            exit 1
+        fi
+        rate=$(json "$out.summary.json" rows_per_sec)
+    else
+        local flags=(); [[ $kind == refs ]] && flags=(--refs)
+        timeout 600 /usr/bin/time -f "%U %S" -o "$out.time" "${client[@]}" \
+            "$BARE" --addr "${URL#http://}" --login $LOGIN --conv $CONV \
+            --connections "$CONC" --ops 100 --requests $((ROWS / 100)) "${flags[@]}" \
+            > "$out.bare.json"
+        rate=$(json "$out.bare.json" ops_per_sec)
+        ops=$(json "$out.bare.json" ops)
+    fi
+    local s1; s1=$(cpu "$sb")
+    stop_sandbox
+    read -r user sys < "$out.time"
+    printf '{"ops":%s,"ops_per_sec":%s,"client_cpu":%s,"sandbox_cpu":%s}\n' \
+        "$ops" "$rate" "$(awk "BEGIN { print $user + $sys }")" \
+        "$(awk "BEGIN { print $s1 - $s0 }")" > "$out.json"
+    printf '   %-6s %-6s round %s: %9.0f ops/s\n' "$layout" "$kind" "$round" "$rate" >&2
 }
 
-echo "== bare client, $CONC connections, ${BARE_SECS}s" >&2
-bare 1
+for layout in $LAYOUTS; do
+    echo "== $layout: $ROUNDS rounds of bare, czload, refs; $CONC connections, 100 ops a request" >&2
+    for round in $(seq "$ROUNDS"); do
+        for kind in bare czload refs; do
+            run "$layout" "$kind" "$round"
+        done
+    done
+done
 
-echo "== czload load, --batch-size 100 --concurrency $CONC" >&2
-before=$(stat "$URL" created)
-s0=$(cpu "$SB")
-timeout 600 /usr/bin/time -f "%U %S" -o "$WORK/czload.time" \
-    "$CZLOAD" load "$WORK/e2e.csv" --conv-id $CONV --url "$URL" --api-login $LOGIN \
-    --batch-size 100 --concurrency "$CONC" --quiet \
-    --results "$WORK/results.ndjson" --summary-json "$WORK/summary.json"
-echo "$(echo "$(cpu "$SB") - $s0" | bc)" > "$WORK/czload.sandbox_cpu"
-created=$(($(stat "$URL" created) - before))
-if [[ $(json "$WORK/summary.json" created) != "$ROWS" || $created != "$ROWS" ]]; then
-    echo "czload did not create every row once: sandbox created $created" >&2
-    cat "$WORK/summary.json" >&2
-    exit 1
-fi
-echo "   czload: $(json "$WORK/summary.json" rows_per_sec) rows/s" >&2
-
-echo "== bare client again" >&2
-bare 2
-
-python3 - "$WORK" "$ROWS" "$CONC" <<'PY'
-import json, sys
-work, rows, conc = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-def cpu(name):
-    return sum(map(float, open(f"{work}/{name}.time").read().split()))
-def sandbox_cpu(name):
-    return float(open(f"{work}/{name}.sandbox_cpu").read())
-s = json.load(open(f"{work}/summary.json"))
-bares = [json.load(open(f"{work}/bare{i}.json")) for i in (1, 2)]
-bare = sum(b["ops_per_sec"] for b in bares) / 2
-cz = s["rows_per_sec"]
-per_m = lambda secs, ops: secs / ops * 1e6
-print(f"rows: {rows}  connections: {conc}  ops per request: 100")
-for i, b in enumerate(bares, 1):
-    print(f"bare client {i}: {b['ops_per_sec']:>9,.0f} ops/s   CPU s per 1M ops: client {per_m(cpu(f'bare{i}'), b['ops']):.2f}, sandbox {per_m(sandbox_cpu(f'bare{i}'), b['ops']):.2f}")
-print(f"czload:        {cz:>9,.0f} rows/s  CPU s per 1M ops: client {per_m(cpu('czload'), rows):.2f}, sandbox {per_m(sandbox_cpu('czload'), rows):.2f}  ({s['requests']} requests, {s['elapsed_secs']:.2f} s, p50 {s['latency']['p50_ms']} ms)")
-print(f"ratio czload / mean(bare): {cz / bare:.2f}  (goal >= 0.80)")
+python3 - "$WORK" "$ROWS" "$CONC" "$ROUNDS" $LAYOUTS <<'PY'
+import json, statistics, sys
+work, rows, conc, rounds, layouts = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5:]
+print(f"rows: {rows:,}  connections: {conc}  ops per request: 100  rounds: {rounds} (medians)")
+for layout in layouts:
+    med = {}
+    print(f"{layout}:")
+    for kind in ("bare", "czload", "refs"):
+        runs = [json.load(open(f"{work}/{layout}.{kind}.{r}.json")) for r in range(1, rounds + 1)]
+        m = lambda f: statistics.median(f(x) for x in runs)
+        med[kind] = m(lambda x: x["ops_per_sec"])
+        per_m = lambda key: m(lambda x: x[key] / x["ops"] * 1e6)
+        each = ", ".join(f"{x['ops_per_sec']:,.0f}" for x in runs)
+        print(f"  {kind:<6} {med[kind]:>9,.0f} ops/s  CPU s per 1M ops: client {per_m('client_cpu'):.2f}, sandbox {per_m('sandbox_cpu'):.2f}  (runs: {each})")
+    print(f"  ratio czload / bare: {med['czload'] / med['bare']:.2f}  czload / refs: {med['czload'] / med['refs']:.2f}  (goal >= 0.80)")
 PY

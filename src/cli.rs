@@ -326,6 +326,11 @@ pub struct SandboxArgs {
     /// Write every stored task as NDJSON to this file on shutdown.
     #[arg(long, value_name = "FILE")]
     pub dump: Option<PathBuf>,
+
+    /// Worker threads serving requests [default: one per core]. With `taskset` this
+    /// gives the sandbox a core of its own, as a real server has (benches/e2e.sh).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
 }
 
 #[cfg(test)]

@@ -222,6 +222,8 @@ pub struct Journal {
     /// The first rejected rows, for the dry-run report.
     pub sample_rejects: Vec<RejectedRow>,
     line_buf: Vec<u8>,
+    /// Batches handled since the last [`Journal::checkpoint`].
+    dirty: bool,
 }
 
 impl Journal {
@@ -264,6 +266,7 @@ impl Journal {
             input_errors: Vec::new(),
             sample_rejects: Vec::new(),
             line_buf: Vec::with_capacity(256),
+            dirty: false,
         })
     }
 
@@ -318,10 +321,20 @@ impl Journal {
                 }
             }
         }
-        // The log is the checkpoint of what was sent: flushed after every batch. Rows
-        // rejected before sending are not (a file of bad rows would cost a write per row);
-        // if a crash loses their lines, a resume rejects them again, sending nothing.
-        if batch_event {
+        // Rows rejected before sending do not make the log dirty (a file of bad rows
+        // would cost a write per row); if a crash loses their lines, a resume rejects
+        // them again, sending nothing.
+        self.dirty |= batch_event;
+        Ok(())
+    }
+
+    /// Writes out the lines of every batch handled since the last call. The log is the
+    /// checkpoint of what was sent: the journal thread calls this whenever no more events
+    /// are waiting, so a crash loses no more than the events still queued (which it
+    /// would lose anyway), while under load one write carries many batches instead of
+    /// one write per batch.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.dirty) {
             self.flush()?;
         }
         Ok(())

@@ -76,9 +76,16 @@ async fn start_sandbox(cfg: &mut LoadConfig) -> Result<sandbox::Sandbox> {
             ))
         }
     };
-    let mut rng = rand::rng();
-    let login = rng.random_range(100_000u64..1_000_000).to_string();
-    let secret = sign::Secret::new(hex::encode(rng.random::<[u8; 20]>()));
+    // Scoped: the thread's rng must not be held across the await below (the future
+    // runs on the runtime's workers, so it must be Send).
+    let (login, secret) = {
+        let mut rng = rand::rng();
+        let login = rng.random_range(100_000u64..1_000_000).to_string();
+        (
+            login,
+            sign::Secret::new(hex::encode(rng.random::<[u8; 20]>())),
+        )
+    };
     let sb = sandbox::Sandbox::start(sandbox::SandboxConfig::new(
         login.clone(),
         secret.clone(),

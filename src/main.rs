@@ -16,10 +16,13 @@ fn main() -> ExitCode {
     };
     let verbose = matches!(&cli.command, Command::Load(a) if a.verbose);
     init_logging(verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Sandbox(a) = &cli.command {
+        if let Some(n) = a.threads {
+            rt.worker_threads(n.into());
+        }
+    }
+    let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("czload: cannot start the async runtime: {e}");
@@ -27,7 +30,15 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Load(args) => rt.block_on(load(*args)),
+        // On a worker thread, not this one: the dispatcher then hands each batch to a
+        // sender task on its own thread instead of waking a worker for every batch.
+        Command::Load(args) => match rt.block_on(rt.spawn(load(*args))) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("czload: internal error: {e}");
+                1
+            }
+        },
         Command::Sandbox(args) => match rt.block_on(czload::sandbox::run_command(args)) {
             Ok(()) => 0,
             Err(e) => {

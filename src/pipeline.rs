@@ -117,7 +117,16 @@ pub async fn run(
             let mut j = journal;
             let mut progress = journal::Progress::new(quiet, total_bytes);
             while let Some(ev) = jrx.blocking_recv() {
-                if let Err(e) = j.handle(ev) {
+                // Everything already waiting is handled before one checkpoint (see
+                // Journal::checkpoint); the bound keeps the progress display moving.
+                let mut handled = j.handle(ev);
+                let mut more = 0;
+                while handled.is_ok() && more < 256 {
+                    let Ok(ev) = jrx.try_recv() else { break };
+                    handled = j.handle(ev);
+                    more += 1;
+                }
+                if let Err(e) = handled.and_then(|_| j.checkpoint()) {
                     // Nothing more may be sent once outcomes cannot be logged: a row sent
                     // now would be resent by --resume (and, without a ref, created twice).
                     jstop.store(true, Ordering::SeqCst);

@@ -336,6 +336,40 @@ impl<'de: 'a, 'a> Deserialize<'de> for Proc<'a> {
     }
 }
 
+/// A key of an op's answer, told apart without allocating: a `Cow<str>` key is always
+/// an owned `String` (serde's `Cow` impl does not borrow), five allocations per op.
+enum Key {
+    Id,
+    Ref,
+    ObjId,
+    Description,
+    Proc,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "id" => Key::Id,
+                    "ref" => Key::Ref,
+                    "obj_id" => Key::ObjId,
+                    "description" => Key::Description,
+                    "proc" => Key::Proc,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for MaybeOp<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::IgnoredAny;
@@ -351,18 +385,18 @@ impl<'de: 'a, 'a> Deserialize<'de> for MaybeOp<'a> {
             ) -> Result<MaybeOp<'a>, A::Error> {
                 let mut a = OpAnswer::default();
                 let mut malformed = false;
-                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match &*k {
-                        "id" => a.id = m.next_value::<Text>()?.0,
-                        "ref" => a.reference = m.next_value::<Text>()?.0,
-                        "obj_id" => a.obj_id = m.next_value::<Text>()?.0,
-                        "description" => a.description = m.next_value::<Text>()?.0,
-                        "proc" => match m.next_value::<Proc>()? {
+                while let Some(k) = m.next_key::<Key>()? {
+                    match k {
+                        Key::Id => a.id = m.next_value::<Text>()?.0,
+                        Key::Ref => a.reference = m.next_value::<Text>()?.0,
+                        Key::ObjId => a.obj_id = m.next_value::<Text>()?.0,
+                        Key::Description => a.description = m.next_value::<Text>()?.0,
+                        Key::Proc => match m.next_value::<Proc>()? {
                             Proc::Text(p) => a.proc_ = Some(p),
                             Proc::Null => {}
                             Proc::Other => malformed = true,
                         },
-                        _ => {
+                        Key::Other => {
                             m.next_value::<IgnoredAny>()?;
                         }
                     }

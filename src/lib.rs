@@ -11,6 +11,7 @@
 //! `run(config, shutdown)` is the whole load; `sandbox` is a local Corezoid API server
 //! for trying the tool and for tests.
 
+pub mod answer;
 pub mod batch;
 pub mod cli;
 pub mod config;

@@ -7,12 +7,12 @@
 //! stop of the whole run on authentication failures. What to do with each answer is
 //! decided by the pure functions of `retry.rs`.
 
+use crate::answer::{self, MaybeOp, OpAnswer};
 use crate::batch::Batch;
 use crate::journal::{Outcome, Status};
 use crate::retry::{self, Answer, OpVerdict, Transport, Verdict};
 use crate::sign::{self, Secret};
 use bytes::Bytes;
-use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -188,254 +188,6 @@ pub struct Sender {
 
 /// The largest answer read; a bigger one is treated as unreadable (and retried).
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
-
-#[derive(Deserialize)]
-struct AnswerBody<'a> {
-    #[serde(borrow)]
-    request_proc: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    description: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    ops: Vec<MaybeOp<'a>>,
-}
-
-/// One entry of `ops`. An entry that is not a well-formed op answer (not an object, a
-/// `proc` that is not a string...) must not make the whole answer unreadable: the ops
-/// answered properly settle, and the ops it might have been about count as unanswered.
-///
-/// Read by hand rather than through `#[serde(untagged)]` and `serde_json::Value`, which
-/// buffer every entry into a tree first and allocated for every field: that parse was the
-/// largest cost of the sender in `perf` profiles of the end-to-end bench.
-enum MaybeOp<'a> {
-    Op(OpAnswer<'a>),
-    Malformed,
-}
-
-#[derive(Default)]
-struct OpAnswer<'a> {
-    /// `id`, `ref`, `obj_id`, `description` as text whatever their JSON type (a number
-    /// as written); `None` when absent, null, or an array/object where text belongs.
-    /// Borrowed from the answer body unless escaped.
-    id: Option<Cow<'a, str>>,
-    reference: Option<Cow<'a, str>>,
-    proc_: Option<Cow<'a, str>>,
-    obj_id: Option<Cow<'a, str>>,
-    description: Option<Cow<'a, str>>,
-}
-
-/// A scalar as text; arrays and objects are skipped.
-struct Text<'a>(Option<Cow<'a, str>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = Text<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Owned(v))))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_unit<E>(self) -> Result<Text<'a>, E> {
-                Ok(Text(None))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Text<'a>, A::Error> {
-                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Text(None))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<Text<'a>, A::Error> {
-                while m
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(Text(None))
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-/// An op answer's `proc`: text, null, or something else (which makes the entry malformed).
-enum Proc<'a> {
-    Text(Cow<'a, str>),
-    Null,
-    Other,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Proc<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::IgnoredAny;
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = Proc<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a proc")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Proc<'a>, E> {
-                Ok(Proc::Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Proc<'a>, E> {
-                Ok(Proc::Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_unit<E>(self) -> Result<Proc<'a>, E> {
-                Ok(Proc::Null)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Proc<'a>, E> {
-                Ok(Proc::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Proc<'a>, E> {
-                Ok(Proc::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Proc<'a>, E> {
-                Ok(Proc::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Proc<'a>, E> {
-                Ok(Proc::Other)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Proc<'a>, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Proc::Other)
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<Proc<'a>, A::Error> {
-                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Proc::Other)
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-/// A key of an op's answer, told apart without allocating: a `Cow<str>` key is always
-/// an owned `String` (serde's `Cow` impl does not borrow), five allocations per op.
-enum Key {
-    Id,
-    Ref,
-    ObjId,
-    Description,
-    Proc,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Key;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key, E> {
-                Ok(match v {
-                    "id" => Key::Id,
-                    "ref" => Key::Ref,
-                    "obj_id" => Key::ObjId,
-                    "description" => Key::Description,
-                    "proc" => Key::Proc,
-                    _ => Key::Other,
-                })
-            }
-        }
-        d.deserialize_identifier(V)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for MaybeOp<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::IgnoredAny;
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = MaybeOp<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an op answer")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<MaybeOp<'a>, A::Error> {
-                let mut a = OpAnswer::default();
-                let mut malformed = false;
-                while let Some(k) = m.next_key::<Key>()? {
-                    match k {
-                        Key::Id => a.id = m.next_value::<Text>()?.0,
-                        Key::Ref => a.reference = m.next_value::<Text>()?.0,
-                        Key::ObjId => a.obj_id = m.next_value::<Text>()?.0,
-                        Key::Description => a.description = m.next_value::<Text>()?.0,
-                        Key::Proc => match m.next_value::<Proc>()? {
-                            Proc::Text(p) => a.proc_ = Some(p),
-                            Proc::Null => {}
-                            Proc::Other => malformed = true,
-                        },
-                        Key::Other => {
-                            m.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(if malformed {
-                    MaybeOp::Malformed
-                } else {
-                    MaybeOp::Op(a)
-                })
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<MaybeOp<'a>, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(MaybeOp::Malformed)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<MaybeOp<'a>, E> {
-                Ok(MaybeOp::Malformed)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<MaybeOp<'a>, E> {
-                Ok(MaybeOp::Malformed)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<MaybeOp<'a>, E> {
-                Ok(MaybeOp::Malformed)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<MaybeOp<'a>, E> {
-                Ok(MaybeOp::Malformed)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<MaybeOp<'a>, E> {
-                Ok(MaybeOp::Malformed)
-            }
-            fn visit_unit<E>(self) -> Result<MaybeOp<'a>, E> {
-                Ok(MaybeOp::Malformed)
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
 
 /// One attempt's result, before classification.
 enum Reply {
@@ -746,9 +498,7 @@ impl Sender {
                     location,
                     body,
                 } => {
-                    let parsed = body
-                        .as_ref()
-                        .and_then(|b| serde_json::from_slice::<AnswerBody>(b).ok());
+                    let parsed = body.as_ref().and_then(|b| answer::parse(b));
                     // Borrowed from the body (no copy per request): only failures show it.
                     let excerpt: Cow<str> = match body {
                         Some(b) => String::from_utf8_lossy(&b[..b.len().min(200)]),

@@ -79,6 +79,7 @@ fn main() {
         })
         .collect();
 
+    let cpu_before = cpu_secs();
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));
@@ -114,12 +115,26 @@ fn main() {
         w.join().expect("worker");
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // The CPU of sending alone, without building and signing the bodies.
+    let send_cpu = cpu_secs() - cpu_before;
     let requests = answered.load(Ordering::Relaxed);
     let total_ops = requests * ops as u64;
     println!(
-        r#"{{"connections":{conns},"ops_per_request":{ops},"elapsed_secs":{elapsed:.3},"requests":{requests},"ops":{total_ops},"ops_per_sec":{:.0}}}"#,
+        r#"{{"connections":{conns},"ops_per_request":{ops},"elapsed_secs":{elapsed:.3},"requests":{requests},"ops":{total_ops},"ops_per_sec":{:.0},"send_cpu_secs":{send_cpu:.3}}}"#,
         total_ops as f64 / elapsed
     );
+}
+
+/// User plus system CPU seconds this process has used (Linux: /proc/self/stat, in clock
+/// ticks, which are 1/100 s on every Linux this runs on).
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (tick(11) + tick(12)) / 100.0
 }
 
 /// A body of `ops` creates: the same kind of task as the e2e input rows (ten string

@@ -84,16 +84,23 @@ pub(crate) struct StoredTask {
 /// by binary search: ids are handed out under the shard's lock, so within a shard they
 /// only grow (the counter is big-endian, so byte order is number order).
 ///
-/// `by_ref` holds (hash, index) pairs rather than owned keys: the ref is stored once, in
-/// its task, hashed once per create with a fast hasher, and never rehashed when the table
-/// grows. The sandbox listens on loopback for tests and benchmarks, so hash flooding is
+/// `by_ref` holds (hash, index) pairs of 32 bits each rather than owned keys: the ref is
+/// stored once, in its task, hashed once per create with a fast hasher, and never
+/// rehashed when the table grows; 8-byte entries keep the table half the size (each
+/// create's probe is a cache miss or two in a table of millions). The sandbox listens on loopback for tests and benchmarks, so hash flooding is
 /// not a concern; the std `HashMap` with SipHash and a second copy of every ref was a
 /// fifth of the sandbox's time under a load (perf, 1M refs).
 #[derive(Debug, Default)]
 pub(crate) struct ShardInner {
     pub tasks: Vec<StoredTask>,
-    by_ref: HashTable<(u64, usize)>,
+    by_ref: HashTable<(u32, u32)>,
     hasher: foldhash::fast::FixedState,
+}
+
+/// The table's 64-bit hash from a stored 32-bit one: the bucket comes from the low bits
+/// and hashbrown's tag from the top 7, so both halves carry the hash.
+fn spread(h: u32) -> u64 {
+    (u64::from(h) << 32) | u64::from(h)
 }
 
 /// How an operation names its task.
@@ -113,15 +120,16 @@ impl ShardInner {
         data: Box<RawValue>,
         ids: &IdGen,
     ) -> Option<ObjId> {
-        let i = self.tasks.len();
+        let i = u32::try_from(self.tasks.len()).expect("fewer than 2^32 tasks in a process");
         if let Some(r) = &ref_ {
-            let hash = self.hasher.hash_one(&**r);
+            let h = self.hash(r);
             let tasks = &self.tasks;
-            let same = |&(h, j): &(u64, usize)| h == hash && tasks[j].ref_.as_ref() == Some(r);
-            match self.by_ref.entry(hash, same, |&(h, _)| h) {
+            let same =
+                |&(eh, j): &(u32, u32)| eh == h && tasks[j as usize].ref_.as_ref() == Some(r);
+            match self.by_ref.entry(spread(h), same, |&(eh, _)| spread(eh)) {
                 Entry::Occupied(_) => return None,
                 Entry::Vacant(v) => {
-                    v.insert((hash, i));
+                    v.insert((h, i));
                 }
             }
         }
@@ -130,18 +138,20 @@ impl ShardInner {
         Some(obj_id)
     }
 
+    fn hash(&self, r: &str) -> u32 {
+        self.hasher.hash_one(r) as u32
+    }
+
     pub fn find_mut(&mut self, t: Target<'_>) -> Option<&mut StoredTask> {
         let i = match t {
             Target::Obj(id) => self.tasks.binary_search_by(|t| t.obj_id.cmp(&id)).ok()?,
             Target::BadObj => return None,
             Target::Ref(r) => {
-                let hash = self.hasher.hash_one(r);
+                let h = self.hash(r);
                 let tasks = &self.tasks;
-                self.by_ref
-                    .find(hash, |&(h, j)| {
-                        h == hash && tasks[j].ref_.as_deref() == Some(r)
-                    })?
-                    .1
+                let same =
+                    |&(eh, j): &(u32, u32)| eh == h && tasks[j as usize].ref_.as_deref() == Some(r);
+                self.by_ref.find(spread(h), same)?.1 as usize
             }
         };
         self.tasks.get_mut(i)

@@ -333,6 +333,29 @@ pub fn parse_fast(body: &[u8]) -> Option<AnswerBody<'_>> {
     (s.i == s.b.len()).then_some(out)
 }
 
+/// Where the first `"`, backslash or control character is: the end of a string, or the
+/// reason to decline it. Eight bytes at a time (SWAR; a byte loop here was a twentieth of
+/// the sender's time): in each word, the lowest flagged byte is exact, since a borrow
+/// only runs upward from a flagged byte (Bit Twiddling Hacks, "has less than n").
+fn special(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut i = 0;
+    while let Some(w) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        let hit = (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
+            | zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')));
+        if hit != 0 {
+            return Some(i + hit.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    let tail = b[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    Some(i + tail)
+}
+
 struct Scan<'a> {
     b: &'a [u8],
     text: &'a str,
@@ -371,9 +394,7 @@ impl<'a> Scan<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.i;
-        let len = self.b[start..]
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        let len = special(&self.b[start..])?;
         // The closing quote itself, not `expect` (which would skip a newline first).
         if self.b[start + len] != b'"' {
             return None;
@@ -514,6 +535,30 @@ mod tests {
         assert!(parse(&[0xff, b'{', b'}']).is_none());
     }
 
+    #[test]
+    fn special_finds_the_first_quote_backslash_or_control_byte_anywhere() {
+        for len in 0..=20 {
+            for at in 0..=len {
+                for c in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    // Non-ASCII filler too: its bytes are >= 0x80.
+                    for fill in ["a", "é"] {
+                        let mut b: Vec<u8> = fill.bytes().cycle().take(len).collect();
+                        if at < len {
+                            b[at] = c;
+                            // A second one later must not hide the first.
+                            if at + 1 < len {
+                                b[len - 1] = b'"';
+                            }
+                        }
+                        let want = b.iter().position(|&x| x == b'"' || x == b'\\' || x < 0x20);
+                        assert_eq!(special(&b), want, "{b:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(special(&[0x20, 0x7f, 0x80, 0xff, 0x21, 0x5b, 0x5d, 0x23, b'"']), Some(8));
+    }
+
     /// Random answers, then random damage to them: wherever the fast reader answers, it
     /// answers as serde does.
     #[test]
@@ -559,8 +604,9 @@ mod tests {
                         s.push(',');
                     }
                     let key = fields[rng.random_range(0..fields.len())];
-                    let v = match rng.random_range(0..4) {
+                    let v = match rng.random_range(0..5) {
                         0 => "null".to_string(),
+                        4 => format!("\"{}-0123456789abcdef\"", rng.random_range(0..100)),
                         1 => format!("\"v{}\"", rng.random_range(0..100)),
                         2 => "\"\"".to_string(),
                         _ => "\"ok\"".to_string(),

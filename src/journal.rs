@@ -151,12 +151,14 @@ impl ResultLine<'_> {
         }
         fn text(out: &mut Vec<u8>, key: &[u8], v: &str) {
             out.extend_from_slice(key);
-            if v.bytes().any(|c| c == b'"' || c == b'\\' || c < 0x20) {
-                serde_json::to_writer(&mut *out, v).expect("a Vec never fails");
-            } else {
+            // Printable ASCII without `"` or a backslash is written as is; serde escapes
+            // anything else (the same bytes it would write for the whole line).
+            if crate::mapping::is_plain(v.as_bytes()) {
                 out.push(b'"');
                 out.extend_from_slice(v.as_bytes());
                 out.push(b'"');
+            } else {
+                serde_json::to_writer(&mut *out, v).expect("a Vec never fails");
             }
         }
         out.push(b'{');

@@ -352,7 +352,9 @@ fn special(b: &[u8]) -> Option<usize> {
         }
         i += 8;
     }
-    let tail = b[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let tail = b[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
     Some(i + tail)
 }
 
@@ -556,7 +558,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(special(&[0x20, 0x7f, 0x80, 0xff, 0x21, 0x5b, 0x5d, 0x23, b'"']), Some(8));
+        assert_eq!(
+            special(&[0x20, 0x7f, 0x80, 0xff, 0x21, 0x5b, 0x5d, 0x23, b'"']),
+            Some(8)
+        );
     }
 
     /// Random answers, then random damage to them: wherever the fast reader answers, it

@@ -719,3 +719,62 @@ async fn resume_copes_with_a_log_cut_inside_a_utf8_character() {
     assert!(out.stderr.contains("1 exists"), "{}", out.stderr);
     assert_eq!(sb.tasks().len(), 3);
 }
+
+/// A results log that can no longer be written stops the run: nothing more is sent once
+/// outcomes cannot be recorded (a row sent then would be sent again by --resume). The
+/// log is a FIFO whose reader hangs up after the first few lines, so writes then fail
+/// with EPIPE in the middle of the load.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_results_log_that_fails_mid_run_stops_the_senders() {
+    use std::io::Read;
+    let sb = Sandbox::start(SandboxConfig {
+        delay_ms: 5,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let input = make_csv(dir.path(), "pipe.csv", n);
+    let log = dir.path().join("results.fifo");
+    let ok = Command::new("mkfifo").arg(&log).status().unwrap().success();
+    assert!(ok, "mkfifo");
+    // The reader: takes the manifest and a few result lines, then hangs up.
+    let fifo = log.clone();
+    let reader = std::thread::spawn(move || {
+        let mut f = std::fs::File::open(fifo).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut got = 0;
+        while got < 3000 {
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => got += k,
+            }
+        }
+        got
+    });
+    let child = spawn_load(
+        &sb.url(),
+        &[
+            s(&input),
+            "--conv-id",
+            "555",
+            "--batch-size",
+            "10",
+            "--results",
+            s(&log),
+        ],
+    );
+    let out = finish(child).await;
+    assert!(reader.join().unwrap() >= 3000);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("results.fifo"), "{}", out.stderr);
+    let created = sb.stats().created;
+    // At 5 ms a request, 4 at a time, the whole file takes 2.5 s or more; the stop
+    // comes after a few dozen requests, and only those in flight may still land.
+    assert!(
+        created < n as u64 / 4,
+        "{created} of {n} rows sent after the log failed"
+    );
+}

@@ -9,7 +9,7 @@
 
 use crate::answer::{self, MaybeOp, OpAnswer};
 use crate::batch::Batch;
-use crate::journal::{Outcome, Status};
+use crate::journal::{Outcome, Status, TaskId};
 use crate::retry::{self, Answer, OpVerdict, Transport, Verdict};
 use crate::sign::{self, Secret};
 use bytes::Bytes;
@@ -667,12 +667,12 @@ impl Sender {
                         },
                         attempts[i],
                     );
-                    o.obj_id = a.obj_id.as_deref().map(str::to_string);
+                    o.obj_id = a.obj_id.as_deref().map(TaskId::new);
                     out[i] = Some(o);
                 }
                 OpVerdict::Exists => {
                     let mut o = Outcome::new(Status::Exists, attempts[i]);
-                    o.obj_id = a.obj_id.as_deref().map(str::to_string);
+                    o.obj_id = a.obj_id.as_deref().map(TaskId::new);
                     out[i] = Some(o);
                 }
                 OpVerdict::Retry { reason, throttled } => {

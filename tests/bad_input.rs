@@ -85,6 +85,42 @@ async fn csv_unterminated_quote_is_named() {
     assert_eq!(stored_ids(&sb, "id"), ["1"]);
 }
 
+/// A quote never closed near the top of a large file: the csv reader would take the whole
+/// rest of the file as one record. It stops at 16 MiB instead: the rows before it load,
+/// the summary names the line, and memory stays far below the file's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_a_quote_never_closed_does_not_buffer_the_rest_of_the_file() {
+    let sb = Sandbox::start(common::config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("runaway.csv");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    writeln!(f, "id,name").unwrap();
+    for i in 1..=1000 {
+        writeln!(f, "{i},name {i}").unwrap();
+    }
+    writeln!(f, "1001,\"opened and never closed").unwrap();
+    // 160 MB after it, all inside the open quote.
+    let line = format!("{}\n", "x".repeat(99));
+    for _ in 0..1_600_000 {
+        f.write_all(line.as_bytes()).unwrap();
+    }
+    drop(f);
+    let (url, p) = (sb.url(), input.clone());
+    let (out, rss_kib) = tokio::task::spawn_blocking(move || {
+        crate::hostile::load_measured(&url, &[p.to_str().unwrap(), "--conv-id", "555"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("line 1002") && out.stderr.contains("quote"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb.stats().created, 1000);
+    assert!(rss_kib < 100 * 1024, "peak RSS {rss_kib} KiB");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_invalid_utf8_names_the_column() {
     let (out, sb, dir, _) = run("invalid_utf8.csv", &[]).await;

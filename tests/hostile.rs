@@ -528,7 +528,7 @@ async fn extra_unknown_or_duplicated_op_answers_settle_each_row_once() {
 /// Runs `czload load` like `load`, and gives its peak resident memory in KiB as well.
 // The child is reaped by `wait4`, which clippy cannot see.
 #[allow(clippy::zombie_processes)]
-fn load_measured(url: &str, args: &[&str]) -> (Out, u64) {
+pub(crate) fn load_measured(url: &str, args: &[&str]) -> (Out, u64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_czload"))
         .arg("load")
         .args(args)

@@ -13,8 +13,40 @@ pub struct ReadError {
     pub message: String,
 }
 
+/// The largest CSV row read. No task can be this large, and a quote that is never closed
+/// would otherwise make the csv reader hold the whole rest of the file as one record.
+pub const MAX_ROW_BYTES: u64 = 16 << 20;
+
+/// Between the input and the csv reader: counts the bytes handed over and refuses to hand
+/// over more once the current record (which started at `mark`) would pass
+/// [`MAX_ROW_BYTES`]. The csv reader then fails with that error, the input breaks off at
+/// the runaway row's line, and the rows before it are kept: memory stays bounded.
+struct RowGuard {
+    inner: Box<dyn BufRead>,
+    given: u64,
+    /// Where the record being read starts, as the csv reader counts bytes.
+    mark: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::io::Read for RowGuard {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mark = self.mark.load(std::sync::atomic::Ordering::Relaxed);
+        // The csv reader reads ahead by its buffer (256 KiB): allow for that too.
+        if self.given.saturating_sub(mark) > MAX_ROW_BYTES + (256 << 10) {
+            return Err(std::io::Error::other(format!(
+                "a row of over {} MiB, which no task can hold: is a quote opened on this line never closed? The rest of the file was not read",
+                MAX_ROW_BYTES >> 20
+            )));
+        }
+        let n = self.inner.read(buf)?;
+        self.given += n as u64;
+        Ok(n)
+    }
+}
+
 pub struct CsvSource {
-    rdr: csv::Reader<Box<dyn BufRead>>,
+    rdr: csv::Reader<RowGuard>,
+    mark: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Column names (from the header, or key1..keyN with `--no-header`).
     pub header: Vec<String>,
     /// The header as read, for the retry file (`None` with `--no-header`).
@@ -46,12 +78,17 @@ impl CsvSource {
                 .is_some_and(|i| i > 0 && buf[i - 1] == b'\r'),
             Err(_) => false,
         };
+        let mark = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .delimiter(delimiter)
             .buffer_capacity(256 * 1024)
-            .from_reader(reader);
+            .from_reader(RowGuard {
+                inner: reader,
+                given: 0,
+                mark: mark.clone(),
+            });
         let mut first = csv::ByteRecord::new();
         let got = rdr.read_byte_record(&mut first).map_err(|e| {
             Error::file(
@@ -86,8 +123,10 @@ impl CsvSource {
                         })
                 })
                 .collect::<Result<Vec<_>>>()?;
+            mark.store(rdr.position().byte(), std::sync::atomic::Ordering::Relaxed);
             Ok(CsvSource {
                 rdr,
+                mark,
                 header,
                 header_record: Some(first),
                 rec: csv::ByteRecord::new(),
@@ -98,8 +137,10 @@ impl CsvSource {
             })
         } else {
             let header = (1..=first.len()).map(|i| format!("key{i}")).collect();
+            mark.store(rdr.position().byte(), std::sync::atomic::Ordering::Relaxed);
             Ok(CsvSource {
                 rdr,
+                mark,
                 header,
                 header_record: None,
                 rec: first,
@@ -118,7 +159,10 @@ impl CsvSource {
             0
         } else {
             match self.rdr.read_byte_record(&mut self.rec) {
-                Ok(true) => {}
+                Ok(true) => {
+                    let end = self.rdr.position().byte();
+                    self.mark.store(end, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok(false) => return Ok(None),
                 Err(e) => {
                     return Err(ReadError {

@@ -115,11 +115,9 @@ pub struct RejectedRow {
 
 pub enum Event {
     /// An input starts: its header line for its retry file (CSV), already encoded.
-    InputStart {
-        input: u32,
-        header: Option<Vec<u8>>,
-    },
-    Rejected(RejectedRow),
+    InputStart { input: u32, header: Option<Vec<u8>> },
+    /// Rows rejected before sending, in reading order.
+    Rejected(Vec<RejectedRow>),
     /// A batch is settled: `outcomes[i]` belongs to `batch.rows[i]`; `None` means the row
     /// was left unsettled by a stop (it stays resumable).
     Batch {
@@ -375,22 +373,24 @@ impl Journal {
             Event::InputError { message, .. } => {
                 self.input_errors.push(message);
             }
-            Event::Rejected(r) => {
-                self.counts.add(Status::Rejected);
-                let line = ResultLine {
-                    input: self.cfg.multi_input.then_some(r.input),
-                    row: r.row,
-                    line: r.line,
-                    reference: r.reference.as_deref().map(Cow::Borrowed),
-                    status: Status::Rejected,
-                    obj_id: None,
-                    attempts: 0,
-                    proc_: None,
-                    error: Some(Cow::Borrowed(&r.reason)),
-                };
-                self.write_result(&line)?;
-                if self.sample_rejects.len() < 20 {
-                    self.sample_rejects.push(r);
+            Event::Rejected(rows) => {
+                for r in rows {
+                    self.counts.add(Status::Rejected);
+                    let line = ResultLine {
+                        input: self.cfg.multi_input.then_some(r.input),
+                        row: r.row,
+                        line: r.line,
+                        reference: r.reference.as_deref().map(Cow::Borrowed),
+                        status: Status::Rejected,
+                        obj_id: None,
+                        attempts: 0,
+                        proc_: None,
+                        error: Some(Cow::Borrowed(&r.reason)),
+                    };
+                    self.write_result(&line)?;
+                    if self.sample_rejects.len() < 20 {
+                        self.sample_rejects.push(r);
+                    }
                 }
             }
             Event::Batch { batch, outcomes } => {

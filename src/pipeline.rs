@@ -24,7 +24,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, Semaphore};
 
 /// What the reader thread reports at the end.
@@ -135,13 +135,6 @@ pub async fn run(
                     return Err(e);
                 }
                 progress.update(jbytes.load(Ordering::Relaxed), &j.counts);
-                if more < 4 {
-                    // Let a few events gather: otherwise every batch wakes this thread
-                    // (a futex wake for its sender and a context switch), which showed
-                    // in profiles of fast loads. The log's checkpoint lags by at most
-                    // this much more; the queue (64) does not fill in 1 ms.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
             }
             progress.finish();
             if let Err(e) = j.finish() {
@@ -318,6 +311,7 @@ fn read_inputs(
         report: ReadReport::default(),
         jtx: &jtx,
         batch_bytes: cfg.batch_bytes,
+        rejected: Vec::new(),
     };
     // Whether to stop reading: Ctrl-C or a fatal answer, or the senders are gone.
     let halt = || stop.load(Ordering::Relaxed) || closed.get();
@@ -462,7 +456,8 @@ fn read_inputs(
         }
     }
     batcher.borrow_mut().flush();
-    Ok(rows.report)
+    rows.hand_over_rejected();
+    Ok(std::mem::take(&mut rows.report))
 }
 
 /// The sources as the reader loop sees them.
@@ -536,6 +531,20 @@ struct Rows<'a, F: FnMut(Batch)> {
     report: ReadReport,
     jtx: &'a mpsc::Sender<Event>,
     batch_bytes: usize,
+    /// Rejected rows not yet handed to the journal: they go in groups, not an event
+    /// (and a wake of the journal thread) each, so a file of bad rows reads as fast as
+    /// one of good rows. Handed over when full, and whatever is left when `Rows` is
+    /// dropped (every way out of the reader).
+    rejected: Vec<RejectedRow>,
+}
+
+/// Rejected rows per event.
+const REJECTED_PER_EVENT: usize = 256;
+
+impl<F: FnMut(Batch)> Drop for Rows<'_, F> {
+    fn drop(&mut self) {
+        self.hand_over_rejected();
+    }
 }
 
 impl<F: FnMut(Batch)> Rows<'_, F> {
@@ -589,13 +598,23 @@ impl<F: FnMut(Batch)> Rows<'_, F> {
     }
 
     fn reject(&mut self, key: RowKey, reason: String) {
-        let _ = self.jtx.blocking_send(Event::Rejected(RejectedRow {
+        self.rejected.push(RejectedRow {
             input: key.input,
             row: key.row,
             line: key.line,
             reference: (!self.ref_buf.is_empty()).then(|| self.ref_buf.clone()),
             reason,
-        }));
+        });
+        if self.rejected.len() >= REJECTED_PER_EVENT {
+            self.hand_over_rejected();
+        }
+    }
+
+    fn hand_over_rejected(&mut self) {
+        if !self.rejected.is_empty() {
+            let rows = std::mem::take(&mut self.rejected);
+            let _ = self.jtx.blocking_send(Event::Rejected(rows));
+        }
     }
 }
 

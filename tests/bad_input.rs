@@ -85,6 +85,53 @@ async fn csv_unterminated_quote_is_named() {
     assert_eq!(stored_ids(&sb, "id"), ["1"]);
 }
 
+/// Many bad rows among good ones: the journal gets rejected rows in groups (256), so the
+/// groups' edges and the last partial group must all reach the log and the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_rejected_rows_are_each_logged_once() {
+    let sb = Sandbox::start(common::config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.csv");
+    let mut text = String::from("id,n\n");
+    let n = 3000;
+    for i in 1..=n {
+        // Two rows in three are bad (not integers); row 1 is good.
+        let v = if i % 3 == 1 {
+            i.to_string()
+        } else {
+            format!("x{i}")
+        };
+        text.push_str(&format!("{i},{v}\n"));
+    }
+    std::fs::write(&input, text).unwrap();
+    let out = load(
+        &sb.url(),
+        &[
+            input.to_str().unwrap(),
+            "--conv-id",
+            "555",
+            "--type",
+            "n:integer",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("2000 rejected"), "{}", out.stderr);
+    let lines = by_line(dir.path(), "mixed");
+    assert_eq!(lines.len(), n);
+    for i in 1..=n as u64 {
+        let l = &lines[&(i + 1)];
+        assert_eq!(l["row"], i);
+        if i % 3 == 1 {
+            assert_eq!(l["status"], "created", "{l}");
+        } else {
+            rejected(&lines, i + 1, &["\"n\"", "integer"]);
+        }
+    }
+    assert_eq!(sb.stats().created, 1000);
+}
+
 /// A quote never closed near the top of a large file: the csv reader would take the whole
 /// rest of the file as one record. It stops at 16 MiB instead: the rows before it load,
 /// the summary names the line, and memory stays far below the file's size.

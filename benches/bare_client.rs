@@ -6,6 +6,8 @@
 //! line of JSON with the ops the sandbox answered per second. The ops carry no `ref`, so
 //! every op creates a task. With `--refs` every op carries a ref of its own, like
 //! czload's, and every request is a body of its own, all signed before the clock starts.
+//! All bodies carry the timestamp of the start, so a run must end within the sandbox's
+//! `--max-skew` (300 s by default): e2e.sh's runs take seconds.
 //! No parsing beyond the status line and `content-length`, no allocation per request:
 //! whatever czload reaches below this is czload's own cost.
 //!

@@ -1,4 +1,5 @@
 # Shared by benches/e2e.sh, memory.sh and rate.sh: build, generate input, run sandboxes.
+# Needs bash >= 4.4 (empty arrays under `set -u`).
 # Source it after `set -euo pipefail`. Everything stays on 127.0.0.1; every sandbox
 # started here is stopped (by its own pid) when the script exits, however it exits.
 

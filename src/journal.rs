@@ -2,8 +2,10 @@
 //!
 //! In: `Event`s from the reader (rejected rows, input headers and errors) and the sender
 //! (a batch with one `Outcome` per row). One thread owns every output, so lines never
-//! interleave. The results log is flushed after every event, so it doubles as the
-//! checkpoint for `--resume`: after a crash it holds every row that reached its end.
+//! interleave. The results log is flushed whenever no more events wait (see
+//! `Journal::checkpoint`), so it doubles as the checkpoint for `--resume`: after a crash
+//! it holds every sent row whose outcome reached the journal (rows rejected before
+//! sending may be missing: a resume rejects them again, sending nothing).
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};

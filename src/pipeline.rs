@@ -311,7 +311,7 @@ fn read_inputs(
         report: ReadReport::default(),
         jtx: &jtx,
         batch_bytes: cfg.batch_bytes,
-        rejected: Vec::new(),
+        rejected: Rc::new(RefCell::new(Vec::new())),
     };
     // Whether to stop reading: Ctrl-C or a fatal answer, or the senders are gone.
     let halt = || stop.load(Ordering::Relaxed) || closed.get();
@@ -324,12 +324,15 @@ fn read_inputs(
         let name = input.display();
         let file_name = input.file_name();
         let idle_batcher = batcher.clone();
+        let (idle_rejected, idle_jtx) = (rows.rejected.clone(), jtx.clone());
         let linger = cfg.linger;
         let on_idle: Box<dyn FnMut()> = Box::new(move || {
             // Called from inside a read, while no op is being written.
             if let Ok(mut b) = idle_batcher.try_borrow_mut() {
                 b.flush_if_lingering(linger);
             }
+            // A quiet stream's rejected rows reach the log and the counts too.
+            hand_over(&idle_rejected, &idle_jtx);
         });
         // An input that cannot be used: fatal before any row, an input error after.
         let unusable = |e: Error, rows_read: u64| -> Result<()> {
@@ -353,8 +356,9 @@ fn read_inputs(
         let done = &settled[idx as usize];
         match input.format {
             Format::Csv => {
-                let opened =
-                    CsvSource::new(reader, cfg.delimiter, cfg.has_header, &name).and_then(|s| {
+                let opened = CsvSource::new(reader, cfg.delimiter, cfg.has_header, &name)
+                    .map(|s| s.max_row(max_row(cfg)))
+                    .and_then(|s| {
                         CsvPlan::new(&cfg.mapping, &s.header, &file_name).map(|p| (s, p))
                     });
                 let (mut src, plan) = match opened {
@@ -416,7 +420,7 @@ fn read_inputs(
                     input: idx,
                     header: None,
                 });
-                let max_line = cfg.batch_bytes.max(cfg.mapping.max_task_bytes) + 4096;
+                let max_line = max_row(cfg) as usize;
                 let mut src = NdjsonSource::new(reader, max_line);
                 let add_ref = plan.auto_ref();
                 each_row(
@@ -458,6 +462,13 @@ fn read_inputs(
     batcher.borrow_mut().flush();
     rows.hand_over_rejected();
     Ok(std::mem::take(&mut rows.report))
+}
+
+/// The largest row worth reading whole: one larger than any request may hold can only be
+/// rejected. (NDJSON skips the rest of such a line; a CSV row that large breaks the
+/// input off, as it most likely comes from a quote that is never closed.)
+fn max_row(cfg: &LoadConfig) -> u64 {
+    (cfg.batch_bytes.max(cfg.mapping.max_task_bytes) + 4096) as u64
 }
 
 /// The sources as the reader loop sees them.
@@ -535,7 +546,7 @@ struct Rows<'a, F: FnMut(Batch)> {
     /// (and a wake of the journal thread) each, so a file of bad rows reads as fast as
     /// one of good rows. Handed over when full, and whatever is left when `Rows` is
     /// dropped (every way out of the reader).
-    rejected: Vec<RejectedRow>,
+    rejected: Rc<RefCell<Vec<RejectedRow>>>,
 }
 
 /// Rejected rows per event.
@@ -598,25 +609,38 @@ impl<F: FnMut(Batch)> Rows<'_, F> {
     }
 
     fn reject(&mut self, key: RowKey, reason: String) {
-        self.rejected.push(RejectedRow {
-            input: key.input,
-            row: key.row,
-            line: key.line,
-            reference: (!self.ref_buf.is_empty()).then(|| self.ref_buf.clone()),
-            reason,
-        });
-        if self.rejected.len() >= REJECTED_PER_EVENT {
+        let full = {
+            let mut r = self.rejected.borrow_mut();
+            r.push(RejectedRow {
+                input: key.input,
+                row: key.row,
+                line: key.line,
+                reference: (!self.ref_buf.is_empty()).then(|| self.ref_buf.clone()),
+                reason,
+            });
+            r.len() >= REJECTED_PER_EVENT
+        };
+        if full {
             self.hand_over_rejected();
         }
     }
 
     fn hand_over_rejected(&mut self) {
-        if !self.rejected.is_empty() {
-            let rows = std::mem::take(&mut self.rejected);
-            let _ = self.jtx.blocking_send(Event::Rejected(rows));
-        }
+        hand_over(&self.rejected, self.jtx);
     }
 }
+
+/// Sends the rejected rows gathered so far to the journal, if any (and if they are not
+/// being added to right now: the idle hook runs inside a read).
+fn hand_over(rejected: &RefCell<Vec<RejectedRow>>, jtx: &mpsc::Sender<Event>) {
+    let rows = match rejected.try_borrow_mut() {
+        Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
+        _ => return,
+    };
+    let _ = jtx.blocking_send(Event::Rejected(rows));
+}
+
+impl<F: FnMut(Batch)> Rows<'_, F> {}
 
 /// The line as it goes to the retry file. `reference` is given when the ref was generated
 /// (`{file}:{row}`): the line then carries it in a leading `_czload_ref`, so that loading

@@ -117,7 +117,9 @@ async fn many_rejected_rows_are_each_logged_once() {
     )
     .await;
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("2000 rejected"), "{}", out.stderr);
+    assert!(out.stderr.contains(", 2000 rejected,"), "{}", out.stderr);
+    // One line per row: by_line would hide a row logged twice, the raw count does not.
+    assert_eq!(results(&dir.path().join("mixed.results.ndjson")).len(), n);
     let lines = by_line(dir.path(), "mixed");
     assert_eq!(lines.len(), n);
     for i in 1..=n as u64 {

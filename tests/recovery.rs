@@ -778,3 +778,39 @@ async fn a_results_log_that_fails_mid_run_stops_the_senders() {
         "{created} of {n} rows sent after the log failed"
     );
 }
+
+/// A stream that goes quiet: its rows, rejected ones included, reach the server and the
+/// results log while stdin is still open (rejected rows go to the journal in groups; a
+/// quiet stream hands over a partial group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stdin_logs_its_rejected_rows_without_waiting_for_more() {
+    let sb = Sandbox::start(common::config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (child, stdin) = spawn_stdin_load(
+        dir.path(),
+        &sb.url(),
+        SECRET,
+        b"{\"n\":1}\nnot json\n{\"n\":2}\n",
+    );
+    let log = dir.path().join("r.ndjson");
+    let t0 = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("\"rejected\"") && sb.tasks().len() == 2 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the rejected row is held back: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(stdin);
+    let out = finish(child).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let lines = results(&log);
+    assert_eq!(lines.len(), 3);
+    assert!(lines
+        .iter()
+        .any(|l| l["status"] == "rejected" && l["line"] == 2));
+}

@@ -1,8 +1,10 @@
 //! Operations: the request body in, one answer per operation out.
 //!
-//! Two steps, so that no lock is held while parsing: [`plan`] reads the body (borrowing
-//! from it, no `Value` tree for task data) and validates every operation against the
-//! fixed set of processes; [`apply`] then takes a process's lock once per request. [`reply`] serializes the answers.
+//! Two steps, so that no lock is held while parsing the body: [`plan`] reads it (borrowing
+//! from it, no `Value` tree for task data), validates every operation against the fixed
+//! set of processes and copies what a create stores; [`apply`] then takes a process's
+//! lock once per request (a modify's merge is the one parse done under it). [`reply`]
+//! serializes the answers.
 //!
 //! Every operation gets an answer with its `id` (and `obj`, `ref`) echoed exactly as sent.
 //! Validation failures are per-op errors with `proc: "error"`, a `key` naming the field

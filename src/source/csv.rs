@@ -13,40 +13,66 @@ pub struct ReadError {
     pub message: String,
 }
 
-/// The largest CSV row read. No task can be this large, and a quote that is never closed
-/// would otherwise make the csv reader hold the whole rest of the file as one record.
+/// The smallest cap on a CSV row's size; see [`CsvSource::max_row`].
 pub const MAX_ROW_BYTES: u64 = 16 << 20;
 
-/// Between the input and the csv reader: counts the bytes handed over and refuses to hand
-/// over more once the current record (which started at `mark`) would pass
-/// [`MAX_ROW_BYTES`]. The csv reader then fails with that error, the input breaks off at
-/// the runaway row's line, and the rows before it are kept: memory stays bounded.
+/// Between the input and the csv reader: refuses to hand over more once the record being
+/// read holds more than `limit` bytes, so that a quote that is never closed cannot make
+/// the csv reader hold the whole rest of the file as one record. The csv reader then
+/// fails with that error, the input breaks off at the runaway row, the rows before it
+/// are kept, and memory stays bounded.
+///
+/// It counts the bytes that are not line ends handed over since the first read after
+/// the last complete record (`mark`, set by [`CsvSource`]): blank lines between records
+/// (which the csv reader skips within one record read) never count, and the part of the
+/// current record that came with the previous read (at most the csv reader's 256 KiB
+/// buffer) is not counted, which only moves the cutoff by that much.
 struct RowGuard {
     inner: Box<dyn BufRead>,
+    /// Where the last complete record ended, as the csv reader counts bytes.
+    mark: u64,
+    seen_mark: u64,
+    content: u64,
+    limit: u64,
+    tripped: bool,
+    /// Bytes handed over in all, and whether the input has ended: together they tell a
+    /// record ended by the end of the input from one ended by a line end.
     given: u64,
-    /// Where the record being read starts, as the csv reader counts bytes.
-    mark: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    eof: bool,
 }
 
 impl std::io::Read for RowGuard {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let mark = self.mark.load(std::sync::atomic::Ordering::Relaxed);
-        // The csv reader reads ahead by its buffer (256 KiB): allow for that too.
-        if self.given.saturating_sub(mark) > MAX_ROW_BYTES + (256 << 10) {
+        if self.mark != self.seen_mark {
+            self.seen_mark = self.mark;
+            self.content = 0;
+        }
+        if self.content > self.limit {
+            self.tripped = true;
             return Err(std::io::Error::other(format!(
-                "a row of over {} MiB, which no task can hold: is a quote opened on this line never closed? The rest of the file was not read",
-                MAX_ROW_BYTES >> 20
+                "a row here runs over {} MiB, more than any request may hold: is a quote opened in it never closed? The rest of the file was not read",
+                self.limit >> 20
             )));
         }
         let n = self.inner.read(buf)?;
         self.given += n as u64;
+        self.eof |= n == 0 && !buf.is_empty();
+        // A simple count: the compiler vectorizes it.
+        let ends = buf[..n]
+            .iter()
+            .filter(|&&c| c == b'\n' || c == b'\r')
+            .count();
+        self.content += (n - ends) as u64;
         Ok(n)
     }
 }
 
 pub struct CsvSource {
     rdr: csv::Reader<RowGuard>,
-    mark: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The line after the last complete record: where a runaway row starts.
+    next_line: u64,
+    /// The line the last complete record ended on.
+    end_line: u64,
     /// Column names (from the header, or key1..keyN with `--no-header`).
     pub header: Vec<String>,
     /// The header as read, for the retry file (`None` with `--no-header`).
@@ -78,7 +104,6 @@ impl CsvSource {
                 .is_some_and(|i| i > 0 && buf[i - 1] == b'\r'),
             Err(_) => false,
         };
-        let mark = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -86,8 +111,13 @@ impl CsvSource {
             .buffer_capacity(256 * 1024)
             .from_reader(RowGuard {
                 inner: reader,
+                mark: 0,
+                seen_mark: 0,
+                content: 0,
+                limit: MAX_ROW_BYTES,
+                tripped: false,
                 given: 0,
-                mark: mark.clone(),
+                eof: false,
             });
         let mut first = csv::ByteRecord::new();
         let got = rdr.read_byte_record(&mut first).map_err(|e| {
@@ -123,10 +153,10 @@ impl CsvSource {
                         })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            mark.store(rdr.position().byte(), std::sync::atomic::Ordering::Relaxed);
-            Ok(CsvSource {
+            let mut src = CsvSource {
                 rdr,
-                mark,
+                next_line: 0,
+                end_line: 0,
                 header,
                 header_record: Some(first),
                 rec: csv::ByteRecord::new(),
@@ -134,13 +164,15 @@ impl CsvSource {
                 first_pending: false,
                 last_line,
                 line_fix: crlf as u64,
-            })
+            };
+            src.record_done();
+            Ok(src)
         } else {
             let header = (1..=first.len()).map(|i| format!("key{i}")).collect();
-            mark.store(rdr.position().byte(), std::sync::atomic::Ordering::Relaxed);
-            Ok(CsvSource {
+            let mut src = CsvSource {
                 rdr,
-                mark,
+                next_line: 0,
+                end_line: 0,
                 header,
                 header_record: None,
                 rec: first,
@@ -148,8 +180,49 @@ impl CsvSource {
                 first_pending: true,
                 last_line,
                 line_fix: crlf as u64,
-            })
+            };
+            src.record_done();
+            Ok(src)
         }
+    }
+
+    /// The cap on one row's size (never below [`MAX_ROW_BYTES`]); past it the input
+    /// breaks off there. Set it above the largest row a request may hold, so that a
+    /// merely large row is rejected on its own and the rest of the file still loads.
+    pub fn max_row(mut self, bytes: u64) -> CsvSource {
+        self.rdr.get_mut().limit = bytes.max(MAX_ROW_BYTES);
+        self
+    }
+
+    /// After a complete record: notes where it ended, and the guard counts the next one
+    /// afresh.
+    fn record_done(&mut self) {
+        let pos = self.rdr.position().clone();
+        // After a record ended by a line end, csv's position is on the next line; in CRLF
+        // files it has not yet taken the `\n` (see `new`), hence the fix. A record ended
+        // by the end of the input is on the position's own line.
+        self.next_line = pos.line() + self.line_fix;
+        let guard = self.rdr.get_ref();
+        // csv marks itself done only at the next read, so ask the guard: the input has
+        // ended and the record took everything.
+        self.end_line = if guard.eof && guard.given == pos.byte() {
+            pos.line()
+        } else {
+            self.next_line - 1
+        };
+        self.rdr.get_mut().mark = pos.byte();
+    }
+
+    /// The line the current record starts on. csv dates a record from where its read
+    /// began, before the blank lines it skips, so `reported` is too early after blank
+    /// lines: the start is the line it ended on, less the line ends inside it.
+    fn start_line(&self, reported: u64) -> u64 {
+        if self.end_line == reported {
+            // One line, no blank lines before it: nearly every row, with no scan.
+            return reported;
+        }
+        let inside = self.rec.as_slice().iter().filter(|&&c| c == b'\n').count() as u64;
+        self.end_line.saturating_sub(inside).max(reported)
     }
 
     /// Advances to the next record: `(row, line)`, or `None` at the end.
@@ -159,27 +232,29 @@ impl CsvSource {
             0
         } else {
             match self.rdr.read_byte_record(&mut self.rec) {
-                Ok(true) => {
-                    let end = self.rdr.position().byte();
-                    self.mark.store(end, std::sync::atomic::Ordering::Relaxed);
-                }
+                Ok(true) => self.record_done(),
                 Ok(false) => return Ok(None),
                 Err(e) => {
+                    let line = if self.rdr.get_ref().tripped {
+                        self.next_line
+                    } else {
+                        e.position()
+                            .map_or(self.last_line + 1, |p| p.line() + self.line_fix)
+                    };
                     return Err(ReadError {
-                        line: e
-                            .position()
-                            .map_or(self.last_line + 1, |p| p.line() + self.line_fix),
+                        line,
                         message: csv_reason(&e),
-                    })
+                    });
                 }
             }
             self.line_fix
         };
         self.row += 1;
-        let line = self
+        let reported = self
             .rec
             .position()
             .map_or(self.last_line + 1, |p| p.line() + fix);
+        let line = self.start_line(reported);
         self.last_line = line;
         Ok(Some((self.row, line)))
     }
@@ -374,5 +449,116 @@ mod tests {
             }
         }
         assert!(!needs_quotes(b"", b','));
+    }
+
+    fn source(data: Vec<u8>) -> CsvSource {
+        let r: Box<dyn BufRead> = Box::new(std::io::Cursor::new(data));
+        CsvSource::new(r, b',', true, "t.csv").unwrap()
+    }
+
+    /// Reads every row: the first field of each, then the error if reading broke off.
+    fn read_all(src: &mut CsvSource) -> (Vec<(Vec<u8>, u64)>, Option<ReadError>) {
+        let mut rows = Vec::new();
+        loop {
+            match src.advance() {
+                Ok(Some((_, line))) => rows.push((src.record()[0].to_vec(), line)),
+                Ok(None) => return (rows, None),
+                Err(e) => return (rows, Some(e)),
+            }
+        }
+    }
+
+    const OVER: usize = (MAX_ROW_BYTES as usize) + (1 << 20);
+
+    #[test]
+    fn a_runaway_quote_breaks_off_at_the_line_its_row_starts() {
+        for crlf in [false, true] {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            // Record 1 spans lines 2 to 4; the runaway row starts on line 5.
+            let mut d = format!("id,n{nl}1,\"a{nl}b{nl}c\"{nl}2,\"never closed{nl}").into_bytes();
+            d.extend(std::iter::repeat_n(b'x', OVER));
+            let (rows, err) = read_all(&mut source(d));
+            assert_eq!(rows, vec![(b"1".to_vec(), 2)], "crlf {crlf}");
+            let err = err.expect("broke off");
+            assert_eq!(err.line, 5, "crlf {crlf}: {err:?}");
+            assert!(err.message.contains("quote"), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn blank_lines_and_large_rows_under_the_cap_are_not_runaways() {
+        // More blank lines between two records than the cap.
+        let mut d = b"id,n\n1,a\n".to_vec();
+        d.extend(std::iter::repeat_n(b'\n', OVER));
+        d.extend_from_slice(b"2,b\n");
+        let (rows, err) = read_all(&mut source(d));
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(
+            rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            [b"1", b"2"]
+        );
+        assert_eq!(rows[1].1 as usize, 3 + OVER);
+
+        // A well-formed row over the default cap, with the cap raised: read whole, and
+        // the rows after it too.
+        let mut d = b"id,n\n1,\"".to_vec();
+        d.extend(std::iter::repeat_n(b'y', OVER));
+        d.extend_from_slice(b"\"\n2,small\n");
+        let (rows, err) = read_all(&mut source(d).max_row(4 * MAX_ROW_BYTES));
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1], (b"2".to_vec(), 3));
+    }
+
+    /// Every record's line is the line its first byte is on: after blank lines, after
+    /// records spanning lines, in LF and CRLF files, with and without a final line end,
+    /// with and without a header.
+    #[test]
+    fn line_numbers_are_where_each_record_starts() {
+        let shapes: [&[(usize, bool)]; 4] = [
+            &[(0, false), (0, false), (0, false)],
+            &[(2, false), (0, true), (3, false), (1, true)],
+            &[(0, true), (5, false), (0, true)],
+            &[(1, false), (1, false)],
+        ];
+        for crlf in [false, true] {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            for header in [true, false] {
+                for final_end in [true, false] {
+                    for shape in shapes {
+                        let mut text = String::new();
+                        let mut line = 1;
+                        if header {
+                            text.push_str(&format!("id,v{nl}"));
+                            line += 1;
+                        }
+                        let mut want = Vec::new();
+                        for (k, &(blanks, multi)) in shape.iter().enumerate() {
+                            for _ in 0..blanks {
+                                text.push_str(nl);
+                                line += 1;
+                            }
+                            want.push(line);
+                            if multi {
+                                text.push_str(&format!("{k},\"a{nl}b\""));
+                                line += 1;
+                            } else {
+                                text.push_str(&format!("{k},x"));
+                            }
+                            if k + 1 < shape.len() || final_end {
+                                text.push_str(nl);
+                                line += 1;
+                            }
+                        }
+                        let r: Box<dyn BufRead> = Box::new(std::io::Cursor::new(text.clone()));
+                        let mut src = CsvSource::new(r, b',', header, "t.csv").unwrap();
+                        let (rows, err) = read_all(&mut src);
+                        assert!(err.is_none(), "{err:?}");
+                        let got: Vec<u64> = rows.iter().map(|r| r.1).collect();
+                        assert_eq!(got, want, "{text:?}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -42,7 +42,11 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = b"{\"ops\":[".to_vec();
     let mut ref_out = String::new();
     let mut id = 0u64;
-    while let Ok(Some((row, _line))) = src.advance() {
+    let mut last_line = 0;
+    while let Ok(Some((row, line))) = src.advance() {
+        // Rows come in file order, so their lines never go back.
+        assert!(line >= last_line, "line {line} after line {last_line}");
+        last_line = line;
         id += 1;
         let start = buf.len();
         let res = plan.write_op(src.record(), id, row, &mut buf, &mut ref_out);

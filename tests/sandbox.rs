@@ -778,6 +778,9 @@ async fn the_sandbox_command_serves_and_dumps_its_tasks() {
                 "127.0.0.1:0",
                 "--conv",
                 "555",
+                // One worker thread, as benches/e2e.sh runs it: it must still serve.
+                "--threads",
+                "1",
                 "--dump",
             ])
             .arg(&dump)
@@ -854,4 +857,7 @@ fn the_sandbox_command_refuses_bad_settings_naming_the_flag() {
     assert!(err.contains("--fail-before"), "{err}");
     let (code, err) = run(&["--rps-mode", "sometimes"], true);
     assert_eq!(code, Some(1), "{err}");
+    let (code, err) = run(&["--threads", "0"], true);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--threads"), "{err}");
 }

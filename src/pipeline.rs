@@ -640,8 +640,6 @@ fn hand_over(rejected: &RefCell<Vec<RejectedRow>>, jtx: &mpsc::Sender<Event>) {
     let _ = jtx.blocking_send(Event::Rejected(rows));
 }
 
-impl<F: FnMut(Batch)> Rows<'_, F> {}
-
 /// The line as it goes to the retry file. `reference` is given when the ref was generated
 /// (`{file}:{row}`): the line then carries it in a leading `_czload_ref`, so that loading
 /// the retry file reuses it (exactly once across runs). A ref that came from the line's own

@@ -17,6 +17,9 @@
 //!
 //! Only loopback addresses are accepted: it is a load generator.
 
+#[path = "support/http.rs"]
+mod http;
+
 use czload::sign::{self, Secret};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -168,20 +171,10 @@ fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>) {
         let n = s.read(&mut buf[have..]).expect("read");
         assert!(n > 0, "the sandbox closed the connection");
         have += n;
-        let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") else {
+        let Some((start, len)) = http::head(&buf[..have]) else {
             continue;
         };
-        let head = std::str::from_utf8(&buf[..end]).expect("ASCII headers");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .expect("content-length");
-        let total = end + 4 + len;
+        let total = start + len;
         if buf.len() < total {
             buf.resize(total, 0);
         }
@@ -190,7 +183,7 @@ fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>) {
             assert!(n > 0, "the sandbox closed the connection mid-answer");
             have += n;
         }
-        let answer = &buf[end + 4..total];
+        let answer = &buf[start..total];
         let ok = br#""request_proc":"ok""#;
         assert!(
             answer.windows(ok.len()).any(|w| w == ok),

@@ -8,6 +8,9 @@
 //!
 //!     cargo bench --bench sandbox_load -- [--connections N] [--seconds S] [--ops N]
 
+#[path = "support/http.rs"]
+mod http;
+
 use czload::sandbox::{Sandbox, SandboxConfig};
 use czload::sign::{self, Secret};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,18 +114,8 @@ async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>) {
         let n = s.read(&mut buf[have..]).await.expect("read");
         assert!(n > 0, "the server closed the connection");
         have += n;
-        if let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..end]).expect("ASCII headers");
-            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .expect("content-length");
-            let total = end + 4 + len;
+        if let Some((start, len)) = http::head(&buf[..have]) {
+            let total = start + len;
             if buf.len() < total {
                 buf.resize(total, 0);
             }

@@ -290,34 +290,25 @@ pub fn parse_fast(body: &[u8]) -> Option<AnswerBody<'_>> {
         description: None,
         ops: Vec::new(),
     };
+    // serde refuses a repeated field: such an answer is left to it.
     let (mut seen_proc, mut seen_desc, mut seen_ops) = (false, false, false);
+    let first = |seen: &mut bool| (!std::mem::replace(seen, true)).then_some(());
     s.expect(b'{')?;
     if !s.eat(b'}') {
         loop {
             let key = s.string()?;
             s.expect(b':')?;
             match key {
-                "request_proc" | "description" => {
-                    let seen = if key == "request_proc" {
-                        &mut seen_proc
-                    } else {
-                        &mut seen_desc
-                    };
-                    // serde refuses a repeated field: leave the verdict to it.
-                    if std::mem::replace(seen, true) {
-                        return None;
-                    }
-                    let v = s.scalar()?.map(Cow::Borrowed);
-                    if key == "request_proc" {
-                        out.request_proc = v;
-                    } else {
-                        out.description = v;
-                    }
+                "request_proc" => {
+                    first(&mut seen_proc)?;
+                    out.request_proc = s.scalar()?.map(Cow::Borrowed);
+                }
+                "description" => {
+                    first(&mut seen_desc)?;
+                    out.description = s.scalar()?.map(Cow::Borrowed);
                 }
                 "ops" => {
-                    if std::mem::replace(&mut seen_ops, true) {
-                        return None;
-                    }
+                    first(&mut seen_ops)?;
                     out.ops = s.ops()?;
                 }
                 _ => {

@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 /// Largest integer a JSON number can carry exactly (IEEE double); beyond it Corezoid
 /// wants strings, so a typed cell beyond it is refused rather than silently rounded.
@@ -270,7 +269,7 @@ fn fixed_part(cfg: &MappingConfig, conv: Option<u64>) -> Vec<u8> {
     v.extend_from_slice(cfg.op.as_str().as_bytes());
     v.extend_from_slice(br#"","obj":"task""#);
     if let Some(c) = conv {
-        write!(VecFmt(&mut v), r#","conv_id":{c}"#).ok();
+        push_conv(&mut v, c);
     }
     if let Some(co) = &cfg.company_id {
         v.extend_from_slice(br#","company_id":"#);
@@ -279,20 +278,68 @@ fn fixed_part(cfg: &MappingConfig, conv: Option<u64>) -> Vec<u8> {
     v
 }
 
-/// `fmt::Write` into a byte vector, for `write!` of numbers.
-struct VecFmt<'a>(&'a mut Vec<u8>);
-impl std::fmt::Write for VecFmt<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
+fn push_conv(buf: &mut Vec<u8>, conv: u64) {
+    buf.extend_from_slice(br#","conv_id":"#);
+    buf.extend_from_slice(itoa::Buffer::new().format(conv).as_bytes());
+}
+
+/// The end of building a row's ref, for both plans. A ref that could not be built must not
+/// be half-reported (`order-5-`), so it is cleared; one that was built is checked.
+fn settle_ref(
+    built: std::result::Result<(), Reject>,
+    has_ref: bool,
+    ref_out: &mut String,
+) -> std::result::Result<(), Reject> {
+    if let Err(e) = built {
+        ref_out.clear();
+        return Err(e);
     }
+    if has_ref {
+        check_ref(ref_out)?;
+    }
+    Ok(())
+}
+
+/// An op up to its data: `{"id":"N"`, the plan's fixed part, the row's process when it
+/// comes from the row, its ref when it has one, then `,"data":`.
+fn write_head(buf: &mut Vec<u8>, id: u64, fixed: &[u8], conv: Option<u64>, reference: &str) {
+    buf.extend_from_slice(OP_OPEN);
+    buf.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    buf.extend_from_slice(fixed);
+    if let Some(c) = conv {
+        push_conv(buf, c);
+    }
+    if !reference.is_empty() {
+        buf.extend_from_slice(br#","ref":"#);
+        push_json_str(buf, reference);
+    }
+    buf.extend_from_slice(br#","data":"#);
+}
+
+/// The data of one task must fit `--max-task-bytes`.
+fn check_task_size(data_len: usize, max: usize) -> std::result::Result<(), Reject> {
+    if data_len > max {
+        return Err(Reject(format!(
+            "task data is {data_len} bytes; the limit is {max} (--max-task-bytes)"
+        )));
+    }
+    Ok(())
 }
 
 fn push_json_str(buf: &mut Vec<u8>, s: &str) {
+    write_json_str(buf, s).expect("a Vec never fails");
+}
+
+/// `s` as a JSON string, exactly as serde_json writes it: printable ASCII without `"` or
+/// a backslash (nearly every ref, id and cell) goes between quotes as it is, anything
+/// else through serde's escaping.
+pub fn write_json_str<W: std::io::Write>(w: &mut W, s: &str) -> std::io::Result<()> {
     if is_plain(s.as_bytes()) {
-        push_plain(buf, s.as_bytes());
+        w.write_all(b"\"")?;
+        w.write_all(s.as_bytes())?;
+        w.write_all(b"\"")
     } else {
-        serde_json::to_writer(&mut *buf, s).expect("a Vec never fails");
+        serde_json::to_writer(w, s).map_err(std::io::Error::from)
     }
 }
 
@@ -557,39 +604,27 @@ impl CsvPlan {
             }
             Ok(())
         })();
-        if let Err(e) = built {
-            ref_out.clear();
-            return Err(e);
-        }
-        if !matches!(self.reference, CsvRef::None) {
-            check_ref(ref_out)?;
-        }
-
-        buf.extend_from_slice(OP_OPEN);
-        buf.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
-        buf.extend_from_slice(&self.fixed);
-        if let Some((i, name)) = &self.conv_col {
-            let conv = std::str::from_utf8(&rec[*i])
-                .ok()
-                .and_then(parse_conv)
-                .ok_or_else(|| {
-                    Reject::col(
-                        name,
-                        format!(
-                            "{:?} is not a process id",
-                            String::from_utf8_lossy(&rec[*i])
-                        ),
-                    )
-                })?;
-            buf.extend_from_slice(br#","conv_id":"#);
-            buf.extend_from_slice(itoa::Buffer::new().format(conv).as_bytes());
-        }
-        if !ref_out.is_empty() {
-            buf.extend_from_slice(br#","ref":"#);
-            push_json_str(buf, ref_out);
-        }
-        buf.extend_from_slice(br#","data":{"#);
-        let data_start = buf.len() - 1;
+        settle_ref(built, !matches!(self.reference, CsvRef::None), ref_out)?;
+        let conv = match &self.conv_col {
+            Some((i, name)) => Some(
+                std::str::from_utf8(&rec[*i])
+                    .ok()
+                    .and_then(parse_conv)
+                    .ok_or_else(|| {
+                        Reject::col(
+                            name,
+                            format!(
+                                "{:?} is not a process id",
+                                String::from_utf8_lossy(&rec[*i])
+                            ),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        write_head(buf, id, &self.fixed, conv, ref_out);
+        let data_start = buf.len();
+        buf.push(b'{');
         let mut first = true;
         for (col, field) in self.cols.iter().zip(rec.iter()) {
             let Some(col) = col else { continue };
@@ -624,13 +659,7 @@ impl CsvPlan {
             write_typed(buf, text, col.ty).map_err(|msg| Reject::col(&col.name, msg))?;
         }
         buf.push(b'}');
-        let data_len = buf.len() - data_start;
-        if data_len > self.max_task_bytes {
-            return Err(Reject(format!(
-                "task data is {data_len} bytes; the limit is {} (--max-task-bytes)",
-                self.max_task_bytes
-            )));
-        }
+        check_task_size(buf.len() - data_start, self.max_task_bytes)?;
         buf.push(b'}');
         Ok(())
     }
@@ -1054,34 +1083,24 @@ impl NdjsonPlan {
             }
             Ok(())
         })();
-        if let Err(e) = built {
-            ref_out.clear();
-            return Err(e);
-        }
-        if !matches!(self.reference, NdRef::None) {
-            check_ref(ref_out)?;
-        }
-
-        buf.extend_from_slice(OP_OPEN);
-        buf.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
-        buf.extend_from_slice(&self.fixed);
-        if let Some(f) = &self.conv_field {
-            let v = top
-                .get(f)
-                .ok_or_else(|| Reject(format!("field \"{f}\" (--conv-id-column) is missing")))?;
-            let mut s = String::new();
-            let conv = scalar_text(v, &mut s)
-                .ok()
-                .and_then(|_| parse_conv(&s))
-                .ok_or_else(|| Reject(format!("field \"{f}\": {} is not a process id", v.get())))?;
-            buf.extend_from_slice(br#","conv_id":"#);
-            buf.extend_from_slice(itoa::Buffer::new().format(conv).as_bytes());
-        }
-        if !ref_out.is_empty() {
-            buf.extend_from_slice(br#","ref":"#);
-            push_json_str(buf, ref_out);
-        }
-        buf.extend_from_slice(br#","data":"#);
+        settle_ref(built, !matches!(self.reference, NdRef::None), ref_out)?;
+        let conv = match &self.conv_field {
+            Some(f) => {
+                let v = top.get(f).ok_or_else(|| {
+                    Reject(format!("field \"{f}\" (--conv-id-column) is missing"))
+                })?;
+                let mut s = String::new();
+                let conv = scalar_text(v, &mut s)
+                    .ok()
+                    .and_then(|_| parse_conv(&s))
+                    .ok_or_else(|| {
+                        Reject(format!("field \"{f}\": {} is not a process id", v.get()))
+                    })?;
+                Some(conv)
+            }
+            None => None,
+        };
+        write_head(buf, id, &self.fixed, conv, ref_out);
         let data_start = buf.len();
         match &self.data_field {
             Some(f) => {
@@ -1117,13 +1136,7 @@ impl NdjsonPlan {
         if has_lone_surrogate(&buf[data_start..]) {
             return Err(Reject(format!("the data {LONE_SURROGATE}")));
         }
-        let data_len = buf.len() - data_start;
-        if data_len > self.max_task_bytes {
-            return Err(Reject(format!(
-                "task data is {data_len} bytes; the limit is {} (--max-task-bytes)",
-                self.max_task_bytes
-            )));
-        }
+        check_task_size(buf.len() - data_start, self.max_task_bytes)?;
         if let Some(levels) = too_deep(&buf[data_start..]) {
             return Err(depth_reject(levels));
         }

@@ -460,7 +460,7 @@ fn read_inputs(
         }
     }
     batcher.borrow_mut().flush();
-    rows.hand_over_rejected();
+    // What is left of the rejected rows goes when `rows` is dropped.
     Ok(std::mem::take(&mut rows.report))
 }
 

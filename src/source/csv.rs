@@ -23,16 +23,16 @@ pub const MAX_ROW_BYTES: u64 = 16 << 20;
 /// are kept, and memory stays bounded.
 ///
 /// It counts the bytes that are not line ends handed over since the last complete record
-/// (`mark`, set by [`CsvSource`]) once more than 1 MiB has gone by since it: blank lines
-/// between records (which the csv reader skips within one record read) never count, and
-/// what is not counted (the first MiB, and the part of the record that came before the
-/// last complete one was marked: at most the csv reader's 256 KiB buffer) only moves the
-/// cutoff by that much.
+/// (`mark`; [`CsvSource`] sets it and restarts the count) once more than 1 MiB has gone by
+/// since it: blank lines between records (which the csv reader skips within one record
+/// read) never count, and what is not counted (the first MiB, and the part of the record
+/// that came before the last complete one was marked: at most the csv reader's 256 KiB
+/// buffer) only moves the cutoff by that much.
 struct RowGuard {
     inner: Box<dyn BufRead>,
     /// Where the last complete record ended, as the csv reader counts bytes.
     mark: u64,
-    seen_mark: u64,
+    /// Bytes other than line ends counted since `mark` (see above).
     content: u64,
     limit: u64,
     tripped: bool,
@@ -44,10 +44,6 @@ struct RowGuard {
 
 impl std::io::Read for RowGuard {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.mark != self.seen_mark {
-            self.seen_mark = self.mark;
-            self.content = 0;
-        }
         if self.content > self.limit {
             self.tripped = true;
             return Err(std::io::Error::other(format!(
@@ -118,7 +114,6 @@ impl CsvSource {
             .from_reader(RowGuard {
                 inner: reader,
                 mark: 0,
-                seen_mark: 0,
                 content: 0,
                 limit: MAX_ROW_BYTES,
                 tripped: false,
@@ -216,7 +211,9 @@ impl CsvSource {
         } else {
             self.next_line - 1
         };
-        self.rdr.get_mut().mark = pos.byte();
+        let guard = self.rdr.get_mut();
+        guard.mark = pos.byte();
+        guard.content = 0;
     }
 
     /// The line the current record starts on. csv dates a record from where its read

@@ -820,7 +820,6 @@ pub fn read_settled(
 #[derive(Debug, Clone, Default)]
 pub struct RowSet {
     bits: Vec<u64>,
-    len: u64,
 }
 
 impl RowSet {
@@ -829,23 +828,12 @@ impl RowSet {
         if self.bits.len() <= w {
             self.bits.resize(w + 1, 0);
         }
-        if self.bits[w] & (1 << b) == 0 {
-            self.len += 1;
-        }
         self.bits[w] |= 1 << b;
     }
 
     pub fn contains(&self, row: u64) -> bool {
         let (w, b) = ((row / 64) as usize, row % 64);
         self.bits.get(w).is_some_and(|x| x & (1 << b) != 0)
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 

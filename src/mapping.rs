@@ -917,7 +917,7 @@ impl<'de> Visitor<'de> for Scan<'_> {
             fields: Vec::new(),
             dropped: false,
         };
-        while let Some(k) = m.next_key::<Cow<'de, str>>()? {
+        while let Some(Text(k)) = m.next_key::<Text<'de>>()? {
             if k == REF_COLUMN || self.exclude.iter().any(|e| *e == k) {
                 top.dropped = true;
             }
@@ -929,6 +929,32 @@ impl<'de> Visitor<'de> for Scan<'_> {
             }
         }
         Ok(top)
+    }
+}
+
+/// A JSON string, borrowed from the input unless it has escapes. serde's own `Cow<str>`
+/// always copies into a `String`: that was an allocation per key of every NDJSON line.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -958,7 +984,7 @@ fn scalar_text(v: &RawValue, out: &mut String) -> std::result::Result<(), &'stat
     let raw = v.get();
     match raw.as_bytes().first() {
         Some(b'"') => {
-            let s: Cow<str> = serde_json::from_str(raw).map_err(|_| "a bad string")?;
+            let Text(s) = serde_json::from_str(raw).map_err(|_| "a bad string")?;
             out.push_str(&s);
             Ok(())
         }
@@ -1129,7 +1155,7 @@ impl NdjsonPlan {
                     buf.push(b'}');
                 } else {
                     // The common case: the line is the data, validated but not rebuilt.
-                    buf.extend_from_slice(trim_ascii(line));
+                    buf.extend_from_slice(line.trim_ascii());
                 }
             }
         }
@@ -1143,18 +1169,6 @@ impl NdjsonPlan {
         buf.push(b'}');
         Ok(())
     }
-}
-
-pub fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end]
 }
 
 #[cfg(test)]

@@ -645,15 +645,15 @@ fn hand_over(rejected: &RefCell<Vec<RejectedRow>>, jtx: &mpsc::Sender<Event>) {
 /// the retry file reuses it (exactly once across runs). A ref that came from the line's own
 /// `_czload_ref` is already in it.
 fn write_ndjson_raw(raw: &mut Vec<u8>, line: &[u8], reference: Option<&str>) {
-    let t = crate::mapping::trim_ascii(line);
+    let t = line.trim_ascii();
     match reference {
         Some(r) => {
             raw.extend_from_slice(b"{\"");
             raw.extend_from_slice(REF_COLUMN.as_bytes());
             raw.extend_from_slice(b"\":");
-            serde_json::to_writer(&mut *raw, r).expect("a Vec never fails");
+            crate::mapping::write_json_str(raw, r).expect("a Vec never fails");
             let rest = &t[1..];
-            if crate::mapping::trim_ascii(rest) != b"}" {
+            if rest.trim_ascii() != b"}" {
                 raw.push(b',');
             }
             raw.extend_from_slice(rest);
@@ -679,7 +679,9 @@ fn is_generated(r: &str, file_name: &str, row: u64) -> bool {
 /// modify file may rightly name a task twice. Costs about 30 to 60 bytes per row (a hash
 /// map from a 64-bit hash of the ref to where it was first seen).
 struct SeenRefs {
-    map: Option<std::collections::HashMap<u64, (u32, u64)>>,
+    /// Keyed by the ref's 64-bit hash, which is already well mixed: the map rehashes it
+    /// with foldhash's cheap hasher, not SipHash again.
+    map: Option<std::collections::HashMap<u64, (u32, u64), foldhash::fast::FixedState>>,
     multi_input: bool,
 }
 
@@ -693,16 +695,16 @@ impl SeenRefs {
             )
             && matches!(cfg.mapping.target, Target::Conv(_));
         SeenRefs {
-            map: on.then(std::collections::HashMap::new),
+            map: on.then(std::collections::HashMap::default),
             multi_input: cfg.inputs.len() > 1,
         }
     }
 
     fn hash(r: &str) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        r.hash(&mut h);
-        h.finish()
+        use std::hash::BuildHasher;
+        // foldhash's quality variant: two refs share a hash (and the second would be
+        // refused as a repeat) about once in 2^64, as with SipHash, at a fraction of the cost.
+        foldhash::quality::FixedState::default().hash_one(r)
     }
 
     /// Refuses a ref seen before; otherwise gives its hash (when refs are tracked) for

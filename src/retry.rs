@@ -59,8 +59,12 @@ pub struct Answer<'a> {
 }
 
 fn is_throttle_text(s: &str) -> bool {
-    let s = s.to_ascii_lowercase();
-    s.contains("rps limit") || s.contains("rate limit") || s.contains("too many requests")
+    throttle_words(&s.to_ascii_lowercase())
+}
+
+/// Whether a description speaks of a rate limit; `low` is already lowercase.
+fn throttle_words(low: &str) -> bool {
+    low.contains("rps limit") || low.contains("rate limit") || low.contains("too many requests")
 }
 
 /// What kind of transport failure an HTTP client error is. `is_timeout`/`is_connect` are
@@ -214,20 +218,24 @@ pub fn classify_op(is_create: bool, proc_: &str, description: Option<&str>) -> O
         return OpVerdict::Ok;
     }
     let desc = description.unwrap_or("");
+    // A re-run gets "not unical reference" for nearly every op: decided before building
+    // any text.
+    if is_create && proc_ == "not_unical_ref" {
+        return OpVerdict::Exists;
+    }
     let low = desc.to_ascii_lowercase();
-    let reason = if desc.is_empty() {
-        proc_.to_string()
-    } else {
-        format!("{proc_}: {desc}")
-    };
-    let dup = proc_ == "not_unical_ref"
-        || low.contains("not unical")
+    let dup = low.contains("not unical")
         || low.contains("not unique ref")
         || low.contains("duplicate ref");
     if dup && is_create {
         return OpVerdict::Exists;
     }
-    if is_throttle_text(desc) || proc_ == "rps_limit" {
+    let reason = if desc.is_empty() {
+        proc_.to_string()
+    } else {
+        format!("{proc_}: {desc}")
+    };
+    if throttle_words(&low) || proc_ == "rps_limit" {
         return OpVerdict::Retry {
             reason,
             throttled: true,

@@ -90,11 +90,6 @@ impl Aimd {
         }
     }
 
-    /// The current rate in ops/s.
-    pub fn rate(&self) -> f64 {
-        self.state.lock().map(|s| s.rate).unwrap_or(Self::START)
-    }
-
     /// Claims the next send slot for `n` ops, or says how long to wait for it. A slot is
     /// claimed only when it is due, so a change of rate applies to every later request
     /// (slots booked in advance would keep the old spacing).

@@ -325,21 +325,16 @@ pub fn parse_fast(body: &[u8]) -> Option<AnswerBody<'_>> {
 }
 
 /// Where the first `"`, backslash or control character is: the end of a string, or the
-/// reason to decline it. Eight bytes at a time (SWAR; a byte loop here was a twentieth of
-/// the sender's time): in each word, the lowest flagged byte is exact, since a borrow
-/// only runs upward from a flagged byte (Bit Twiddling Hacks, "has less than n").
+/// reason to decline it. Eight bytes at a time (see `swar`; a byte loop here was a
+/// twentieth of the sender's time).
 fn special(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    use crate::swar::{below, eq, first, word};
     let mut i = 0;
-    while let Some(w) = b.get(i..i + 8) {
-        let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        let hit = (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
-            | zero(x ^ (ONES * u64::from(b'"')))
-            | zero(x ^ (ONES * u64::from(b'\\')));
+    while i + 8 <= b.len() {
+        let x = word(b, i);
+        let hit = below(x, 0x20) | eq(x, b'"') | eq(x, b'\\');
         if hit != 0 {
-            return Some(i + hit.trailing_zeros() as usize / 8);
+            return Some(i + first(hit));
         }
         i += 8;
     }

@@ -24,6 +24,7 @@ pub mod sandbox;
 pub mod send;
 pub mod sign;
 pub mod source;
+mod swar;
 
 pub use error::{Error, Result};
 pub use journal::{Status, Summary};

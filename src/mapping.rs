@@ -359,26 +359,12 @@ fn push_plain(buf: &mut Vec<u8>, b: &[u8]) {
 /// takes the general path, so this decides speed only, never output.
 #[inline]
 pub fn is_plain(b: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Nonzero iff some byte of `x` is zero / below `n` (n <= 0x80): exact, see
-    // "Bit Twiddling Hacks", "Determine if a word has a byte less than n".
-    #[inline]
-    fn has_zero(x: u64) -> u64 {
-        x.wrapping_sub(ONES) & !x & HIGH
-    }
-    #[inline]
-    fn has_less(x: u64, n: u8) -> u64 {
-        x.wrapping_sub(ONES * n as u64) & !x & HIGH
-    }
+    use crate::swar::{below, eq, word, HIGH};
     #[inline]
     fn bad(x: u64) -> u64 {
-        (x & HIGH)
-            | has_less(x, 0x20)
-            | has_zero(x ^ (ONES * b'"' as u64))
-            | has_zero(x ^ (ONES * b'\\' as u64))
+        (x & HIGH) | below(x, 0x20) | eq(x, b'"') | eq(x, b'\\')
     }
-    let word = |i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    let word = |i: usize| word(b, i);
     let n = b.len();
     if n >= 8 {
         let mut acc = 0;
@@ -395,7 +381,7 @@ pub fn is_plain(b: &[u8]) -> bool {
         }
         acc == 0
     } else if n >= 4 {
-        let half = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let half = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
         bad(half(0) as u64 | (half(n - 4) as u64) << 32) == 0
     } else {
         b.iter()

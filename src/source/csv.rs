@@ -342,22 +342,12 @@ impl RowEncoder {
 /// Whether any byte is the delimiter, `"`, `\r` or `\n` (what makes csv quote a field),
 /// 8 bytes at a time.
 fn needs_quotes(b: &[u8], delimiter: u8) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Nonzero iff some byte of `x` is zero ("Bit Twiddling Hacks").
-    fn has_zero(x: u64) -> u64 {
-        x.wrapping_sub(ONES) & !x & HIGH
-    }
-    let hit = |x: u64| {
-        has_zero(x ^ (ONES * delimiter as u64))
-            | has_zero(x ^ (ONES * b'"' as u64))
-            | has_zero(x ^ (ONES * b'\r' as u64))
-            | has_zero(x ^ (ONES * b'\n' as u64))
-    };
+    use crate::swar::eq;
+    let hit = |x: u64| eq(x, delimiter) | eq(x, b'"') | eq(x, b'\r') | eq(x, b'\n');
     let mut chunks = b.chunks_exact(8);
     let mut acc = 0;
     for c in &mut chunks {
-        acc |= hit(u64::from_ne_bytes(c.try_into().expect("8 bytes")));
+        acc |= hit(crate::swar::word(c, 0));
     }
     b[b.len() - chunks.remainder().len()..]
         .iter()

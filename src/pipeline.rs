@@ -368,7 +368,12 @@ fn read_inputs(
                         continue;
                     }
                 };
-                let add_ref_col = plan.auto_ref() && !src.header.iter().any(|h| h == REF_COLUMN);
+                let ref_cell = src.header.iter().position(|h| h == REF_COLUMN);
+                let add_ref_col = plan.auto_ref() && ref_cell.is_none();
+                // A file that has the column (a retry file) but leaves a row's cell empty
+                // gets a generated ref for that row: it must go into the cell, or loading
+                // the retry file would send the row under another ref.
+                let fill_cell = ref_cell.filter(|_| plan.auto_ref());
                 // Rows go to the retry file as csv would write them, with their generated
                 // ref as one more column when refs are generated.
                 let mut enc = RowEncoder::new(cfg.delimiter);
@@ -409,7 +414,17 @@ fn read_inputs(
                                 line,
                             },
                             |buf, id, r| plan.write_op(rec, id, row, buf, r),
-                            |raw, r| enc.write(raw, rec, add_ref_col.then_some(r.as_bytes())),
+                            |raw, r| match fill_cell {
+                                Some(i) if rec.get(i).is_some_and(<[u8]>::is_empty) => {
+                                    let filled: csv::ByteRecord = rec
+                                        .iter()
+                                        .enumerate()
+                                        .map(|(j, f)| if j == i { r.as_bytes() } else { f })
+                                        .collect();
+                                    enc.write(raw, &filled, None)
+                                }
+                                _ => enc.write(raw, rec, add_ref_col.then_some(r.as_bytes())),
+                            },
                         );
                     },
                 );

@@ -679,6 +679,41 @@ async fn retry_files_keep_generated_refs_without_a_header_and_in_ndjson() {
     );
 }
 
+/// A retry file edited by hand, with a row whose `_czload_ref` cell is empty: the ref
+/// generated for it goes into that cell of the next retry file, so loading that file
+/// sends the row under the same ref again (never a second task).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_ref_cell_gets_the_generated_ref_in_the_retry_file() {
+    let broken = Sandbox::start(SandboxConfig {
+        fail_before: 1.0,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("hand.csv");
+    std::fs::write(&input, "id,_czload_ref\n1,\n2,orig.csv:7\n").unwrap();
+    let out = load(
+        &broken.url(),
+        &[s(&input), "--conv-id", "555", "--max-attempts", "1"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let retry = dir.path().join("hand.retry.csv");
+    assert_eq!(
+        std::fs::read_to_string(&retry).unwrap(),
+        "id,_czload_ref\n1,hand.csv:1\n2,orig.csv:7\n"
+    );
+    let sb = sandbox().await;
+    let out = load(&sb.url(), &[s(&retry), "--conv-id", "555"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let tasks = sb.tasks();
+    let refs = by_ref(&tasks);
+    assert_eq!(refs.len(), 2);
+    assert!(refs.contains_key("hand.csv:1") && refs.contains_key("orig.csv:7"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_run_leaves_the_previous_outputs_alone() {
     let broken = Sandbox::start(SandboxConfig {

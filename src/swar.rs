@@ -1,10 +1,12 @@
 //! Eight bytes at a time in a `u64` ("SIMD within a register"): the byte tests that the
 //! hot scans (`mapping::is_plain`, `answer`'s string ends, the CSV quoting check) share.
-//! (The NDJSON line search keeps its own copy of the test: written with these, it
-//! measured about 6% slower per NDJSON row in `benches/pipeline.rs`.) From "Bit Twiddling Hacks" ("Determine if a word has a
-//! byte less than n", "... equal to n"): a test's result has the high bit set in each
-//! flagged byte, and may flag more bytes only above a flagged one (a borrow runs upward),
-//! so "any flagged" is exact, and so is the lowest flagged byte of a [`word`].
+//! The NDJSON line search keeps its own copy of the test: written with these, it
+//! measured about 6% slower per NDJSON row in `benches/pipeline.rs`.
+//!
+//! From "Bit Twiddling Hacks" ("Determine if a word has a byte less than n", "... equal
+//! to n"): a test's result has the high bit set in each flagged byte, and may flag more
+//! bytes only above a flagged one (a borrow runs upward), so "any flagged" is exact, and
+//! so is the lowest flagged byte of a [`word`].
 
 pub const ONES: u64 = u64::from_le_bytes([0x01; 8]);
 pub const HIGH: u64 = u64::from_le_bytes([0x80; 8]);

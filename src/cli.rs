@@ -183,13 +183,29 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE", help_heading = "Sending")]
     pub secret_file: Option<PathBuf>,
 
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 4, value_name = "N", help_heading = "Sending")]
-    pub concurrency: usize,
+    /// Requests in flight at once, fixed. Default: as many as the rate needs at the
+    /// measured latency (rate x latency / batch size, and half again), from 4 up to
+    /// --max-concurrency.
+    #[arg(long, value_name = "N", help_heading = "Sending")]
+    pub concurrency: Option<usize>,
 
-    /// Tasks per second, counted in operations (not requests): a number, or `auto` to find
-    /// the server's limit by backing off on throttling.
-    #[arg(long, value_name = "N|auto", help_heading = "Sending")]
+    /// The most requests in flight when the rate sets how many. Each holds a batch
+    /// (with --batch-size 100 rows of 300 bytes, about 30 KiB; at most --batch-bytes),
+    /// and twice as many batches may wait.
+    #[arg(
+        long,
+        default_value_t = 128,
+        value_name = "N",
+        help_heading = "Sending"
+    )]
+    pub max_concurrency: usize,
+
+    /// Tasks per second, counted in operations (not requests). `auto` (the default) finds
+    /// the server's limit: it doubles the rate until the first throttling answer, then
+    /// searches for the highest rate that is not throttled and holds it, trying 2% more
+    /// every 10 seconds. A number holds that rate at any latency. `unlimited`: no pacing,
+    /// --concurrency requests in flight.
+    #[arg(long, value_name = "N|auto|unlimited", help_heading = "Sending")]
     pub rate: Option<String>,
 
     /// Seconds to wait for one request's answer.

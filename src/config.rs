@@ -251,23 +251,27 @@ impl LoadConfig {
                 a.batch_bytes
             )));
         }
-        if a.concurrency == 0 || a.concurrency > 1024 {
-            return Err(Error::Usage(format!(
-                "--concurrency {}: must be between 1 and 1024",
-                a.concurrency
-            )));
+        for (flag, n) in [
+            ("--concurrency", a.concurrency.unwrap_or(1)),
+            ("--max-concurrency", a.max_concurrency),
+        ] {
+            if n == 0 || n > 1024 {
+                return Err(Error::Usage(format!(
+                    "{flag} {n}: must be between 1 and 1024"
+                )));
+            }
         }
         if a.max_attempts == 0 {
             return Err(Error::Usage("--max-attempts must be at least 1".into()));
         }
         let mut batch_size = a.batch_size;
         let rate = match a.rate.as_deref() {
-            None => Rate::Unlimited,
-            Some("auto") => Rate::Auto,
+            None | Some("auto") => Rate::Auto,
+            Some("unlimited") => Rate::Unlimited,
             Some(r) => {
                 let n: u32 = r.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
                     Error::Usage(format!(
-                        "--rate {r:?}: a positive number of tasks per second, or auto"
+                        "--rate {r:?}: a positive number of tasks per second, auto or unlimited"
                     ))
                 })?;
                 if (n as usize) < batch_size {
@@ -395,13 +399,14 @@ impl LoadConfig {
                 login,
                 secret,
                 concurrency: a.concurrency,
+                max_concurrency: a.max_concurrency,
                 rate,
                 batch_size,
                 timeout: seconds("--timeout", a.timeout)?,
                 max_attempts: a.max_attempts,
                 max_retry_time: seconds("--max-retry-time", a.max_retry_time)?,
                 insecure: a.insecure,
-                is_create: op == OpKind::Create,
+                op,
                 backoff_base: Duration::from_millis(100),
                 backoff_cap: Duration::from_secs(30),
             },

@@ -11,7 +11,6 @@
 //! `run(config, shutdown)` is the whole load; `sandbox` is a local Corezoid API server
 //! for trying the tool and for tests.
 
-pub mod answer;
 pub mod batch;
 pub mod cli;
 pub mod config;
@@ -19,7 +18,6 @@ pub mod error;
 pub mod journal;
 pub mod mapping;
 pub mod pipeline;
-pub mod retry;
 pub mod sandbox;
 pub mod send;
 pub mod sign;

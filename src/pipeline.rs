@@ -25,7 +25,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 /// What the reader thread reports at the end.
 #[derive(Debug, Default)]
@@ -101,14 +101,16 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     let stop = Arc::new(AtomicBool::new(false));
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(cfg.send.concurrency * 2);
+    // Small: the dispatcher takes batches as fast as senders may hold them (Sender::admit_batch).
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(8);
     let (jtx, mut jrx) = mpsc::channel::<Event>(64);
 
     // The journal thread: owns every output file and the progress display.
     let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
     let quiet = cfg.quiet || cfg.dry_run;
     let jbytes = bytes_read.clone();
-    let sender = Arc::new(Sender::new(cfg.send.clone())?);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let sender = Arc::new(Sender::new(cfg.send.clone(), cancel.clone())?);
     let jstop = stop.clone();
     let jsender = sender.clone();
     let journal_thread = std::thread::Builder::new()
@@ -172,14 +174,13 @@ pub async fn run(
             }
         }
     } else {
-        let alive = Arc::new(Semaphore::new(cfg.send.concurrency * 2 + 1));
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
                 _ = &mut shutdown => { interrupted = true; break; }
                 _ = sender.wait_stopped() => break,
-                p = alive.clone().acquire_owned() => p.expect("never closed"),
+                p = sender.admit_batch() => p,
             };
             let batch = tokio::select! {
                 _ = &mut shutdown => { interrupted = true; break; }

@@ -2,7 +2,7 @@
 //! must give exactly what serde gives (src/answer.rs).
 #![no_main]
 
-use czload::answer::{parse_fast, parse_serde};
+use czload::send::answer::{parse_fast, parse_serde};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,0 +1,683 @@
+//! Rate and concurrency control: when the next request may leave, and how many requests
+//! may be in flight.
+//!
+//! In: each request's op count before it leaves (`claim`), and each answer after it
+//! (`on_answer`: when the request left, how many of its ops went through and how many were
+//! throttled, how long it took). Out: how long to wait before the next request, how many
+//! requests may be in flight, with `--rate auto` the rate itself, and pauses for everyone.
+//!
+//! The rate paces requests; the in-flight limit only has to be large enough for the rate.
+//! Little's law ties the two: holding R ops/s when an answer takes L seconds and a request
+//! carries B ops needs R·L/B requests in flight. So the limit follows the measured latency,
+//! up to `--max-concurrency`, instead of silently capping the rate (a fixed four requests of
+//! 100 ops at 100 ms can never pass 4,000 ops/s). When even the ceiling cannot hold the
+//! rate, `shortfall` says so and why.
+//!
+//! `--rate auto` is written for the usual case, a flat license rate counted per second
+//! (docs/protocol.md, "Limits and overload"), whatever the shape of the server's count
+//! (a fixed second, a sliding window, a token bucket):
+//! - startup: the rate doubles every step (250 ms, or two round trips if longer) until the
+//!   first throttling answer, or until the sender no longer keeps up (then the server is
+//!   not what binds, and the rate stays);
+//! - measure: a throttled second is one in which the server took all it would, so the ops
+//!   it accepted in that second (counted by when the server saw them: sent + half the
+//!   round trip, on this machine's clock) are its limit. Everyone pauses to the end of that
+//!   second (sending more into it can only be refused), and once its last answers are in,
+//!   the rate becomes `HOLD_SHARE` of what it accepted;
+//! - hold: that rate, plus 1% every `PROBE` without throttling, so that a limit that grew
+//!   (the account's other traffic ended) is found again; the next throttling measures anew.
+//!
+//! A bucket that starts full accepts more than its rate in the first throttled second; the
+//! rate then found is too high, and the next throttled second, with the bucket empty, gives
+//! the right one. Every method takes the time as an argument, so the tests below drive the
+//! clock and run the controller against simulated servers of each shape.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    /// No pacing: the in-flight limit alone bounds the load.
+    Unlimited,
+    /// This many ops per second.
+    Fixed(u32),
+    /// Find the server's limit and hold just under it.
+    Auto,
+}
+
+/// Settings of the controller.
+#[derive(Debug, Clone, Copy)]
+pub struct ControlConfig {
+    pub rate: Rate,
+    /// `--concurrency N`: a fixed in-flight limit; `None` lets it follow the rate.
+    pub concurrency: Option<usize>,
+    /// `--max-concurrency`: the ceiling of an adaptive in-flight limit.
+    pub max_concurrency: usize,
+    /// Ops in a full request.
+    pub batch_size: usize,
+}
+
+/// In-flight limit with no rate to follow, and the start of an adaptive one.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Default `--max-concurrency`: 20,000 ops/s at 640 ms with 100 ops a request.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 128;
+
+/// `--rate auto`'s first rate, in full requests per second.
+const AUTO_START_REQUESTS: f64 = 10.0;
+const AUTO_MIN: f64 = 1.0;
+const AUTO_MAX: f64 = 10_000_000.0;
+const STARTUP_STEP: Duration = Duration::from_millis(250);
+/// Startup's rate stays within this many times the ops accepted in the last second.
+const STARTUP_CAP: f64 = 3.0;
+/// A step of `climb`: a limit counted per second shows once a second's worth has gone.
+const CLIMB_STEP: Duration = Duration::from_millis(1100);
+const CLIMB: f64 = 1.1;
+/// The share of a measured limit that `hold` sends: room for one request more or less in
+/// a second and for the pacer's wake-ups.
+const HOLD_SHARE: f64 = 0.98;
+/// How long `hold` goes unthrottled before it tries 1% more.
+const PROBE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Startup,
+    /// Waiting for the last answers of this throttled second (server time, whole seconds).
+    Measure(u64),
+    /// After the first measure: 10% more every step until throttled again.
+    Climb,
+    Hold,
+}
+
+#[derive(Debug)]
+struct Auto {
+    phase: Phase,
+    step_start: Instant,
+    /// Ops claimed since `step_start`: whether the rate, or something else, bound.
+    step_ops: f64,
+    /// Ops accepted per second of server time, for the last few seconds.
+    seconds: VecDeque<(u64, f64)>,
+    /// The last limit measured, for the summary.
+    found: Option<f64>,
+    /// The lowest rate that was throttled.
+    throttled_at: Option<f64>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Ops per second; `None` when unpaced.
+    rate: Option<f64>,
+    /// The pacer's debt: the instant by which every op claimed so far is due (GCRA).
+    due: Option<Instant>,
+    /// Smoothed answer time, in seconds.
+    srtt: Option<f64>,
+    /// Smoothed ops per request.
+    ops_per_request: f64,
+    auto: Option<Auto>,
+}
+
+/// Rate and in-flight limit for one run; shared by every sender.
+#[derive(Debug)]
+pub struct Control {
+    cfg: ControlConfig,
+    /// This machine's clock (seconds since the Unix epoch) at `start`: server seconds are
+    /// told apart on it.
+    start: Instant,
+    unix_at_start: f64,
+    state: Mutex<State>,
+}
+
+/// Why the asked rate is not being held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shortfall {
+    pub rate: f64,
+    pub latency: Duration,
+    pub needed: usize,
+    pub ceiling: usize,
+    pub holdable: f64,
+}
+
+impl std::fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0} tasks/s at {} ms a request needs {} requests in flight, over --max-concurrency {}: at most about {:.0} tasks/s (raise --max-concurrency or --batch-size)",
+            self.rate,
+            self.latency.as_millis(),
+            self.needed,
+            self.ceiling,
+            self.holdable
+        )
+    }
+}
+
+impl Control {
+    /// `unix` is this machine's clock at `now`, as time since the Unix epoch.
+    pub fn new(cfg: ControlConfig, now: Instant, unix: Duration) -> Control {
+        let batch = cfg.batch_size.max(1) as f64;
+        let (rate, auto) = match cfg.rate {
+            Rate::Unlimited => (None, None),
+            Rate::Fixed(r) => (Some(f64::from(r.max(1))), None),
+            Rate::Auto => (
+                Some(AUTO_START_REQUESTS * batch),
+                Some(Auto {
+                    phase: Phase::Startup,
+                    step_start: now,
+                    step_ops: 0.0,
+                    seconds: VecDeque::new(),
+                    found: None,
+                    throttled_at: None,
+                }),
+            ),
+        };
+        Control {
+            cfg,
+            start: now,
+            unix_at_start: unix.as_secs_f64(),
+            state: Mutex::new(State {
+                rate,
+                due: None,
+                srtt: None,
+                ops_per_request: batch,
+                auto,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state stays consistent at every unlock: a panic elsewhere cannot break it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This machine's clock at `t`, in seconds since the Unix epoch.
+    fn wall(&self, t: Instant) -> f64 {
+        self.unix_at_start + t.saturating_duration_since(self.start).as_secs_f64()
+    }
+
+    /// Claims the pacer for a request of `n` ops: `None` when it may leave now (the ops
+    /// are then booked), or how long to wait before asking again. A slot is booked only
+    /// when due, so a change of rate applies to every later request.
+    pub fn claim(&self, now: Instant, n: usize) -> Option<Duration> {
+        let mut s = self.lock();
+        let rate = s.rate?;
+        let n = n.max(1) as f64;
+        // The pacer may run ahead of `now` by one full request plus 1% of a second's
+        // worth: each wait wakes a fraction of a millisecond late, and with no slack that
+        // time is lost for good (the rate came out 2.2% low at 5,000/s); 1% more in one
+        // second stays within a license (benches/rate.sh).
+        let slack = (self.cfg.batch_size.max(1) as f64 + rate / 100.0) / rate;
+        let from = s.due.filter(|d| *d > now).unwrap_or(now);
+        let ahead = (from - now).as_secs_f64() + n / rate;
+        if ahead > slack {
+            return Some(Duration::from_secs_f64(ahead - slack));
+        }
+        s.due = Some(from + Duration::from_secs_f64(n / rate));
+        if let Some(a) = &mut s.auto {
+            a.step_ops += n;
+        }
+        None
+    }
+
+    /// Takes in one answer: the request left at `sent`, carried `ok` ops that went through
+    /// (or failed for reasons other than throttling) and `throttled` ops refused by a rate
+    /// limit, and took `latency`. Gives a pause for every sender, when there is one.
+    pub fn on_answer(
+        &self,
+        now: Instant,
+        sent: Instant,
+        ok: usize,
+        throttled: usize,
+        latency: Duration,
+    ) -> Option<Duration> {
+        let mut s = self.lock();
+        let l = latency.as_secs_f64();
+        let srtt = s.srtt.map_or(l, |x| x + (l - x) / 8.0);
+        s.srtt = Some(srtt);
+        let ops = (ok + throttled) as f64;
+        if ops > 0.0 {
+            s.ops_per_request += (ops - s.ops_per_request) / 16.0;
+        }
+        let State { rate, auto, .. } = &mut *s;
+        let (Some(a), Some(r)) = (auto.as_mut(), rate.as_mut()) else {
+            return None;
+        };
+        // The second in which the server saw the request.
+        let seen = self.wall(sent) + l / 2.0;
+        a.count(seen as u64, ok as f64);
+        let wall_now = self.wall(now);
+        let pause = if throttled > 0 {
+            a.throttled(now, r, seen as u64, wall_now)
+        } else {
+            None
+        };
+        a.advance(now, r, wall_now, srtt);
+        pause
+    }
+
+    /// Whether a `Retry-After` pauses every sender, or only the request it refused. With
+    /// `--rate auto` a pause of a second or less is what the controller's own pause to the
+    /// end of the throttled second already does; a longer one (maintenance) holds everyone.
+    pub fn pause_all(&self, pause: Duration) -> bool {
+        self.cfg.rate != Rate::Auto || pause > Duration::from_secs(1)
+    }
+
+    /// The ops per second being paced at; `None` when unpaced.
+    pub fn rate(&self) -> Option<f64> {
+        self.lock().rate
+    }
+
+    /// With `--rate auto`: the limit last measured.
+    pub fn limit_found(&self) -> Option<f64> {
+        self.lock().auto.as_ref().and_then(|a| a.found)
+    }
+
+    /// With `--rate auto`: the lowest rate the server throttled, if any.
+    pub fn throttled_at(&self) -> Option<f64> {
+        self.lock().auto.as_ref().and_then(|a| a.throttled_at)
+    }
+
+    /// The requests that may be in flight now.
+    pub fn inflight_limit(&self) -> usize {
+        if let Some(c) = self.cfg.concurrency {
+            return c;
+        }
+        let s = self.lock();
+        match (s.rate, s.srtt) {
+            (Some(r), Some(l)) => {
+                // Half again what Little's law asks: latency varies, and a request waiting
+                // for a slot is rate lost for good.
+                let need = (r * l / s.ops_per_request.max(1.0) * 1.5).ceil() as usize + 1;
+                need.clamp(DEFAULT_CONCURRENCY, self.cfg.max_concurrency)
+            }
+            _ => DEFAULT_CONCURRENCY.min(self.cfg.max_concurrency),
+        }
+    }
+
+    /// The most requests that will ever be in flight.
+    pub fn inflight_ceiling(&self) -> usize {
+        self.cfg.concurrency.unwrap_or(self.cfg.max_concurrency)
+    }
+
+    /// When a fixed rate needs more requests in flight than allowed: what it needs, and
+    /// what can be held.
+    pub fn shortfall(&self) -> Option<Shortfall> {
+        let s = self.lock();
+        let (Rate::Fixed(_), Some(r), Some(l)) = (self.cfg.rate, s.rate, s.srtt) else {
+            return None;
+        };
+        let per = s.ops_per_request.max(1.0);
+        let needed = (r * l / per).ceil() as usize;
+        let ceiling = self.inflight_ceiling();
+        (needed > ceiling).then(|| Shortfall {
+            rate: r,
+            latency: Duration::from_secs_f64(l),
+            needed,
+            ceiling,
+            holdable: ceiling as f64 * per / l.max(1e-6),
+        })
+    }
+}
+
+impl Auto {
+    /// Counts `ok` ops accepted in server second `sec`.
+    fn count(&mut self, sec: u64, ok: f64) {
+        match self.seconds.iter_mut().find(|(s, _)| *s == sec) {
+            Some((_, n)) => *n += ok,
+            None => {
+                self.seconds.push_back((sec, ok));
+                if self.seconds.len() > 8 {
+                    self.seconds.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Ops accepted since `from` (server time, seconds), the first second taken pro rata.
+    fn accepted_since(&self, from: f64) -> f64 {
+        let first = from.floor() as u64;
+        let part = 1.0 - (from - from.floor());
+        self.seconds
+            .iter()
+            .filter(|(s, _)| *s >= first)
+            .map(|(s, n)| if *s == first { n * part } else { *n })
+            .sum()
+    }
+
+    fn accepted_in(&self, sec: u64) -> f64 {
+        self.seconds
+            .iter()
+            .find(|(s, _)| *s == sec)
+            .map_or(0.0, |(_, n)| *n)
+    }
+
+    fn set(&mut self, now: Instant, rate: &mut f64, to: f64) {
+        *rate = to.clamp(AUTO_MIN, AUTO_MAX);
+        self.step_start = now;
+        self.step_ops = 0.0;
+    }
+
+    /// A request seen by the server in second `sec` was throttled: measure that second,
+    /// and pause everyone to its end.
+    fn throttled(
+        &mut self,
+        now: Instant,
+        rate: &mut f64,
+        sec: u64,
+        wall_now: f64,
+    ) -> Option<Duration> {
+        self.throttled_at = Some(self.throttled_at.map_or(*rate, |t| t.min(*rate)));
+        match self.phase {
+            Phase::Measure(m) if sec <= m => {}
+            _ => {
+                tracing::debug!("throttled at {rate:.0} ops/s: measuring second {sec}");
+                self.phase = Phase::Measure(sec);
+                self.step_start = now;
+            }
+        }
+        let end = (sec + 1) as f64 - wall_now;
+        (end > 0.0).then(|| Duration::from_secs_f64(end.min(1.0)))
+    }
+
+    /// Moves on when the current phase has done its part.
+    fn advance(&mut self, now: Instant, rate: &mut f64, wall_now: f64, srtt: f64) {
+        let took = now.saturating_duration_since(self.step_start);
+        match self.phase {
+            Phase::Startup => {
+                if took < STARTUP_STEP.max(Duration::from_secs_f64(2.0 * srtt)) {
+                    return;
+                }
+                // Whether the sender kept up with the rate: if not, something else binds
+                // (the in-flight ceiling, the input, the CPU) and more proves nothing.
+                let kept_up = self.step_ops >= 0.8 * *rate * took.as_secs_f64();
+                // A limit counted per second refuses only once a second's worth has gone,
+                // so the first refusal can come at many times the limit, and everything
+                // sent in the round trip before it is refused too. No more than a few
+                // times what went through in the last second keeps that overshoot small.
+                let cap = STARTUP_CAP * self.accepted_since(wall_now - 1.0).max(*rate / 2.0);
+                let to = if kept_up {
+                    (*rate * 2.0).min(cap)
+                } else {
+                    *rate
+                };
+                self.set(now, rate, to.max(*rate));
+            }
+            Phase::Measure(sec) => {
+                // Every request the server saw in that second has been answered.
+                if wall_now < (sec + 1) as f64 + srtt {
+                    return;
+                }
+                let limit = self.accepted_in(sec);
+                // The first throttled second may be short of the limit (a bucket that was
+                // drained just before it, and then the pause): climb once to check.
+                self.phase = if self.found.is_none() {
+                    Phase::Climb
+                } else {
+                    Phase::Hold
+                };
+                if limit > 0.0 {
+                    self.found = Some(limit);
+                    tracing::debug!("the server took {limit:.0} ops in a throttled second");
+                    self.set(now, rate, limit * HOLD_SHARE);
+                } else {
+                    // Nothing went through in that second: back off and measure again.
+                    self.set(now, rate, *rate / 2.0);
+                }
+            }
+            Phase::Climb => {
+                if took >= CLIMB_STEP.max(Duration::from_secs_f64(2.0 * srtt)) {
+                    let kept_up = self.step_ops >= 0.8 * *rate * took.as_secs_f64();
+                    let to = if kept_up { *rate * CLIMB } else { *rate };
+                    self.set(now, rate, to);
+                }
+            }
+            Phase::Hold => {
+                if took >= PROBE {
+                    let kept_up = self.step_ops >= 0.8 * *rate * took.as_secs_f64();
+                    let to = if kept_up { *rate * 1.01 } else { *rate };
+                    self.set(now, rate, to);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(rate: Rate) -> ControlConfig {
+        ControlConfig {
+            rate,
+            concurrency: None,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            batch_size: 100,
+        }
+    }
+
+    #[test]
+    fn a_fixed_rate_is_paced_exactly() {
+        let t0 = Instant::now();
+        let c = Control::new(cfg(Rate::Fixed(1000)), t0, Duration::ZERO);
+        // 100 ops at 1,000/s: one request every 100 ms, after the slack of the first.
+        let mut now = t0;
+        let mut sent = 0;
+        while now < t0 + Duration::from_secs(10) {
+            match c.claim(now, 100) {
+                None => sent += 100,
+                Some(w) => now += w.max(Duration::from_micros(100)),
+            }
+        }
+        assert!((10_000..=10_200).contains(&sent), "sent {sent} ops in 10 s");
+    }
+
+    #[test]
+    fn the_inflight_limit_follows_rate_and_latency() {
+        let t0 = Instant::now();
+        let c = Control::new(cfg(Rate::Fixed(20_000)), t0, Duration::ZERO);
+        assert_eq!(c.inflight_limit(), DEFAULT_CONCURRENCY);
+        for _ in 0..50 {
+            c.on_answer(t0, t0, 100, 0, Duration::from_millis(200));
+        }
+        // 20,000/s × 0.2 s / 100 = 40 needed; with half again: 61.
+        assert_eq!(c.inflight_limit(), 61);
+        assert_eq!(c.shortfall(), None);
+        for _ in 0..50 {
+            c.on_answer(t0, t0, 100, 0, Duration::from_secs(1));
+        }
+        assert_eq!(c.inflight_limit(), DEFAULT_MAX_CONCURRENCY);
+        let s = c.shortfall().expect("200 needed, 128 allowed");
+        assert_eq!((s.needed, s.ceiling), (200, 128));
+        assert!((s.holdable - 12_800.0).abs() < 50.0, "{s:?}");
+        assert!(s.to_string().contains("--max-concurrency 128"), "{s}");
+    }
+
+    #[test]
+    fn a_fixed_concurrency_stays_fixed() {
+        let t0 = Instant::now();
+        let mut k = cfg(Rate::Fixed(20_000));
+        k.concurrency = Some(3);
+        let c = Control::new(k, t0, Duration::ZERO);
+        c.on_answer(t0, t0, 100, 0, Duration::from_secs(1));
+        assert_eq!(c.inflight_limit(), 3);
+        assert_eq!(c.shortfall().map(|s| s.ceiling), Some(3));
+    }
+
+    /// How a simulated server counts its limit.
+    #[derive(Debug, Clone, Copy)]
+    enum Shape {
+        /// The wall-clock second.
+        Window,
+        /// A bucket of one second's worth, refilled continuously.
+        Bucket,
+    }
+
+    struct Server {
+        limit: f64,
+        shape: Shape,
+        /// Refuse the whole request (429) or the ops past the limit.
+        whole: bool,
+        second: u64,
+        used: f64,
+        tokens: f64,
+        last: f64,
+    }
+
+    impl Server {
+        fn admit(&mut self, t: f64, n: usize) -> usize {
+            let room = match self.shape {
+                Shape::Window => {
+                    let s = t.floor() as u64;
+                    if s != self.second {
+                        self.second = s;
+                        self.used = 0.0;
+                    }
+                    self.limit - self.used
+                }
+                Shape::Bucket => {
+                    self.tokens = (self.tokens + (t - self.last) * self.limit).min(self.limit);
+                    self.last = t;
+                    self.tokens
+                }
+            };
+            let grant = if self.whole {
+                if n as f64 <= room {
+                    n
+                } else {
+                    0
+                }
+            } else {
+                (room.max(0.0).floor() as usize).min(n)
+            };
+            match self.shape {
+                Shape::Window => self.used += grant as f64,
+                Shape::Bucket => self.tokens -= grant as f64,
+            }
+            grant
+        }
+    }
+
+    struct Run {
+        share: f64,
+        throttled: f64,
+        found: Option<f64>,
+    }
+
+    /// `--rate auto` for `secs` against a server of `limit` ops/s, `rtt_ms` away: the
+    /// share of the limit delivered, and the share of requests (whole) or ops throttled.
+    fn simulate(limit: f64, rtt_ms: u64, shape: Shape, whole: bool, secs: u64) -> Run {
+        let t0 = Instant::now();
+        // This machine's clock and the server's agree: a run starts at any time.
+        let offset = 0.37;
+        let c = Control::new(cfg(Rate::Auto), t0, Duration::from_secs_f64(offset));
+        let mut srv = Server {
+            limit,
+            shape,
+            whole,
+            second: 0,
+            used: 0.0,
+            tokens: limit,
+            last: 0.0,
+        };
+        let rtt = Duration::from_millis(rtt_ms.max(1));
+        // Requests in flight: (answer due, sent, ok, throttled).
+        let mut flight: std::collections::VecDeque<(Duration, Duration, usize, usize)> =
+            Default::default();
+        let (mut ok_ops, mut requests, mut refused_requests, mut ops, mut refused_ops) =
+            (0usize, 0usize, 0usize, 0usize, 0usize);
+        let mut pause_until = Duration::ZERO;
+        let step = Duration::from_micros(250);
+        let mut t = Duration::ZERO;
+        while t < Duration::from_secs(secs) {
+            while flight.front().is_some_and(|f| f.0 <= t) {
+                let (_, sent, ok, thr) = flight.pop_front().expect("front");
+                if let Some(p) = c.on_answer(t0 + t, t0 + sent, ok, thr, rtt) {
+                    pause_until = pause_until.max(t + p);
+                }
+                if thr > 0 && whole && c.pause_all(Duration::from_secs(1)) {
+                    pause_until = pause_until.max(t + Duration::from_secs(1));
+                }
+            }
+            while t >= pause_until
+                && flight.len() < c.inflight_limit()
+                && c.claim(t0 + t, 100).is_none()
+            {
+                let at = t.as_secs_f64() + offset + rtt.as_secs_f64() / 2.0;
+                let ok = srv.admit(at, 100);
+                requests += 1;
+                ops += 100;
+                ok_ops += ok;
+                if ok < 100 {
+                    refused_requests += 1;
+                    refused_ops += 100 - ok;
+                }
+                flight.push_back((t + rtt, t, ok, 100 - ok));
+            }
+            t += step;
+            if std::env::var_os("SIM_TRACE").is_some() && (t.as_micros() % 100_000) == 0 {
+                eprintln!(
+                    "t={:.1} rate={:?} ok_ops={ok_ops} refused_req={refused_requests}",
+                    t.as_secs_f64(),
+                    c.rate().map(|r| r.round())
+                );
+            }
+        }
+        Run {
+            share: ok_ops as f64 / (limit * secs as f64),
+            throttled: if whole {
+                refused_requests as f64 / requests as f64
+            } else {
+                refused_ops as f64 / ops as f64
+            },
+            found: c.limit_found(),
+        }
+    }
+
+    /// The grid of benches/grid.sh, in simulation: every round trip, license and refusal
+    /// form, 30 s each. Against a limit counted per wall-clock second (the sandbox's and,
+    /// as far as is known, Corezoid's): at least 0.9 of the limit, at most 2% throttled.
+    /// Against a token bucket the measure of a throttled second falls short (the bucket
+    /// was drained before it, and the pause cuts it): the rate found is low there, and this
+    /// only guards that it stays usable (BENCHMARKS.md).
+    #[test]
+    #[ignore]
+    fn trace() {
+        let v = |k: &str| std::env::var(k).unwrap().parse::<f64>().unwrap();
+        let shape = if std::env::var_os("SIM_BUCKET").is_some() {
+            Shape::Bucket
+        } else {
+            Shape::Window
+        };
+        let r = simulate(v("SIM_LIMIT"), v("SIM_RTT") as u64, shape, true, 30);
+        eprintln!("share {:.3} throttled {:.2}%", r.share, 100.0 * r.throttled);
+    }
+
+    #[test]
+    fn auto_finds_the_limit_on_every_server_of_the_grid() {
+        let mut bad = Vec::new();
+        for shape in [Shape::Window, Shape::Bucket] {
+            for whole in [true, false] {
+                for limit in [500.0, 2000.0, 20_000.0] {
+                    for rtt in [0, 50, 100, 200] {
+                        let r = simulate(limit, rtt, shape, whole, 30);
+                        let line = format!(
+                            "{shape:?} whole={whole} limit={limit} rtt={rtt}: share {:.3}, throttled {:.2}%, found {:?}",
+                            r.share,
+                            100.0 * r.throttled,
+                            r.found.map(|f| f.round())
+                        );
+                        eprintln!("{line}");
+                        let (share, throttled) = match shape {
+                            Shape::Window => (0.9, 0.02),
+                            Shape::Bucket => (0.15, 0.08),
+                        };
+                        if r.share < share || r.throttled > throttled {
+                            bad.push(line);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(bad.is_empty(), "cells below the goal:\n{}", bad.join("\n"));
+    }
+}

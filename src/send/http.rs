@@ -1,0 +1,110 @@
+//! One POST and its answer, read up to a cap: what `Sender` classifies.
+
+use super::retry::{self, Transport};
+use bytes::Bytes;
+use std::time::Duration;
+
+/// The largest answer read; a bigger one is treated as unreadable (and retried).
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// One attempt's result, before classification.
+pub enum Reply {
+    Transport(Transport, String),
+    Http {
+        status: u16,
+        retry_after: Option<Duration>,
+        location: Option<String>,
+        body: Option<Bytes>,
+    },
+}
+
+/// Posts `body` to the signed `url` and reads the answer (up to `MAX_ANSWER_BYTES`).
+pub async fn post(client: &reqwest::Client, url: &str, body: Bytes) -> Reply {
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json; charset=utf8")
+        .body(body)
+        .send()
+        .await;
+    let mut resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            let detail = error_chain(&e);
+            let kind = retry::transport_kind(e.is_timeout(), e.is_connect(), &detail);
+            return Reply::Transport(kind, detail);
+        }
+    };
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(3600.0)));
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(300).collect::<String>());
+    let announced = resp.content_length().unwrap_or(0);
+    if announced > MAX_ANSWER_BYTES as u64 {
+        // Announced too large: not worth reading (and dropping `resp` closes it).
+        return Reply::Http {
+            status,
+            retry_after,
+            location,
+            body: None,
+        };
+    }
+    // An answer without a length is still read only up to the cap, chunk by chunk.
+    let mut buf = Vec::with_capacity(announced as usize);
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if buf.len() + c.len() > MAX_ANSWER_BYTES {
+                    return Reply::Http {
+                        status,
+                        retry_after,
+                        location,
+                        body: None,
+                    };
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                // The answer had begun: nothing here can be a connect or TLS failure.
+                let kind = if e.is_timeout() {
+                    Transport::Timeout
+                } else {
+                    Transport::Broken
+                };
+                return Reply::Transport(kind, error_chain(&e));
+            }
+        }
+    }
+    tracing::debug!(
+        "answer HTTP {status}: {}",
+        String::from_utf8_lossy(&buf[..buf.len().min(500)])
+    );
+    Reply::Http {
+        status,
+        retry_after,
+        location,
+        body: Some(Bytes::from(buf)),
+    }
+}
+
+/// The error with its causes, which reqwest keeps apart ("error sending request" alone
+/// says nothing).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,15 @@
+//! The sending stage: request bodies in, one outcome per row out.
+//!
+//! - `sender`: attempts over HTTP, retries of only the ops that need them, stops;
+//! - `control`: the rate and the requests in flight (`--rate`, `--concurrency`);
+//! - `retry`: pure decisions from an answer (done, retry, reject, stop the run);
+//! - `answer`: reading the server's answer body.
+
+pub mod answer;
+pub mod control;
+mod http;
+pub mod retry;
+mod sender;
+
+pub use control::{ControlConfig, Rate};
+pub use sender::{SendConfig, SendStats, Sender};

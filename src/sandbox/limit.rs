@@ -14,11 +14,12 @@
 //! - [`SlidingWindow`] (`sliding`): the sliding-window counter (the usual approximation of
 //!   a sliding log): the ops of this second plus the previous second's, weighted by the
 //!   share of the last 1000 ms that still lies in it. Smooths the boundary burst of
-//!   `window` without keeping a timestamp per op.
+//!   `window` without keeping a timestamp per op; approximate, as it assumes the previous
+//!   second's ops were spread evenly. Limits up to 2^20 - 1.
 //!
-//! Each keeps its state in one `AtomicU64` changed by compare-and-swap: no lock on the
-//! sandbox's hot path (benches/sandbox_load.rs). Each has an `admit_at` taking the clock
-//! reading, so the unit tests drive time by hand.
+//! Each keeps its state in one `AtomicU64` changed by compare-and-swap (`update`): no lock
+//! on the sandbox's hot path (benches/sandbox_load.rs). Each has an `admit_at` taking the
+//! clock reading, so the unit tests drive time by hand.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -71,10 +72,10 @@ impl RpsLimit {
     }
 }
 
-/// What to grant of `n` when `room` ops fit.
-fn grant(n: usize, room: u64, all_or_nothing: bool) -> usize {
+/// What to grant of `n` when `room` ops fit; `None` when that is nothing (and `n` is not).
+fn grant(n: usize, room: u64, all_or_nothing: bool) -> Option<usize> {
     let room = usize::try_from(room).unwrap_or(usize::MAX);
-    if all_or_nothing {
+    let g = if all_or_nothing {
         if n <= room {
             n
         } else {
@@ -82,6 +83,23 @@ fn grant(n: usize, room: u64, all_or_nothing: bool) -> usize {
         }
     } else {
         n.min(room)
+    };
+    (g != 0 || n == 0).then_some(g)
+}
+
+/// Applies `step` to `state` by compare-and-swap until it wins, and gives the ops granted.
+/// `step` maps the state it read to the new state and the grant, or `None` to grant
+/// nothing and leave the state alone.
+fn update(state: &AtomicU64, mut step: impl FnMut(u64) -> Option<(u64, usize)>) -> usize {
+    let mut cur = state.load(Ordering::Relaxed);
+    loop {
+        let Some((next, granted)) = step(cur) else {
+            return 0;
+        };
+        match state.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return granted,
+            Err(actual) => cur = actual,
+        }
     }
 }
 
@@ -101,8 +119,7 @@ impl RpsWindow {
     }
 
     fn admit_at(&self, second: u32, n: usize, all_or_nothing: bool) -> usize {
-        let mut cur = self.state.load(Ordering::Relaxed);
-        loop {
+        update(&self.state, |cur| {
             let (sec, used) = ((cur >> 32) as u32, cur as u32);
             // A later second starts from zero; an earlier one (a clock stepped back) keeps
             // counting in the window we have rather than granting a fresh second.
@@ -111,23 +128,10 @@ impl RpsWindow {
             } else {
                 (sec, used)
             };
-            let g = grant(
-                n,
-                u64::from(self.limit.saturating_sub(used)),
-                all_or_nothing,
-            );
-            if g == 0 && n != 0 {
-                return 0;
-            }
-            let next = (u64::from(sec) << 32) | u64::from(used + g as u32);
-            match self
-                .state
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return g,
-                Err(actual) => cur = actual,
-            }
-        }
+            let room = u64::from(self.limit.saturating_sub(used));
+            let g = grant(n, room, all_or_nothing)?;
+            Some(((u64::from(sec) << 32) | u64::from(used + g as u32), g))
+        })
     }
 }
 
@@ -172,24 +176,13 @@ impl TokenBucket {
 
     /// `t`: nanoseconds since the bucket was made.
     fn admit_at(&self, t: u64, n: usize, all_or_nothing: bool) -> usize {
-        let mut cur = self.tat.load(Ordering::Relaxed);
-        loop {
+        update(&self.tat, |tat| {
             // An idle bucket is full: its `tat` is in the past, and counts from now.
-            let base = cur.max(t);
+            let base = tat.max(t);
             let room = (t + self.burst).saturating_sub(base) / self.interval;
-            let g = grant(n, room, all_or_nothing);
-            if g == 0 && n != 0 {
-                return 0;
-            }
-            let next = base + g as u64 * self.interval;
-            match self
-                .tat
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return g,
-                Err(actual) => cur = actual,
-            }
-        }
+            let g = grant(n, room, all_or_nothing)?;
+            Some((base + g as u64 * self.interval, g))
+        })
     }
 }
 
@@ -229,8 +222,7 @@ impl SlidingWindow {
     /// `ms`: milliseconds since the limiter was made.
     fn admit_at(&self, ms: u64, n: usize, all_or_nothing: bool) -> usize {
         let (second, into) = ((ms / 1000) & SEC_MASK, ms % 1000);
-        let mut cur = self.state.load(Ordering::Relaxed);
-        loop {
+        update(&self.state, |cur| {
             let sec = cur >> (2 * COUNT_BITS);
             let (now_c, prev_c) = ((cur >> COUNT_BITS) & COUNT_MASK, cur & COUNT_MASK);
             let (now_c, prev_c) = match second.wrapping_sub(sec) & SEC_MASK {
@@ -242,19 +234,10 @@ impl SlidingWindow {
             // never admits more than the limit.
             let carried = (prev_c * (1000 - into)).div_ceil(1000);
             let room = u64::from(self.limit).saturating_sub(now_c + carried);
-            let g = grant(n, room, all_or_nothing);
-            if g == 0 && n != 0 {
-                return 0;
-            }
+            let g = grant(n, room, all_or_nothing)?;
             let next = (second << (2 * COUNT_BITS)) | ((now_c + g as u64) << COUNT_BITS) | prev_c;
-            match self
-                .state
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return g,
-                Err(actual) => cur = actual,
-            }
-        }
+            Some((next, g))
+        })
     }
 }
 

@@ -98,7 +98,10 @@ for cell in "${CELL_LIST[@]}"; do
     head -n $((rows + 1)) "$WORK/all.csv" > "$WORK/cell.csv"
     rm -f "$WORK/cell.json" "$WORK/cell.results.ndjson" "$WORK"/cell.retry*
     code=0
-    timeout --preserve-status -s INT -k 60 "$DURATION" "$CZLOAD" load "$WORK/cell.csv" --conv-id $CONV \
+    # --foreground: timeout signals czload alone, once. Without it the signal also goes to
+    # timeout's process group, czload takes the second SIGINT for a second Ctrl-C and
+    # exits at once, without its summary.
+    timeout --foreground --preserve-status -s INT -k 60 "$DURATION" "$CZLOAD" load "$WORK/cell.csv" --conv-id $CONV \
         --url "$URL" --api-login $LOGIN --rate "$rate" --quiet \
         --results "$WORK/cell.results.ndjson" --summary-json "$WORK/cell.json" \
         "${EXTRA_LOAD[@]}" || code=$?

@@ -6,12 +6,17 @@
 //! shares with the server. At the end the sandbox's own count must equal the ops the
 //! client saw answered, or the run fails.
 //!
+//! `--rps-shape window|bucket|sliding` turns on the RPS limit in that shape, set too high
+//! to refuse anything (the sliding window's largest, 2^20 - 1 ops/s, for all three), so
+//! the figure shows what the limiter costs on the hot path.
+//!
 //!     cargo bench --bench sandbox_load -- [--connections N] [--seconds S] [--ops N]
+//!         [--rps-shape SHAPE]
 
 #[path = "support/http.rs"]
 mod http;
 
-use czload::sandbox::{Sandbox, SandboxConfig};
+use czload::sandbox::{RpsShape, Sandbox, SandboxConfig};
 use czload::sign::{self, Secret};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +33,18 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `--rps-shape`: `None` for no limit.
+fn shape() -> Option<RpsShape> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == "--rps-shape")?;
+    Some(match args.get(i + 1).map(String::as_str) {
+        Some("window") => RpsShape::Window,
+        Some("bucket") => RpsShape::Bucket,
+        Some("sliding") => RpsShape::Sliding,
+        other => panic!("--rps-shape window|bucket|sliding, not {other:?}"),
+    })
+}
+
 fn main() {
     let conns = arg("--connections", 8) as usize;
     let secs = arg("--seconds", 3);
@@ -36,12 +53,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(conns, secs, ops_per_req));
+    rt.block_on(run(conns, secs, ops_per_req, shape()));
 }
 
-async fn run(conns: usize, secs: u64, ops_per_req: usize) {
+async fn run(conns: usize, secs: u64, ops_per_req: usize, shape: Option<RpsShape>) {
     let secret = Secret::new("bench-secret");
-    let cfg = SandboxConfig::new("1001", secret.clone(), vec![555]);
+    let mut cfg = SandboxConfig::new("1001", secret.clone(), vec![555]);
+    if let Some(shape) = shape {
+        // Beyond what the sandbox serves on this machine: the limit is counted, and
+        // (checked below: no op errors) never refuses.
+        cfg.rps = Some((1 << 20) - 1);
+        cfg.rps_shape = shape;
+    }
     let sb = Sandbox::start(cfg).await.expect("sandbox");
 
     let ops: Vec<String> = (0..ops_per_req)
@@ -97,7 +120,7 @@ async fn run(conns: usize, secs: u64, ops_per_req: usize) {
     assert_eq!(stats.created, ops, "the sandbox created what it answered");
     assert_eq!(stats.op_errors, 0);
     println!(
-        "sandbox_load: {conns} connections, {ops_per_req} ops/request, {elapsed:.1} s: {requests} requests, {ops} ops, {:.0} requests/s, {:.0} ops/s",
+        "sandbox_load: {conns} connections, {ops_per_req} ops/request, rps limit {shape:?}, {elapsed:.1} s: {requests} requests, {ops} ops, {:.0} requests/s, {:.0} ops/s",
         requests as f64 / elapsed,
         ops as f64 / elapsed
     );

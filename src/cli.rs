@@ -277,6 +277,16 @@ pub enum RpsModeArg {
     Op,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RpsShapeArg {
+    /// A fixed window per wall-clock second.
+    Window,
+    /// A token bucket: refills at --rps per second, holds at most --rps.
+    Bucket,
+    /// A sliding window over the last second (the previous second's count, weighted).
+    Sliding,
+}
+
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// Address to listen on.
@@ -310,6 +320,10 @@ pub struct SandboxArgs {
     /// How the RPS limit refuses.
     #[arg(long, value_enum, default_value = "request")]
     pub rps_mode: RpsModeArg,
+
+    /// How the RPS limit counts.
+    #[arg(long, value_enum, default_value = "window")]
+    pub rps_shape: RpsShapeArg,
 
     /// Share of requests answered 503 before anything is applied (0..1).
     #[arg(long, default_value_t = 0.0, value_name = "P")]

@@ -3,7 +3,7 @@
 //! rows load, exit 2; an unusable input is an error naming the file, exit 1.
 
 use crate::common;
-use crate::load::{by_ref, load, results, Out};
+use crate::common::{by_ref, load, results, Out};
 use czload::sandbox::Sandbox;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ fn corpus(name: &str) -> PathBuf {
 
 /// Loads `name` (copied into a temp dir) into a fresh sandbox.
 async fn run(name: &str, extra: &[&str]) -> (Out, Sandbox, tempfile::TempDir, PathBuf) {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join(name);
     if corpus(name).exists() {
@@ -89,7 +89,7 @@ async fn csv_unterminated_quote_is_named() {
 /// groups' edges and the last partial group must all reach the log and the summary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_rejected_rows_are_each_logged_once() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("mixed.csv");
     let mut text = String::from("id,n\n");
@@ -139,7 +139,7 @@ async fn many_rejected_rows_are_each_logged_once() {
 /// the summary names the line, and memory stays far below the file's size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_a_quote_never_closed_does_not_buffer_the_rest_of_the_file() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("runaway.csv");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
@@ -260,7 +260,7 @@ async fn csv_typed_cells_that_do_not_parse_and_integers_beyond_2_53() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_of_a_megabyte_is_a_task_over_the_size_limit() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("big.csv");
     std::fs::write(
@@ -330,7 +330,7 @@ async fn ndjson_bad_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ndjson_line_of_several_megabytes() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("huge.ndjson");
     let mut f = std::fs::File::create(&input).unwrap();
@@ -351,7 +351,7 @@ async fn an_ndjson_line_of_several_megabytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_file_and_directory_exit_1() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let out = load(&sb.url(), &[d, "--conv-id", "555", "--format", "csv"], None).await;
@@ -374,7 +374,7 @@ async fn missing_file_and_directory_exit_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_file_exits_1() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("locked.csv");
     std::fs::write(&input, "id\n1\n").unwrap();
@@ -399,7 +399,7 @@ async fn an_unreadable_file_exits_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzip_truncated_midway_loads_the_rows_before_the_cut() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let mut csv = String::from("id,text\n");
     for i in 1..=20_000 {

@@ -8,13 +8,13 @@
 //! line in the results log, or is counted as unsettled in the summary (and so resumable).
 
 use crate::common::s;
-use crate::common::{LOGIN, SECRET};
-use crate::load::{load, results, Out};
+use crate::common::SECRET;
+use crate::common::{load, results, Out};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -529,14 +529,8 @@ async fn extra_unknown_or_duplicated_op_answers_settle_each_row_once() {
 // The child is reaped by `wait4`, which clippy cannot see.
 #[allow(clippy::zombie_processes)]
 pub(crate) fn load_measured(url: &str, args: &[&str]) -> (Out, u64) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_czload"))
-        .arg("load")
+    let mut child = crate::common::load_command(url, SECRET)
         .args(args)
-        .args(["--url", url, "--api-login", LOGIN, "--quiet"])
-        .env("COREZOID_API_SECRET", SECRET)
-        .env_remove("COREZOID_API_LOGIN")
-        .env_remove("COREZOID_URL")
-        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

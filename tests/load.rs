@@ -2,105 +2,14 @@
 //! log and the retry file say, and the exit code.
 
 use crate::common::s;
-use crate::common::{self, CONV, LOGIN, SECRET};
-use czload::sandbox::{Sandbox, SandboxConfig, Task};
+use crate::common::{
+    self, by_ref, copy_sample, load, results, sample, sandbox, CONV, LOGIN, SECRET,
+};
+use czload::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-/// What a run of the binary gave.
-#[derive(Debug)]
-pub struct Out {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl From<std::process::Output> for Out {
-    fn from(out: std::process::Output) -> Out {
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-}
-
-/// Runs `czload load ARGS` against `url` with the test credentials.
-pub async fn load(url: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Out {
-    let url = url.to_string();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
-        cmd.arg("load")
-            .args(&args)
-            .args(["--url", &url, "--api-login", LOGIN, "--quiet"])
-            .env("COREZOID_API_SECRET", SECRET)
-            .env_remove("COREZOID_API_LOGIN")
-            .env_remove("COREZOID_URL")
-            .env_remove("RUST_LOG")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("czload starts");
-        if let Some(data) = stdin {
-            let mut w = child.stdin.take().expect("piped");
-            w.write_all(&data).expect("stdin written");
-        }
-        Out::from(child.wait_with_output().expect("czload ends"))
-    })
-    .await
-    .expect("runner")
-}
-
-/// The result lines of a results log (the manifest line excluded).
-pub fn results(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    let manifest: Value =
-        serde_json::from_str(lines.next().expect("a manifest line")).expect("JSON");
-    assert!(
-        manifest.get("inputs").is_some(),
-        "manifest first: {manifest}"
-    );
-    lines
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
-
-pub fn by_ref(tasks: &[Task]) -> HashMap<String, &Task> {
-    let mut m = HashMap::new();
-    for t in tasks {
-        let r = t.ref_.clone().expect("a ref");
-        assert!(m.insert(r.clone(), t).is_none(), "ref {r} stored twice");
-    }
-    m
-}
-
-pub fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("samples")
-        .join(name)
-}
-
-/// Copies a sample into `dir`, so default outputs land beside it there.
-pub fn copy_sample(name: &str, dir: &Path) -> PathBuf {
-    let to = dir.join(name);
-    std::fs::copy(sample(name), &to).expect("copy");
-    to
-}
-
-async fn sandbox() -> Sandbox {
-    Sandbox::start(common::config())
-        .await
-        .expect("sandbox starts")
-}
+use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_csv_sample_row_is_created_once_with_its_ref_and_typed_data() {

@@ -3,7 +3,7 @@
 
 use crate::common;
 use crate::common::s;
-use crate::load::{by_ref, load};
+use crate::common::{by_ref, load};
 use czload::sandbox::Sandbox;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_header_delimiter_exclude_and_empty_cells() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("semi.csv");
     std::fs::write(&input, "1;a;;x\n2;;5;y\n").unwrap();
@@ -50,7 +50,7 @@ async fn no_header_delimiter_exclude_and_empty_cells() {
         ("omit", json!({"key1": "2", "key3": 5})),
         ("null", json!({"key1": "2", "key2": null, "key3": 5})),
     ] {
-        let sb = Sandbox::start(common::config()).await.unwrap();
+        let sb = common::sandbox().await;
         let out = load(
             &sb.url(),
             &[
@@ -82,7 +82,7 @@ async fn no_header_delimiter_exclude_and_empty_cells() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_field_conv_id_column_and_ref_field_for_ndjson() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("e.ndjson");
     std::fs::write(
@@ -134,7 +134,7 @@ async fn data_field_conv_id_column_and_ref_field_for_ndjson() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn company_id_is_sent_with_every_op() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("c.csv");
     std::fs::write(&input, "id\n1\n").unwrap();
@@ -169,13 +169,12 @@ async fn company_id_is_sent_with_every_op() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_stdin_is_sent_after_the_linger_time_not_at_the_end() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let url = sb.url();
     let results = dir.path().join("r.ndjson");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_czload"))
+    let mut child = common::load_command(&url, common::SECRET)
         .args([
-            "load",
             "-",
             "--format",
             "ndjson",
@@ -183,17 +182,9 @@ async fn slow_stdin_is_sent_after_the_linger_time_not_at_the_end() {
             "555",
             "--linger-ms",
             "100",
-            "--quiet",
-        ])
-        .args([
-            "--url",
-            &url,
-            "--api-login",
-            common::LOGIN,
             "--results",
             s(&results),
         ])
-        .env("COREZOID_API_SECRET", common::SECRET)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

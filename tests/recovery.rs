@@ -3,8 +3,8 @@
 //! the input, and the results log against the rows.
 
 use crate::common::s;
-use crate::common::{self, LOGIN, SECRET};
-use crate::load::{by_ref, load, results, Out};
+use crate::common::{self, SECRET};
+use crate::common::{by_ref, load, results, Out};
 use czload::sandbox::{RpsMode, Sandbox, SandboxConfig};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -165,11 +165,8 @@ async fn a_malformed_body_is_split_until_only_the_bad_rows_remain() {
 
 /// Starts `czload load` in the background.
 fn spawn_load(url: &str, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_czload"))
-        .arg("load")
+    common::load_command(url, SECRET)
         .args(args)
-        .args(["--url", url, "--api-login", LOGIN, "--quiet"])
-        .env("COREZOID_API_SECRET", SECRET)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -320,7 +317,7 @@ async fn ctrl_c_drains_exits_130_and_resume_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_refuses_a_changed_input_or_mapping() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = make_csv(dir.path(), "ch.csv", 50);
     let out = load(&sb.url(), &[s(&input), "--conv-id", "555"], None).await;
@@ -358,26 +355,15 @@ async fn resume_refuses_a_changed_input_or_mapping() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_wrong_secret_every_row_is_resumable() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let n = 2000;
     let input = make_csv(dir.path(), "auth.csv", n);
     let url = sb.url();
     let inp = input.clone();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_czload"))
-            .arg("load")
-            .args([
-                s(&inp),
-                "--conv-id",
-                "555",
-                "--url",
-                &url,
-                "--api-login",
-                LOGIN,
-                "--quiet",
-            ])
-            .env("COREZOID_API_SECRET", "not-the-secret")
+        common::load_command(&url, "not-the-secret")
+            .args([s(&inp), "--conv-id", "555"])
             .output()
             .unwrap()
     })
@@ -508,7 +494,7 @@ async fn http_429_pauses_every_sender() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_run_answers_for_the_rows_of_earlier_runs() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("mixed.csv");
     let mut text = String::from("id,amount\n1,x\n");
@@ -521,11 +507,8 @@ async fn a_resumed_run_answers_for_the_rows_of_earlier_runs() {
     let url = sb.url();
     let a: Vec<String> = args.iter().map(|x| x.to_string()).collect();
     let code = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_czload"))
-            .arg("load")
+        common::load_command(&url, "wrong")
             .args(&a)
-            .args(["--url", &url, "--api-login", LOGIN, "--quiet"])
-            .env("COREZOID_API_SECRET", "wrong")
             .output()
             .unwrap()
             .status
@@ -602,9 +585,8 @@ fn spawn_stdin_load(
     first: &[u8],
 ) -> (std::process::Child, std::process::ChildStdin) {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_czload"))
+    let mut child = common::load_command(url, secret)
         .args([
-            "load",
             "-",
             "--format",
             "ndjson",
@@ -612,14 +594,11 @@ fn spawn_stdin_load(
             "555",
             "--linger-ms",
             "50",
-            "--quiet",
         ])
-        .args(["--url", url, "--api-login", LOGIN])
         .arg("--results")
         .arg(dir.join("r.ndjson"))
         .arg("--retry-file")
         .arg(dir.join("retry.ndjson"))
-        .env("COREZOID_API_SECRET", secret)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -634,7 +613,7 @@ fn spawn_stdin_load(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_stdin_does_not_hold_a_stopped_run() {
     // A fatal answer: the run stops although stdin is still open.
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let (child, stdin) = spawn_stdin_load(dir.path(), &sb.url(), "wrong", b"{\"n\":1}\n");
     let out = finish(child).await;
@@ -658,7 +637,7 @@ async fn a_quiet_stdin_does_not_hold_a_stopped_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_run_still_refuses_refs_an_earlier_run_sent() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("dup.csv");
     std::fs::write(&input, "ref,v\nA,1\nB,2\nA,3\n").unwrap();
@@ -694,7 +673,7 @@ async fn a_resumed_run_still_refuses_refs_an_earlier_run_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_copes_with_a_log_cut_inside_a_utf8_character() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("utf.csv");
     std::fs::write(&input, "ref,v\nзаказ-1,1\nзаказ-2,2\nзаказ-3,3\n").unwrap();
@@ -784,7 +763,7 @@ async fn a_results_log_that_fails_mid_run_stops_the_senders() {
 /// quiet stream hands over a partial group).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_stdin_logs_its_rejected_rows_without_waiting_for_more() {
-    let sb = Sandbox::start(common::config()).await.unwrap();
+    let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let (child, stdin) = spawn_stdin_load(
         dir.path(),

@@ -1,7 +1,7 @@
 //! The sandbox server, proven by what it answered and what it stored.
 
 use crate::common::*;
-use czload::sandbox::{RpsMode, SandboxConfig, Stats, Task};
+use czload::sandbox::{RpsMode, RpsShape, SandboxConfig, Stats, Task};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -485,6 +485,42 @@ async fn rps_in_op_mode_refuses_each_op_beyond_the_limit() {
     .await;
 }
 
+#[tokio::test]
+async fn every_rps_shape_refuses_the_excess_in_both_modes() {
+    for shape in [RpsShape::Window, RpsShape::Bucket, RpsShape::Sliding] {
+        for mode in [RpsMode::Request, RpsMode::Op] {
+            within_one_second(|| async {
+                let h = Harness::start(SandboxConfig {
+                    rps: Some(50),
+                    rps_mode: mode,
+                    rps_shape: shape,
+                    ordered: true,
+                    ..config()
+                })
+                .await;
+                let first = h.post(&creates("s1", 40)).await;
+                let second = h.post(&creates("s2", 20)).await;
+                let ok = |r: &Reply| r.ops().iter().filter(|o| o["proc"] == "ok").count();
+                let s = h.sb.stats();
+                let got = match mode {
+                    RpsMode::Request => (first.status, ok(&first), second.status, 0),
+                    RpsMode::Op => (first.status, ok(&first), second.status, ok(&second)),
+                };
+                let want = match mode {
+                    RpsMode::Request => (200, 40, 429, 0),
+                    // The bucket may have refilled an op or two between the requests.
+                    RpsMode::Op => (200, 40, 200, got.3.clamp(10, 12)),
+                };
+                if got != want || s.throttled_ops != 60 - s.created {
+                    return Err(format!("{shape:?} {mode:?}: {got:?}, {s:?}"));
+                }
+                Ok(())
+            })
+            .await;
+        }
+    }
+}
+
 /// Sends `n` one-op creates (unique refs) one after another over fresh connections;
 /// returns the answers, `Err` for a request that got no answer.
 async fn one_op_requests(h: &Harness, n: usize) -> Vec<Result<Reply, reqwest::Error>> {
@@ -857,6 +893,9 @@ fn the_sandbox_command_refuses_bad_settings_naming_the_flag() {
     assert!(err.contains("--fail-before"), "{err}");
     let (code, err) = run(&["--rps-mode", "sometimes"], true);
     assert_eq!(code, Some(1), "{err}");
+    let (code, err) = run(&["--rps-shape", "sliding", "--rps", "2000000"], true);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--rps-shape sliding"), "{err}");
     let (code, err) = run(&["--threads", "0"], true);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--threads"), "{err}");

@@ -1,4 +1,4 @@
-//! The Corezoid API sandbox: a local server that speaks the protocol of `PROTOCOL.md`.
+//! The Corezoid API sandbox: a local server that speaks the protocol of `docs/protocol.md`.
 //!
 //! In: signed `POST /api/{1,2}/json/{login}/{ts}/{sig}` requests with `{"ops":[...]}`
 //! bodies. Out: answers as Corezoid gives them (shuffled unless `ordered`), an in-memory
@@ -14,13 +14,13 @@
 //! a connection dropped after applying, a delay. That is what lets tests prove a loader
 //! neither loses nor duplicates a row.
 //!
-//! Choices where the real server's behaviour is unknown (see PROTOCOL.md):
+//! Choices where the real server's behaviour is unknown (see docs/protocol.md):
 //! - authentication failures are HTTP 401 with `{"request_proc":"error","description":..}`;
 //! - a create or modify without `data` is a per-op error (`key: "data"`);
 //! - validation errors are `proc: "error"` with `key` and `description`, the duplicate
 //!   ref is `proc: "not_unical_ref"`, a missing task `proc: "not_found_task"`;
-//! - every op, `show` included, counts toward the RPS limit, in a fixed window per
-//!   wall-clock second;
+//! - every op, `show` included, counts toward the RPS limit, by default in a fixed window
+//!   per wall-clock second (`rps_shape`: also a token bucket or a sliding window);
 //! - faults are drawn independently in order: fail-before, then (after applying)
 //!   fail-after, then drop-after.
 //!
@@ -33,10 +33,11 @@ mod server;
 mod stats;
 mod store;
 
+pub use limit::RpsShape;
 pub use stats::Stats;
 pub use store::Task;
 
-use crate::cli::{RpsModeArg, SandboxArgs};
+use crate::cli::{RpsModeArg, RpsShapeArg, SandboxArgs};
 use crate::error::{Error, Result};
 use crate::sign::Secret;
 use std::net::SocketAddr;
@@ -62,6 +63,8 @@ pub struct SandboxConfig {
     pub rps: Option<u32>,
     /// How the RPS limit refuses.
     pub rps_mode: RpsMode,
+    /// How the RPS limit counts (see `limit.rs`).
+    pub rps_shape: RpsShape,
     /// Share of requests answered 503 before anything is applied.
     pub fail_before: f64,
     /// Share of requests applied, then answered 502 with an HTML body.
@@ -99,6 +102,7 @@ impl SandboxConfig {
             ordered: false,
             rps: None,
             rps_mode: RpsMode::Request,
+            rps_shape: RpsShape::Window,
             fail_before: 0.0,
             fail_after: 0.0,
             drop_after: 0.0,
@@ -129,6 +133,21 @@ impl SandboxConfig {
         if args.rps == Some(0) {
             return Err(Error::Usage("--rps must be at least 1".into()));
         }
+        let rps_shape = match args.rps_shape {
+            RpsShapeArg::Window => RpsShape::Window,
+            RpsShapeArg::Bucket => RpsShape::Bucket,
+            RpsShapeArg::Sliding => RpsShape::Sliding,
+        };
+        if rps_shape == RpsShape::Sliding
+            && args
+                .rps
+                .is_some_and(|n| n > limit::SlidingWindow::MAX_LIMIT)
+        {
+            return Err(Error::Usage(format!(
+                "--rps-shape sliding counts up to --rps {}; use --rps-shape bucket or window for more",
+                limit::SlidingWindow::MAX_LIMIT
+            )));
+        }
         for (flag, p) in [
             ("--fail-before", args.fail_before),
             ("--fail-after", args.fail_after),
@@ -148,6 +167,7 @@ impl SandboxConfig {
                 RpsModeArg::Request => RpsMode::Request,
                 RpsModeArg::Op => RpsMode::Op,
             },
+            rps_shape,
             fail_before: args.fail_before,
             fail_after: args.fail_after,
             drop_after: args.drop_after,
@@ -167,7 +187,7 @@ pub(crate) struct State {
     pub store: store::Store,
     pub counters: stats::Counters,
     pub ids: store::IdGen,
-    pub rps: Option<limit::RpsWindow>,
+    pub rps: Option<limit::RpsLimit>,
     pub seed: u64,
 }
 
@@ -197,7 +217,7 @@ impl Sandbox {
             counters: stats::Counters::default(),
             // Ids differ between sandboxes, and repeat under the same seed.
             ids: store::IdGen::new((seed >> 32) as u32 ^ seed as u32),
-            rps: cfg.rps.map(limit::RpsWindow::new),
+            rps: cfg.rps.map(|n| limit::RpsLimit::new(cfg.rps_shape, n)),
             seed,
             cfg,
         });

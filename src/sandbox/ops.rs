@@ -507,10 +507,28 @@ mod tests {
 
     #[test]
     fn format_errors_are_described() {
-        assert!(parse_body(b"not json").is_err());
-        assert!(parse_body(b"[]").is_err());
-        assert!(parse_body(br#"{"ops":{}}"#).is_err());
-        assert!(parse_body(b"\xff").is_err());
+        // (body, words the description must hold): what is wrong, and where serde saw it.
+        let table: &[(&[u8], &[&str])] = &[
+            (
+                b"not json",
+                &["not a JSON object with an \"ops\" array", "line 1 column 2"],
+            ),
+            (b"[]", &["\"ops\" array", "expected", "struct"]),
+            (br#"{"ops":{}}"#, &["\"ops\" array", "expected a sequence"]),
+            (br#"{"op":[]}"#, &["\"ops\" array", "missing field `ops`"]),
+            (br#"{"ops":[1,{}]"#, &["\"ops\" array", "EOF"]),
+            (b"\xff", &["not UTF-8"]),
+        ];
+        for &(body, words) in table {
+            let err = parse_body(body).expect_err(&String::from_utf8_lossy(body));
+            for w in words {
+                assert!(
+                    err.contains(w),
+                    "{:?}: {err:?} lacks {w:?}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
         assert_eq!(parse_body(br#"{"ops":[1,{}]}"#).map(|v| v.len()), Ok(2));
     }
 }

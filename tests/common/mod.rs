@@ -1,12 +1,17 @@
 //! Helpers shared by the integration tests: an in-process sandbox with a client, signed
-//! requests (with any part of the authentication overridden), op builders, and a clock
-//! aligner for tests of per-second limits.
+//! requests (with any part of the authentication overridden), op builders, a clock
+//! aligner for tests of per-second limits, and runs of the `czload load` binary with
+//! readers of what they leave (results log, stored tasks).
 
 #![allow(dead_code)]
 
-use czload::sandbox::{Sandbox, SandboxConfig};
+use czload::sandbox::{Sandbox, SandboxConfig, Task};
 use czload::sign::{self, Secret};
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const LOGIN: &str = "1001";
@@ -196,4 +201,102 @@ pub fn creates(prefix: &str, n: usize) -> String {
 /// A path as the `&str` a command line takes (test paths are UTF-8).
 pub fn s(p: &std::path::Path) -> &str {
     p.to_str().expect("a UTF-8 path")
+}
+
+/// A sandbox of [`config`], started.
+pub async fn sandbox() -> Sandbox {
+    Sandbox::start(config()).await.expect("sandbox starts")
+}
+
+/// What a run of the binary gave.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<std::process::Output> for Out {
+    fn from(out: std::process::Output) -> Out {
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// `czload load --url URL --api-login LOGIN --quiet` with `secret` in the environment and
+/// no other czload setting inherited from it; the caller adds the input and its flags.
+pub fn load_command(url: &str, secret: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
+    cmd.arg("load")
+        .args(["--url", url, "--api-login", LOGIN, "--quiet"])
+        .env("COREZOID_API_SECRET", secret)
+        .env_remove("COREZOID_API_LOGIN")
+        .env_remove("COREZOID_URL")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs `czload load ARGS` against `url` with the test credentials.
+pub async fn load(url: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Out {
+    let mut cmd = load_command(url, SECRET);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("czload starts");
+        if let Some(data) = stdin {
+            let mut w = child.stdin.take().expect("piped");
+            w.write_all(&data).expect("stdin written");
+        }
+        Out::from(child.wait_with_output().expect("czload ends"))
+    })
+    .await
+    .expect("runner")
+}
+
+/// The result lines of a results log (the manifest line excluded).
+pub fn results(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let manifest: Value =
+        serde_json::from_str(lines.next().expect("a manifest line")).expect("JSON");
+    assert!(
+        manifest.get("inputs").is_some(),
+        "manifest first: {manifest}"
+    );
+    lines
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// The stored tasks by ref; panics on a task without a ref or a ref stored twice.
+pub fn by_ref(tasks: &[Task]) -> HashMap<String, &Task> {
+    let mut m = HashMap::new();
+    for t in tasks {
+        let r = t.ref_.clone().expect("a ref");
+        assert!(m.insert(r.clone(), t).is_none(), "ref {r} stored twice");
+    }
+    m
+}
+
+/// A file of `samples/`.
+pub fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(name)
+}
+
+/// Copies a sample into `dir`, so default outputs land beside it there.
+pub fn copy_sample(name: &str, dir: &Path) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::copy(sample(name), &to).expect("copy");
+    to
 }

@@ -382,6 +382,17 @@ impl LoadConfig {
             }
         }
 
+        // The run goes on from the first row; said now, with the other notes.
+        if let Some(r) = results
+            .as_ref()
+            .filter(|r| a.resume && inputs.iter().all(|i| i.path.is_some()) && !r.exists())
+        {
+            notes.push(format!(
+                "--resume: no results log at {} yet; starting from the first row",
+                r.display()
+            ));
+        }
+
         Ok(LoadConfig {
             inputs,
             mapping,

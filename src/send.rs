@@ -9,7 +9,7 @@
 
 use crate::answer::{self, MaybeOp, OpAnswer};
 use crate::batch::Batch;
-use crate::journal::{Outcome, Status, TaskId};
+use crate::outcome::{Outcome, Status, TaskId};
 use crate::retry::{self, Answer, OpVerdict, Transport, Verdict};
 use crate::sign::{self, Secret};
 use bytes::Bytes;

@@ -76,3 +76,54 @@ impl LoadConfig {
         })
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    /// The settings `czload load ARGS...` would run with (`--sandbox`: no credentials).
+    pub(crate) fn load_config(args: &[&str]) -> Result<LoadConfig> {
+        let cli = Cli::try_parse_from(["czload", "load", "--sandbox"].iter().chain(args))
+            .expect("valid flags");
+        let Command::Load(a) = cli.command else {
+            unreachable!()
+        };
+        LoadConfig::from_args(&a)
+    }
+
+    #[test]
+    fn resume_without_a_results_log_yet_is_a_note_and_not_with_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("a.csv");
+        std::fs::write(&input, "x\n1\n").unwrap();
+        let input = input.to_str().unwrap();
+        let note = |c: &LoadConfig| {
+            c.notes
+                .iter()
+                .any(|n| n.starts_with("--resume: no results log at "))
+        };
+
+        let c = load_config(&[input, "--conv-id", "1", "--resume"]).unwrap();
+        assert!(note(&c), "{:?}", c.notes);
+        std::fs::write(c.results.as_ref().unwrap(), "{}\n").unwrap();
+        let c = load_config(&[input, "--conv-id", "1", "--resume"]).unwrap();
+        assert!(!note(&c), "{:?}", c.notes);
+        let c = load_config(&[input, "--conv-id", "1"]).unwrap();
+        assert!(!note(&c), "{:?}", c.notes);
+    }
+
+    #[test]
+    fn a_fixed_rate_below_the_batch_size_lowers_both_batch_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("a.csv");
+        std::fs::write(&input, "x\n1\n").unwrap();
+        let input = input.to_str().unwrap();
+        let c = load_config(&[input, "--conv-id", "1", "--rate", "7"]).unwrap();
+        assert_eq!((c.batch_size, c.send.batch_size), (7, 7));
+        assert!(c.notes.iter().any(|n| n.starts_with("--rate 7 is below")));
+        let e = load_config(&[input, "--conv-id", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--conv-id 0"), "{e}");
+    }
+}

@@ -225,3 +225,164 @@ pub fn spawn(
         })
         .map_err(|e| Error::Other(format!("cannot start the journal thread: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A sink that writes down what it is given, and fails where told to.
+    struct Spy {
+        name: &'static str,
+        seen: Arc<Mutex<Vec<String>>>,
+        fail_on_error_event: bool,
+    }
+
+    impl Sink for Spy {
+        fn on_input_start(&mut self, input: u32, header: Option<&[u8]>) -> Result<()> {
+            let h = header.map(|h| String::from_utf8_lossy(h).into_owned());
+            self.log(format!("start {input} {h:?}"));
+            Ok(())
+        }
+        fn on_rejected(&mut self, rows: &[RejectedRow]) -> Result<()> {
+            self.log(format!("rejected {}", rows.len()));
+            Ok(())
+        }
+        fn on_input_error(&mut self, _: u32, line: u64, message: &str) -> Result<()> {
+            self.log(format!("error {line} {message}"));
+            if self.fail_on_error_event {
+                return Err(Error::Other("disk full".into()));
+            }
+            Ok(())
+        }
+        fn checkpoint(&mut self, tally: &Tally) -> Result<()> {
+            self.log(format!("checkpoint {}", tally.counts.total()));
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<()> {
+            self.log("finish".into());
+            Ok(())
+        }
+        fn report(&mut self, s: &Summary) -> Result<()> {
+            self.log(format!("report {}", s.rows));
+            Err(Error::Other(format!(
+                "{}: cannot write the report",
+                self.name
+            )))
+        }
+    }
+
+    impl Spy {
+        fn log(&self, what: String) {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("{}: {what}", self.name));
+        }
+    }
+
+    fn journal(fail: bool) -> (Journal, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let spy = |name, fail_on_error_event| -> Box<dyn Sink> {
+            Box::new(Spy {
+                name,
+                seen: seen.clone(),
+                fail_on_error_event,
+            })
+        };
+        let j = Journal {
+            sinks: vec![spy("a", fail), spy("b", false)],
+            tally: Tally::default(),
+        };
+        (j, seen)
+    }
+
+    fn rejected(row: u64) -> RejectedRow {
+        RejectedRow {
+            input: 0,
+            row,
+            line: row + 1,
+            reference: None,
+            reason: "bad".into(),
+        }
+    }
+
+    #[test]
+    fn every_sink_sees_every_event_in_order_then_a_checkpoint_then_finish() {
+        let (j, seen) = journal(false);
+        let (tx, rx) = mpsc::channel(8);
+        tx.try_send(Event::InputStart {
+            input: 0,
+            header: Some(b"x\n".to_vec()),
+        })
+        .unwrap();
+        tx.try_send(Event::Rejected(vec![rejected(1), rejected(2)]))
+            .unwrap();
+        drop(tx);
+        let halted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = halted.clone();
+        let mut j = spawn(j, rx, move || {
+            h.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+        assert!(!halted.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "a: start 0 Some(\"x\\n\")",
+                "b: start 0 Some(\"x\\n\")",
+                "a: rejected 2",
+                "b: rejected 2",
+                "a: checkpoint 2",
+                "b: checkpoint 2",
+                "a: finish",
+                "b: finish",
+            ]
+        );
+        assert_eq!(j.tally.sample_rejects.len(), 2);
+
+        // Every report runs, and each failure is named in the summary, not lost.
+        let cfg =
+            crate::config::tests::load_config(&["-", "--format", "csv", "--conv-id", "1"]).unwrap();
+        let s = j.summarize(
+            &cfg,
+            RunStats {
+                rows: 2,
+                ..RunStats::default()
+            },
+        );
+        assert_eq!(
+            s.report_errors,
+            ["a: cannot write the report", "b: cannot write the report"]
+        );
+        assert_eq!(s.counts.get(crate::Status::Rejected), 2);
+    }
+
+    #[test]
+    fn a_sink_that_fails_halts_the_run_and_the_thread_ends_with_its_error() {
+        let (j, seen) = journal(true);
+        let (tx, rx) = mpsc::channel(8);
+        tx.try_send(Event::InputError {
+            input: 0,
+            line: 3,
+            message: "cut".into(),
+        })
+        .unwrap();
+        let halted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = halted.clone();
+        let thread = spawn(j, rx, move || {
+            h.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .unwrap();
+        // The channel is still open: the thread ends on the error, not on the close.
+        let err = thread.join().unwrap().err().expect("the sink's error");
+        assert_eq!(err.to_string(), "disk full");
+        assert!(halted.load(std::sync::atomic::Ordering::SeqCst));
+        // The failing sink was the first: nothing after it ran, no checkpoint, no finish.
+        assert_eq!(*seen.lock().unwrap(), ["a: error 3 cut"]);
+        drop(tx);
+    }
+}

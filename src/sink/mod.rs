@@ -102,7 +102,7 @@ pub trait Sink: Send {
 /// The sinks of a run and the tally of what they saw.
 pub struct Journal {
     sinks: Vec<Box<dyn Sink>>,
-    pub tally: Tally,
+    tally: Tally,
 }
 
 impl Journal {
@@ -140,7 +140,7 @@ impl Journal {
         })
     }
 
-    pub fn handle(&mut self, ev: Event) -> Result<()> {
+    fn handle(&mut self, ev: Event) -> Result<()> {
         self.tally.record(&ev);
         for s in &mut self.sinks {
             match &ev {
@@ -161,7 +161,7 @@ impl Journal {
     /// thread calls this whenever no more events are waiting, so a crash loses no more
     /// than the events still queued (which it would lose anyway), while under load one
     /// write carries many batches instead of one write per batch.
-    pub fn checkpoint(&mut self) -> Result<()> {
+    fn checkpoint(&mut self) -> Result<()> {
         for s in &mut self.sinks {
             s.checkpoint(&self.tally)?;
         }
@@ -169,7 +169,7 @@ impl Journal {
     }
 
     /// Writes out everything buffered; the journal thread's last act.
-    pub fn finish(&mut self) -> Result<()> {
+    fn finish(&mut self) -> Result<()> {
         for s in &mut self.sinks {
             s.finish()?;
         }

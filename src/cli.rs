@@ -1,5 +1,5 @@
-//! The flags as the user types them (clap derive). Nothing past `config.rs` sees these
-//! types: `Config::from_cli` validates them into plain settings.
+//! The flags as the user types them (clap derive). Nothing past `config/` sees these
+//! types: `LoadConfig::from_args` (src/config/) validates them into plain settings.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

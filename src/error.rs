@@ -1,4 +1,4 @@
-//! Errors that stop a run. A bad row is never one of these: it is an `Outcome`.
+//! Errors that stop a run. A bad row is never one of these: it is an `Outcome` (`crate::outcome`).
 
 use std::path::PathBuf;
 

@@ -2,30 +2,34 @@
 //! batched, signed, concurrent, rate-limited, and exact about what became of every row.
 //!
 //! ```text
-//! input files ─► source ─► mapping ─► batcher ─► signer ─► sender ─► journal
+//! input files ─► source ─► mapping ─► batcher ─► signer ─► sender ─► sinks
 //! (CSV/NDJSON,    rows      ops        request    URL +     HTTP,      results log,
 //!  gzip, stdin)                        bodies     body      retries    retry file,
 //!                                                                      summary
 //! ```
 //!
 //! `run(config, shutdown)` is the whole load; `sandbox` is a local Corezoid API server
-//! for trying the tool and for tests.
+//! for trying the tool and for tests. The library neither prints (but for the progress
+//! display the user asked for) nor exits: what the user should read comes back in
+//! `Done`, `LoadConfig::notes` and `Summary`, and `main` prints it.
 
 pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod journal;
 pub mod mapping;
+pub mod outcome;
 pub mod pipeline;
 pub mod sandbox;
 pub mod send;
 pub mod sign;
+pub mod sink;
 pub mod source;
 mod swar;
 
 pub use error::{Error, Result};
-pub use journal::{Status, Summary};
+pub use outcome::Status;
+pub use sink::Summary;
 
 use config::LoadConfig;
 use std::future::Future;
@@ -118,19 +122,4 @@ fn sandbox_report(sb: &sandbox::Sandbox) -> String {
         s.push('\n');
     }
     s
-}
-
-/// Resolves at the first Ctrl-C; a second one ends the process at once with 130 (the
-/// results log is flushed batch by batch, so `--resume` still works).
-pub async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        // No signal handling on this platform: never resolve.
-        std::future::pending::<()>().await;
-    }
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("czload: second Ctrl-C: exiting now");
-            std::process::exit(130);
-        }
-    });
 }

@@ -1,4 +1,6 @@
 //! `czload`: parse the flags, build the settings, run, map the outcome to an exit code.
+//! Everything the user reads on stderr, but the progress display, is printed here, and
+//! only here the process exits (Ctrl-C handling included).
 
 use clap::Parser;
 use czload::cli::{Cli, Command};
@@ -9,7 +11,7 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            // Help and version go to stdout with 0; a usage error is exit 1 (DESIGN.md).
+            // Help and version go to stdout with 0; a usage error is exit 1 (docs/architecture.md).
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
@@ -63,8 +65,7 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
     for n in &cfg.notes {
         eprintln!("czload: {n}");
     }
-    let summary_json = cfg.summary_json.clone();
-    match czload::run(cfg, czload::ctrl_c()).await {
+    match czload::run(cfg, ctrl_c()).await {
         Ok(done) => {
             if let Some(req) = &done.dry_run_request {
                 println!(
@@ -73,18 +74,21 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
                     String::from_utf8_lossy(&req.body)
                 );
             }
+            for r in &done.summary.dry_run_rejects {
+                eprintln!("{r}");
+            }
             if let Some(s) = &done.sandbox_report {
                 eprint!("{s}");
             }
             eprint!("{}", done.summary.render());
-            if let Some(p) = summary_json {
-                let json = serde_json::to_vec_pretty(&done.summary).expect("plain data");
-                if let Err(e) = std::fs::write(&p, json) {
-                    eprintln!("czload: {}: cannot write the summary: {e}", p.display());
-                    return 1;
-                }
+            for e in &done.summary.report_errors {
+                eprintln!("czload: {e}");
             }
-            done.summary.exit_code() as u8
+            if done.summary.report_errors.is_empty() {
+                done.summary.exit_code() as u8
+            } else {
+                1
+            }
         }
         Err(e) => {
             eprintln!("czload: {e}");
@@ -106,4 +110,19 @@ fn init_logging(verbose: bool) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+/// Resolves at the first Ctrl-C; a second one ends the process at once with 130 (the
+/// results log is flushed batch by batch, so `--resume` still works).
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handling on this platform: never resolve.
+        std::future::pending::<()>().await;
+    }
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("czload: second Ctrl-C: exiting now");
+            std::process::exit(130);
+        }
+    });
 }

@@ -11,11 +11,10 @@
 use crate::batch::{Batch, Batcher, RowKey};
 use crate::config::LoadConfig;
 use crate::error::{Error, Result};
-use crate::journal::{
-    self, Event, Journal, JournalConfig, Latency, Manifest, RejectedRow, RowSet, Summary,
-};
 use crate::mapping::{CsvPlan, NdjsonPlan, Reject, REF_COLUMN};
+use crate::outcome::RejectedRow;
 use crate::send::Sender;
+use crate::sink::{self, Event, Journal, Manifest, RowSet, RunStats, Summary};
 use crate::source::csv::{CsvSource, RowEncoder};
 use crate::source::ndjson::NdjsonSource;
 use crate::source::Format;
@@ -49,18 +48,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(Summary, Option<DryRunRequest>)> {
     let started = Instant::now();
-    let manifest = Manifest {
-        czload: 1,
-        inputs: cfg
-            .inputs
-            .iter()
-            .map(|i| journal::input_id(i.path.as_deref()))
-            .collect(),
-        mapping: cfg.mapping.fingerprint(),
-    };
+    let manifest = Manifest::new(&cfg);
     let mut settled: Vec<RowSet> = vec![RowSet::default(); cfg.inputs.len()];
     let mut resume = cfg.resume;
-    let mut earlier = journal::Counts::default();
+    let mut earlier = sink::Counts::default();
     let mut seen = SeenRefs::new(&cfg);
     if cfg.resume {
         let path = cfg
@@ -74,78 +65,33 @@ pub async fn run(
         }
         if path.exists() {
             (settled, earlier) =
-                journal::read_settled(path, &manifest, |r, input, row| seen.seed(r, input, row))?;
+                sink::read_settled(path, &manifest, |r, input, row| seen.seed(r, input, row))?;
         } else {
-            eprintln!(
-                "czload: --resume: no results log at {} yet; starting from the first row",
-                path.display()
-            );
+            // The config told the user (LoadConfig::notes).
             resume = false;
         }
     }
     // Every input whose header or mapping is unusable is refused now, before the journal
     // truncates the results log of an earlier run and before anything is sent.
     preflight(&cfg)?;
-    let journal = Journal::create(
-        JournalConfig {
-            results: cfg.results.clone(),
-            retry_files: cfg.retry_files.clone(),
-            formats: cfg.inputs.iter().map(|i| i.format).collect(),
-            delimiter: cfg.delimiter,
-            multi_input: cfg.inputs.len() > 1,
-            resume,
-        },
-        &manifest,
-    )?;
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let journal = Journal::open(&cfg, resume, &manifest, bytes_read.clone())?;
 
     let cfg = Arc::new(cfg);
     let stop = Arc::new(AtomicBool::new(false));
-    let bytes_read = Arc::new(AtomicU64::new(0));
     // Small: the dispatcher takes batches as fast as senders may hold them (Sender::admit_batch).
     let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(8);
-    let (jtx, mut jrx) = mpsc::channel::<Event>(64);
+    let (jtx, jrx) = mpsc::channel::<Event>(64);
 
     // The journal thread: owns every output file and the progress display.
-    let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
-    let quiet = cfg.quiet || cfg.dry_run;
-    let jbytes = bytes_read.clone();
     let cancel = tokio_util::sync::CancellationToken::new();
     let sender = Arc::new(Sender::new(cfg.send.clone(), cancel.clone())?);
     let jstop = stop.clone();
     let jsender = sender.clone();
-    let journal_thread = std::thread::Builder::new()
-        .name("czload-journal".into())
-        .spawn(move || -> Result<Journal> {
-            let mut j = journal;
-            let mut progress = journal::Progress::new(quiet, total_bytes);
-            while let Some(ev) = jrx.blocking_recv() {
-                // Everything already waiting is handled before one checkpoint (see
-                // Journal::checkpoint); the bound keeps the progress display moving.
-                let mut handled = j.handle(ev);
-                let mut more = 0;
-                while handled.is_ok() && more < 256 {
-                    let Ok(ev) = jrx.try_recv() else { break };
-                    handled = j.handle(ev);
-                    more += 1;
-                }
-                if let Err(e) = handled.and_then(|_| j.checkpoint()) {
-                    // Nothing more may be sent once outcomes cannot be logged: a row sent
-                    // now would be resent by --resume (and, without a ref, created twice).
-                    jstop.store(true, Ordering::SeqCst);
-                    jsender.stop();
-                    progress.finish();
-                    return Err(e);
-                }
-                progress.update(jbytes.load(Ordering::Relaxed), &j.counts);
-            }
-            progress.finish();
-            if let Err(e) = j.finish() {
-                jsender.stop();
-                return Err(e);
-            }
-            Ok(j)
-        })
-        .map_err(|e| Error::Other(format!("cannot start the journal thread: {e}")))?;
+    let journal_thread = sink::spawn(journal, jrx, move || {
+        jstop.store(true, Ordering::SeqCst);
+        jsender.stop();
+    })?;
 
     // The reader thread: source -> mapping -> batcher.
     let rcfg = cfg.clone();
@@ -225,59 +171,31 @@ pub async fn run(
         .await
         .map_err(|e| Error::Other(format!("reader: {e}")))?
         .map_err(|_| Error::Other("the reader thread panicked".into()))?;
-    let journal = tokio::task::spawn_blocking(move || journal_thread.join())
+    let mut journal = tokio::task::spawn_blocking(move || journal_thread.join())
         .await
         .map_err(|e| Error::Other(format!("journal: {e}")))?
         .map_err(|_| Error::Other("the journal thread panicked".into()))??;
     let report = report?;
 
-    let elapsed = started.elapsed().as_secs_f64();
-    let counts = journal.counts.clone();
-    let settled_now = counts.total();
-    let summary = Summary {
-        rows: report.rows,
-        skipped: report.skipped,
-        earlier,
-        unsettled: if cfg.dry_run {
-            0
-        } else {
-            report.rows.saturating_sub(settled_now)
+    let summary = journal.summarize(
+        &cfg,
+        RunStats {
+            rows: report.rows,
+            skipped: report.skipped,
+            earlier,
+            requests: if cfg.dry_run {
+                requests
+            } else {
+                sender.stats.requests.load(Ordering::Relaxed)
+            },
+            retries: sender.stats.retries.load(Ordering::Relaxed),
+            throttled: sender.stats.throttled.load(Ordering::Relaxed),
+            latencies_us: sender.stats.latencies(),
+            elapsed_secs: started.elapsed().as_secs_f64(),
+            interrupted,
+            fatal: sender.fatal(),
         },
-        requests: if cfg.dry_run {
-            requests
-        } else {
-            sender.stats.requests.load(Ordering::Relaxed)
-        },
-        retries: sender.stats.retries.load(Ordering::Relaxed),
-        throttled: sender.stats.throttled.load(Ordering::Relaxed),
-        latency: Latency::from_micros(sender.stats.latencies()),
-        elapsed_secs: elapsed,
-        rows_per_sec: settled_now as f64 / elapsed.max(1e-9),
-        results_log: cfg.results.clone(),
-        retry_files: journal.retry_files_written(),
-        input_errors: journal.input_errors.clone(),
-        retry_hint: (!cfg.has_header
-            && cfg.mapping.ref_mode == crate::mapping::RefMode::Auto
-            && cfg.inputs.iter().any(|i| i.format == Format::Csv))
-        .then(|| {
-            "retry files of --no-header CSV start with a header line (key1, key2, ..., _czload_ref): load them without --no-header".to_string()
-        }),
-        interrupted,
-        fatal: sender.fatal(),
-        dry_run: cfg.dry_run,
-        counts,
-    };
-    if cfg.dry_run {
-        for r in &journal.sample_rejects {
-            eprintln!(
-                "would reject: {} row {} (line {}): {}",
-                cfg.inputs[r.input as usize].display(),
-                r.row,
-                r.line,
-                r.reason
-            );
-        }
-    }
+    );
     Ok((summary, dry_first))
 }
 

@@ -1,0 +1,131 @@
+//! Mapping: how a row becomes an op. In: `--op`, `--conv-id`/`--conv-id-column`, the ref
+//! flags, `--type`, `--exclude`, `--empty`, `--data-field`, `--company-id`,
+//! `--max-task-bytes`, and the inputs (their names make the generated refs). Out: a
+//! checked `MappingConfig`, and notes for the user.
+
+use crate::cli::{EmptyArg, LoadArgs, OpArg};
+use crate::error::{Error, Result};
+use crate::mapping::{ColType, EmptyPolicy, MappingConfig, OpKind, RefMode, Target};
+use crate::source::{Format, Input};
+
+pub(super) fn mapping(
+    a: &LoadArgs,
+    inputs: &[Input],
+    notes: &mut Vec<String>,
+) -> Result<MappingConfig> {
+    let types = types(&a.types)?;
+    let target = target(a)?;
+    let op = match a.op {
+        OpArg::Create => OpKind::Create,
+        OpArg::Modify => OpKind::Modify,
+    };
+    let ref_mode = ref_mode(a)?;
+    if ref_mode == RefMode::Auto {
+        check_generated_refs(inputs, op, notes)?;
+    }
+    if op == OpKind::Modify && matches!(ref_mode, RefMode::None | RefMode::Auto) {
+        return Err(Error::Usage(
+            "--op modify finds each task by its ref: pass --ref-column COL or --ref-template"
+                .into(),
+        ));
+    }
+    if a.company_id.as_ref().is_some_and(String::is_empty) {
+        return Err(Error::Usage(
+            "--company-id is empty; leave it out instead".into(),
+        ));
+    }
+    if a.data_field.is_some() && inputs.iter().any(|i| i.format == Format::Csv) {
+        return Err(Error::Usage(
+            "--data-field applies to NDJSON input only".into(),
+        ));
+    }
+    let empty = match a.empty {
+        EmptyArg::Keep => EmptyPolicy::Keep,
+        EmptyArg::Omit => EmptyPolicy::Omit,
+        EmptyArg::Null => EmptyPolicy::Null,
+    };
+    if a.max_task_bytes == 0 {
+        return Err(Error::Usage("--max-task-bytes must be positive".into()));
+    }
+    Ok(MappingConfig {
+        op,
+        target,
+        company_id: a.company_id.clone(),
+        ref_mode,
+        types,
+        exclude: a.exclude.clone(),
+        empty,
+        data_field: a.data_field.clone(),
+        max_task_bytes: a.max_task_bytes,
+    })
+}
+
+/// `--type COL:TYPE`, each.
+fn types(flags: &[String]) -> Result<Vec<(String, ColType)>> {
+    flags
+        .iter()
+        .map(|t| {
+            let (col, ty) = t.rsplit_once(':').ok_or_else(|| {
+                Error::Usage(format!(
+                    "--type {t:?}: expected COL:TYPE, e.g. --type amount:number"
+                ))
+            })?;
+            let ty = ColType::parse(ty).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--type {t:?}: unknown type {ty:?}; use string, number, integer, bool or json"
+                ))
+            })?;
+            Ok((col.to_string(), ty))
+        })
+        .collect()
+}
+
+/// Which process: `--conv-id N` or `--conv-id-column COL`.
+fn target(a: &LoadArgs) -> Result<Target> {
+    match (&a.conv_id, &a.conv_id_column) {
+        (Some(0), _) => Err(Error::Usage(
+            "--conv-id 0: a process id is a positive number".into(),
+        )),
+        (Some(c), _) => Ok(Target::Conv(*c)),
+        (None, Some(col)) => Ok(Target::Column(col.clone())),
+        (None, None) => Err(Error::Usage(
+            "which process? pass --conv-id N (or --conv-id-column COL)".into(),
+        )),
+    }
+}
+
+/// Where refs come from: none, a column, a template, or generated (`{file}:{row}`).
+fn ref_mode(a: &LoadArgs) -> Result<RefMode> {
+    Ok(if a.no_ref {
+        RefMode::None
+    } else if let Some(c) = &a.ref_column {
+        RefMode::Column(c.clone())
+    } else if let Some(t) = &a.ref_template {
+        crate::mapping::parse_template(t)
+            .map_err(|e| Error::Usage(format!("--ref-template: {e}")))?;
+        RefMode::Template(t.clone())
+    } else {
+        RefMode::Auto
+    })
+}
+
+/// Generated refs are `{file name}:{row}`: two inputs of the same name would give the
+/// same refs, and the second one's rows would come back `exists`, unloaded.
+fn check_generated_refs(inputs: &[Input], op: OpKind, notes: &mut Vec<String>) -> Result<()> {
+    for (i, a) in inputs.iter().enumerate() {
+        if let Some(b) = inputs[..i].iter().find(|b| b.file_name() == a.file_name()) {
+            return Err(Error::Usage(format!(
+                "inputs {} and {} have the same file name, so their generated refs ({}:ROW) would collide; rename one, or pass --ref-column or --ref-template",
+                b.display(),
+                a.display(),
+                a.file_name()
+            )));
+        }
+    }
+    if op == OpKind::Create && inputs.iter().any(|i| i.path.is_none()) {
+        notes.push(
+            "warning: rows read from stdin get the refs stdin:1, stdin:2, ...; another stdin load into the same process would find them taken and load nothing (exists): pass --ref-column or --ref-template for stdin".into(),
+        );
+    }
+    Ok(())
+}

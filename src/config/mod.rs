@@ -1,0 +1,129 @@
+//! Validated settings. The clap types of `cli.rs` stop here; the rest of the program sees
+//! plain data with every flag checked, and every error names the flag.
+//!
+//! `LoadConfig::from_args` calls one function per concern, each in its own file:
+//! `inputs.rs` (files, format, delimiter), `mapping.rs` (row -> op), `sending.rs`
+//! (requests, rate, server, credentials), `outputs.rs` (results log, retry files);
+//! `secret.rs` reads the API secret (the sandbox uses it too). A function may add a note
+//! for the user (`LoadConfig::notes`), which `main` prints before the run.
+
+mod inputs;
+mod mapping;
+mod outputs;
+mod secret;
+mod sending;
+
+pub use secret::{read_secret, SECRET_ENV};
+
+use crate::cli::LoadArgs;
+use crate::error::Result;
+use crate::mapping::MappingConfig;
+use crate::send::SendConfig;
+use crate::source::Input;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `czload load` needs, checked.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub inputs: Vec<Input>,
+    pub mapping: MappingConfig,
+    /// CSV: whether the first row names the columns.
+    pub has_header: bool,
+    pub delimiter: u8,
+    pub batch_size: usize,
+    pub batch_bytes: usize,
+    pub linger: Duration,
+    pub send: SendConfig,
+    /// `None` in a dry run.
+    pub results: Option<PathBuf>,
+    /// One per input.
+    pub retry_files: Vec<PathBuf>,
+    pub summary_json: Option<PathBuf>,
+    pub resume: bool,
+    pub quiet: bool,
+    pub dry_run: bool,
+    /// Start an in-process sandbox and load into it.
+    pub sandbox: bool,
+    /// Notes for the user about adjusted settings, printed before the run.
+    pub notes: Vec<String>,
+}
+
+impl LoadConfig {
+    pub fn from_args(a: &LoadArgs) -> Result<LoadConfig> {
+        let mut notes = Vec::new();
+        let inputs = inputs::inputs(a)?;
+        let mapping = mapping::mapping(a, &inputs, &mut notes)?;
+        let send = sending::sending(a, mapping.op, &mut notes)?;
+        let out = outputs::outputs(a, &inputs, &mut notes)?;
+        Ok(LoadConfig {
+            inputs,
+            mapping,
+            has_header: !a.no_header,
+            delimiter: inputs::parse_delimiter(&a.delimiter)?,
+            batch_size: send.batch_size,
+            batch_bytes: a.batch_bytes,
+            linger: Duration::from_millis(a.linger_ms.max(1)),
+            send,
+            results: out.results,
+            retry_files: out.retry_files,
+            summary_json: a.summary_json.clone(),
+            resume: a.resume,
+            quiet: a.quiet,
+            dry_run: a.dry_run,
+            sandbox: a.sandbox,
+            notes,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    /// The settings `czload load ARGS...` would run with (`--sandbox`: no credentials).
+    pub(crate) fn load_config(args: &[&str]) -> Result<LoadConfig> {
+        let cli = Cli::try_parse_from(["czload", "load", "--sandbox"].iter().chain(args))
+            .expect("valid flags");
+        let Command::Load(a) = cli.command else {
+            unreachable!()
+        };
+        LoadConfig::from_args(&a)
+    }
+
+    #[test]
+    fn resume_without_a_results_log_yet_is_a_note_and_not_with_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("a.csv");
+        std::fs::write(&input, "x\n1\n").unwrap();
+        let input = input.to_str().unwrap();
+        let note = |c: &LoadConfig| {
+            c.notes
+                .iter()
+                .any(|n| n.starts_with("--resume: no results log at "))
+        };
+
+        let c = load_config(&[input, "--conv-id", "1", "--resume"]).unwrap();
+        assert!(note(&c), "{:?}", c.notes);
+        std::fs::write(c.results.as_ref().unwrap(), "{}\n").unwrap();
+        let c = load_config(&[input, "--conv-id", "1", "--resume"]).unwrap();
+        assert!(!note(&c), "{:?}", c.notes);
+        let c = load_config(&[input, "--conv-id", "1"]).unwrap();
+        assert!(!note(&c), "{:?}", c.notes);
+    }
+
+    #[test]
+    fn a_fixed_rate_below_the_batch_size_lowers_both_batch_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("a.csv");
+        std::fs::write(&input, "x\n1\n").unwrap();
+        let input = input.to_str().unwrap();
+        let c = load_config(&[input, "--conv-id", "1", "--rate", "7"]).unwrap();
+        assert_eq!((c.batch_size, c.send.batch_size), (7, 7));
+        assert!(c.notes.iter().any(|n| n.starts_with("--rate 7 is below")));
+        let e = load_config(&[input, "--conv-id", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--conv-id 0"), "{e}");
+    }
+}

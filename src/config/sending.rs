@@ -1,0 +1,199 @@
+//! Sending: request sizes, concurrency, rate, retries, the server and the credentials.
+//! In: `--batch-size`, `--batch-bytes`, `--concurrency`, `--rate`, `--max-attempts`,
+//! `--timeout`, `--max-retry-time`, `--url`, `--insecure`, `--api-login`, the secret,
+//! `--dry-run`, `--sandbox`, `--max-concurrency`. Out: a checked `SendConfig` (its `batch_size` is the one the
+//! batcher uses too: `--rate` may lower it), and notes for the user.
+
+use super::secret::{read_secret, SECRET_ENV};
+use crate::cli::LoadArgs;
+use crate::error::{Error, Result};
+use crate::mapping::OpKind;
+use crate::send::{Rate, SendConfig};
+use crate::sign::Secret;
+use std::time::Duration;
+
+pub(super) fn sending(a: &LoadArgs, op: OpKind, notes: &mut Vec<String>) -> Result<SendConfig> {
+    check_sizes(a)?;
+    let (rate, batch_size) = rate(a, notes)?;
+    let url = url(a, notes)?;
+    let (login, secret) = credentials(a, notes)?;
+    Ok(SendConfig {
+        base: url,
+        login,
+        secret,
+        concurrency: a.concurrency,
+        max_concurrency: a.max_concurrency,
+        rate,
+        batch_size,
+        timeout: seconds("--timeout", a.timeout)?,
+        max_attempts: a.max_attempts,
+        max_retry_time: seconds("--max-retry-time", a.max_retry_time)?,
+        insecure: a.insecure,
+        op,
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: Duration::from_secs(30),
+    })
+}
+
+fn check_sizes(a: &LoadArgs) -> Result<()> {
+    if a.batch_size == 0 || a.batch_size > 100_000 {
+        return Err(Error::Usage(format!(
+            "--batch-size {}: must be between 1 and 100000",
+            a.batch_size
+        )));
+    }
+    // Offsets inside a body are 32-bit; no server takes bodies anywhere near that.
+    if !(1024..=256 << 20).contains(&a.batch_bytes) {
+        return Err(Error::Usage(format!(
+            "--batch-bytes {}: must be between 1024 and 268435456 (256 MiB)",
+            a.batch_bytes
+        )));
+    }
+    for (flag, n) in [
+        ("--concurrency", a.concurrency.unwrap_or(1)),
+        ("--max-concurrency", a.max_concurrency),
+    ] {
+        if n == 0 || n > 1024 {
+            return Err(Error::Usage(format!(
+                "{flag} {n}: must be between 1 and 1024"
+            )));
+        }
+    }
+    if a.max_attempts == 0 {
+        return Err(Error::Usage("--max-attempts must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// `--rate`, and the batch size it allows: a fixed rate below `--batch-size` lowers it, so
+/// that no second holds more than the rate.
+fn rate(a: &LoadArgs, notes: &mut Vec<String>) -> Result<(Rate, usize)> {
+    let batch_size = a.batch_size;
+    let rate = match a.rate.as_deref() {
+        None | Some("auto") => Rate::Auto,
+        Some("unlimited") => Rate::Unlimited,
+        Some(r) => {
+            let n: u32 = r.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--rate {r:?}: a positive number of tasks per second, auto or unlimited"
+                ))
+            })?;
+            if (n as usize) < batch_size {
+                notes.push(format!(
+                    "--rate {n} is below --batch-size {batch_size}: sending {n} ops per request so no second holds more than {n} tasks"
+                ));
+                return Ok((Rate::Fixed(n), n as usize));
+            }
+            Rate::Fixed(n)
+        }
+    };
+    Ok((rate, batch_size))
+}
+
+/// `--url`, without its trailing slash; plain HTTP only with a warning, but for this
+/// machine.
+fn url(a: &LoadArgs, notes: &mut Vec<String>) -> Result<String> {
+    let url = a.url.trim_end_matches('/').to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Error::Usage(format!(
+            "--url {url:?}: must start with https:// (or http:// for a local test server)"
+        )));
+    }
+    if url.starts_with("http://") && !is_loopback_url(&url) && !a.sandbox {
+        notes.push(format!(
+            "warning: --url {url} is plain HTTP: anyone on the path can read the rows and replay a signed request within the clock window; use https:// for real traffic"
+        ));
+    }
+    Ok(url)
+}
+
+/// The login and secret: required for a real load, placeholders in a dry run, replaced
+/// by the sandbox's own with `--sandbox`.
+fn credentials(a: &LoadArgs, notes: &mut Vec<String>) -> Result<(String, Secret)> {
+    let secret = read_secret(a.secret_file.as_deref())?;
+    let (login, secret) = if a.sandbox {
+        (String::new(), Secret::new(Vec::new()))
+    } else if a.dry_run {
+        let login = a.api_login.clone().unwrap_or_else(|| "LOGIN".into());
+        let secret = secret.unwrap_or_else(|| {
+            notes.push(format!(
+                "dry run without {SECRET_ENV}: requests are signed with a placeholder secret"
+            ));
+            Secret::new("placeholder")
+        });
+        (login, secret)
+    } else {
+        let login = a
+            .api_login
+            .clone()
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| {
+                Error::Usage(
+                    "no API login: pass --api-login N or set COREZOID_API_LOGIN (or try --sandbox)"
+                        .into(),
+                )
+            })?;
+        let secret = secret.ok_or_else(|| {
+            Error::Usage(format!(
+                "no API secret: set {SECRET_ENV} or pass --secret-file FILE (or try --sandbox)"
+            ))
+        })?;
+        (login, secret)
+    };
+    if login.contains('/') {
+        return Err(Error::Usage(format!(
+            "--api-login {login:?}: must not contain '/'"
+        )));
+    }
+    Ok((login, secret))
+}
+
+fn seconds(flag: &str, v: f64) -> Result<Duration> {
+    if v.is_finite() && v > 0.0 && v < 1e9 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(Error::Usage(format!(
+            "{flag} {v}: must be a positive number of seconds"
+        )))
+    }
+}
+
+/// Whether a URL points at this machine (plain HTTP is fine there).
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = if let Some(h) = host.strip_prefix('[') {
+        h.split(']').next().unwrap_or("")
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls() {
+        for u in [
+            "http://127.0.0.1:8080",
+            "http://localhost/x",
+            "http://[::1]:9/",
+            "http://127.9.9.9",
+        ] {
+            assert!(is_loopback_url(u), "{u}");
+        }
+        for u in [
+            "http://10.0.0.1",
+            "http://example.com",
+            "http://127.0.0.1.evil.com/",
+        ] {
+            assert!(!is_loopback_url(u), "{u}");
+        }
+    }
+}

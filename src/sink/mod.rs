@@ -1,0 +1,388 @@
+//! Outcomes out: every output of a run is a `Sink`, fed by one journal thread.
+//!
+//! In: `Event`s from the reader (input headers, rejected rows, input errors) and from the
+//! senders (a batch with one `Outcome` per row). The journal thread (`spawn`) counts them
+//! in a `Tally` and fans each one out to the sinks, in the order `Journal::open` registers
+//! them; one thread owns every output, so lines never interleave. When no more events
+//! wait it calls `checkpoint` on each (the results log flushes then, so it doubles as the
+//! checkpoint for `--resume`), `finish` at the end, and, once the run's `Summary` is built,
+//! `report`.
+//!
+//! The outputs, one file each:
+//! - `results.rs`: the results log (and `read_settled`, its reader for `--resume`);
+//! - `retry_file.rs`: the retry files;
+//! - `progress.rs`: the progress bar or plain progress lines;
+//! - `summary_json.rs`: `--summary-json`, written at the end;
+//! - `summary.rs`: not a sink, the `Summary` built from the tally.
+//!
+//! A new output (say, an HTML report written at the end) is one new file with a type that
+//! implements `Sink` (only the methods it needs: `report` for an end-of-run report), plus
+//! one line in `Journal::open` that registers it:
+//! `sinks.push(Box::new(html::HtmlReport::new(cfg)));`.
+
+pub mod progress;
+pub mod results;
+pub mod retry_file;
+pub mod summary;
+pub mod summary_json;
+
+pub use results::{input_id, read_settled, Manifest, RowSet};
+pub use summary::{Counts, Latency, RunStats, Summary, Tally};
+
+use crate::batch::Batch;
+use crate::config::LoadConfig;
+use crate::error::{Error, Result};
+use crate::outcome::{Outcome, RejectedRow};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What the journal thread receives.
+pub enum Event {
+    /// An input starts: its header line for its retry file (CSV), already encoded.
+    InputStart { input: u32, header: Option<Vec<u8>> },
+    /// Rows rejected before sending, in reading order.
+    Rejected(Vec<RejectedRow>),
+    /// A batch is settled: `outcomes[i]` belongs to `batch.rows[i]`; `None` means the row
+    /// was left unsettled by a stop (it stays resumable).
+    Batch {
+        batch: Batch,
+        outcomes: Vec<Option<Outcome>>,
+    },
+    /// Reading an input broke off.
+    InputError {
+        input: u32,
+        line: u64,
+        message: String,
+    },
+}
+
+/// One output of a run. Every method has a default that does nothing, so a sink names
+/// only the events it uses. An error stops the run: nothing more is sent once an outcome
+/// cannot be recorded (a row sent then would be resent by `--resume`).
+pub trait Sink: Send {
+    /// An input starts; `header` is its header line as a retry file holds it (CSV).
+    fn on_input_start(&mut self, _input: u32, _header: Option<&[u8]>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Rows rejected before sending.
+    fn on_rejected(&mut self, _rows: &[RejectedRow]) -> Result<()> {
+        Ok(())
+    }
+
+    /// A settled batch: `outcomes[i]` belongs to `batch.rows[i]`, `None` is a row a stop
+    /// left unsettled.
+    fn on_batch(&mut self, _batch: &Batch, _outcomes: &[Option<Outcome>]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Reading an input broke off at `line`.
+    fn on_input_error(&mut self, _input: u32, _line: u64, _message: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// No more events wait: write out what was buffered (the results log is the resume
+    /// checkpoint). `tally` holds the counts so far.
+    fn checkpoint(&mut self, _tally: &Tally) -> Result<()> {
+        Ok(())
+    }
+
+    /// Every event was handled: write out everything.
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The run's summary is built: the place for an end-of-run report.
+    fn report(&mut self, _summary: &Summary) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The sinks of a run and the tally of what they saw.
+pub struct Journal {
+    sinks: Vec<Box<dyn Sink>>,
+    tally: Tally,
+}
+
+impl Journal {
+    /// Opens the outputs of `cfg`: truncates (or, with `resume`, appends to) the results
+    /// log and removes the retry files of an earlier run. `bytes_read` is the reader's
+    /// count, for the progress display.
+    pub fn open(
+        cfg: &LoadConfig,
+        resume: bool,
+        manifest: &Manifest,
+        bytes_read: Arc<AtomicU64>,
+    ) -> Result<Journal> {
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        // Checkpoints go in this order: the results log before the retry files, so that
+        // after a crash between the two a row is logged but missing from the retry file
+        // (visible in the log), never in the retry file twice (resumed, it would be
+        // written there again). A dry run writes neither.
+        if let Some(log) = results::ResultsLog::create(cfg, resume, manifest)? {
+            sinks.push(Box::new(log));
+            sinks.push(Box::new(retry_file::RetryFiles::new(cfg, resume)));
+        }
+        let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
+        let quiet = cfg.quiet || cfg.dry_run;
+        sinks.push(Box::new(progress::Progress::new(
+            quiet,
+            total_bytes,
+            bytes_read,
+        )));
+        if let Some(p) = &cfg.summary_json {
+            sinks.push(Box::new(summary_json::SummaryJson::new(p.clone())));
+        }
+        Ok(Journal {
+            sinks,
+            tally: Tally::default(),
+        })
+    }
+
+    fn handle(&mut self, ev: Event) -> Result<()> {
+        self.tally.record(&ev);
+        for s in &mut self.sinks {
+            match &ev {
+                Event::InputStart { input, header } => s.on_input_start(*input, header.as_deref()),
+                Event::Rejected(rows) => s.on_rejected(rows),
+                Event::Batch { batch, outcomes } => s.on_batch(batch, outcomes),
+                Event::InputError {
+                    input,
+                    line,
+                    message,
+                } => s.on_input_error(*input, *line, message),
+            }?;
+        }
+        Ok(())
+    }
+
+    /// Writes out the lines of every event handled since the last call. The journal
+    /// thread calls this whenever no more events are waiting, so a crash loses no more
+    /// than the events still queued (which it would lose anyway), while under load one
+    /// write carries many batches instead of one write per batch.
+    fn checkpoint(&mut self) -> Result<()> {
+        for s in &mut self.sinks {
+            s.checkpoint(&self.tally)?;
+        }
+        Ok(())
+    }
+
+    /// Writes out everything buffered; the journal thread's last act.
+    fn finish(&mut self) -> Result<()> {
+        for s in &mut self.sinks {
+            s.finish()?;
+        }
+        Ok(())
+    }
+
+    /// Builds the run's summary and hands it to the end-of-run reports; a report that
+    /// fails is named in `Summary::report_errors` (the summary itself is still shown).
+    pub fn summarize(&mut self, cfg: &LoadConfig, run: RunStats) -> Summary {
+        let mut summary = Summary::new(cfg, &self.tally, run);
+        for s in &mut self.sinks {
+            if let Err(e) = s.report(&summary) {
+                summary.report_errors.push(e.to_string());
+            }
+        }
+        summary
+    }
+
+    /// Handles events until every sender of `events` is gone, checkpointing whenever
+    /// none wait.
+    fn drain(&mut self, events: &mut mpsc::Receiver<Event>) -> Result<()> {
+        while let Some(ev) = events.blocking_recv() {
+            self.handle(ev)?;
+            // Everything already waiting is handled before one checkpoint; the bound keeps
+            // the progress display moving.
+            for _ in 0..256 {
+                let Ok(ev) = events.try_recv() else { break };
+                self.handle(ev)?;
+            }
+            self.checkpoint()?;
+        }
+        self.finish()
+    }
+}
+
+/// Starts the journal thread: it owns `journal` and handles `events` until the channel
+/// closes, then hands the journal back for the summary. When an output fails it calls
+/// `halt` (nothing more may be sent once outcomes cannot be recorded: a row sent then
+/// would be resent by `--resume`, and without a ref created twice) and ends with the error.
+pub fn spawn(
+    mut journal: Journal,
+    mut events: mpsc::Receiver<Event>,
+    halt: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<Journal>>> {
+    std::thread::Builder::new()
+        .name("czload-journal".into())
+        .spawn(move || match journal.drain(&mut events) {
+            Ok(()) => Ok(journal),
+            Err(e) => {
+                halt();
+                Err(e)
+            }
+        })
+        .map_err(|e| Error::Other(format!("cannot start the journal thread: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A sink that writes down what it is given, and fails where told to.
+    struct Spy {
+        name: &'static str,
+        seen: Arc<Mutex<Vec<String>>>,
+        fail_on_error_event: bool,
+    }
+
+    impl Sink for Spy {
+        fn on_input_start(&mut self, input: u32, header: Option<&[u8]>) -> Result<()> {
+            let h = header.map(|h| String::from_utf8_lossy(h).into_owned());
+            self.log(format!("start {input} {h:?}"));
+            Ok(())
+        }
+        fn on_rejected(&mut self, rows: &[RejectedRow]) -> Result<()> {
+            self.log(format!("rejected {}", rows.len()));
+            Ok(())
+        }
+        fn on_input_error(&mut self, _: u32, line: u64, message: &str) -> Result<()> {
+            self.log(format!("error {line} {message}"));
+            if self.fail_on_error_event {
+                return Err(Error::Other("disk full".into()));
+            }
+            Ok(())
+        }
+        fn checkpoint(&mut self, tally: &Tally) -> Result<()> {
+            self.log(format!("checkpoint {}", tally.counts.total()));
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<()> {
+            self.log("finish".into());
+            Ok(())
+        }
+        fn report(&mut self, s: &Summary) -> Result<()> {
+            self.log(format!("report {}", s.rows));
+            Err(Error::Other(format!(
+                "{}: cannot write the report",
+                self.name
+            )))
+        }
+    }
+
+    impl Spy {
+        fn log(&self, what: String) {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("{}: {what}", self.name));
+        }
+    }
+
+    fn journal(fail: bool) -> (Journal, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let spy = |name, fail_on_error_event| -> Box<dyn Sink> {
+            Box::new(Spy {
+                name,
+                seen: seen.clone(),
+                fail_on_error_event,
+            })
+        };
+        let j = Journal {
+            sinks: vec![spy("a", fail), spy("b", false)],
+            tally: Tally::default(),
+        };
+        (j, seen)
+    }
+
+    fn rejected(row: u64) -> RejectedRow {
+        RejectedRow {
+            input: 0,
+            row,
+            line: row + 1,
+            reference: None,
+            reason: "bad".into(),
+        }
+    }
+
+    #[test]
+    fn every_sink_sees_every_event_in_order_then_a_checkpoint_then_finish() {
+        let (j, seen) = journal(false);
+        let (tx, rx) = mpsc::channel(8);
+        tx.try_send(Event::InputStart {
+            input: 0,
+            header: Some(b"x\n".to_vec()),
+        })
+        .unwrap();
+        tx.try_send(Event::Rejected(vec![rejected(1), rejected(2)]))
+            .unwrap();
+        drop(tx);
+        let halted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = halted.clone();
+        let mut j = spawn(j, rx, move || {
+            h.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+        assert!(!halted.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "a: start 0 Some(\"x\\n\")",
+                "b: start 0 Some(\"x\\n\")",
+                "a: rejected 2",
+                "b: rejected 2",
+                "a: checkpoint 2",
+                "b: checkpoint 2",
+                "a: finish",
+                "b: finish",
+            ]
+        );
+        assert_eq!(j.tally.sample_rejects.len(), 2);
+
+        // Every report runs, and each failure is named in the summary, not lost.
+        let cfg =
+            crate::config::tests::load_config(&["-", "--format", "csv", "--conv-id", "1"]).unwrap();
+        let s = j.summarize(
+            &cfg,
+            RunStats {
+                rows: 2,
+                ..RunStats::default()
+            },
+        );
+        assert_eq!(
+            s.report_errors,
+            ["a: cannot write the report", "b: cannot write the report"]
+        );
+        assert_eq!(s.counts.get(crate::Status::Rejected), 2);
+    }
+
+    #[test]
+    fn a_sink_that_fails_halts_the_run_and_the_thread_ends_with_its_error() {
+        let (j, seen) = journal(true);
+        let (tx, rx) = mpsc::channel(8);
+        tx.try_send(Event::InputError {
+            input: 0,
+            line: 3,
+            message: "cut".into(),
+        })
+        .unwrap();
+        let halted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = halted.clone();
+        let thread = spawn(j, rx, move || {
+            h.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .unwrap();
+        // The channel is still open: the thread ends on the error, not on the close.
+        let err = thread.join().unwrap().err().expect("the sink's error");
+        assert_eq!(err.to_string(), "disk full");
+        assert!(halted.load(std::sync::atomic::Ordering::SeqCst));
+        // The failing sink was the first: nothing after it ran, no checkpoint, no finish.
+        assert_eq!(*seen.lock().unwrap(), ["a: error 3 cut"]);
+        drop(tx);
+    }
+}

@@ -1,0 +1,438 @@
+//! The results log: one JSON line per row (`ResultLine`) after a `Manifest` line. It is
+//! the checkpoint for `--resume`: `read_settled` reads it back into one `RowSet` per
+//! input. In: rejected rows and settled batches. Out: the log file, flushed at each
+//! checkpoint, so after a crash it holds every sent row whose outcome reached the journal
+//! (rows rejected before sending may be missing: a resume rejects them again).
+
+use super::{Sink, Tally};
+use crate::batch::Batch;
+use crate::config::LoadConfig;
+use crate::error::{Error, Result};
+use crate::outcome::{Outcome, RejectedRow, Status};
+use crate::sink::summary::Counts;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// One line of the results log.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResultLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub input: Option<u32>,
+    pub row: u64,
+    pub line: u64,
+    // Borrowed when written (no copy of each ref and id per row), owned when read back.
+    #[serde(
+        rename = "ref",
+        skip_serializing_if = "Option::is_none",
+        default,
+        borrow
+    )]
+    pub reference: Option<Cow<'a, str>>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none", default, borrow)]
+    pub obj_id: Option<Cow<'a, str>>,
+    pub attempts: u32,
+    #[serde(
+        rename = "proc",
+        skip_serializing_if = "Option::is_none",
+        default,
+        borrow
+    )]
+    pub proc_: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", default, borrow)]
+    pub error: Option<Cow<'a, str>>,
+}
+
+impl ResultLine<'_> {
+    /// Writes the line as JSON, byte for byte what serde writes for it (a unit test holds
+    /// the two together), straight into `out` (the log's buffered writer). By hand because
+    /// a line is written for every row and serde's generic map machinery was most of the
+    /// journal thread's time in profiles.
+    pub fn write_json<W: Write>(&self, out: &mut W) -> std::io::Result<()> {
+        fn num<W: Write>(out: &mut W, key: &[u8], n: impl itoa::Integer) -> std::io::Result<()> {
+            out.write_all(key)?;
+            out.write_all(itoa::Buffer::new().format(n).as_bytes())
+        }
+        fn text<W: Write>(out: &mut W, key: &[u8], v: &str) -> std::io::Result<()> {
+            out.write_all(key)?;
+            crate::mapping::write_json_str(out, v)
+        }
+        out.write_all(b"{")?;
+        if let Some(i) = self.input {
+            num(out, b"\"input\":", i)?;
+            out.write_all(b",")?;
+        }
+        num(out, b"\"row\":", self.row)?;
+        num(out, b",\"line\":", self.line)?;
+        if let Some(r) = &self.reference {
+            text(out, b",\"ref\":", r)?;
+        }
+        text(out, b",\"status\":", self.status.as_str())?;
+        if let Some(o) = &self.obj_id {
+            text(out, b",\"obj_id\":", o)?;
+        }
+        num(out, b",\"attempts\":", self.attempts)?;
+        if let Some(p) = &self.proc_ {
+            text(out, b",\"proc\":", p)?;
+        }
+        if let Some(e) = &self.error {
+            text(out, b",\"error\":", e)?;
+        }
+        out.write_all(b"}")
+    }
+}
+
+/// The first line of the results log: what this run loads and how, so that `--resume`
+/// can refuse a log written for other inputs or another mapping.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub czload: u32,
+    pub inputs: Vec<InputId>,
+    pub mapping: String,
+}
+
+impl Manifest {
+    /// This run's manifest.
+    pub fn new(cfg: &LoadConfig) -> Manifest {
+        Manifest {
+            czload: 1,
+            inputs: cfg
+                .inputs
+                .iter()
+                .map(|i| input_id(i.path.as_deref()))
+                .collect(),
+            mapping: cfg.mapping.fingerprint(),
+        }
+    }
+}
+
+/// How an input is recognised again: its name, size and a hash of its first and last
+/// 64 KiB (hashing a whole multi-GB file at every start would cost a full read).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InputId {
+    pub path: String,
+    pub size: Option<u64>,
+    pub sample_sha1: Option<String>,
+}
+
+/// Creates a file only its owner can read: results and retry files hold the loaded data.
+pub fn create_private(path: &Path, append: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).create(true);
+    if append {
+        o.append(true);
+    } else {
+        o.truncate(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+/// The results log as a sink.
+pub struct ResultsLog {
+    path: PathBuf,
+    w: BufWriter<File>,
+    /// Whether result lines carry the input index (several inputs).
+    multi_input: bool,
+    /// Batches handled since the last checkpoint.
+    dirty: bool,
+}
+
+impl ResultsLog {
+    /// Opens the log (appending when resuming, else truncating it), writing the manifest
+    /// first when the file is new. `None` in a dry run: nothing is written.
+    pub fn create(cfg: &LoadConfig, resume: bool, manifest: &Manifest) -> Result<Option<Self>> {
+        let Some(p) = &cfg.results else {
+            return Ok(None);
+        };
+        let existed = resume && p.exists();
+        // A crash can cut the last line short; start on a fresh line so that the next one
+        // is not glued to it (the cut row is redone, as it has no line).
+        let cut = existed && ends_mid_line(p);
+        let f = create_private(p, resume)
+            .map_err(|e| Error::file(p, format!("cannot write the results log: {e}")))?;
+        let mut w = BufWriter::with_capacity(256 * 1024, f);
+        if cut {
+            w.write_all(b"\n").map_err(|e| Error::file(p, e))?;
+        }
+        if !existed {
+            serde_json::to_writer(&mut w, manifest).map_err(|e| Error::file(p, e))?;
+            w.write_all(b"\n")
+                .and_then(|_| w.flush())
+                .map_err(|e| Error::file(p, e))?;
+        }
+        Ok(Some(ResultsLog {
+            path: p.clone(),
+            w,
+            multi_input: cfg.inputs.len() > 1,
+            dirty: false,
+        }))
+    }
+
+    fn write(&mut self, line: &ResultLine) -> Result<()> {
+        line.write_json(&mut self.w)
+            .and_then(|()| self.w.write_all(b"\n"))
+            .map_err(|e| Error::file(&self.path, format!("cannot write: {e}")))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.w
+            .flush()
+            .map_err(|e| Error::file(&self.path, format!("cannot write: {e}")))
+    }
+}
+
+impl Sink for ResultsLog {
+    fn on_rejected(&mut self, rows: &[RejectedRow]) -> Result<()> {
+        // Rows rejected before sending do not make the log dirty (a file of bad rows
+        // would cost a write per row); if a crash loses their lines, a resume rejects
+        // them again, sending nothing.
+        for r in rows {
+            self.write(&ResultLine {
+                input: self.multi_input.then_some(r.input),
+                row: r.row,
+                line: r.line,
+                reference: r.reference.as_deref().map(Cow::Borrowed),
+                status: Status::Rejected,
+                obj_id: None,
+                attempts: 0,
+                proc_: None,
+                error: Some(Cow::Borrowed(&r.reason)),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn on_batch(&mut self, batch: &Batch, outcomes: &[Option<Outcome>]) -> Result<()> {
+        self.dirty = true;
+        for (i, o) in outcomes.iter().enumerate() {
+            // A row a stop left unsettled has no line: --resume picks it up.
+            let Some(o) = o else { continue };
+            let meta = &batch.rows[i];
+            self.write(&ResultLine {
+                input: self.multi_input.then_some(meta.input),
+                row: meta.row,
+                line: meta.line,
+                reference: batch.reference(i).map(Cow::Borrowed),
+                status: o.status,
+                obj_id: o.obj_id.as_ref().map(|t| Cow::Borrowed(t.as_str())),
+                attempts: o.attempts,
+                proc_: o.proc_.as_deref().map(Cow::Borrowed),
+                error: o.error.as_deref().map(Cow::Borrowed),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, _: &Tally) -> Result<()> {
+        if std::mem::take(&mut self.dirty) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.flush()
+    }
+}
+
+/// Reads a results log for `--resume`: checks its manifest against this run's and
+/// returns, per input, the rows that already reached a final status.
+/// `on_ref` sees the ref of every row that was sent (all but `rejected`), so that the
+/// resumed run can refuse a repeat of it.
+pub fn read_settled(
+    path: &Path,
+    expected: &Manifest,
+    mut on_ref: impl FnMut(&str, u32, u64),
+) -> Result<(Vec<RowSet>, Counts)> {
+    use std::io::BufRead;
+    let f = File::open(path).map_err(|e| {
+        Error::Resume(format!(
+            "{}: cannot read the results log: {e}",
+            path.display()
+        ))
+    })?;
+    // Lines as bytes: a crash can cut the last line inside a UTF-8 character, and that
+    // must cost only that row (redone), not the whole resume.
+    let mut lines = std::io::BufReader::new(f).split(b'\n');
+    let first = match lines.next() {
+        Some(Ok(l)) => l,
+        _ => {
+            return Err(Error::Resume(format!(
+                "{} is empty: there is nothing to resume; run without --resume",
+                path.display()
+            )))
+        }
+    };
+    check_manifest(path, &first, expected)?;
+    let mut sets = vec![RowSet::default(); expected.inputs.len()];
+    let mut earlier = Counts::default();
+    for (n, line) in lines.enumerate() {
+        let line = line.map_err(|e| Error::Resume(format!("{}: {e}", path.display())))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        // A line cut by a crash is the last one; it is incomplete, so that row is redone.
+        let Ok(r) = serde_json::from_slice::<ResultLine>(&line) else {
+            tracing::debug!("results log line {} is incomplete; ignored", n + 2);
+            continue;
+        };
+        if let Some(s) = sets.get_mut(r.input.unwrap_or(0) as usize) {
+            if !s.contains(r.row) {
+                s.insert(r.row);
+                earlier.add(r.status);
+                if let (Some(reference), false) = (&r.reference, r.status == Status::Rejected) {
+                    on_ref(reference, r.input.unwrap_or(0), r.row);
+                }
+            }
+        }
+    }
+    Ok((sets, earlier))
+}
+
+/// Refuses a log whose manifest (its first line) is not this run's.
+fn check_manifest(path: &Path, first: &[u8], expected: &Manifest) -> Result<()> {
+    let manifest: Manifest = serde_json::from_slice(first).map_err(|_| {
+        Error::Resume(format!(
+            "{} does not start with a czload manifest",
+            path.display()
+        ))
+    })?;
+    if manifest.mapping != expected.mapping {
+        return Err(Error::Resume(format!(
+            "the mapping flags differ from those of the run that wrote {} (was: {}; now: {})",
+            path.display(),
+            manifest.mapping,
+            expected.mapping
+        )));
+    }
+    if manifest.inputs.len() != expected.inputs.len() {
+        return Err(Error::Resume(format!(
+            "{} was written for {} input(s), this run has {}",
+            path.display(),
+            manifest.inputs.len(),
+            expected.inputs.len()
+        )));
+    }
+    for (was, now) in manifest.inputs.iter().zip(&expected.inputs) {
+        if was.size != now.size || was.sample_sha1 != now.sample_sha1 {
+            return Err(Error::Resume(format!(
+                "input {} changed since the run that wrote {} (size or content differs); start a new run without --resume",
+                now.path,
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A set of row numbers as a bitmap: a million rows cost 125 KB.
+#[derive(Debug, Clone, Default)]
+pub struct RowSet {
+    bits: Vec<u64>,
+}
+
+impl RowSet {
+    pub fn insert(&mut self, row: u64) {
+        let (w, b) = ((row / 64) as usize, row % 64);
+        if self.bits.len() <= w {
+            self.bits.resize(w + 1, 0);
+        }
+        self.bits[w] |= 1 << b;
+    }
+
+    pub fn contains(&self, row: u64) -> bool {
+        let (w, b) = ((row / 64) as usize, row % 64);
+        self.bits.get(w).is_some_and(|x| x & (1 << b) != 0)
+    }
+}
+
+/// Identifies an input for the manifest.
+pub fn input_id(path: Option<&Path>) -> InputId {
+    use sha1::{Digest, Sha1};
+    use std::io::{Read, Seek, SeekFrom};
+    let Some(p) = path else {
+        return InputId {
+            path: "-".into(),
+            size: None,
+            sample_sha1: None,
+        };
+    };
+    let mut id = InputId {
+        path: p.display().to_string(),
+        size: None,
+        sample_sha1: None,
+    };
+    if let Ok(mut f) = File::open(p) {
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        id.size = Some(size);
+        let mut h = Sha1::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = f.read(&mut buf).unwrap_or(0);
+        h.update(&buf[..n]);
+        if size > 128 * 1024 && f.seek(SeekFrom::End(-(64 * 1024))).is_ok() {
+            let n = f.read(&mut buf).unwrap_or(0);
+            h.update(&buf[..n]);
+        }
+        id.sample_sha1 = Some(hex::encode(h.finalize()));
+    }
+    id
+}
+
+/// Whether a file's last byte is something other than a newline.
+fn ends_mid_line(p: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = File::open(p) else {
+        return false;
+    };
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] != b'\n'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_are_written_exactly_as_serde_writes_them() {
+        let texts = [
+            "a.csv:1",
+            "",
+            "quote \" and backslash \\",
+            "tab\tnewline\ncontrol\u{1}",
+            "é€𝄞 \u{7f} \u{2028}",
+        ];
+        let mut n = 0;
+        for (k, &status) in Status::ALL.iter().enumerate() {
+            for (j, t) in texts.iter().enumerate() {
+                let some = |on: bool| on.then_some(Cow::Borrowed(*t));
+                let line = ResultLine {
+                    input: (j % 2 == 0).then_some(j as u32),
+                    row: u64::MAX - k as u64,
+                    line: j as u64,
+                    reference: some(k % 2 == 0),
+                    status,
+                    obj_id: some(j % 3 != 0),
+                    attempts: k as u32 * 7,
+                    proc_: some(k % 3 == 0),
+                    error: some(j % 2 == 1),
+                };
+                let mut mine = Vec::new();
+                line.write_json(&mut mine).unwrap();
+                assert_eq!(
+                    String::from_utf8(mine).unwrap(),
+                    serde_json::to_string(&line).unwrap()
+                );
+                n += 1;
+            }
+        }
+        assert_eq!(n, 30);
+    }
+}

@@ -1,0 +1,371 @@
+//! The summary: counts per status, latency, what was written where. In: the journal's
+//! `Tally` (what the sinks saw) and the run's `RunStats` (what the senders measured).
+//! Out: `Summary`, rendered for stderr by `render`, serialized for `--summary-json`, and
+//! mapped to the exit code by `exit_code` (docs/architecture.md, exit codes).
+
+use super::Event;
+use crate::config::LoadConfig;
+use crate::outcome::{RejectedRow, Status};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Counts per status, indexed by `Status::index`: a new status needs no line here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts([u64; Status::COUNT]);
+
+impl Counts {
+    pub fn add(&mut self, s: Status) {
+        self.0[s.index()] += 1;
+    }
+
+    pub fn get(&self, s: Status) -> u64 {
+        self.0[s.index()]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub fn succeeded(&self) -> u64 {
+        Status::ALL
+            .iter()
+            .filter(|s| s.is_success())
+            .map(|&s| self.get(s))
+            .sum()
+    }
+
+    /// Rows that did not succeed.
+    pub fn not_ok(&self) -> u64 {
+        self.total() - self.succeeded()
+    }
+}
+
+/// `1 created, 0 modified, ...`: every status, in `Status::ALL` order.
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, &s) in Status::ALL.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{} {}", self.get(s), s.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// A JSON object with one key per status, in `Status::ALL` order (as the struct of named
+/// fields it replaces wrote it; flattened into the summary, the keys land at its top).
+impl Serialize for Counts {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut m = ser.serialize_map(Some(Status::COUNT))?;
+        for &s in Status::ALL {
+            m.serialize_entry(s.as_str(), &self.get(s))?;
+        }
+        m.end()
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    pub fn from_micros(mut v: Vec<u32>) -> Latency {
+        if v.is_empty() {
+            return Latency::default();
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        Latency {
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: *v.last().expect("non-empty") as f64 / 1000.0,
+        }
+    }
+}
+
+/// What the journal saw: counts per status, input errors, and the first rejected rows
+/// (for the dry-run report). Kept by the journal itself, not by a sink, as the summary
+/// is built from it; sinks read it at each checkpoint.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub counts: Counts,
+    pub input_errors: Vec<String>,
+    pub sample_rejects: Vec<RejectedRow>,
+}
+
+/// Rejected rows kept for the dry-run report.
+const SAMPLE_REJECTS: usize = 20;
+
+impl Tally {
+    pub fn record(&mut self, ev: &Event) {
+        match ev {
+            Event::InputStart { .. } => {}
+            Event::InputError { message, .. } => self.input_errors.push(message.clone()),
+            Event::Rejected(rows) => {
+                for r in rows {
+                    self.counts.add(Status::Rejected);
+                    if self.sample_rejects.len() < SAMPLE_REJECTS {
+                        self.sample_rejects.push(r.clone());
+                    }
+                }
+            }
+            Event::Batch { outcomes, .. } => {
+                // A row a stop left unsettled (`None`) is not counted: --resume picks it up.
+                for o in outcomes.iter().flatten() {
+                    self.counts.add(o.status);
+                }
+            }
+        }
+    }
+}
+
+/// What the run measured outside the journal, for `Summary::new`.
+#[derive(Debug, Default)]
+pub struct RunStats {
+    /// Rows read in this run (resumed rows not included).
+    pub rows: u64,
+    /// Rows skipped as settled by the results log (`--resume`).
+    pub skipped: u64,
+    /// What became of the skipped rows, by the results log.
+    pub earlier: Counts,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    /// Every request's latency, in microseconds.
+    pub latencies_us: Vec<u32>,
+    pub elapsed_secs: f64,
+    pub interrupted: bool,
+    pub fatal: Option<String>,
+}
+
+/// What happened, for the user (stderr) and for automation (`--summary-json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Rows read from the inputs in this run (resumed rows not included).
+    pub rows: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Rows skipped because the results log already settled them (`--resume`).
+    pub skipped: u64,
+    /// What became of the skipped rows, by the results log of the earlier runs.
+    pub earlier: Counts,
+    /// Rows read but left without a final status by a stop (resumable).
+    pub unsettled: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    pub latency: Latency,
+    pub elapsed_secs: f64,
+    pub rows_per_sec: f64,
+    pub results_log: Option<PathBuf>,
+    pub retry_files: Vec<PathBuf>,
+    /// How to load the retry files, when it is not the same command.
+    pub retry_hint: Option<String>,
+    pub input_errors: Vec<String>,
+    pub interrupted: bool,
+    /// Why the run stopped early (authentication, ...).
+    pub fatal: Option<String>,
+    pub dry_run: bool,
+    /// A dry run's report of the first rejected rows, one line each, shown before the
+    /// summary.
+    #[serde(skip)]
+    pub dry_run_rejects: Vec<String>,
+    /// End-of-run outputs that could not be written (`Sink::report`): shown after the
+    /// summary, and the run exits 1.
+    #[serde(skip)]
+    pub report_errors: Vec<String>,
+}
+
+const NO_HEADER_HINT: &str = "retry files of --no-header CSV start with a header line (key1, key2, ..., _czload_ref): load them without --no-header";
+
+impl Summary {
+    pub fn new(cfg: &LoadConfig, tally: &Tally, run: RunStats) -> Summary {
+        use crate::mapping::RefMode;
+        use crate::source::Format;
+        let counts = tally.counts.clone();
+        let settled_now = counts.total();
+        let dry_run_rejects = if cfg.dry_run {
+            tally
+                .sample_rejects
+                .iter()
+                .map(|r| {
+                    format!(
+                        "would reject: {} row {} (line {}): {}",
+                        cfg.inputs[r.input as usize].display(),
+                        r.row,
+                        r.line,
+                        r.reason
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Summary {
+            rows: run.rows,
+            skipped: run.skipped,
+            earlier: run.earlier,
+            unsettled: if cfg.dry_run {
+                0
+            } else {
+                run.rows.saturating_sub(settled_now)
+            },
+            requests: run.requests,
+            retries: run.retries,
+            throttled: run.throttled,
+            latency: Latency::from_micros(run.latencies_us),
+            elapsed_secs: run.elapsed_secs,
+            rows_per_sec: settled_now as f64 / run.elapsed_secs.max(1e-9),
+            results_log: cfg.results.clone(),
+            retry_files: super::retry_file::written(cfg),
+            input_errors: tally.input_errors.clone(),
+            retry_hint: (!cfg.has_header
+                && cfg.mapping.ref_mode == RefMode::Auto
+                && cfg.inputs.iter().any(|i| i.format == Format::Csv))
+            .then(|| NO_HEADER_HINT.to_string()),
+            interrupted: run.interrupted,
+            fatal: run.fatal,
+            dry_run: cfg.dry_run,
+            counts,
+            dry_run_rejects,
+            report_errors: Vec::new(),
+        }
+    }
+
+    /// The exit codes of docs/architecture.md: 0 all rows succeeded, 2 some did not, 1 the
+    /// run could not proceed, 130 interrupted.
+    pub fn exit_code(&self) -> i32 {
+        // A resumed run answers for the whole input: rows an earlier run could not load
+        // still make the exit code 2.
+        let clean = if self.dry_run {
+            self.counts.get(Status::Rejected) == 0
+        } else {
+            self.counts.succeeded() == self.rows
+                && self.unsettled == 0
+                && self.earlier.succeeded() == self.earlier.total()
+        };
+        if self.interrupted {
+            130
+        } else if self.fatal.is_some() {
+            1
+        } else if clean && self.input_errors.is_empty() {
+            0
+        } else {
+            2
+        }
+    }
+
+    /// The human summary, as printed on stderr.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        use std::fmt::Write as _;
+        if self.dry_run {
+            let rejected = self.counts.get(Status::Rejected);
+            let _ = writeln!(
+                s,
+                "dry run: {} rows read, {} would be sent in {} requests, {} rejected",
+                self.rows,
+                self.rows - rejected,
+                self.requests,
+                rejected
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "{} rows in {:.1}s ({:.0} rows/s): {}",
+                self.rows, self.elapsed_secs, self.rows_per_sec, self.counts
+            );
+            let _ = writeln!(
+                s,
+                "requests: {} ({} retries, {} throttled); latency p50 {:.1} ms, p99 {:.1} ms",
+                self.requests,
+                self.retries,
+                self.throttled,
+                self.latency.p50_ms,
+                self.latency.p99_ms
+            );
+        }
+        if self.rows == 0 && self.skipped == 0 && self.input_errors.is_empty() {
+            let _ = writeln!(s, "note: the input has no data rows");
+        }
+        if self.skipped > 0 {
+            let _ = writeln!(
+                s,
+                "resumed: {} rows already settled were skipped (earlier runs: {})",
+                self.skipped, self.earlier
+            );
+        }
+        if self.unsettled > 0 {
+            let _ = writeln!(
+                s,
+                "{} rows were not settled; run the same command with --resume to finish them",
+                self.unsettled
+            );
+        }
+        for e in &self.input_errors {
+            let _ = writeln!(s, "input error: {e}");
+        }
+        if let Some(f) = &self.fatal {
+            let _ = writeln!(s, "stopped: {f}");
+        }
+        if let Some(p) = &self.results_log {
+            let _ = writeln!(s, "results log: {}", p.display());
+        }
+        for p in &self.retry_files {
+            let _ = writeln!(
+                s,
+                "retry file: {} (load it with the same command to retry those rows)",
+                p.display()
+            );
+        }
+        if let (Some(h), false) = (&self.retry_hint, self.retry_files.is_empty()) {
+            let _ = writeln!(s, "note: {h}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(n: [u64; 6]) -> Counts {
+        let mut c = Counts::default();
+        for (&s, k) in Status::ALL.iter().zip(n) {
+            for _ in 0..k {
+                c.add(s);
+            }
+        }
+        c
+    }
+
+    /// The text and the JSON as the hand-listed fields wrote them before the status table.
+    #[test]
+    fn counts_render_and_serialize_as_the_named_fields_did() {
+        let c = counts([1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            c.to_string(),
+            "1 created, 2 modified, 3 exists, 4 rejected, 5 failed, 6 ambiguous"
+        );
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"created":1,"modified":2,"exists":3,"rejected":4,"failed":5,"ambiguous":6}"#
+        );
+        assert_eq!((c.total(), c.succeeded(), c.not_ok()), (21, 6, 15));
+        let s = Summary {
+            rows: 21,
+            counts: c,
+            ..Summary::default()
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(
+            json.starts_with(r#"{"rows":21,"created":1,"modified":2,"exists":3,"rejected":4,"failed":5,"ambiguous":6,"skipped":0,"earlier":{"created":0,"#),
+            "{json}"
+        );
+        assert!(!json.contains("dry_run_rejects") && !json.contains("report_errors"));
+    }
+}

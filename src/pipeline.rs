@@ -194,6 +194,7 @@ pub async fn run(
             elapsed_secs: started.elapsed().as_secs_f64(),
             interrupted,
             fatal: sender.fatal(),
+            rate: (!cfg.dry_run).then(|| sender.control.report()),
         },
     );
     Ok((summary, dry_first))

@@ -83,9 +83,10 @@ const PROBE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     Startup,
-    /// Waiting for the last answers of this throttled second (server time, whole seconds).
-    Measure(u64),
-    /// After the first measure: 10% more every step until throttled again.
+    /// Waiting for the last answers of this throttled second (server time, whole seconds),
+    /// and when in it the first refusal came (server time, seconds).
+    Measure(u64, f64),
+    /// After a measure that only gave a floor: 10% more every step until throttled.
     Climb,
     Hold,
 }
@@ -247,11 +248,11 @@ impl Control {
         a.count(seen as u64, ok as f64);
         let wall_now = self.wall(now);
         let pause = if throttled > 0 {
-            a.throttled(now, r, seen as u64, wall_now)
+            a.throttled(now, r, seen, wall_now)
         } else {
             None
         };
-        a.advance(now, r, wall_now, srtt);
+        a.advance(now, r, wall_now, srtt, self.cfg.batch_size.max(1) as f64);
         pause
     }
 
@@ -319,6 +320,59 @@ impl Control {
     }
 }
 
+/// What the summary says of the rate: what was asked, and what the controller learnt.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RateReport {
+    /// `auto`, `unlimited`, or the number asked.
+    pub asked: String,
+    /// `--rate auto`: the ops the server accepted in a throttled second (its limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_found: Option<f64>,
+    /// `--rate auto`: the rate being sent at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_rate: Option<f64>,
+    /// A fixed rate that the in-flight ceiling could not hold, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shortfall: Option<String>,
+}
+
+impl RateReport {
+    /// The summary's line about the rate, when there is something to say.
+    pub fn line(&self) -> Option<String> {
+        if let Some(s) = &self.shortfall {
+            return Some(format!("rate: --rate {} not held: {s}", self.asked));
+        }
+        match (self.asked.as_str(), self.limit_found, self.final_rate) {
+            ("auto", Some(l), _) => Some(format!(
+                "rate: auto found the server's limit at {l:.0} tasks/s; to load at a set rate next time, pass --rate N (e.g. --rate {:.0})",
+                l * HOLD_SHARE
+            )),
+            ("auto", None, Some(r)) => Some(format!(
+                "rate: auto was never throttled (last paced at {r:.0} tasks/s)"
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl Control {
+    /// The rate's part of the summary.
+    pub fn report(&self) -> RateReport {
+        RateReport {
+            asked: match self.cfg.rate {
+                Rate::Auto => "auto".into(),
+                Rate::Unlimited => "unlimited".into(),
+                Rate::Fixed(n) => n.to_string(),
+            },
+            limit_found: self.limit_found(),
+            final_rate: (self.cfg.rate == Rate::Auto)
+                .then(|| self.rate())
+                .flatten(),
+            shortfall: self.shortfall().map(|s| s.to_string()),
+        }
+    }
+}
+
 impl Auto {
     /// Counts `ok` ops accepted in server second `sec`.
     fn count(&mut self, sec: u64, ok: f64) {
@@ -333,14 +387,16 @@ impl Auto {
         }
     }
 
-    /// Ops accepted since `from` (server time, seconds), the first second taken pro rata.
-    fn accepted_since(&self, from: f64) -> f64 {
-        let first = from.floor() as u64;
-        let part = 1.0 - (from - from.floor());
+    /// Ops accepted from `from` to `to` (server time, seconds), the seconds at either end
+    /// taken pro rata.
+    fn accepted_since(&self, from: f64, to: f64) -> f64 {
         self.seconds
             .iter()
-            .filter(|(s, _)| *s >= first)
-            .map(|(s, n)| if *s == first { n * part } else { *n })
+            .map(|&(s, n)| {
+                let (a, b) = (s as f64, s as f64 + 1.0);
+                let overlap = (b.min(to) - a.max(from)).max(0.0);
+                n * overlap
+            })
             .sum()
     }
 
@@ -357,22 +413,25 @@ impl Auto {
         self.step_ops = 0.0;
     }
 
-    /// A request seen by the server in second `sec` was throttled: measure that second,
-    /// and pause everyone to its end.
+    /// A request the server saw at `seen` (its clock, seconds) was throttled: measure
+    /// that second, and pause everyone to its end.
     fn throttled(
         &mut self,
         now: Instant,
         rate: &mut f64,
-        sec: u64,
+        seen: f64,
         wall_now: f64,
     ) -> Option<Duration> {
+        let sec = seen as u64;
         self.throttled_at = Some(self.throttled_at.map_or(*rate, |t| t.min(*rate)));
         match self.phase {
-            Phase::Measure(m) if sec <= m => {}
+            Phase::Measure(m, _) if sec <= m => {}
             _ => {
                 tracing::debug!("throttled at {rate:.0} ops/s: measuring second {sec}");
-                self.phase = Phase::Measure(sec);
-                self.step_start = now;
+                self.phase = Phase::Measure(sec, seen);
+                // Until the measure is in, the next second must not be throttled too.
+                let half = *rate / 2.0;
+                self.set(now, rate, half);
             }
         }
         let end = (sec + 1) as f64 - wall_now;
@@ -380,7 +439,7 @@ impl Auto {
     }
 
     /// Moves on when the current phase has done its part.
-    fn advance(&mut self, now: Instant, rate: &mut f64, wall_now: f64, srtt: f64) {
+    fn advance(&mut self, now: Instant, rate: &mut f64, wall_now: f64, srtt: f64, batch: f64) {
         let took = now.saturating_duration_since(self.step_start);
         match self.phase {
             Phase::Startup => {
@@ -394,7 +453,8 @@ impl Auto {
                 // so the first refusal can come at many times the limit, and everything
                 // sent in the round trip before it is refused too. No more than a few
                 // times what went through in the last second keeps that overshoot small.
-                let cap = STARTUP_CAP * self.accepted_since(wall_now - 1.0).max(*rate / 2.0);
+                let start = AUTO_START_REQUESTS * batch;
+                let cap = STARTUP_CAP * self.accepted_since(wall_now - 1.0, wall_now).max(start);
                 let to = if kept_up {
                     (*rate * 2.0).min(cap)
                 } else {
@@ -402,15 +462,21 @@ impl Auto {
                 };
                 self.set(now, rate, to.max(*rate));
             }
-            Phase::Measure(sec) => {
+            Phase::Measure(sec, seen) => {
                 // Every request the server saw in that second has been answered.
                 if wall_now < (sec + 1) as f64 + srtt {
                     return;
                 }
-                let limit = self.accepted_in(sec);
-                // The first throttled second may be short of the limit (a bucket that was
-                // drained just before it, and then the pause): climb once to check.
-                self.phase = if self.found.is_none() {
+                // A server counting per wall-clock second took its limit in that second.
+                // One counting otherwise (a bucket drained just before) may have taken
+                // less there, and the pause cut the rest; but over the second before the
+                // first refusal it took at least its limit, and a second counted per
+                // wall clock never twice its limit. Half that is a floor, and from the
+                // floor the rate climbs until throttled again.
+                let aligned = self.accepted_in(sec);
+                let floor = self.accepted_since(seen - 1.0, seen) / 2.0;
+                let limit = aligned.max(floor);
+                self.phase = if floor > aligned {
                     Phase::Climb
                 } else {
                     Phase::Hold
@@ -636,9 +702,10 @@ mod tests {
     /// The grid of benches/grid.sh, in simulation: every round trip, license and refusal
     /// form, 30 s each. Against a limit counted per wall-clock second (the sandbox's and,
     /// as far as is known, Corezoid's): at least 0.9 of the limit, at most 2% throttled.
-    /// Against a token bucket the measure of a throttled second falls short (the bucket
-    /// was drained before it, and the pause cuts it): the rate found is low there, and this
-    /// only guards that it stays usable (BENCHMARKS.md).
+    /// Against a token bucket a throttled second's count falls short (the bucket was
+    /// drained before it, and the pause cuts it), so the controller climbs from a floor
+    /// and is throttled more often: 0.76 to 0.97 of the limit and up to 5.3% throttled
+    /// (BENCHMARKS.md); this guards that it stays there.
     #[test]
     #[ignore]
     fn trace() {
@@ -669,7 +736,7 @@ mod tests {
                         eprintln!("{line}");
                         let (share, throttled) = match shape {
                             Shape::Window => (0.9, 0.02),
-                            Shape::Bucket => (0.15, 0.08),
+                            Shape::Bucket => (0.7, 0.06),
                         };
                         if r.share < share || r.throttled > throttled {
                             bad.push(line);

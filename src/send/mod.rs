@@ -11,5 +11,5 @@ mod http;
 pub mod retry;
 mod sender;
 
-pub use control::{ControlConfig, Rate};
+pub use control::{ControlConfig, Rate, RateReport};
 pub use sender::{SendConfig, SendStats, Sender};

@@ -140,6 +140,8 @@ pub struct RunStats {
     pub elapsed_secs: f64,
     pub interrupted: bool,
     pub fatal: Option<String>,
+    /// What the rate controller learnt; `None` in a dry run.
+    pub rate: Option<crate::send::RateReport>,
 }
 
 /// What happened, for the user (stderr) and for automation (`--summary-json`).
@@ -169,6 +171,9 @@ pub struct Summary {
     pub interrupted: bool,
     /// Why the run stopped early (authentication, ...).
     pub fatal: Option<String>,
+    /// The rate asked and what the controller found (`--rate auto`) or could not hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<crate::send::RateReport>,
     pub dry_run: bool,
     /// A dry run's report of the first rejected rows, one line each, shown before the
     /// summary.
@@ -229,6 +234,7 @@ impl Summary {
             .then(|| NO_HEADER_HINT.to_string()),
             interrupted: run.interrupted,
             fatal: run.fatal,
+            rate: run.rate,
             dry_run: cfg.dry_run,
             counts,
             dry_run_rejects,
@@ -288,6 +294,9 @@ impl Summary {
                 self.latency.p50_ms,
                 self.latency.p99_ms
             );
+            if let Some(line) = self.rate.as_ref().and_then(|r| r.line()) {
+                let _ = writeln!(s, "{line}");
+            }
         }
         if self.rows == 0 && self.skipped == 0 && self.input_errors.is_empty() {
             let _ = writeln!(s, "note: the input has no data rows");

@@ -19,6 +19,7 @@ pub mod error;
 pub mod journal;
 pub mod mapping;
 pub mod pipeline;
+mod read;
 pub mod retry;
 pub mod sandbox;
 pub mod send;

@@ -1,7 +1,21 @@
 //! NDJSON lines, read into one reused buffer. Blank lines are skipped (they are not rows).
 
-use super::csv::ReadError;
+use super::{Opened, ReadError, ReadOptions, Records, Spec};
+use crate::error::Result;
 use std::io::BufRead;
+
+/// NDJSON: JSON objects, one a line; the retry file is NDJSON too.
+pub const SPEC: Spec = Spec {
+    retry_ext: "ndjson",
+    open,
+};
+
+fn open(reader: Box<dyn BufRead>, opts: &ReadOptions, _name: &str) -> Result<Opened> {
+    Ok(Opened::Objects(Box::new(NdjsonSource::new(
+        reader,
+        opts.max_row as usize,
+    ))))
+}
 
 pub struct NdjsonSource {
     rdr: Box<dyn BufRead>,
@@ -93,6 +107,22 @@ impl NdjsonSource {
 
     /// The length of the current line if it was longer than the limit.
     pub fn overlong(&self) -> Option<u64> {
+        self.overlong
+    }
+}
+
+impl Records for NdjsonSource {
+    type Record = [u8];
+
+    fn advance(&mut self) -> std::result::Result<Option<(u64, u64)>, ReadError> {
+        NdjsonSource::advance(self)
+    }
+
+    fn record(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn too_long(&self) -> Option<u64> {
         self.overlong
     }
 }

@@ -3,7 +3,7 @@
 //! In: the inputs, the rows an earlier run settled (`--resume`) and the refs it sent.
 //! Out: full batches to the senders, and to the journal the rejected rows, each input's
 //! start (with its retry file's header) and the inputs that broke off. Written once over
-//! [`Records`] and [`RecordMapping`]: no format is named here.
+//! [`Records`], [`Plan`] and [`RetryRows`]: no format is named here.
 
 mod seen;
 
@@ -13,7 +13,7 @@ use crate::batch::{Batch, Batcher, RowKey};
 use crate::config::LoadConfig;
 use crate::error::Result;
 use crate::journal::{Event, RejectedRow, RowSet};
-use crate::mapping::{Mapped, RecordMapping};
+use crate::mapping::{Mapped, Plan, RetryRows};
 use crate::source::{Input, ReadOptions, Records};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -79,8 +79,8 @@ pub(crate) fn read_inputs(
             halt: &halt,
         };
         match mapped {
-            Mapped::Fields(mut src, m) => each.read(&mut *src, *m, &mut rows),
-            Mapped::Objects(mut src, m) => each.read(&mut *src, m, &mut rows),
+            Mapped::Fields(mut src, plan, retry) => each.read(&mut *src, &plan, *retry, &mut rows),
+            Mapped::Objects(mut src, plan, retry) => each.read(&mut *src, &plan, retry, &mut rows),
         }
     }
     batcher.borrow_mut().flush();
@@ -174,13 +174,14 @@ struct Each<'a> {
 impl Each<'_> {
     /// Maps every record of `src` not settled by an earlier run, until the end, a stop,
     /// or a read error (reported with its line; the rows before it stay loaded).
-    fn read<M: RecordMapping, F: FnMut(Batch)>(
+    fn read<P: Plan, W: RetryRows<Record = P::Record>, F: FnMut(Batch)>(
         &self,
-        src: &mut dyn Records<Record = M::Record>,
-        mut mapping: M,
+        src: &mut dyn Records<Record = P::Record>,
+        plan: &P,
+        mut retry: W,
         rows: &mut Rows<'_, F>,
     ) {
-        let header = mapping.retry_header();
+        let header = retry.header();
         let _ = rows.jtx.blocking_send(Event::InputStart {
             input: self.input,
             header,
@@ -223,7 +224,7 @@ impl Each<'_> {
                     );
                     rows.reject_unmapped(key, reason);
                 }
-                None => rows.map(key, &mut mapping, src.record()),
+                None => rows.map(key, plan, &mut retry, src.record()),
             }
         }
     }
@@ -258,20 +259,26 @@ impl<F: FnMut(Batch)> Rows<'_, F> {
     /// Maps one row into the open batch: the op (given its id) and its ref, and the row
     /// as the retry file would hold it. A row that cannot be mapped is rejected with its
     /// reason.
-    fn map<M: RecordMapping>(&mut self, mut key: RowKey, mapping: &mut M, rec: &M::Record) {
+    fn map<P: Plan, W: RetryRows<Record = P::Record>>(
+        &mut self,
+        mut key: RowKey,
+        plan: &P,
+        retry: &mut W,
+        rec: &P::Record,
+    ) {
         key.id = self.next_id;
         self.next_id += 1;
         self.report.rows += 1;
         let mut b = self.batcher.borrow_mut();
         let at = b.begin();
-        let res = mapping
+        let res = plan
             .write_op(rec, key.id, key.row, b.buf(), &mut self.ref_buf)
             .map_err(|r| r.0)
             .and_then(|()| self.seen.check(&self.ref_buf));
         let res = match res {
             Ok(hash) => {
                 let r = &self.ref_buf;
-                b.commit(at, key, r, |raw| mapping.write_retry(rec, key.row, r, raw))
+                b.commit(at, key, r, |raw| retry.write(rec, key.row, r, raw))
                     .map(|()| hash)
                     .map_err(|t| {
                         format!(

@@ -1,14 +1,14 @@
 //! Records of named fields (CSV; any delimited format) -> ops, and -> retry-file rows.
 //!
 //! In: the header's column names once, then one `csv::ByteRecord` per row. Out: the op
-//! (see [`super::RecordMapping`]), and the row re-encoded for the retry file with its
+//! (see [`super::Plan`]), and the row re-encoded for the retry file with its
 //! generated ref in a `_czload_ref` column.
 
 use super::json::{is_plain, push_json_str, push_plain, sep, write_typed};
 use super::refs::{RefSource, REF_COLUMN};
 use super::{
-    check_task_size, fixed_part, parse_conv, write_head, ColType, EmptyPolicy, MappingConfig,
-    RecordMapping, Reject, Target,
+    check_task_size, fixed_part, parse_conv, write_head, ColType, EmptyPolicy, MappingConfig, Plan,
+    Reject, RetryRows, Target,
 };
 use crate::error::{Error, Result};
 use crate::source::csv::RowEncoder;
@@ -128,49 +128,6 @@ impl CsvPlan {
         self.reference.is_auto()
     }
 
-    /// Writes the op for `rec` at the end of `buf` and its ref into `ref_out` (cleared
-    /// first; left empty with `--no-ref`). On a `Reject`, `buf` may hold a partial op: the
-    /// caller truncates it.
-    pub fn write_op(
-        &self,
-        rec: &ByteRecord,
-        id: u64,
-        row: u64,
-        buf: &mut Vec<u8>,
-        ref_out: &mut String,
-    ) -> std::result::Result<(), Reject> {
-        ref_out.clear();
-        self.check_fields(rec)?;
-        let carried = self.retry_ref.map(|i| &rec[i]).filter(|r| !r.is_empty());
-        let carried = carried.map(|r| {
-            move |out: &mut String| {
-                out.push_str(
-                    std::str::from_utf8(r)
-                        .map_err(|_| Reject::col(REF_COLUMN, "not valid UTF-8"))?,
-                );
-                Ok(())
-            }
-        });
-        let field = |col: &Col, _flag: &'static str, out: &mut String| {
-            out.push_str(
-                std::str::from_utf8(&rec[col.index])
-                    .map_err(|_| Reject::col(&col.name, "not valid UTF-8"))?,
-            );
-            Ok(())
-        };
-        self.reference.build(row, carried, field, ref_out)?;
-        let conv = match &self.conv_col {
-            Some((i, name)) => Some(cell_conv(&rec[*i], name)?),
-            None => None,
-        };
-        write_head(buf, id, &self.fixed, conv, ref_out);
-        let data_start = buf.len();
-        self.write_data(rec, buf)?;
-        check_task_size(buf.len() - data_start, self.max_task_bytes)?;
-        buf.push(b'}');
-        Ok(())
-    }
-
     /// Refuses a row whose field count is not the header's.
     fn check_fields(&self, rec: &ByteRecord) -> std::result::Result<(), Reject> {
         if rec.len() == self.n_fields {
@@ -230,6 +187,50 @@ impl CsvPlan {
     }
 }
 
+impl Plan for CsvPlan {
+    type Record = ByteRecord;
+
+    fn write_op(
+        &self,
+        rec: &ByteRecord,
+        id: u64,
+        row: u64,
+        buf: &mut Vec<u8>,
+        ref_out: &mut String,
+    ) -> std::result::Result<(), Reject> {
+        ref_out.clear();
+        self.check_fields(rec)?;
+        let carried = self.retry_ref.map(|i| &rec[i]).filter(|r| !r.is_empty());
+        let carried = carried.map(|r| {
+            move |out: &mut String| {
+                out.push_str(
+                    std::str::from_utf8(r)
+                        .map_err(|_| Reject::col(REF_COLUMN, "not valid UTF-8"))?,
+                );
+                Ok(())
+            }
+        });
+        let field = |col: &Col, _flag: &'static str, out: &mut String| {
+            out.push_str(
+                std::str::from_utf8(&rec[col.index])
+                    .map_err(|_| Reject::col(&col.name, "not valid UTF-8"))?,
+            );
+            Ok(())
+        };
+        self.reference.build(row, carried, field, ref_out)?;
+        let conv = match &self.conv_col {
+            Some((i, name)) => Some(cell_conv(&rec[*i], name)?),
+            None => None,
+        };
+        write_head(buf, id, &self.fixed, conv, ref_out);
+        let data_start = buf.len();
+        self.write_data(rec, buf)?;
+        check_task_size(buf.len() - data_start, self.max_task_bytes)?;
+        buf.push(b'}');
+        Ok(())
+    }
+}
+
 /// A data column: its name, its key pre-escaped, its type (`--type`, the last one wins).
 fn data_col(cfg: &MappingConfig, name: &str) -> CsvCol {
     let ty = cfg
@@ -261,10 +262,9 @@ fn cell_conv(cell: &[u8], name: &str) -> std::result::Result<u64, Reject> {
         })
 }
 
-/// A CSV input's mapping: its plan, and its rows as the retry file holds them (as csv
-/// would write them, with their generated ref as one more column when refs are generated).
-pub struct FieldsMapping {
-    plan: CsvPlan,
+/// A CSV input's rows as the retry file holds them: as csv would write them, with their
+/// generated ref as one more column when refs are generated.
+pub struct CsvRetry {
     header: Header,
     enc: RowEncoder,
     /// The generated ref goes into a `_czload_ref` column added at the end.
@@ -275,23 +275,22 @@ pub struct FieldsMapping {
     fill_cell: Option<usize>,
 }
 
-impl FieldsMapping {
-    pub fn new(plan: CsvPlan, header: Header) -> FieldsMapping {
+impl CsvRetry {
+    pub fn new(plan: &CsvPlan, header: Header) -> CsvRetry {
         let ref_cell = header.names.iter().position(|h| h == REF_COLUMN);
-        FieldsMapping {
+        CsvRetry {
             add_ref_col: plan.auto_ref() && ref_cell.is_none(),
             fill_cell: ref_cell.filter(|_| plan.auto_ref()),
             enc: RowEncoder::new(header.delimiter),
-            plan,
             header,
         }
     }
 }
 
-impl RecordMapping for FieldsMapping {
+impl RetryRows for CsvRetry {
     type Record = ByteRecord;
 
-    fn retry_header(&mut self) -> Option<Vec<u8>> {
+    fn header(&mut self) -> Option<Vec<u8>> {
         let ref_col = self.add_ref_col.then_some(REF_COLUMN.as_bytes());
         let mut v = Vec::new();
         match &self.header.record {
@@ -308,18 +307,7 @@ impl RecordMapping for FieldsMapping {
         Some(v)
     }
 
-    fn write_op(
-        &self,
-        rec: &ByteRecord,
-        id: u64,
-        row: u64,
-        buf: &mut Vec<u8>,
-        ref_out: &mut String,
-    ) -> std::result::Result<(), Reject> {
-        self.plan.write_op(rec, id, row, buf, ref_out)
-    }
-
-    fn write_retry(&mut self, rec: &ByteRecord, _row: u64, reference: &str, out: &mut Vec<u8>) {
+    fn write(&mut self, rec: &ByteRecord, _row: u64, reference: &str, out: &mut Vec<u8>) {
         match self.fill_cell {
             Some(i) if rec.get(i).is_some_and(<[u8]>::is_empty) => {
                 let filled: ByteRecord = rec

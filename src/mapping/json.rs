@@ -147,41 +147,9 @@ pub fn write_typed(buf: &mut Vec<u8>, text: &str, ty: ColType) -> std::result::R
         ColType::Integer => {
             let t = text.trim();
             let v: i64 = t.parse().map_err(|_| format!("{t:?} is not an integer"))?;
-            if v.unsigned_abs() > MAX_SAFE_INT as u64 {
-                return Err(format!(
-                    "{v} is beyond 2^53 and would lose precision; load it as a string (--type COL:string)"
-                ));
-            }
-            buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+            push_int(buf, v)?;
         }
-        ColType::Number => {
-            let t = text.trim();
-            if let Ok(v) = t.parse::<i64>() {
-                if v.unsigned_abs() > MAX_SAFE_INT as u64 {
-                    return Err(format!(
-                        "{v} is beyond 2^53 and would lose precision; load it as a string (--type COL:string)"
-                    ));
-                }
-                buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-                return Ok(());
-            }
-            let v: f64 = t.parse().map_err(|_| {
-                if t.contains(',') {
-                    format!("{t:?} is not a number (use '.' as the decimal separator)")
-                } else {
-                    format!("{t:?} is not a number")
-                }
-            })?;
-            if !v.is_finite() {
-                return Err(format!("{t:?} is not a finite number"));
-            }
-            if v.abs() > MAX_SAFE_INT as f64 {
-                return Err(format!(
-                    "{t} is beyond 2^53 and would lose precision; load it as a string (--type COL:string)"
-                ));
-            }
-            buf.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
-        }
+        ColType::Number => write_number(buf, text.trim())?,
         ColType::Bool => {
             let t = text.trim();
             let v = if ["true", "1", "yes", "y", "t"]
@@ -214,6 +182,44 @@ pub fn write_typed(buf: &mut Vec<u8>, text: &str, ty: ColType) -> std::result::R
             buf.extend_from_slice(t.as_bytes());
         }
     }
+    Ok(())
+}
+
+/// The error for a number a double cannot carry exactly.
+fn beyond_2_53(shown: impl std::fmt::Display) -> String {
+    format!(
+        "{shown} is beyond 2^53 and would lose precision; load it as a string (--type COL:string)"
+    )
+}
+
+/// An integer, refused beyond 2^53.
+fn push_int(buf: &mut Vec<u8>, v: i64) -> std::result::Result<(), String> {
+    if v.unsigned_abs() > MAX_SAFE_INT as u64 {
+        return Err(beyond_2_53(v));
+    }
+    buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    Ok(())
+}
+
+/// A `number` cell: an integer as written, anything else as the shortest float text.
+fn write_number(buf: &mut Vec<u8>, t: &str) -> std::result::Result<(), String> {
+    if let Ok(v) = t.parse::<i64>() {
+        return push_int(buf, v);
+    }
+    let v: f64 = t.parse().map_err(|_| {
+        if t.contains(',') {
+            format!("{t:?} is not a number (use '.' as the decimal separator)")
+        } else {
+            format!("{t:?} is not a number")
+        }
+    })?;
+    if !v.is_finite() {
+        return Err(format!("{t:?} is not a finite number"));
+    }
+    if v.abs() > MAX_SAFE_INT as f64 {
+        return Err(beyond_2_53(t));
+    }
+    buf.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
     Ok(())
 }
 

@@ -16,25 +16,22 @@ mod json;
 mod ndjson;
 mod refs;
 
-pub use self::csv::{CsvPlan, FieldsMapping};
+pub use self::csv::{CsvPlan, CsvRetry};
 pub use self::json::{
     has_lone_surrogate, is_plain, write_json_str, write_typed, MAX_DEPTH, MAX_SAFE_INT,
 };
-pub use self::ndjson::{NdjsonPlan, ObjectMapping};
+pub use self::ndjson::{NdjsonPlan, ObjectRetry};
 pub use self::refs::{check_ref, parse_template, TemplatePart, REF_COLUMN};
 
 use self::json::push_json_str;
 use crate::error::Result;
 use crate::source::{Opened, Records};
 
-/// How the records of one kind become ops and retry-file rows, for one input. One
-/// implementation per record kind: [`FieldsMapping`], [`ObjectMapping`].
-pub trait RecordMapping {
+/// How the records of one kind become ops: [`CsvPlan`] (named fields), [`NdjsonPlan`]
+/// (JSON objects).
+pub trait Plan {
     /// The record as its source hands it over.
     type Record: ?Sized;
-
-    /// The retry file's first line, when the kind has one (a CSV header).
-    fn retry_header(&mut self) -> Option<Vec<u8>>;
 
     /// Writes the op for `rec` at the end of `buf` and its ref into `ref_out` (cleared
     /// first; left empty with `--no-ref`). On a `Reject`, `buf` may hold a partial op: the
@@ -47,20 +44,30 @@ pub trait RecordMapping {
         buf: &mut Vec<u8>,
         ref_out: &mut String,
     ) -> std::result::Result<(), Reject>;
+}
+
+/// How the rows of one input go to its retry file: [`CsvRetry`], [`ObjectRetry`].
+pub trait RetryRows {
+    type Record: ?Sized;
+
+    /// The retry file's first line, when the kind has one (a CSV header).
+    fn header(&mut self) -> Option<Vec<u8>>;
 
     /// Appends `rec` as the retry file holds it. `reference` is the ref it was sent under:
     /// a generated one (`{file}:{row}`) goes into the row, so loading the retry file reuses
     /// it (exactly once across runs).
-    fn write_retry(&mut self, rec: &Self::Record, row: u64, reference: &str, out: &mut Vec<u8>);
+    fn write(&mut self, rec: &Self::Record, row: u64, reference: &str, out: &mut Vec<u8>);
 }
 
-/// One input's records with the mapping for their kind: what the reader loop runs.
+/// One input's records with the plan and retry rows for their kind: what the reader
+/// loop runs.
 pub enum Mapped {
     Fields(
         Box<dyn Records<Record = ::csv::ByteRecord>>,
-        Box<FieldsMapping>,
+        CsvPlan,
+        Box<CsvRetry>,
     ),
-    Objects(Box<dyn Records<Record = [u8]>>, ObjectMapping),
+    Objects(Box<dyn Records<Record = [u8]>>, NdjsonPlan, ObjectRetry),
 }
 
 impl Mapped {
@@ -70,11 +77,13 @@ impl Mapped {
         Ok(match opened {
             Opened::Fields(src, header) => {
                 let plan = CsvPlan::new(cfg, &header.names, file_name)?;
-                Mapped::Fields(src, Box::new(FieldsMapping::new(plan, header)))
+                let retry = Box::new(CsvRetry::new(&plan, header));
+                Mapped::Fields(src, plan, retry)
             }
             Opened::Objects(src) => {
                 let plan = NdjsonPlan::new(cfg, file_name)?;
-                Mapped::Objects(src, ObjectMapping::new(plan, file_name))
+                let retry = ObjectRetry::new(&plan, file_name);
+                Mapped::Objects(src, plan, retry)
             }
         })
     }

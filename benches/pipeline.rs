@@ -23,7 +23,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use czload::batch::{Batch, Batcher, RowKey};
 use czload::mapping::{
-    ColType, CsvPlan, EmptyPolicy, MappingConfig, NdjsonPlan, OpKind, RefMode, Target,
+    ColType, CsvPlan, EmptyPolicy, MappingConfig, NdjsonPlan, OpKind, Plan, RefMode, Target,
 };
 use czload::sign::{self, Secret};
 use czload::source::csv::{CsvSource, RowEncoder};

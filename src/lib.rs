@@ -20,6 +20,7 @@ pub mod error;
 pub mod mapping;
 pub mod outcome;
 pub mod pipeline;
+mod read;
 pub mod sandbox;
 pub mod send;
 pub mod sign;

@@ -1,7 +1,6 @@
 //! Eight bytes at a time in a `u64` ("SIMD within a register"): the byte tests that the
 //! hot scans (`mapping::is_plain`, `answer`'s string ends, the CSV quoting check) share.
-//! The NDJSON line search keeps its own copy of the test: written with these, it
-//! measured about 6% slower per NDJSON row in `benches/pipeline.rs`.
+//! (The NDJSON line search uses the `memchr` crate instead.)
 //!
 //! From "Bit Twiddling Hacks" ("Determine if a word has a byte less than n", "... equal
 //! to n"): a test's result has the high bit set in each flagged byte, and may flag more

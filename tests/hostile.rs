@@ -715,7 +715,7 @@ async fn a_certificate_that_does_not_verify_is_refused_unless_insecure() {
 fn fuzz_finding_a_lone_surrogate_is_rejected_not_sent() {
     use czload::mapping::{
         has_lone_surrogate, write_typed, ColType, EmptyPolicy, MappingConfig, NdjsonPlan, OpKind,
-        RefMode, Target,
+        Plan, RefMode, Target,
     };
     let table: &[(&str, bool)] = &[
         (r#""\ud800""#, true),

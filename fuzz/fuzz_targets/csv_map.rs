@@ -4,7 +4,7 @@
 
 mod common;
 
-use czload::mapping::{ColType, CsvPlan, RefMode};
+use czload::mapping::{ColType, CsvPlan, Plan, RefMode};
 use czload::source::csv::CsvSource;
 use libfuzzer_sys::fuzz_target;
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use czload::mapping::{NdjsonPlan, RefMode};
+use czload::mapping::{NdjsonPlan, Plan, RefMode};
 use czload::source::ndjson::NdjsonSource;
 use libfuzzer_sys::fuzz_target;
 

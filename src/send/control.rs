@@ -365,9 +365,7 @@ impl Control {
                 Rate::Fixed(n) => n.to_string(),
             },
             limit_found: self.limit_found(),
-            final_rate: (self.cfg.rate == Rate::Auto)
-                .then(|| self.rate())
-                .flatten(),
+            final_rate: (self.cfg.rate == Rate::Auto).then(|| self.rate()).flatten(),
             shortfall: self.shortfall().map(|s| s.to_string()),
         }
     }

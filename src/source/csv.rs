@@ -1,17 +1,27 @@
 //! CSV records, through one `csv::ByteRecord` reused across rows.
 
+use super::ReadError;
+use super::{Header, Opened, ReadOptions, Records, Spec};
 use crate::error::{Error, Result};
 use std::io::BufRead;
 
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// CSV: named fields; the retry file is CSV too.
+pub const SPEC: Spec = Spec {
+    retry_ext: "csv",
+    open,
+};
 
-/// Where reading an input stopped early, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadError {
-    /// The line where reading broke (the line after the last complete record).
-    pub line: u64,
-    pub message: String,
+fn open(reader: Box<dyn BufRead>, opts: &ReadOptions, name: &str) -> Result<Opened> {
+    let src = CsvSource::new(reader, opts.delimiter, opts.has_header, name)?.max_row(opts.max_row);
+    let header = Header {
+        names: src.header.clone(),
+        record: src.header_record.clone(),
+        delimiter: opts.delimiter,
+    };
+    Ok(Opened::Fields(Box::new(src), header))
 }
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The smallest cap on a CSV row's size; see [`CsvSource::max_row`].
 pub const MAX_ROW_BYTES: u64 = 16 << 20;
@@ -263,6 +273,18 @@ impl CsvSource {
     }
 
     pub fn record(&self) -> &csv::ByteRecord {
+        &self.rec
+    }
+}
+
+impl Records for CsvSource {
+    type Record = csv::ByteRecord;
+
+    fn advance(&mut self) -> std::result::Result<Option<(u64, u64)>, ReadError> {
+        CsvSource::advance(self)
+    }
+
+    fn record(&self) -> &csv::ByteRecord {
         &self.rec
     }
 }

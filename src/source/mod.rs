@@ -1,8 +1,19 @@
 //! Records in.
 //!
 //! In: the input paths (`-` for stdin, `.gz` decompressed on the fly). Out: records with
-//! their record number and line, streamed from a reused buffer (`csv.rs`, `ndjson.rs`);
-//! a file is never loaded whole. Bytes read are counted for the progress display.
+//! their record number and line, streamed from a reused buffer; a file is never loaded
+//! whole. Bytes read are counted for the progress display.
+//!
+//! A format is one file here that implements [`Records`] for its reader, yielding one of
+//! two kinds of record, each with its own mapping (`crate::mapping`): named fields
+//! (`csv::ByteRecord` with a [`Header`]: `csv.rs`) or a JSON object's text (`[u8]`:
+//! `ndjson.rs`). The reader loop and the preflight (`crate::read`) are written once over
+//! the trait and name no format. So adding a format (a TSV; a JSON array `[{...},{...}]`
+//! streamed element by element, whose elements are JSON objects like NDJSON lines) is one
+//! new file with its `SPEC` (how to open it, its retry file's extension) and its
+//! registration: a variant of [`Format`] with its arm in `Format::spec` (the compiler
+//! asks for the arm). Outside this module: the `--format` value that names it (`cli.rs`,
+//! `config.rs`), and any file extension that should imply it (`Input::resolve`).
 
 pub mod csv;
 pub mod ndjson;
@@ -15,6 +26,67 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Where reading an input stopped early, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadError {
+    /// The line where reading broke (the line after the last complete record).
+    pub line: u64,
+    pub message: String,
+}
+
+/// A source of records, read one at a time into a buffer it reuses.
+pub trait Records {
+    /// The record as the source holds it: `csv::ByteRecord` (named fields) or `[u8]` (a
+    /// JSON object's text).
+    type Record: ?Sized;
+
+    /// Advances to the next record: `(row, line)`, or `None` at the end. The row counts
+    /// records from 1 (header excluded); the line is where the record starts.
+    fn advance(&mut self) -> std::result::Result<Option<(u64, u64)>, ReadError>;
+
+    /// The current record.
+    fn record(&self) -> &Self::Record;
+
+    /// The length of the current record when it was too long to keep (the rest of it was
+    /// skipped): it is rejected, not mapped.
+    fn too_long(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The names of a source's fields.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// Column names (from the header, or key1..keyN without one).
+    pub names: Vec<String>,
+    /// The header as read, for the retry file (`None` without one).
+    pub record: Option<::csv::ByteRecord>,
+    /// The retry file is written with the input's delimiter.
+    pub delimiter: u8,
+}
+
+/// An input opened for reading, by the kind of its records.
+pub enum Opened {
+    Fields(Box<dyn Records<Record = ::csv::ByteRecord>>, Header),
+    Objects(Box<dyn Records<Record = [u8]>>),
+}
+
+/// The settings every format is opened with (each uses those that apply to it).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    pub delimiter: u8,
+    pub has_header: bool,
+    /// The largest record worth reading whole (see `crate::read::max_row`).
+    pub max_row: u64,
+}
+
+/// What a format is: how to open it, and the extension of its retry file.
+pub struct Spec {
+    pub retry_ext: &'static str,
+    /// Opens a reader; `name` names the input in errors. Reads at most the header.
+    pub open: fn(Box<dyn BufRead>, &ReadOptions, &str) -> Result<Opened>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Csv,
@@ -22,11 +94,22 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn ext(self) -> &'static str {
+    /// Every format, registered here.
+    fn spec(self) -> &'static Spec {
         match self {
-            Format::Csv => "csv",
-            Format::Ndjson => "ndjson",
+            Format::Csv => &csv::SPEC,
+            Format::Ndjson => &ndjson::SPEC,
         }
+    }
+
+    /// The extension of the retry file.
+    pub fn ext(self) -> &'static str {
+        self.spec().retry_ext
+    }
+
+    /// Opens the records of `reader`, an input of this format named `name`.
+    pub fn open(self, reader: Box<dyn BufRead>, opts: &ReadOptions, name: &str) -> Result<Opened> {
+        (self.spec().open)(reader, opts, name)
     }
 }
 

@@ -119,6 +119,9 @@ async fn ctrl_c() {
         // No signal handling on this platform: never resolve.
         std::future::pending::<()>().await;
     }
+    eprintln!(
+        "czload: interrupted: finishing the requests in flight (Ctrl-C again to quit at once)"
+    );
     tokio::spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("czload: second Ctrl-C: exiting now");

@@ -5,8 +5,10 @@
 //! reader thread ──Batch──► dispatcher ──spawn──► Sender::process ──Event──► journal thread
 //!      └────────────── Event (rejected rows, input errors) ─────────────────────┘
 //! ```
-//! Memory is bounded by the two channels and the number of batches alive (a small
-//! multiple of `--concurrency`), never by the size of the input.
+//! Memory is bounded by the two channels and the number of batches alive (two for each
+//! request the sender may have in flight), never by the size of the input. One
+//! `CancellationToken` stops everything: Ctrl-C (the `shutdown` future), a fatal answer, a
+//! log that cannot be written (docs/architecture.md, "Threads and channels").
 
 use crate::batch::Batch;
 use crate::config::LoadConfig;
@@ -15,10 +17,11 @@ use crate::read::{preflight, read_inputs, SeenRefs};
 use crate::send::Sender;
 use crate::sink::{self, Event, Journal, Manifest, RowSet, RunStats, Summary};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// The first request of a dry run, as it would be sent.
 #[derive(Debug, Clone)]
@@ -36,152 +39,181 @@ pub async fn run(
 ) -> Result<(Summary, Option<DryRunRequest>)> {
     let started = Instant::now();
     let manifest = Manifest::new(&cfg);
-    let mut settled: Vec<RowSet> = vec![RowSet::default(); cfg.inputs.len()];
-    let mut resume = cfg.resume;
-    let mut earlier = sink::Counts::default();
-    let mut seen = SeenRefs::new(&cfg);
-    if cfg.resume {
-        let path = cfg
-            .results
-            .as_ref()
-            .ok_or_else(|| Error::Usage("--resume needs a results log".into()))?;
-        if cfg.inputs.iter().any(|i| i.path.is_none()) {
-            return Err(Error::Usage(
-                "--resume cannot skip rows of stdin (it cannot be read again the same way); resume from a file".into(),
-            ));
-        }
-        if path.exists() {
-            (settled, earlier) = sink::read_settled(path, &manifest, |r, _, _| seen.seed(r))?;
-        } else {
-            // The config told the user (LoadConfig::notes).
-            resume = false;
-        }
-    }
+    let earlier_run = resumed(&cfg, &manifest)?;
     // Every input whose header or mapping is unusable is refused now, before the journal
     // truncates the results log of an earlier run and before anything is sent.
     preflight(&cfg)?;
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let journal = Journal::open(&cfg, resume, &manifest, bytes_read.clone())?;
+    let journal = Journal::open(&cfg, earlier_run.resume, &manifest, bytes_read.clone())?;
 
     let cfg = Arc::new(cfg);
-    let stop = Arc::new(AtomicBool::new(false));
+    let cancel = CancellationToken::new();
     // Small: the dispatcher takes batches as fast as senders may hold them (Sender::admit_batch).
-    let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(8);
+    let (batch_tx, batch_rx) = mpsc::channel::<Batch>(8);
     let (jtx, jrx) = mpsc::channel::<Event>(64);
-
-    // The journal thread: owns every output file and the progress display.
-    let cancel = tokio_util::sync::CancellationToken::new();
     let sender = Arc::new(Sender::new(cfg.send.clone(), cancel.clone())?);
-    let jstop = stop.clone();
-    let jsender = sender.clone();
-    let journal_thread = sink::spawn(journal, jrx, move || {
-        jstop.store(true, Ordering::SeqCst);
-        jsender.stop();
-    })?;
-
+    // The journal thread: owns every output file and the progress display. Nothing more
+    // may be sent once outcomes cannot be logged.
+    let jcancel = cancel.clone();
+    let journal_thread = sink::spawn(journal, jrx, move || jcancel.cancel())?;
     // The reader thread: source -> mapping -> batcher.
-    let rcfg = cfg.clone();
-    let rstop = stop.clone();
-    let rjtx = jtx.clone();
-    let rbytes = bytes_read.clone();
+    let (rcfg, rjtx) = (cfg.clone(), jtx.clone());
+    let Resumed { settled, seen, .. } = earlier_run;
     let reader_thread = std::thread::Builder::new()
         .name("czload-reader".into())
-        .spawn(move || read_inputs(&rcfg, &settled, seen, batch_tx, rjtx, rstop, rbytes))
+        .spawn(move || read_inputs(&rcfg, &settled, seen, batch_tx, rjtx, cancel, bytes_read))
         .map_err(|e| Error::Other(format!("cannot start the reader thread: {e}")))?;
 
-    let mut interrupted = false;
-    let mut dry_first: Option<DryRunRequest> = None;
-    let mut requests = 0u64;
-    if cfg.dry_run {
-        // Sign every body as it would be sent, to prove the whole path; send nothing.
-        let mut url = String::new();
-        while let Some(b) = batch_rx.recv().await {
-            sender.sign_into(&b.body, &mut url);
-            requests += 1;
-            if dry_first.is_none() {
-                dry_first = Some(DryRunRequest {
-                    url: url.clone(),
-                    body: b.body.clone(),
-                });
-            }
-        }
+    let (interrupted, dry) = if cfg.dry_run {
+        // The journal ends when the last event sender is gone.
+        drop(jtx);
+        (false, Some(dry_run(&sender, batch_rx).await))
     } else {
-        let mut tasks = tokio::task::JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                _ = &mut shutdown => { interrupted = true; break; }
-                _ = sender.wait_stopped() => break,
-                p = sender.admit_batch() => p,
-            };
-            let batch = tokio::select! {
-                _ = &mut shutdown => { interrupted = true; break; }
-                _ = sender.wait_stopped() => break,
-                b = batch_rx.recv() => b,
-            };
-            let Some(batch) = batch else { break };
-            let s = sender.clone();
-            let jtx = jtx.clone();
-            tasks.spawn(async move {
-                let outcomes = s.process(&batch).await;
-                let _ = jtx.send(Event::Batch { batch, outcomes }).await;
-                drop(permit);
-            });
-            while tasks.try_join_next().is_some() {}
-        }
-        let interrupt = |sender: &Sender| {
-            eprintln!("czload: interrupted: finishing the requests in flight (Ctrl-C again to quit at once)");
-            sender.stop();
-        };
-        if interrupted {
-            interrupt(&sender);
-        }
-        // The reader stops at its next row (when it is not done already).
-        stop.store(true, Ordering::SeqCst);
-        // Unblocks the reader if it waits to hand over a batch.
-        drop(batch_rx);
-        // The last batches may still be retrying (for minutes, with backoff): Ctrl-C must
-        // still stop them.
-        loop {
-            tokio::select! {
-                done = tasks.join_next() => if done.is_none() { break },
-                _ = &mut shutdown, if !interrupted => {
-                    interrupted = true;
-                    interrupt(&sender);
-                }
-            }
-        }
-    }
-    drop(jtx);
-    let report = tokio::task::spawn_blocking(move || reader_thread.join())
-        .await
-        .map_err(|e| Error::Other(format!("reader: {e}")))?
-        .map_err(|_| Error::Other("the reader thread panicked".into()))?;
-    let mut journal = tokio::task::spawn_blocking(move || journal_thread.join())
-        .await
-        .map_err(|e| Error::Other(format!("journal: {e}")))?
-        .map_err(|_| Error::Other("the journal thread panicked".into()))??;
-    let report = report?;
-
+        (dispatch(&sender, batch_rx, jtx, shutdown).await, None)
+    };
+    let report = join(reader_thread, "reader").await??;
+    let mut journal = join(journal_thread, "journal").await??;
+    let stats = &sender.stats;
     let summary = journal.summarize(
         &cfg,
         RunStats {
             rows: report.rows,
             skipped: report.skipped,
-            earlier,
-            requests: if cfg.dry_run {
-                requests
-            } else {
-                sender.stats.requests.load(Ordering::Relaxed)
-            },
-            retries: sender.stats.retries.load(Ordering::Relaxed),
-            throttled: sender.stats.throttled.load(Ordering::Relaxed),
-            latencies_us: sender.stats.latencies(),
+            earlier: earlier_run.earlier,
+            requests: dry
+                .as_ref()
+                .map_or_else(|| stats.requests.load(Ordering::Relaxed), |d| d.requests),
+            retries: stats.retries.load(Ordering::Relaxed),
+            throttled: stats.throttled.load(Ordering::Relaxed),
+            latencies_us: stats.latencies(),
             elapsed_secs: started.elapsed().as_secs_f64(),
             interrupted,
             fatal: sender.fatal(),
             rate: (!cfg.dry_run).then(|| sender.control.report()),
         },
     );
-    Ok((summary, dry_first))
+    Ok((summary, dry.and_then(|d| d.first)))
+}
+
+/// What an earlier run settled (`--resume`).
+struct Resumed {
+    /// Whether there is a results log to append to.
+    resume: bool,
+    /// Rows settled, per input.
+    settled: Vec<RowSet>,
+    /// What became of them.
+    earlier: sink::Counts,
+    /// The refs they sent, so a row repeating one is refused.
+    seen: SeenRefs,
+}
+
+fn resumed(cfg: &LoadConfig, manifest: &Manifest) -> Result<Resumed> {
+    let mut r = Resumed {
+        resume: cfg.resume,
+        settled: vec![RowSet::default(); cfg.inputs.len()],
+        earlier: sink::Counts::default(),
+        seen: SeenRefs::new(cfg),
+    };
+    if !cfg.resume {
+        return Ok(r);
+    }
+    let path = cfg
+        .results
+        .as_ref()
+        .ok_or_else(|| Error::Usage("--resume needs a results log".into()))?;
+    if cfg.inputs.iter().any(|i| i.path.is_none()) {
+        return Err(Error::Usage(
+            "--resume cannot skip rows of stdin (it cannot be read again the same way); resume from a file".into(),
+        ));
+    }
+    if path.exists() {
+        let seen = &mut r.seen;
+        (r.settled, r.earlier) = sink::read_settled(path, manifest, |x, _, _| seen.seed(x))?;
+    } else {
+        // The config told the user (LoadConfig::notes).
+        r.resume = false;
+    }
+    Ok(r)
+}
+
+/// A dry run's requests: every body signed as it would be sent, to prove the whole path;
+/// nothing sent.
+struct DryRun {
+    requests: u64,
+    first: Option<DryRunRequest>,
+}
+
+async fn dry_run(sender: &Sender, mut batch_rx: mpsc::Receiver<Batch>) -> DryRun {
+    let mut url = String::new();
+    let mut d = DryRun {
+        requests: 0,
+        first: None,
+    };
+    while let Some(b) = batch_rx.recv().await {
+        sender.sign_into(&b.body, &mut url);
+        d.requests += 1;
+        if d.first.is_none() {
+            d.first = Some(DryRunRequest {
+                url: url.clone(),
+                body: b.body.clone(),
+            });
+        }
+    }
+    d
+}
+
+/// Hands each batch to a sender task as soon as one more batch may be alive, until the
+/// input ends or the run stops; then waits for the tasks. True when `shutdown` stopped it.
+async fn dispatch(
+    sender: &Arc<Sender>,
+    mut batch_rx: mpsc::Receiver<Batch>,
+    jtx: mpsc::Sender<Event>,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut interrupted = false;
+    tokio::pin!(shutdown);
+    loop {
+        let batch = tokio::select! {
+            _ = &mut shutdown => { interrupted = true; break; }
+            _ = sender.wait_stopped() => break,
+            b = async {
+                let permit = sender.admit_batch().await;
+                batch_rx.recv().await.map(|b| (b, permit))
+            } => b,
+        };
+        let Some((batch, permit)) = batch else { break };
+        let (s, jtx) = (sender.clone(), jtx.clone());
+        tasks.spawn(async move {
+            let outcomes = s.process(&batch).await;
+            let _ = jtx.send(Event::Batch { batch, outcomes }).await;
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    if interrupted {
+        sender.stop();
+    }
+    // Unblocks the reader if it waits to hand over a batch.
+    drop(batch_rx);
+    // The last batches may still be retrying (for minutes, with backoff): Ctrl-C must
+    // still stop them.
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => if done.is_none() { break },
+            _ = &mut shutdown, if !interrupted => {
+                interrupted = true;
+                sender.stop();
+            }
+        }
+    }
+    interrupted
+}
+
+/// Waits for a stage's thread without holding a runtime worker.
+async fn join<T: Send + 'static>(t: std::thread::JoinHandle<T>, what: &str) -> Result<T> {
+    tokio::task::spawn_blocking(move || t.join())
+        .await
+        .map_err(|e| Error::Other(format!("{what}: {e}")))?
+        .map_err(|_| Error::Other(format!("the {what} thread panicked")))
 }

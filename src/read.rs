@@ -18,9 +18,10 @@ use crate::sink::{Event, RowSet};
 use crate::source::{Input, ReadOptions, Records};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// What the reader thread reports at the end.
 #[derive(Debug, Default)]
@@ -38,7 +39,7 @@ pub(crate) fn read_inputs(
     seen: SeenRefs,
     batch_tx: mpsc::Sender<Batch>,
     jtx: mpsc::Sender<Event>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     bytes_read: Arc<AtomicU64>,
 ) -> Result<ReadReport> {
     let closed = Rc::new(Cell::new(false));
@@ -62,8 +63,9 @@ pub(crate) fn read_inputs(
         batch_bytes: cfg.batch_bytes,
         rejected: Rc::new(RefCell::new(Vec::new())),
     };
-    // Whether to stop reading: Ctrl-C or a fatal answer, or the senders are gone.
-    let halt = || stop.load(Ordering::Relaxed) || closed.get();
+    // Whether to stop reading: the run stops (Ctrl-C, a fatal answer, a log that failed),
+    // or the senders are gone.
+    let halt = || closed.get() || stop.is_cancelled();
 
     for input in &cfg.inputs {
         if halt() {
@@ -96,7 +98,7 @@ fn open_mapped<F: FnMut(Batch) + 'static>(
     cfg: &LoadConfig,
     input: &Input,
     rows: &mut Rows<'_, F>,
-    stop: &Arc<AtomicBool>,
+    stop: &CancellationToken,
     bytes_read: &Arc<AtomicU64>,
 ) -> Result<Option<Mapped>> {
     let idle_batcher = rows.batcher.clone();
@@ -155,7 +157,7 @@ pub(crate) fn preflight(cfg: &LoadConfig) -> Result<()> {
             Arc::new(AtomicU64::new(0)),
             cfg.linger,
             Box::new(|| {}),
-            Arc::new(AtomicBool::new(false)),
+            CancellationToken::new(),
         )?;
         map_input(cfg, input, reader)?;
     }

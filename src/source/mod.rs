@@ -230,7 +230,7 @@ impl Input {
         counter: Arc<AtomicU64>,
         linger: Duration,
         on_idle: Box<dyn FnMut()>,
-        stop: Arc<std::sync::atomic::AtomicBool>,
+        stop: tokio_util::sync::CancellationToken,
     ) -> Result<Box<dyn BufRead>> {
         let raw: Box<dyn Read> = match &self.path {
             Some(p) => Box::new(Counting {
@@ -288,14 +288,14 @@ pub struct IdleReader {
     done: bool,
     on_idle: Box<dyn FnMut()>,
     /// The run is stopping: a quiet stdin must not hold the reader thread.
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl IdleReader {
     fn stdin(
         linger: Duration,
         on_idle: Box<dyn FnMut()>,
-        stop: Arc<std::sync::atomic::AtomicBool>,
+        stop: tokio_util::sync::CancellationToken,
     ) -> IdleReader {
         let (tx, rx) = mpsc::sync_channel(4);
         std::thread::spawn(move || {
@@ -341,7 +341,7 @@ impl Read for IdleReader {
                 match self.rx.recv_timeout(self.linger) {
                     Ok(c) => break Ok(c),
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if self.stop.load(Ordering::Relaxed) {
+                        if self.stop.is_cancelled() {
                             // The reader checks the stop flag after this read and drops
                             // whatever partial record it holds.
                             break Err(());

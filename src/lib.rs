@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod mapping;
+pub mod op;
 pub mod outcome;
 pub mod pipeline;
 mod read;

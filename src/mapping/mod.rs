@@ -25,6 +25,7 @@ pub use self::refs::{check_ref, parse_template, TemplatePart, REF_COLUMN};
 
 use self::json::push_json_str;
 use crate::error::Result;
+pub use crate::op::OpKind;
 use crate::source::{Opened, Records};
 
 /// How the records of one kind become ops: [`CsvPlan`] (named fields), [`NdjsonPlan`]
@@ -117,21 +118,6 @@ pub enum EmptyPolicy {
     Keep,
     Omit,
     Null,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
-    Create,
-    Modify,
-}
-
-impl OpKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Create => "create",
-            OpKind::Modify => "modify",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,8 +31,8 @@ const RESUMED: u64 = 1;
 
 impl SeenRefs {
     pub(crate) fn new(cfg: &LoadConfig) -> SeenRefs {
-        use crate::mapping::{OpKind, RefMode, Target};
-        let on = cfg.mapping.op == OpKind::Create
+        use crate::mapping::{RefMode, Target};
+        let on = cfg.mapping.op.refs_are_unique()
             && matches!(
                 cfg.mapping.ref_mode,
                 RefMode::Column(_) | RefMode::Template(_)

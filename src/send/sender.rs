@@ -12,7 +12,7 @@ use super::control::{Control, ControlConfig, Rate};
 use super::http::{self, Reply};
 use super::retry::{self, Answer, OpVerdict, Verdict};
 use crate::batch::Batch;
-use crate::mapping::OpKind;
+use crate::op::OpKind;
 use crate::outcome::{Outcome, Status, TaskId};
 use crate::sign::{self, Secret};
 use bytes::Bytes;
@@ -527,11 +527,11 @@ impl Sender {
                 continue;
             };
             let proc_ = a.proc_.as_deref().unwrap_or("");
-            let dup_is_exists = self.cfg.op == OpKind::Create;
+            let dup_is_exists = self.cfg.op.duplicate_ref_is_exists();
             let attempts = st.attempts[i];
             st.out[i] = match retry::classify_op(dup_is_exists, proc_, a.description.as_deref()) {
                 OpVerdict::Ok => Some(with_obj_id(
-                    Outcome::new(success(self.cfg.op), attempts),
+                    Outcome::new(self.cfg.op.success(), attempts),
                     a.obj_id.as_deref(),
                 )),
                 OpVerdict::Exists => Some(with_obj_id(
@@ -610,14 +610,6 @@ fn split(st: &mut Settling<'_>, group: Vec<usize>, reason: String) {
     let (a, b) = group.split_at(group.len() / 2);
     st.queue.push_front(b.to_vec());
     st.queue.push_front(a.to_vec());
-}
-
-/// The status of an op the server applied.
-fn success(op: OpKind) -> Status {
-    match op {
-        OpKind::Create => Status::Created,
-        OpKind::Modify => Status::Modified,
-    }
 }
 
 fn with_obj_id(mut o: Outcome, obj_id: Option<&str>) -> Outcome {

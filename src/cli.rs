@@ -337,7 +337,8 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub drop_after: f64,
 
-    /// Each request waits this long before it is handled.
+    /// A round trip to emulate: each request waits half of it before it is handled
+    /// (and counted against --rps) and half before its answer goes.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub delay_ms: u64,
 

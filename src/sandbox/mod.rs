@@ -71,7 +71,8 @@ pub struct SandboxConfig {
     pub fail_after: f64,
     /// Share of requests applied, then closed without an answer.
     pub drop_after: f64,
-    /// Each API request waits this long before it is handled.
+    /// The round trip: each API request waits half of it before it is handled and half
+    /// before its answer goes.
     pub delay_ms: u64,
     /// Seed for shuffles, faults and ids; random when `None`.
     pub seed: Option<u64>,

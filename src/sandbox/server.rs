@@ -2,10 +2,10 @@
 //!
 //! In: TCP connections. Out: answers, built by `ops` from what the store did. One tokio
 //! task per connection (hyper 1, HTTP/1.1 with keep-alive); a connection's errors end that
-//! connection only and are logged at debug level. Per request, in this order: delay,
+//! connection only and are logged at debug level. Per request, in this order: half the delay,
 //! body size (413), authentication (401), `--fail-before` (503), body format
 //! (`format_error`), RPS limit (429 or per-op), apply, `--fail-after` (502) or
-//! `--drop-after` (connection closed without an answer).
+//! `--drop-after` (connection closed without an answer), the other half of the delay.
 
 use super::ops::{self, RPS_LIMIT};
 use super::stats::inc;
@@ -133,7 +133,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            api(&state, body, declared, &login, &ts, &sig).await
+            let reply = api(&state, body, declared, &login, &ts, &sig).await;
+            // The answer's half of the round trip (see `api`).
+            let back = state.cfg.delay_ms - state.cfg.delay_ms / 2;
+            if back > 0 {
+                tokio::time::sleep(Duration::from_millis(back)).await;
+            }
+            reply
         }
         _ => Ok(error_json(
             StatusCode::NOT_FOUND,
@@ -173,8 +179,11 @@ async fn api(
         .counters
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if cfg.delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(cfg.delay_ms)).await;
+    // `--delay-ms` is a round trip: half of it before the request is handled (it travels
+    // to the server), half after (the answer travels back), so that the server counts a
+    // request against its limit when a real one far away would.
+    if cfg.delay_ms / 2 > 0 {
+        tokio::time::sleep(Duration::from_millis(cfg.delay_ms / 2)).await;
     }
 
     // Refuse an announced oversize body before reading a byte of it.

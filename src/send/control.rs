@@ -65,27 +65,27 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 pub const DEFAULT_MAX_CONCURRENCY: usize = 128;
 
 /// `--rate auto`'s first rate, in full requests per second.
-const AUTO_START_REQUESTS: f64 = 10.0;
+const AUTO_START_REQUESTS: f64 = 3.0;
 const AUTO_MIN: f64 = 1.0;
 const AUTO_MAX: f64 = 10_000_000.0;
 const STARTUP_STEP: Duration = Duration::from_millis(250);
 /// Startup's rate stays within this many times the ops accepted in the last second.
-const STARTUP_CAP: f64 = 3.0;
+const STARTUP_CAP: f64 = 4.0;
 /// A step of `climb`: a limit counted per second shows once a second's worth has gone.
 const CLIMB_STEP: Duration = Duration::from_millis(1100);
 const CLIMB: f64 = 1.1;
 /// The share of a measured limit that `hold` sends: room for one request more or less in
 /// a second and for the pacer's wake-ups.
-const HOLD_SHARE: f64 = 0.98;
+const HOLD_SHARE: f64 = 0.99;
 /// How long `hold` goes unthrottled before it tries 1% more.
 const PROBE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     Startup,
-    /// Waiting for the last answers of this throttled second (server time, whole seconds),
-    /// and when in it the first refusal came (server time, seconds).
-    Measure(u64, f64),
+    /// Waiting for the last answers of this throttled second (server time, whole seconds);
+    /// when in it the first refusal came (server time, seconds), and the rate then.
+    Measure(u64, f64, f64),
     /// After a measure that only gave a floor: 10% more every step until throttled.
     Climb,
     Hold,
@@ -103,6 +103,8 @@ struct Auto {
     found: Option<f64>,
     /// The lowest rate that was throttled.
     throttled_at: Option<f64>,
+    /// When the run started (this machine's clock, seconds since the epoch).
+    started: f64,
 }
 
 #[derive(Debug)]
@@ -169,6 +171,7 @@ impl Control {
                     seconds: VecDeque::new(),
                     found: None,
                     throttled_at: None,
+                    started: unix.as_secs_f64(),
                 }),
             ),
         };
@@ -398,6 +401,13 @@ impl Auto {
             .sum()
     }
 
+    /// Whether the sender claimed what `rate` allowed over `took` (less one request, as
+    /// requests come whole): if not, something else binds (the in-flight ceiling, the
+    /// input, the CPU) and a higher rate proves nothing.
+    fn kept_up(&self, rate: f64, took: Duration, batch: f64) -> bool {
+        self.step_ops + batch >= 0.8 * rate * took.as_secs_f64()
+    }
+
     fn accepted_in(&self, sec: u64) -> f64 {
         self.seconds
             .iter()
@@ -423,10 +433,10 @@ impl Auto {
         let sec = seen as u64;
         self.throttled_at = Some(self.throttled_at.map_or(*rate, |t| t.min(*rate)));
         match self.phase {
-            Phase::Measure(m, _) if sec <= m => {}
+            Phase::Measure(m, ..) if sec <= m => {}
             _ => {
                 tracing::debug!("throttled at {rate:.0} ops/s: measuring second {sec}");
-                self.phase = Phase::Measure(sec, seen);
+                self.phase = Phase::Measure(sec, seen, *rate);
                 // Until the measure is in, the next second must not be throttled too.
                 let half = *rate / 2.0;
                 self.set(now, rate, half);
@@ -441,18 +451,21 @@ impl Auto {
         let took = now.saturating_duration_since(self.step_start);
         match self.phase {
             Phase::Startup => {
-                if took < STARTUP_STEP.max(Duration::from_secs_f64(2.0 * srtt)) {
+                if took < STARTUP_STEP.max(Duration::from_secs_f64(srtt)) {
                     return;
                 }
                 // Whether the sender kept up with the rate: if not, something else binds
                 // (the in-flight ceiling, the input, the CPU) and more proves nothing.
-                let kept_up = self.step_ops >= 0.8 * *rate * took.as_secs_f64();
+                let kept_up = self.kept_up(*rate, took, batch);
                 // A limit counted per second refuses only once a second's worth has gone,
                 // so the first refusal can come at many times the limit, and everything
                 // sent in the round trip before it is refused too. No more than a few
-                // times what went through in the last second keeps that overshoot small.
+                // times the rate that went through in the last second (or since the start,
+                // in the first) keeps that overshoot small.
                 let start = AUTO_START_REQUESTS * batch;
-                let cap = STARTUP_CAP * self.accepted_since(wall_now - 1.0, wall_now).max(start);
+                let span = (wall_now - self.started).clamp(0.25, 1.0);
+                let through = self.accepted_since(wall_now - span, wall_now) / span;
+                let cap = STARTUP_CAP * through.max(start);
                 let to = if kept_up {
                     (*rate * 2.0).min(cap)
                 } else {
@@ -460,7 +473,7 @@ impl Auto {
                 };
                 self.set(now, rate, to.max(*rate));
             }
-            Phase::Measure(sec, seen) => {
+            Phase::Measure(sec, seen, at) => {
                 // Every request the server saw in that second has been answered.
                 if wall_now < (sec + 1) as f64 + srtt {
                     return;
@@ -473,7 +486,13 @@ impl Auto {
                 // floor the rate climbs until throttled again.
                 let aligned = self.accepted_in(sec);
                 let floor = self.accepted_since(seen - 1.0, seen) / 2.0;
-                let limit = aligned.max(floor);
+                let mut limit = aligned.max(floor);
+                if self.found.is_some() {
+                    // Throttled again at `at`, so the limit is below it. A second placed a
+                    // little off the server's (the round trip is not split evenly) counts a
+                    // little more or less than the limit; between the two, the middle.
+                    limit = if limit < at { (limit + at) / 2.0 } else { at };
+                }
                 self.phase = if floor > aligned {
                     Phase::Climb
                 } else {
@@ -490,14 +509,14 @@ impl Auto {
             }
             Phase::Climb => {
                 if took >= CLIMB_STEP.max(Duration::from_secs_f64(2.0 * srtt)) {
-                    let kept_up = self.step_ops >= 0.8 * *rate * took.as_secs_f64();
+                    let kept_up = self.kept_up(*rate, took, batch);
                     let to = if kept_up { *rate * CLIMB } else { *rate };
                     self.set(now, rate, to);
                 }
             }
             Phase::Hold => {
                 if took >= PROBE {
-                    let kept_up = self.step_ops >= 0.8 * *rate * took.as_secs_f64();
+                    let kept_up = self.kept_up(*rate, took, batch);
                     let to = if kept_up { *rate * 1.01 } else { *rate };
                     self.set(now, rate, to);
                 }
@@ -702,8 +721,8 @@ mod tests {
     /// as far as is known, Corezoid's): at least 0.9 of the limit, at most 2% throttled.
     /// Against a token bucket a throttled second's count falls short (the bucket was
     /// drained before it, and the pause cuts it), so the controller climbs from a floor
-    /// and is throttled more often: 0.76 to 0.97 of the limit and up to 5.3% throttled
-    /// (BENCHMARKS.md); this guards that it stays there.
+    /// and is throttled more often: 0.77 to 1.02 of the limit and up to 3.9% throttled
+    /// (BENCHMARKS.md); this guards that it stays near there.
     #[test]
     #[ignore]
     fn trace() {

@@ -206,6 +206,22 @@ fn refuse<'a, 's>(key: Option<&'static str>, d: impl Into<Cow<'static, str>>) ->
     }
 }
 
+/// A ref as the API takes it: a string of 1 to 255 characters.
+fn checked_ref<'a, 's>(raw: &'a RawValue) -> Result<Cow<'a, str>, Action<'a, 's>> {
+    let r = string(raw)
+        .ok_or_else(|| refuse(Some("ref"), "Value is not valid: ref is not a string"))?;
+    if r.is_empty() {
+        return Err(refuse(Some("ref"), "Value is not valid: ref is empty"));
+    }
+    if r.chars().count() > MAX_REF_CHARS {
+        return Err(refuse(
+            Some("ref"),
+            "Value is not valid: ref is longer than 255 characters",
+        ));
+    }
+    Ok(r)
+}
+
 /// `Err` carries the refusal, so that `?` reads as "or else refuse".
 fn validate<'a, 's>(op: &OpIn<'a>, state: &'s State) -> Result<Action<'a, 's>, Action<'a, 's>> {
     let cfg = &state.cfg;
@@ -251,23 +267,7 @@ fn validate<'a, 's>(op: &OpIn<'a>, state: &'s State) -> Result<Action<'a, 's>, A
             format!("Object conv with id {conv_id} does not exist"),
         )
     })?;
-    let ref_ = match op.ref_ {
-        None => None,
-        Some(raw) => {
-            let r = string(raw)
-                .ok_or_else(|| refuse(Some("ref"), "Value is not valid: ref is not a string"))?;
-            if r.is_empty() {
-                return Err(refuse(Some("ref"), "Value is not valid: ref is empty"));
-            }
-            if r.chars().count() > MAX_REF_CHARS {
-                return Err(refuse(
-                    Some("ref"),
-                    "Value is not valid: ref is longer than 255 characters",
-                ));
-            }
-            Some(r)
-        }
-    };
+    let ref_ = op.ref_.map(checked_ref).transpose()?;
     let data = match op.data {
         Some(d) if d.get().trim_start().starts_with('{') => Some(d),
         Some(_) => {

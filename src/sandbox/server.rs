@@ -235,21 +235,11 @@ async fn api(
         }
     };
 
-    let n = raw_ops.len();
-    let admitted = match (&state.rps, cfg.rps_mode) {
-        (None, _) => n,
-        (Some(w), RpsMode::Request) => {
-            if !w.admit_all(n) {
-                inc(&state.counters.throttled_requests);
-                super::stats::add(&state.counters.throttled_ops, n as u64);
-                let mut r = error_json(StatusCode::TOO_MANY_REQUESTS, "error", RPS_LIMIT);
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return Ok(r);
-            }
-            n
-        }
-        (Some(w), RpsMode::Op) => w.admit_some(n),
+    let Some(admitted) = admit(state, raw_ops.len()) else {
+        let mut r = error_json(StatusCode::TOO_MANY_REQUESTS, "error", RPS_LIMIT);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Ok(r);
     };
 
     let planned: Vec<_> = raw_ops.iter().map(|raw| ops::plan(raw, state)).collect();
@@ -273,6 +263,23 @@ async fn api(
         return Err(Dropped("dropped after applying (--drop-after)"));
     }
     Ok(respond(StatusCode::OK, "application/json", reply))
+}
+
+/// How many of a request's `n` ops the RPS limit admits; in request mode all or none
+/// (`None`: the whole request is refused, with a 429).
+fn admit(state: &State, n: usize) -> Option<usize> {
+    match (&state.rps, state.cfg.rps_mode) {
+        (None, _) => Some(n),
+        (Some(w), RpsMode::Request) => {
+            if w.admit_all(n) {
+                return Some(n);
+            }
+            inc(&state.counters.throttled_requests);
+            super::stats::add(&state.counters.throttled_ops, n as u64);
+            None
+        }
+        (Some(w), RpsMode::Op) => Some(w.admit_some(n)),
+    }
 }
 
 /// Checks the login, the timestamp and the signature; `Err` says which one failed.

@@ -396,7 +396,7 @@ async fn rate_auto_finds_the_limit_and_loses_nothing() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let n = 8000;
+    let n = 12_000;
     let input = make_csv(dir.path(), "auto.csv", n);
     let summary = dir.path().join("s.json");
     let out = load(
@@ -419,6 +419,16 @@ async fn rate_auto_finds_the_limit_and_loses_nothing() {
     // It was throttled (it went past the limit) and backed off (it finished).
     assert!(sum["throttled"].as_u64().unwrap() > 0, "{sum}");
     assert_eq!(sum["created"], n as u64);
+    // What it took for the limit: the ops the sandbox accepted in a throttled second
+    // (a second on this machine's clock may straddle two of the sandbox's a little).
+    let found = sum["rate"]["limit_found"].as_f64().expect("a limit found");
+    assert!((1700.0..=2300.0).contains(&found), "found {found}: {sum}");
+    assert_eq!(sum["rate"]["asked"], "auto");
+    assert!(
+        out.stderr
+            .contains("rate: auto found the server's limit at"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

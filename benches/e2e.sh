@@ -9,6 +9,8 @@
 #           creates without refs, ROWS / 100 times, over $E2E_CONCURRENCY keep-alive
 #           connections: the baseline;
 #   czload  czload loads the file with --batch-size 100 --concurrency $E2E_CONCURRENCY
+#           --rate unlimited (no pacing: the client at full speed, as before --rate auto
+#           became the default)
 #           (auto refs, results log and all, as a user would run it);
 #   noref   czload again with --no-ref: the very ops the bare client sends (no refs);
 #   refs    the bare client again, every op with a ref of its own as czload's carry (all
@@ -78,7 +80,7 @@ run() {
         rm -f "$WORK/results.ndjson"; sync
         timeout 600 /usr/bin/time -f "%U %S" -o "$out.time" "${client[@]}" \
             "$CZLOAD" load "$WORK/e2e.csv" --conv-id $CONV --url "$URL" --api-login $LOGIN \
-            --batch-size 100 --concurrency "$CONC" --quiet "${flags[@]}" \
+            --batch-size 100 --concurrency "$CONC" --rate unlimited --quiet "${flags[@]}" \
             --results "$WORK/results.ndjson" --summary-json "$out.summary.json"
         local created; created=$(stat "$URL" created)
         if [[ $(json "$out.summary.json" created) != "$ROWS" || $created != "$ROWS" ]]; then

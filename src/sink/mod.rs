@@ -124,14 +124,7 @@ impl Journal {
             sinks.push(Box::new(log));
             sinks.push(Box::new(retry_file::RetryFiles::new(cfg, resume)));
         }
-        let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
-        let gzip = cfg.inputs.iter().any(|i| i.gzip);
-        sinks.push(Box::new(progress::Progress::new(
-            cfg.progress,
-            total_bytes,
-            gzip,
-            live,
-        )));
+        sinks.push(Box::new(progress::Progress::new(cfg, live)));
         if let Some(p) = &cfg.summary_json {
             sinks.push(Box::new(summary_json::SummaryJson::new(p.clone())));
         }

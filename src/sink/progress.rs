@@ -6,13 +6,14 @@
 //! In: the journal's counts and settled batches, the bytes the reader has read and the
 //! senders' counters (`Live`). The total number of rows is not known before the end:
 //! it is estimated from the input's size and the bytes per row so far: those of the rows
-//! settled (their raw text), or for gzip input, where the size is compressed, the rows
-//! read per compressed byte read (which runs ahead by the reader's buffer).
+//! settled (their raw text, less the generated ref the retry file adds), or for gzip
+//! input, where the size is compressed, the rows read per compressed byte read (which
+//! runs ahead by the reader's buffer, so the estimate starts low).
 //!
 //! This is the one sink that writes to stderr itself: it is an output the user asks for,
 //! drawn while the run goes on, so it cannot wait to be handed back to `main`.
 
-use super::{Sink, Tally};
+use super::{Counts, Sink, Tally};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::outcome::{Outcome, RejectedRow};
@@ -156,23 +157,41 @@ pub struct Progress {
     total_bytes: Option<u64>,
     /// Whether `total_bytes` counts compressed bytes.
     compressed: bool,
+    /// With generated refs, the bytes a raw row gains besides its ref (the retry file's
+    /// `_czload_ref`): not in the input.
+    ref_overhead: Option<u64>,
     live: Live,
     /// Rows settled from batches, and their raw bytes.
     sent_rows: u64,
     sent_bytes: u64,
     /// Rows the reader rejected (they were read but never sent).
     rejected_read: u64,
+    /// The journal's counts at the last checkpoint.
+    counts: Counts,
+    /// Every event was handled.
+    finished: bool,
     /// (when, rows settled) over the last `RATE_WINDOW`.
     recent: VecDeque<(Instant, u64)>,
 }
 
 impl Progress {
-    pub fn new(mode: Mode, total_bytes: Option<u64>, compressed: bool, live: Live) -> Progress {
+    pub fn new(cfg: &crate::config::LoadConfig, live: Live) -> Progress {
+        use crate::mapping::RefMode;
+        use crate::source::Format;
+        let mode = cfg.progress;
+        let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
+        let compressed = cfg.inputs.iter().any(|i| i.gzip);
+        // `,ref` after a CSV row; `"_czload_ref":"ref",` before an NDJSON object's fields.
+        let ref_overhead =
+            (cfg.mapping.ref_mode == RefMode::Auto).then(|| match cfg.inputs[0].format {
+                Format::Csv => 1,
+                Format::Ndjson => 17,
+            });
         use std::io::IsTerminal;
         let tty = std::io::stderr().is_terminal();
         let bar = (mode == Mode::Auto && tty).then(|| {
             let b = indicatif::ProgressBar::new_spinner();
-            let style = indicatif::ProgressStyle::with_template("{spinner} {msg}\n  {prefix}")
+            let style = indicatif::ProgressStyle::with_template("{spinner} {msg}")
                 .expect("a valid template");
             b.set_style(style);
             b.enable_steady_tick(Duration::from_millis(200));
@@ -187,22 +206,32 @@ impl Progress {
             started: now,
             total_bytes,
             compressed,
+            ref_overhead,
             live,
             sent_rows: 0,
             sent_bytes: 0,
             rejected_read: 0,
+            counts: Counts::default(),
+            finished: false,
             recent: VecDeque::from([(now, 0)]),
         }
     }
 
-    fn snapshot(&mut self, tally: &Tally) -> Snapshot {
+    fn snapshot(&mut self) -> Snapshot {
         let now = Instant::now();
-        let c = &tally.counts;
+        let c = &self.counts;
         let rows = c.total();
         let handed = self.live.send.rows.load(Ordering::Relaxed);
         let read = handed + self.rejected_read;
         let earlier = self.live.earlier;
-        let total = self.estimate_total(read + earlier);
+        let bytes = self.live.bytes_read.load(Ordering::Relaxed);
+        // Everything read and settled: the total is known.
+        let all_read = self.total_bytes.is_some_and(|t| bytes >= t);
+        let total = if all_read && self.finished {
+            Some(read + earlier)
+        } else {
+            self.estimate_total(read + earlier)
+        };
         let rows_all = rows + earlier;
         self.recent.push_back((now, rows));
         while self.recent.len() > 2 && now - self.recent[1].0 >= RATE_WINDOW {
@@ -257,8 +286,12 @@ impl Sink for Progress {
     fn on_batch(&mut self, batch: &Batch, outcomes: &[Option<Outcome>]) -> Result<()> {
         // Rows a stop left unsettled are few; counting the batch whole keeps this cheap.
         let _ = outcomes;
-        self.sent_rows += batch.len() as u64;
-        self.sent_bytes += batch.raw.len() as u64;
+        let rows = batch.len() as u64;
+        let added = self
+            .ref_overhead
+            .map_or(0, |o| batch.refs.len() as u64 + o * rows);
+        self.sent_rows += rows;
+        self.sent_bytes += (batch.raw.len() as u64).saturating_sub(added);
         Ok(())
     }
 
@@ -268,16 +301,18 @@ impl Sink for Progress {
     }
 
     fn checkpoint(&mut self, tally: &Tally) -> Result<()> {
+        self.counts.clone_from(&tally.counts);
         // Called per batch of events: redraw at most five times a second.
         if self.mode == Mode::Off || self.last_draw.elapsed() < Duration::from_millis(200) {
             return Ok(());
         }
         self.last_draw = Instant::now();
-        let snap = self.snapshot(tally);
+        let snap = self.snapshot();
         if let Some(b) = &self.bar {
+            // One message for both lines: one redraw, never a bar of one frame over the
+            // counts of the one before.
             let (first, second) = snap.tty_lines();
-            b.set_message(first);
-            b.set_prefix(second);
+            b.set_message(format!("{first}\n  {second}"));
         } else if self.last_line.elapsed() >= EVERY {
             self.last_line = Instant::now();
             match self.mode {
@@ -290,6 +325,12 @@ impl Sink for Progress {
 
     fn finish(&mut self) -> Result<()> {
         self.clear();
+        self.finished = true;
+        // A log collector gets the last counts too (the summary is not JSON).
+        if self.mode == Mode::Json {
+            let snap = self.snapshot();
+            eprintln!("{}", serde_json::to_string(&snap).unwrap_or_default());
+        }
         Ok(())
     }
 }

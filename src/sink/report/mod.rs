@@ -32,7 +32,8 @@ pub fn write_report(results: &Path, out: &Path) -> Result<u64> {
     // Through a temporary file beside it: a report that fails half-way leaves the old one.
     let tmp = out.with_extension("html.tmp");
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Only its owner may read it, as the results log it comes from.
+        let mut f = super::results::create_private(&tmp, false)?;
         f.write_all(page.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, out)

@@ -130,8 +130,22 @@ fn completions(shell: czload::cli::ShellArg) -> ExitCode {
         czload::cli::ShellArg::Fish => Shell::Fish,
         czload::cli::ShellArg::Powershell => Shell::PowerShell,
     };
-    clap_complete::generate(shell, &mut Cli::command(), "czload", &mut std::io::stdout());
-    ExitCode::SUCCESS
+    // Into memory first: clap_complete panics on a write error (`| head` closing the pipe).
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "czload", &mut out);
+    write_stdout(&out, "the completion script")
+}
+
+/// Writes generated text to stdout; a reader that stopped early (`| head`) is not an error.
+fn write_stdout(out: &[u8], what: &str) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().write_all(out) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("czload: cannot write {what}: {e}");
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 /// `czload man`: the man page (roff) on stdout, its subcommands' flags included.
@@ -146,12 +160,11 @@ fn man() -> ExitCode {
         let name = format!("czload-{}", sub.get_name());
         ok &= page(sub.clone().name(name)).is_ok();
     }
-    use std::io::Write;
-    if !ok || std::io::stdout().write_all(&out).is_err() {
-        eprintln!("czload: cannot write the man page");
+    if !ok {
+        eprintln!("czload: cannot render the man page");
         return ExitCode::from(1);
     }
-    ExitCode::SUCCESS
+    write_stdout(&out, "the man page")
 }
 
 fn init_logging(verbose: bool) {

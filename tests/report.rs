@@ -91,7 +91,7 @@ async fn a_throttled_run_with_bad_rows_makes_a_report_that_chromium_draws() {
     )
     .await;
     assert_eq!(out.code, 2, "{out:?}");
-    let lines = common::results(&dir.path().join("rows.results.ndjson"));
+    let lines = common::results_and_runs(&dir.path().join("rows.results.ndjson"));
     // One line per row, then the run's line.
     assert_eq!(lines.len(), n + 1);
     let run = &lines[n]["run"];
@@ -188,7 +188,7 @@ async fn a_log_without_the_report_fields_still_resumes_and_still_reports() {
     assert_eq!(out.code, 2, "{out:?}");
     // Only the 100 rows not logged were sent again: each ref once.
     common::by_ref(&sb.tasks());
-    let lines = common::results(&log);
+    let lines = common::results_and_runs(&log);
     assert_eq!(lines.len(), 300 + 1);
     assert_eq!(lines.iter().filter(|l| l["t"].is_u64()).count(), 100);
 
@@ -207,6 +207,11 @@ async fn a_log_without_the_report_fields_still_resumes_and_still_reports() {
         out.stderr.contains("rows.csv") && out.stderr.contains("--results"),
         "{out:?}"
     );
+    // The report never replaces the log it reads.
+    let out = czload(&["report", s(&log), "-o", s(&log)]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("is the results log"), "{out:?}");
+    assert_eq!(common::results_and_runs(&log).len(), 301);
     // A dry run writes no results log to report on.
     let out = load(
         &sb.url(),

@@ -27,6 +27,14 @@ use std::path::{Path, PathBuf};
 
 /// Writes the report of the results log `results` to `out`; gives the number of rows.
 pub fn write_report(results: &Path, out: &Path) -> Result<u64> {
+    let same = results == out
+        || matches!((results.canonicalize(), out.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if same {
+        return Err(Error::Usage(format!(
+            "-o {}: is the results log the report is made from; name another file",
+            out.display()
+        )));
+    }
     let stats = Stats::read(results)?;
     let page = html::page(&stats, &results.display().to_string());
     // Through a temporary file beside it: a report that fails half-way leaves the old one.

@@ -11,15 +11,15 @@
 //! The outputs, one file each:
 //! - `results.rs`: the results log (and `read_settled`, its reader for `--resume`);
 //! - `retry_file.rs`: the retry files;
-//! - `progress.rs`: the progress bar or plain progress lines;
+//! - `progress.rs`: the progress display (bar, plain lines or JSON lines);
 //! - `summary_json.rs`: `--summary-json`, written at the end;
 //! - `report/`: `--report`, the HTML report, written at the end from the results log;
 //! - `summary.rs`: not a sink, the `Summary` built from the tally.
 //!
-//! A new output (say, an HTML report written at the end) is one new file with a type that
-//! implements `Sink` (only the methods it needs: `report` for an end-of-run report), plus
-//! one line in `Journal::open` that registers it:
-//! `sinks.push(Box::new(html::HtmlReport::new(cfg)));`.
+//! A new output is one new file with a type that implements `Sink` (only the methods it
+//! needs: `report` for an end-of-run report), plus one line in `Journal::open` that
+//! registers it, as the HTML report is:
+//! `sinks.push(Box::new(report::HtmlReport::new(log, out)));`.
 
 pub mod progress;
 pub mod report;

@@ -93,11 +93,13 @@ impl Snapshot {
         if let Some(p) = self.percent {
             parts.push(format!("{p:.0}%"));
         }
-        parts.extend(self.parts());
+        let mut counts = self.parts();
         if let Some(e) = self.eta_s {
-            parts.push(format!("ETA {}", clock(e)));
+            // After rows and rows/s: what `fit` drops first are the counts at the end.
+            counts.insert(2, format!("ETA {}", clock(e)));
         }
-        fit(&parts)
+        parts.extend(counts);
+        fit(&parts).replacen("czload:  ", "czload: ", 1)
     }
 
     fn parts(&self) -> Vec<String> {
@@ -379,6 +381,10 @@ mod tests {
             "[#############---------------------------]   33%  ETA 0:03  0:03"
         );
         assert_eq!(b, "3/~9 rows  3/s  in flight 3  retries 3  throttled 3");
+        assert_eq!(
+            snap(false).plain_line(),
+            "czload: 33%  3/~9 rows  3/s  ETA 0:03  in flight 3  retries 3  throttled 3"
+        );
         assert_eq!(compact(12_345.0), "12k");
         assert_eq!(clock(3725.0), "1:02:05");
     }

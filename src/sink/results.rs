@@ -511,4 +511,18 @@ mod tests {
         }
         assert_eq!(n, 30);
     }
+
+    #[test]
+    fn lines_with_and_without_the_report_fields_read_back() {
+        let old: ResultLine =
+            serde_json::from_str(r#"{"row":1,"line":2,"status":"created","attempts":1}"#).unwrap();
+        assert_eq!((old.ms, old.throttled, old.t), (None, 0, None));
+        let new: ResultLine = serde_json::from_str(
+            r#"{"row":1,"line":2,"status":"failed","attempts":8,"ms":30,"throttled":8,"t":900}"#,
+        )
+        .unwrap();
+        assert_eq!((new.ms, new.throttled, new.t), (Some(30), 8, Some(900)));
+        // The line that ends a run is not a row: `read_settled` skips it.
+        assert!(serde_json::from_str::<ResultLine>(r#"{"run":{"elapsed_ms":1}}"#).is_err());
+    }
 }

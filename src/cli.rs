@@ -22,6 +22,44 @@ pub enum Command {
     Load(Box<LoadArgs>),
     /// Run a local server that speaks the Corezoid API, for trying czload and for tests.
     Sandbox(SandboxArgs),
+    /// Write an HTML report (one self-contained file, charts included) from a results log.
+    Report(ReportArgs),
+    /// Print a shell completion script on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: ShellArg,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The results log of a run (finished, interrupted or resumed).
+    #[arg(value_name = "RESULTS")]
+    pub results: PathBuf,
+
+    /// Where to write the report.
+    #[arg(short, long, value_name = "FILE", default_value = "report.html")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressArg {
+    /// A bar on a terminal, a plain line every few seconds otherwise.
+    Auto,
+    /// One JSON object per line on stderr, every few seconds (for log collectors).
+    Json,
+    /// No progress display (as --quiet).
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -256,6 +294,11 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub summary_json: Option<PathBuf>,
 
+    /// Write an HTML report of the run (charts, reasons, counts) to this file at the end,
+    /// built from the results log (`czload report` makes one from any results log).
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub report: Option<PathBuf>,
+
     /// Skip the rows that already have a final status in the results log.
     #[arg(long, help_heading = "Output")]
     pub resume: bool,
@@ -263,6 +306,10 @@ pub struct LoadArgs {
     /// No progress display.
     #[arg(long, short, help_heading = "Output")]
     pub quiet: bool,
+
+    /// How progress is shown on stderr.
+    #[arg(long, value_enum, default_value = "auto", help_heading = "Output")]
+    pub progress: ProgressArg,
 
     /// Debug logging of requests and answers (the secret is never shown). RUST_LOG also works.
     #[arg(long, short, help_heading = "Output")]

@@ -16,6 +16,12 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    // Generated from the flag definitions: nothing to run.
+    match &cli.command {
+        Command::Completions { shell } => return completions(*shell),
+        Command::Man => return man(),
+        _ => {}
+    }
     let verbose = matches!(&cli.command, Command::Load(a) if a.verbose);
     init_logging(verbose);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -48,6 +54,23 @@ fn main() -> ExitCode {
                 1
             }
         },
+        Command::Report(args) => {
+            match czload::sink::report::write_report(&args.results, &args.output) {
+                Ok(n) => {
+                    eprintln!(
+                        "czload: wrote {} ({n} rows from {})",
+                        args.output.display(),
+                        args.results.display()
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("czload: {e}");
+                    1
+                }
+            }
+        }
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     };
     // Requests still draining after a second Ctrl-C must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
@@ -95,6 +118,53 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
             1
         }
     }
+}
+
+/// `czload completions SHELL`: the script on stdout.
+fn completions(shell: czload::cli::ShellArg) -> ExitCode {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let shell = match shell {
+        czload::cli::ShellArg::Bash => Shell::Bash,
+        czload::cli::ShellArg::Zsh => Shell::Zsh,
+        czload::cli::ShellArg::Fish => Shell::Fish,
+        czload::cli::ShellArg::Powershell => Shell::PowerShell,
+    };
+    // Into memory first: clap_complete panics on a write error (`| head` closing the pipe).
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "czload", &mut out);
+    write_stdout(&out, "the completion script")
+}
+
+/// Writes generated text to stdout; a reader that stopped early (`| head`) is not an error.
+fn write_stdout(out: &[u8], what: &str) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().write_all(out) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("czload: cannot write {what}: {e}");
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// `czload man`: the man page (roff) on stdout, its subcommands' flags included.
+fn man() -> ExitCode {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    let mut page = |c: clap::Command| clap_mangen::Man::new(c).render(&mut out);
+    let mut ok = page(cmd.clone()).is_ok();
+    // One page, with a section per subcommand after the main one (`man czload` shows all).
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("czload-{}", sub.get_name());
+        ok &= page(sub.clone().name(name)).is_ok();
+    }
+    if !ok {
+        eprintln!("czload: cannot render the man page");
+        return ExitCode::from(1);
+    }
+    write_stdout(&out, "the man page")
 }
 
 fn init_logging(verbose: bool) {

@@ -108,6 +108,10 @@ pub struct Outcome {
     /// The server's `proc` for a refused op.
     pub proc_: Option<String>,
     pub error: Option<String>,
+    /// How long the request that settled the row took, in ms (0: none did).
+    pub latency_ms: u32,
+    /// How many times a rate limit refused the row before it settled.
+    pub throttled: u32,
 }
 
 impl Outcome {
@@ -118,6 +122,8 @@ impl Outcome {
             attempts,
             proc_: None,
             error: None,
+            latency_ms: 0,
+            throttled: 0,
         }
     }
 

@@ -44,14 +44,19 @@ pub async fn run(
     // truncates the results log of an earlier run and before anything is sent.
     preflight(&cfg)?;
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let journal = Journal::open(&cfg, earlier_run.resume, &manifest, bytes_read.clone())?;
+    let cancel = CancellationToken::new();
+    let sender = Arc::new(Sender::new(cfg.send.clone(), cancel.clone())?);
+    let live = sink::progress::Live {
+        bytes_read: bytes_read.clone(),
+        send: sender.stats.clone(),
+        earlier: earlier_run.earlier.total(),
+    };
+    let journal = Journal::open(&cfg, earlier_run.resume, &manifest, live)?;
 
     let cfg = Arc::new(cfg);
-    let cancel = CancellationToken::new();
     // Small: the dispatcher takes batches as fast as senders may hold them (Sender::admit_batch).
     let (batch_tx, batch_rx) = mpsc::channel::<Batch>(8);
     let (jtx, jrx) = mpsc::channel::<Event>(64);
-    let sender = Arc::new(Sender::new(cfg.send.clone(), cancel.clone())?);
     // The journal thread: owns every output file and the progress display. Nothing more
     // may be sent once outcomes cannot be logged.
     let jcancel = cancel.clone();

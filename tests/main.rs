@@ -6,5 +6,6 @@ mod hostile;
 mod load;
 mod options;
 mod recovery;
+mod report;
 mod sandbox;
 mod secrets;

@@ -40,6 +40,9 @@ pub struct LoadConfig {
     /// One per input.
     pub retry_files: Vec<PathBuf>,
     pub summary_json: Option<PathBuf>,
+    /// `--report`: the HTML report written at the end.
+    pub report: Option<PathBuf>,
+    pub progress: crate::sink::progress::Mode,
     pub resume: bool,
     pub quiet: bool,
     pub dry_run: bool,
@@ -68,6 +71,13 @@ impl LoadConfig {
             results: out.results,
             retry_files: out.retry_files,
             summary_json: a.summary_json.clone(),
+            report: out.report,
+            progress: match a.progress {
+                _ if a.quiet || a.dry_run => crate::sink::progress::Mode::Off,
+                crate::cli::ProgressArg::Auto => crate::sink::progress::Mode::Auto,
+                crate::cli::ProgressArg::Json => crate::sink::progress::Mode::Json,
+                crate::cli::ProgressArg::Off => crate::sink::progress::Mode::Off,
+            },
             resume: a.resume,
             quiet: a.quiet,
             dry_run: a.dry_run,

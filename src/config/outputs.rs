@@ -1,5 +1,5 @@
-//! Outputs: where the results log and the retry files go. In: `--results`,
-//! `--retry-file`, `--dry-run`, `--resume`, and the inputs (outputs go beside the first
+//! Outputs: where the results log, the retry files and the report go. In: `--results`,
+//! `--retry-file`, `--report`, `--dry-run`, `--resume`, and the inputs (outputs go beside the first
 //! one by default, and must not be one of them). Out: the paths, and notes for the user.
 
 use crate::cli::LoadArgs;
@@ -12,6 +12,7 @@ pub(super) struct Outputs {
     pub results: Option<PathBuf>,
     /// One per input.
     pub retry_files: Vec<PathBuf>,
+    pub report: Option<PathBuf>,
 }
 
 pub(super) fn outputs(a: &LoadArgs, inputs: &[Input], notes: &mut Vec<String>) -> Result<Outputs> {
@@ -43,10 +44,41 @@ pub(super) fn outputs(a: &LoadArgs, inputs: &[Input], notes: &mut Vec<String>) -
             r.display()
         ));
     }
+    let report = report(a, inputs, results.as_deref(), &retry_files)?;
     Ok(Outputs {
         results,
         retry_files,
+        report,
     })
+}
+
+/// `--report`: built from the results log, so a dry run (which writes none) has none;
+/// and it must not overwrite an input or another output.
+fn report(
+    a: &LoadArgs,
+    inputs: &[Input],
+    results: Option<&Path>,
+    retry_files: &[PathBuf],
+) -> Result<Option<PathBuf>> {
+    let Some(p) = &a.report else { return Ok(None) };
+    if a.dry_run {
+        return Err(Error::Usage(format!(
+            "--report {}: a dry run writes no results log to build the report from; leave out --dry-run or --report",
+            p.display()
+        )));
+    }
+    let clash = inputs
+        .iter()
+        .any(|i| i.path.as_deref().is_some_and(|i| same_file(i, p)))
+        || results.is_some_and(|r| same_file(r, p))
+        || retry_files.iter().any(|r| same_file(r, p));
+    if clash {
+        return Err(Error::Usage(format!(
+            "--report {}: would overwrite an input, the results log or a retry file; name another file",
+            p.display()
+        )));
+    }
+    Ok(Some(p.clone()))
 }
 
 /// One retry file per input: `--retry-file` for a single input, else beside each input.

@@ -324,7 +324,7 @@ impl Control {
 }
 
 /// What the summary says of the rate: what was asked, and what the controller learnt.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RateReport {
     /// `auto`, `unlimited`, or the number asked.
     pub asked: String,

@@ -51,6 +51,8 @@ pub struct SendConfig {
 /// Counters the summary reads.
 #[derive(Debug, Default)]
 pub struct SendStats {
+    /// Rows handed to the senders (in flight: these less the settled ones).
+    pub rows: AtomicU64,
     pub requests: AtomicU64,
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
@@ -81,7 +83,8 @@ pub struct Sender {
     pause_until: Mutex<Option<Instant>>,
     cancel: CancellationToken,
     fatal: Mutex<Option<String>>,
-    pub stats: SendStats,
+    /// Shared with the progress display.
+    pub stats: Arc<SendStats>,
 }
 
 /// One request's worth of rows of a batch, being settled.
@@ -89,6 +92,10 @@ struct Settling<'a> {
     batch: &'a Batch,
     out: Vec<Option<Outcome>>,
     attempts: Vec<u32>,
+    /// Per row: the last answer's latency (ms) and the times a rate limit refused it,
+    /// for the results log (the report's latency and throttling charts).
+    latency_ms: Vec<u32>,
+    throttled: Vec<u32>,
     /// The retry time counts from the first answer, not from the wait for a rate slot
     /// or a connection before it, which at a low --rate can be long.
     started: Option<Instant>,
@@ -143,7 +150,7 @@ impl Sender {
             pause_until: Mutex::new(None),
             cancel,
             fatal: Mutex::new(None),
-            stats: SendStats::default(),
+            stats: Arc::default(),
             cfg,
         })
     }
@@ -310,10 +317,13 @@ impl Sender {
     /// Settles every row of `batch`. `None` for a row means a stop left it unsettled.
     pub async fn process(&self, batch: &Batch) -> Vec<Option<Outcome>> {
         let n = batch.len();
+        self.stats.rows.fetch_add(n as u64, Ordering::Relaxed);
         let mut st = Settling {
             batch,
             out: vec![None; n],
             attempts: vec![0; n],
+            latency_ms: vec![0; n],
+            throttled: vec![0; n],
             started: None,
             queue: VecDeque::from([(0..n).collect()]),
             round: 0,
@@ -322,6 +332,12 @@ impl Sender {
         while let Some(group) = st.queue.pop_front() {
             if self.is_stopped() || !self.send_group(&mut st, group, &mut url).await {
                 break;
+            }
+        }
+        for (i, o) in st.out.iter_mut().enumerate() {
+            if let Some(o) = o {
+                o.latency_ms = st.latency_ms[i];
+                o.throttled = st.throttled[i];
             }
         }
         st.out
@@ -345,6 +361,10 @@ impl Sender {
             return false;
         };
         let started = *st.started.get_or_insert_with(Instant::now);
+        let ms = took.as_millis().min(u32::MAX as u128) as u32;
+        for &i in &group {
+            st.latency_ms[i] = ms;
+        }
         let mut again = Again::default();
         let verdict = self.read_reply(st, &group, &reply, &mut again);
         let throttled_ops = match &verdict {
@@ -446,6 +466,9 @@ impl Sender {
     ) {
         if throttled {
             self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            for &i in group {
+                st.throttled[i] += 1;
+            }
         }
         if let Some(p) = pause {
             if self.control.pause_all(p) {
@@ -541,6 +564,7 @@ impl Sender {
                 OpVerdict::Retry { reason, throttled } => {
                     if throttled {
                         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                        st.throttled[i] += 1;
                         again.throttled += 1;
                     }
                     again.rows.push(i);

@@ -11,16 +11,18 @@
 //! The outputs, one file each:
 //! - `results.rs`: the results log (and `read_settled`, its reader for `--resume`);
 //! - `retry_file.rs`: the retry files;
-//! - `progress.rs`: the progress bar or plain progress lines;
+//! - `progress.rs`: the progress display (bar, plain lines or JSON lines);
 //! - `summary_json.rs`: `--summary-json`, written at the end;
+//! - `report/`: `--report`, the HTML report, written at the end from the results log;
 //! - `summary.rs`: not a sink, the `Summary` built from the tally.
 //!
-//! A new output (say, an HTML report written at the end) is one new file with a type that
-//! implements `Sink` (only the methods it needs: `report` for an end-of-run report), plus
-//! one line in `Journal::open` that registers it:
-//! `sinks.push(Box::new(html::HtmlReport::new(cfg)));`.
+//! A new output is one new file with a type that implements `Sink` (only the methods it
+//! needs: `report` for an end-of-run report), plus one line in `Journal::open` that
+//! registers it, as the HTML report is:
+//! `sinks.push(Box::new(report::HtmlReport::new(log, out)));`.
 
 pub mod progress;
+pub mod report;
 pub mod results;
 pub mod retry_file;
 pub mod summary;
@@ -33,8 +35,6 @@ use crate::batch::Batch;
 use crate::config::LoadConfig;
 use crate::error::{Error, Result};
 use crate::outcome::{Outcome, RejectedRow};
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// What the journal thread receives.
@@ -107,13 +107,13 @@ pub struct Journal {
 
 impl Journal {
     /// Opens the outputs of `cfg`: truncates (or, with `resume`, appends to) the results
-    /// log and removes the retry files of an earlier run. `bytes_read` is the reader's
-    /// count, for the progress display.
+    /// log and removes the retry files of an earlier run. `live` is what the progress
+    /// display follows.
     pub fn open(
         cfg: &LoadConfig,
         resume: bool,
         manifest: &Manifest,
-        bytes_read: Arc<AtomicU64>,
+        live: progress::Live,
     ) -> Result<Journal> {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         // Checkpoints go in this order: the results log before the retry files, so that
@@ -124,15 +124,13 @@ impl Journal {
             sinks.push(Box::new(log));
             sinks.push(Box::new(retry_file::RetryFiles::new(cfg, resume)));
         }
-        let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
-        let quiet = cfg.quiet || cfg.dry_run;
-        sinks.push(Box::new(progress::Progress::new(
-            quiet,
-            total_bytes,
-            bytes_read,
-        )));
+        sinks.push(Box::new(progress::Progress::new(cfg, live)));
         if let Some(p) = &cfg.summary_json {
             sinks.push(Box::new(summary_json::SummaryJson::new(p.clone())));
+        }
+        // After the results log: its `report` writes the run's last line first.
+        if let (Some(out), Some(log)) = (&cfg.report, &cfg.results) {
+            sinks.push(Box::new(report::HtmlReport::new(log.clone(), out.clone())));
         }
         Ok(Journal {
             sinks,
@@ -229,7 +227,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     /// A sink that writes down what it is given, and fails where told to.
     struct Spy {

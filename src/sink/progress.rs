@@ -1,52 +1,280 @@
-//! Progress while loading, on stderr: a bar on a terminal, a plain line every few seconds
-//! otherwise, nothing with `--quiet` (or in a dry run). In: the journal's counts at each
-//! checkpoint and the bytes read so far. This is the one sink that writes to stderr
-//! itself: it is an output the user asks for, drawn while the run goes on, so it cannot
-//! wait to be handed back to `main` with the summary.
+//! Progress while loading, on stderr, by rows settled: two lines on a terminal (a bar,
+//! the percentage and ETA; rows, rows/s, in flight, retries, throttled), a plain line
+//! every few seconds otherwise, one JSON object per line with `--progress json`, nothing
+//! with `--quiet` (or in a dry run). Everything fits in 80 columns.
+//!
+//! In: the journal's counts and settled batches, the bytes the reader has read and the
+//! senders' counters (`Live`). The total number of rows is not known before the end:
+//! it is estimated from the input's size and the bytes per row so far: those of the rows
+//! settled (their raw text, less the generated ref the retry file adds), or for gzip
+//! input, where the size is compressed, the rows read per compressed byte read (which
+//! runs ahead by the reader's buffer, so the estimate starts low).
+//!
+//! This is the one sink that writes to stderr itself: it is an output the user asks for,
+//! drawn while the run goes on, so it cannot wait to be handed back to `main`.
 
-use super::{Sink, Tally};
+use super::{Counts, Sink, Tally};
+use crate::batch::Batch;
 use crate::error::Result;
+use crate::outcome::{Outcome, RejectedRow};
+use crate::send::SendStats;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A bar on a terminal, plain lines otherwise.
+    Auto,
+    /// JSON lines.
+    Json,
+    Off,
+}
+
+/// The counters that move while the run goes on, shared with the reader and senders.
+pub struct Live {
+    /// Bytes the reader has read so far.
+    pub bytes_read: Arc<AtomicU64>,
+    pub send: Arc<SendStats>,
+    /// Rows an earlier run settled (`--resume`): their bytes are in the input too.
+    pub earlier: u64,
+}
+
+/// Lines are this wide at most.
+const WIDTH: usize = 80;
+/// Plain and JSON lines, this often.
+const EVERY: Duration = Duration::from_secs(5);
+/// The rate (and so the ETA) is taken over this much recent time.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// What one frame shows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Snapshot {
+    pub elapsed_s: f64,
+    /// Rows settled (by this run).
+    pub rows: u64,
+    /// Rows expected in all, when the input size is known; exact once all is read.
+    pub rows_total_est: Option<u64>,
+    pub percent: Option<f64>,
+    pub rows_per_s: f64,
+    pub eta_s: Option<f64>,
+    pub in_flight: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    pub ok: u64,
+    pub not_ok: u64,
+}
+
+impl Snapshot {
+    /// The two terminal lines: the bar, then the counts.
+    pub fn tty_lines(&self) -> (String, String) {
+        const BAR: usize = 40;
+        let filled = self
+            .percent
+            .map_or(0, |p| ((p / 100.0) * BAR as f64).round() as usize)
+            .min(BAR);
+        let pct = self
+            .percent
+            .map_or("  ?%".to_string(), |p| format!("{p:>3.0}%"));
+        let first = fit(&[
+            format!("[{}{}]", "#".repeat(filled), "-".repeat(BAR - filled)),
+            pct,
+            format!("ETA {}", self.eta_s.map_or("?".into(), clock)),
+            clock(self.elapsed_s),
+        ]);
+        (first, fit(&self.parts()))
+    }
+
+    /// The plain line (no terminal).
+    pub fn plain_line(&self) -> String {
+        let mut parts = vec!["czload:".to_string()];
+        if let Some(p) = self.percent {
+            parts.push(format!("{p:.0}%"));
+        }
+        let mut counts = self.parts();
+        if let Some(e) = self.eta_s {
+            // After rows and rows/s: what `fit` drops first are the counts at the end.
+            counts.insert(2, format!("ETA {}", clock(e)));
+        }
+        parts.extend(counts);
+        fit(&parts).replacen("czload:  ", "czload: ", 1)
+    }
+
+    fn parts(&self) -> Vec<String> {
+        let total = self
+            .rows_total_est
+            .map_or(String::new(), |t| format!("/~{}", compact(t as f64)));
+        vec![
+            format!("{}{total} rows", compact(self.rows as f64)),
+            format!("{}/s", compact(self.rows_per_s)),
+            format!("in flight {}", compact(self.in_flight as f64)),
+            format!("retries {}", compact(self.retries as f64)),
+            format!("throttled {}", compact(self.throttled as f64)),
+        ]
+    }
+}
+
+/// Joins `parts` with two spaces, dropping parts from the end until it fits `WIDTH` - 1
+/// (the last column of a terminal wraps on some).
+fn fit(parts: &[String]) -> String {
+    let mut n = parts.len();
+    loop {
+        let s = parts[..n].join("  ");
+        if s.chars().count() < WIDTH || n == 1 {
+            return s.chars().take(WIDTH - 1).collect();
+        }
+        n -= 1;
+    }
+}
+
+/// `1234` -> `1.2k`, at most six characters below a billion.
+fn compact(v: f64) -> String {
+    match v {
+        v if v >= 1e9 => format!("{:.1}G", v / 1e9),
+        v if v >= 1e6 => format!("{:.1}M", v / 1e6),
+        v if v >= 1e4 => format!("{:.0}k", v / 1e3),
+        v if v >= 1e3 => format!("{:.1}k", v / 1e3),
+        v => format!("{v:.0}"),
+    }
+}
+
+/// Seconds as `m:ss` or `h:mm:ss`.
+fn clock(s: f64) -> String {
+    let t = s.max(0.0).round() as u64;
+    if t >= 3600 {
+        format!("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+    } else {
+        format!("{}:{:02}", t / 60, t % 60)
+    }
+}
+
 pub struct Progress {
+    mode: Mode,
     bar: Option<indicatif::ProgressBar>,
-    plain: bool,
-    last_plain: Instant,
+    last_line: Instant,
     last_draw: Instant,
     started: Instant,
     total_bytes: Option<u64>,
-    /// Bytes the reader has read so far.
-    bytes_read: Arc<AtomicU64>,
+    /// Whether `total_bytes` counts compressed bytes.
+    compressed: bool,
+    /// With generated refs, the bytes a raw row gains besides its ref (the retry file's
+    /// `_czload_ref`): not in the input.
+    ref_overhead: Option<u64>,
+    live: Live,
+    /// Rows settled from batches, and their raw bytes.
+    sent_rows: u64,
+    sent_bytes: u64,
+    /// Rows the reader rejected (they were read but never sent).
+    rejected_read: u64,
+    /// The journal's counts at the last checkpoint.
+    counts: Counts,
+    /// Every event was handled.
+    finished: bool,
+    /// (when, rows settled) over the last `RATE_WINDOW`.
+    recent: VecDeque<(Instant, u64)>,
 }
 
 impl Progress {
-    pub fn new(quiet: bool, total_bytes: Option<u64>, bytes_read: Arc<AtomicU64>) -> Progress {
+    pub fn new(cfg: &crate::config::LoadConfig, live: Live) -> Progress {
+        use crate::mapping::RefMode;
+        use crate::source::Format;
+        let mode = cfg.progress;
+        let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
+        let compressed = cfg.inputs.iter().any(|i| i.gzip);
+        // `,ref` after a CSV row; `"_czload_ref":"ref",` before an NDJSON object's fields.
+        let ref_overhead =
+            (cfg.mapping.ref_mode == RefMode::Auto).then(|| match cfg.inputs[0].format {
+                Format::Csv => 1,
+                Format::Ndjson => 17,
+            });
         use std::io::IsTerminal;
         let tty = std::io::stderr().is_terminal();
-        let bar = (!quiet && tty).then(|| {
-            let b = match total_bytes {
-                Some(t) => indicatif::ProgressBar::new(t),
-                None => indicatif::ProgressBar::new_spinner(),
-            };
-            let style = indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ETA {eta} | {msg}",
-            )
-            .expect("a valid template");
+        let bar = (mode == Mode::Auto && tty).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            let style = indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                .expect("a valid template");
             b.set_style(style);
             b.enable_steady_tick(Duration::from_millis(200));
             b
         });
+        let now = Instant::now();
         Progress {
+            mode,
             bar,
-            plain: !quiet && !tty,
-            last_plain: Instant::now(),
-            last_draw: Instant::now(),
-            started: Instant::now(),
+            last_line: now,
+            last_draw: now - Duration::from_secs(1),
+            started: now,
             total_bytes,
-            bytes_read,
+            compressed,
+            ref_overhead,
+            live,
+            sent_rows: 0,
+            sent_bytes: 0,
+            rejected_read: 0,
+            counts: Counts::default(),
+            finished: false,
+            recent: VecDeque::from([(now, 0)]),
         }
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        let now = Instant::now();
+        let c = &self.counts;
+        let rows = c.total();
+        let handed = self.live.send.rows.load(Ordering::Relaxed);
+        let read = handed + self.rejected_read;
+        let earlier = self.live.earlier;
+        let bytes = self.live.bytes_read.load(Ordering::Relaxed);
+        // Everything read and settled: the total is known.
+        let all_read = self.total_bytes.is_some_and(|t| bytes >= t);
+        let total = if all_read && self.finished {
+            Some(read + earlier)
+        } else {
+            self.estimate_total(read + earlier)
+        };
+        let rows_all = rows + earlier;
+        self.recent.push_back((now, rows));
+        while self.recent.len() > 2 && now - self.recent[1].0 >= RATE_WINDOW {
+            self.recent.pop_front();
+        }
+        let (t0, r0) = self.recent[0];
+        let secs = (now - t0).as_secs_f64();
+        let rate = if secs > 0.2 {
+            (rows - r0) as f64 / secs
+        } else {
+            0.0
+        };
+        let percent = total.map(|t| (rows_all as f64 * 100.0 / t.max(1) as f64).min(100.0));
+        let eta_s = total
+            .filter(|_| rate > 0.0)
+            .map(|t| t.saturating_sub(rows_all) as f64 / rate);
+        Snapshot {
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+            rows,
+            rows_total_est: total,
+            percent,
+            rows_per_s: rate,
+            eta_s,
+            in_flight: handed.saturating_sub(rows.saturating_sub(self.rejected_read)),
+            retries: self.live.send.retries.load(Ordering::Relaxed),
+            throttled: self.live.send.throttled.load(Ordering::Relaxed),
+            ok: c.succeeded(),
+            not_ok: c.not_ok(),
+        }
+    }
+
+    /// The rows the inputs hold, estimated; never below the `read` so far.
+    fn estimate_total(&self, read: u64) -> Option<u64> {
+        let total = self.total_bytes? as f64;
+        let per_row = if self.compressed {
+            let bytes = self.live.bytes_read.load(Ordering::Relaxed);
+            (read > 0 && bytes > 0).then(|| bytes as f64 / read as f64)?
+        } else {
+            (self.sent_rows > 0).then(|| self.sent_bytes as f64 / self.sent_rows as f64)?
+        };
+        Some(((total / per_row.max(1.0)).round() as u64).max(read))
     }
 
     fn clear(&self) {
@@ -57,41 +285,54 @@ impl Progress {
 }
 
 impl Sink for Progress {
+    fn on_batch(&mut self, batch: &Batch, outcomes: &[Option<Outcome>]) -> Result<()> {
+        // Rows a stop left unsettled are few; counting the batch whole keeps this cheap.
+        let _ = outcomes;
+        let rows = batch.len() as u64;
+        let added = self
+            .ref_overhead
+            .map_or(0, |o| batch.refs.len() as u64 + o * rows);
+        self.sent_rows += rows;
+        self.sent_bytes += (batch.raw.len() as u64).saturating_sub(added);
+        Ok(())
+    }
+
+    fn on_rejected(&mut self, rows: &[RejectedRow]) -> Result<()> {
+        self.rejected_read += rows.len() as u64;
+        Ok(())
+    }
+
     fn checkpoint(&mut self, tally: &Tally) -> Result<()> {
-        // Called per batch of events: redraw at most ten times a second.
-        if self.last_draw.elapsed() < Duration::from_millis(100) {
+        self.counts.clone_from(&tally.counts);
+        // Called per batch of events: redraw at most five times a second.
+        if self.mode == Mode::Off || self.last_draw.elapsed() < Duration::from_millis(200) {
             return Ok(());
         }
         self.last_draw = Instant::now();
-        let bytes_read = self.bytes_read.load(Ordering::Relaxed);
-        let c = &tally.counts;
-        let done = c.total();
-        let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+        let snap = self.snapshot();
         if let Some(b) = &self.bar {
-            b.set_position(bytes_read);
-            b.set_message(format!(
-                "{done} rows, {rate:.0}/s, ok {}, not ok {}",
-                c.succeeded(),
-                c.not_ok()
-            ));
-        } else if self.plain && self.last_plain.elapsed() >= Duration::from_secs(5) {
-            self.last_plain = Instant::now();
-            let pct = self
-                .total_bytes
-                .filter(|&t| t > 0)
-                .map(|t| format!(" ({:.0}% of input)", bytes_read as f64 * 100.0 / t as f64))
-                .unwrap_or_default();
-            eprintln!(
-                "czload: {done} rows{pct}, {rate:.0} rows/s, ok {}, not ok {}",
-                c.succeeded(),
-                c.not_ok()
-            );
+            // One message for both lines: one redraw, never a bar of one frame over the
+            // counts of the one before.
+            let (first, second) = snap.tty_lines();
+            b.set_message(format!("{first}\n  {second}"));
+        } else if self.last_line.elapsed() >= EVERY {
+            self.last_line = Instant::now();
+            match self.mode {
+                Mode::Json => eprintln!("{}", serde_json::to_string(&snap).unwrap_or_default()),
+                _ => eprintln!("{}", snap.plain_line()),
+            }
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
         self.clear();
+        self.finished = true;
+        // A log collector gets the last counts too (the summary is not JSON).
+        if self.mode == Mode::Json {
+            let snap = self.snapshot();
+            eprintln!("{}", serde_json::to_string(&snap).unwrap_or_default());
+        }
         Ok(())
     }
 }
@@ -100,5 +341,51 @@ impl Sink for Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(big: bool) -> Snapshot {
+        let n = if big { 987_654_321_012.0 } else { 3.0 };
+        Snapshot {
+            elapsed_s: n,
+            rows: n as u64,
+            rows_total_est: Some(n as u64 * 3),
+            percent: Some(33.3),
+            rows_per_s: n,
+            eta_s: Some(n),
+            in_flight: n as u64,
+            retries: n as u64,
+            throttled: n as u64,
+            ok: 0,
+            not_ok: 0,
+        }
+    }
+
+    #[test]
+    fn every_line_fits_80_columns_whatever_the_numbers() {
+        for big in [false, true] {
+            let s = snap(big);
+            let (a, b) = s.tty_lines();
+            for l in [&a, &b, &s.plain_line()] {
+                assert!(l.chars().count() < WIDTH, "{} columns: {l}", l.len());
+            }
+            assert!(a.contains(" 33%"), "{a}");
+        }
+        let (a, b) = snap(false).tty_lines();
+        assert_eq!(
+            a,
+            "[#############---------------------------]   33%  ETA 0:03  0:03"
+        );
+        assert_eq!(b, "3/~9 rows  3/s  in flight 3  retries 3  throttled 3");
+        assert_eq!(
+            snap(false).plain_line(),
+            "czload: 33%  3/~9 rows  3/s  ETA 0:03  in flight 3  retries 3  throttled 3"
+        );
+        assert_eq!(compact(12_345.0), "12k");
+        assert_eq!(clock(3725.0), "1:02:05");
     }
 }

@@ -4,7 +4,7 @@
 //! checkpoint, so after a crash it holds every sent row whose outcome reached the journal
 //! (rows rejected before sending may be missing: a resume rejects them again).
 
-use super::{Sink, Tally};
+use super::{Sink, Summary, Tally};
 use crate::batch::Batch;
 use crate::config::LoadConfig;
 use crate::error::{Error, Result};
@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// One line of the results log.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -35,6 +36,15 @@ pub struct ResultLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none", default, borrow)]
     pub obj_id: Option<Cow<'a, str>>,
     pub attempts: u32,
+    // For the report (src/sink/report/); absent in logs of older versions, which still
+    // resume. `ms`: the latency of the request that settled the row; `throttled`: how
+    // many times a rate limit refused it; `t`: ms since the run started when it settled.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ms: Option<u32>,
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub throttled: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub t: Option<u64>,
     #[serde(
         rename = "proc",
         skip_serializing_if = "Option::is_none",
@@ -75,6 +85,15 @@ impl ResultLine<'_> {
             text(out, b",\"obj_id\":", o)?;
         }
         num(out, b",\"attempts\":", self.attempts)?;
+        if let Some(ms) = self.ms {
+            num(out, b",\"ms\":", ms)?;
+        }
+        if self.throttled != 0 {
+            num(out, b",\"throttled\":", self.throttled)?;
+        }
+        if let Some(t) = self.t {
+            num(out, b",\"t\":", t)?;
+        }
         if let Some(p) = &self.proc_ {
             text(out, b",\"proc\":", p)?;
         }
@@ -83,6 +102,26 @@ impl ResultLine<'_> {
         }
         out.write_all(b"}")
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The last line a run writes to the results log: what the rows do not say. `read_settled`
+/// skips it (it is not a row), as older versions do.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunLine {
+    pub elapsed_ms: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    #[serde(default)]
+    pub interrupted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fatal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<crate::send::RateReport>,
 }
 
 /// The first line of the results log: what this run loads and how, so that `--resume`
@@ -143,6 +182,8 @@ pub struct ResultsLog {
     multi_input: bool,
     /// Batches handled since the last checkpoint.
     dirty: bool,
+    /// When the run started: each line's `t` counts from here.
+    started: Instant,
 }
 
 impl ResultsLog {
@@ -173,7 +214,12 @@ impl ResultsLog {
             w,
             multi_input: cfg.inputs.len() > 1,
             dirty: false,
+            started: Instant::now(),
         }))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     fn write(&mut self, line: &ResultLine) -> Result<()> {
@@ -194,6 +240,7 @@ impl Sink for ResultsLog {
         // Rows rejected before sending do not make the log dirty (a file of bad rows
         // would cost a write per row); if a crash loses their lines, a resume rejects
         // them again, sending nothing.
+        let t = Some(self.now_ms());
         for r in rows {
             self.write(&ResultLine {
                 input: self.multi_input.then_some(r.input),
@@ -203,6 +250,9 @@ impl Sink for ResultsLog {
                 status: Status::Rejected,
                 obj_id: None,
                 attempts: 0,
+                ms: None,
+                throttled: 0,
+                t,
                 proc_: None,
                 error: Some(Cow::Borrowed(&r.reason)),
             })?;
@@ -212,6 +262,7 @@ impl Sink for ResultsLog {
 
     fn on_batch(&mut self, batch: &Batch, outcomes: &[Option<Outcome>]) -> Result<()> {
         self.dirty = true;
+        let t = Some(self.now_ms());
         for (i, o) in outcomes.iter().enumerate() {
             // A row a stop left unsettled has no line: --resume picks it up.
             let Some(o) = o else { continue };
@@ -224,6 +275,9 @@ impl Sink for ResultsLog {
                 status: o.status,
                 obj_id: o.obj_id.as_ref().map(|t| Cow::Borrowed(t.as_str())),
                 attempts: o.attempts,
+                ms: (o.attempts > 0).then_some(o.latency_ms),
+                throttled: o.throttled,
+                t,
                 proc_: o.proc_.as_deref().map(Cow::Borrowed),
                 error: o.error.as_deref().map(Cow::Borrowed),
             })?;
@@ -239,6 +293,25 @@ impl Sink for ResultsLog {
     }
 
     fn finish(&mut self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Ends the run's lines with a `RunLine` (the report's requests, retries and rate).
+    fn report(&mut self, s: &Summary) -> Result<()> {
+        let run = RunLine {
+            elapsed_ms: (s.elapsed_secs * 1000.0) as u64,
+            requests: s.requests,
+            retries: s.retries,
+            throttled: s.throttled,
+            interrupted: s.interrupted,
+            fatal: s.fatal.clone(),
+            rate: s.rate.clone(),
+        };
+        serde_json::to_writer(&mut self.w, &serde_json::json!({ "run": run }))
+            .map_err(|e| Error::file(&self.path, format!("cannot write: {e}")))?;
+        self.w
+            .write_all(b"\n")
+            .map_err(|e| Error::file(&self.path, format!("cannot write: {e}")))?;
         self.flush()
     }
 }
@@ -421,6 +494,9 @@ mod tests {
                     status,
                     obj_id: some(j % 3 != 0),
                     attempts: k as u32 * 7,
+                    ms: (j % 2 == 0).then_some(j as u32 * 1000),
+                    throttled: (k % 2) as u32 * 3,
+                    t: (k % 3 != 0).then_some(u64::MAX - j as u64),
                     proc_: some(k % 3 == 0),
                     error: some(j % 2 == 1),
                 };
@@ -434,5 +510,19 @@ mod tests {
             }
         }
         assert_eq!(n, 30);
+    }
+
+    #[test]
+    fn lines_with_and_without_the_report_fields_read_back() {
+        let old: ResultLine =
+            serde_json::from_str(r#"{"row":1,"line":2,"status":"created","attempts":1}"#).unwrap();
+        assert_eq!((old.ms, old.throttled, old.t), (None, 0, None));
+        let new: ResultLine = serde_json::from_str(
+            r#"{"row":1,"line":2,"status":"failed","attempts":8,"ms":30,"throttled":8,"t":900}"#,
+        )
+        .unwrap();
+        assert_eq!((new.ms, new.throttled, new.t), (Some(30), 8, Some(900)));
+        // The line that ends a run is not a row: `read_settled` skips it.
+        assert!(serde_json::from_str::<ResultLine>(r#"{"run":{"elapsed_ms":1}}"#).is_err());
     }
 }

@@ -262,8 +262,17 @@ pub async fn load(url: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Out {
     .expect("runner")
 }
 
-/// The result lines of a results log (the manifest line excluded).
+/// The row lines of a results log (the manifest line and each run's closing `run` line
+/// excluded; `results_and_runs` keeps the latter).
 pub fn results(path: &Path) -> Vec<Value> {
+    results_and_runs(path)
+        .into_iter()
+        .filter(|l| l.get("run").is_none())
+        .collect()
+}
+
+/// The lines of a results log after the manifest.
+pub fn results_and_runs(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
     let manifest: Value =

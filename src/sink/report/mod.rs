@@ -1,0 +1,72 @@
+//! The HTML report of a run: one self-contained file (inline CSS and SVG, no script, no
+//! network), built from the results log alone, so that it also covers a crashed,
+//! interrupted or resumed run.
+//!
+//! In: a results log (its manifest, its row lines, the `run` line each run ends with).
+//! Out: the HTML file. The log is read once, streaming: what is kept is per time slot
+//! (`Slots`: counts and a latency histogram, at most `MAX_SLOTS` of them, the slot
+//! widening as the run gets longer) and the most frequent reasons with a few example
+//! lines, so a log of millions of rows costs a few hundred KB.
+//!
+//! - `czload report RESULTS -o FILE` calls `write_report`;
+//! - `load --report FILE` registers `HtmlReport`, a sink whose `report` runs once the
+//!   results log has its last line.
+//!
+//! Files: `aggregate.rs` (the log -> `Stats`), `svg.rs` (the charts), `html.rs` (the page).
+
+mod aggregate;
+mod html;
+mod svg;
+
+pub use aggregate::Stats;
+
+use super::{Sink, Summary};
+use crate::error::{Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Writes the report of the results log `results` to `out`; gives the number of rows.
+pub fn write_report(results: &Path, out: &Path) -> Result<u64> {
+    let same = results == out
+        || matches!((results.canonicalize(), out.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if same {
+        return Err(Error::Usage(format!(
+            "-o {}: is the results log the report is made from; name another file",
+            out.display()
+        )));
+    }
+    let stats = Stats::read(results)?;
+    let page = html::page(&stats, &results.display().to_string());
+    // Through a temporary file beside it: a report that fails half-way leaves the old one.
+    let tmp = out.with_extension("html.tmp");
+    let write = || -> std::io::Result<()> {
+        // Only its owner may read it, as the results log it comes from.
+        let mut f = super::results::create_private(&tmp, false)?;
+        f.write_all(page.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, out)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::file(out, format!("cannot write the report: {e}"))
+    })?;
+    Ok(stats.rows)
+}
+
+/// `load --report FILE`: the report, written once the run is over.
+pub struct HtmlReport {
+    results: PathBuf,
+    out: PathBuf,
+}
+
+impl HtmlReport {
+    pub fn new(results: PathBuf, out: PathBuf) -> HtmlReport {
+        HtmlReport { results, out }
+    }
+}
+
+impl Sink for HtmlReport {
+    fn report(&mut self, _: &Summary) -> Result<()> {
+        write_report(&self.results, &self.out).map(|_| ())
+    }
+}

@@ -132,7 +132,7 @@ fn open_mapped<F: FnMut(Batch) + 'static>(
 /// An opened input's records with their mapping (built from the header, for fields).
 fn map_input(cfg: &LoadConfig, input: &Input, reader: Box<dyn std::io::BufRead>) -> Result<Mapped> {
     let opts = ReadOptions {
-        delimiter: cfg.delimiter,
+        delimiter: input.delimiter,
         has_header: cfg.has_header,
         max_row: max_row(cfg),
     };

@@ -60,7 +60,10 @@ impl LoadConfig {
             inputs,
             mapping,
             has_header: !a.no_header,
-            delimiter: inputs::parse_delimiter(&a.delimiter)?,
+            delimiter: match &a.delimiter {
+                Some(d) => inputs::parse_delimiter(d)?,
+                None => b',',
+            },
             batch_size: send.batch_size,
             batch_bytes: a.batch_bytes,
             linger: Duration::from_millis(a.linger_ms.max(1)),

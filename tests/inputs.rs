@@ -25,7 +25,8 @@ async fn broken() -> Sandbox {
     .unwrap()
 }
 
-const CYRILLIC: &str = "id,name,city\n1,Ирина Шевченко,Київ\n2,Пётр,Москва\n3,\"Ёлка, ель\",Минск\n";
+const CYRILLIC: &str =
+    "id,name,city\n1,Ирина Шевченко,Київ\n2,Пётр,Москва\n3,\"Ёлка, ель\",Минск\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_1251_cyrillic_is_stored_as_unicode_and_retried_in_1251() {
@@ -43,7 +44,11 @@ async fn windows_1251_cyrillic_is_stored_as_unicode_and_retried_in_1251() {
     assert_eq!(refs["cp.csv:1"].data["name"], "Ирина Шевченко");
     assert_eq!(refs["cp.csv:1"].data["city"], "Київ");
     assert_eq!(refs["cp.csv:3"].data["name"], "Ёлка, ель");
-    assert_eq!(std::fs::read(&input).unwrap(), bytes, "the input is untouched");
+    assert_eq!(
+        std::fs::read(&input).unwrap(),
+        bytes,
+        "the input is untouched"
+    );
 
     // Without --encoding the same bytes are not UTF-8: rejected, naming the line.
     let sb2 = sandbox().await;
@@ -140,7 +145,11 @@ fn write_array(path: &std::path::Path, n: usize) {
         if i > 1 {
             f.write_all(b",").unwrap();
         }
-        write!(f, r#"{{"id":{i},"pad":"{pad}","tags":["a,]",{{"k":"}}"}}]}}"#).unwrap();
+        write!(
+            f,
+            r#"{{"id":{i},"pad":"{pad}","tags":["a,]",{{"k":"}}"}}]}}"#
+        )
+        .unwrap();
     }
     f.write_all(b"]\n").unwrap();
 }
@@ -197,7 +206,10 @@ async fn json_array_rows_are_elements_a_bad_one_is_rejected_alone_and_retries_ar
     assert_eq!(by_row(1)["line"], 2);
     assert_eq!(by_row(2)["status"], "rejected");
     assert_eq!(by_row(2)["line"], 4);
-    assert!(by_row(2)["error"].as_str().unwrap().contains("not valid JSON"));
+    assert!(by_row(2)["error"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
     assert_eq!(by_row(3)["status"], "rejected");
     assert_eq!(by_row(4)["status"], "created");
     let tasks = sb.tasks();
@@ -245,7 +257,15 @@ async fn json_array_rows_are_elements_a_bad_one_is_rejected_alone_and_retries_ar
     let sb3 = sandbox().await;
     let out = load(
         &sb3.url(),
-        &["-", "--conv-id", "555", "--format", "json-array", "--ref-column", "id"],
+        &[
+            "-",
+            "--conv-id",
+            "555",
+            "--format",
+            "json-array",
+            "--ref-column",
+            "id",
+        ],
         Some(br#"[{"id":"x1"},{"id":"x2"}]"#.to_vec()),
     )
     .await;
@@ -349,4 +369,57 @@ async fn set_adds_typed_constants_rename_renames_and_resume_checks_both() {
         assert_eq!(out.code, 1, "{out:?}");
         assert!(out.stderr.contains(want), "{want}: {out:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tsv_means_tab_and_a_semicolon_file_gets_the_delimiter_suggested() {
+    let dir = tempfile::tempdir().unwrap();
+    let tsv = dir.path().join("t.tsv");
+    std::fs::write(&tsv, "id\tname\n1\ta, b\n").unwrap();
+    let sb = sandbox().await;
+    let out = load(&sb.url(), &[s(&tsv), "--conv-id", "555"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        Value::Object(sb.tasks()[0].data.clone()),
+        json!({"id": "1", "name": "a, b"})
+    );
+
+    let semi = dir.path().join("semi.csv");
+    std::fs::write(&semi, "id;name\n1;ann\n2;bob\n").unwrap();
+    // It loads (one column), with a warning that names the delimiter.
+    let sb = sandbox().await;
+    let out = load(&sb.url(), &[s(&semi), "--conv-id", "555"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("warning: "), "{out:?}");
+    assert!(out.stderr.contains("--delimiter ';'"), "{out:?}");
+    assert_eq!(sb.stats().created, 2);
+    // A flag naming a column fails, and the error says why.
+    let out = load(
+        &sb.url(),
+        &[s(&semi), "--conv-id", "555", "--ref-column", "id"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let err = out.stderr.lines().last().unwrap();
+    assert!(err.contains("--delimiter ';'"), "{out:?}");
+    // With the delimiter given, no warning.
+    let sb = sandbox().await;
+    let out = load(
+        &sb.url(),
+        &[
+            s(&semi),
+            "--conv-id",
+            "555",
+            "--delimiter",
+            ";",
+            "--ref-column",
+            "id",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stderr.contains("warning"), "{out:?}");
+    assert_eq!(by_ref(&sb.tasks())["2"].data["name"], "bob");
 }

@@ -6,7 +6,7 @@ use crate::cli::{CompressionArg, FormatArg, LoadArgs};
 use crate::error::{Error, Result};
 use crate::source::{decode, Compression, Format, Input, Reading};
 
-pub(super) fn inputs(a: &LoadArgs) -> Result<Vec<Input>> {
+pub(super) fn inputs(a: &LoadArgs, notes: &mut Vec<String>) -> Result<Vec<Input>> {
     let format = a.format.map(|f| match f {
         FormatArg::Csv => Format::Csv,
         FormatArg::Ndjson => Format::Ndjson,
@@ -35,11 +35,22 @@ pub(super) fn inputs(a: &LoadArgs) -> Result<Vec<Input>> {
         encoding,
         delimiter,
     };
-    a.inputs
+    let inputs = a
+        .inputs
         .iter()
         .enumerate()
         .map(|(i, p)| Input::resolve(i as u32, p, &how))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    for i in &inputs {
+        if let Some(d) = i.delimiter_hint {
+            notes.push(format!(
+                "warning: {}: {}",
+                i.display(),
+                crate::source::csv::delimiter_hint(d)
+            ));
+        }
+    }
+    Ok(inputs)
 }
 
 pub(super) fn parse_delimiter(s: &str) -> Result<u8> {

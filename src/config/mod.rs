@@ -52,7 +52,7 @@ pub struct LoadConfig {
 impl LoadConfig {
     pub fn from_args(a: &LoadArgs) -> Result<LoadConfig> {
         let mut notes = Vec::new();
-        let inputs = inputs::inputs(a)?;
+        let inputs = inputs::inputs(a, &mut notes)?;
         let mapping = mapping::mapping(a, &inputs, &mut notes)?;
         let send = sending::sending(a, mapping.op, &mut notes)?;
         let out = outputs::outputs(a, &inputs, &mut notes)?;

@@ -5,9 +5,9 @@
 //! is the task data, validated but not rebuilt unless fields must leave it; and the line
 //! for the retry file, with its generated ref in a leading `_czload_ref` field.
 
+use super::edits::append_members;
 use super::json::{depth_reject, has_lone_surrogate, push_json_str, sep, too_deep, LONE_SURROGATE};
 use super::refs::{is_generated, RefSource, REF_COLUMN};
-use super::edits::append_members;
 use super::{
     check_task_size, fixed_part, parse_conv, write_head, Edits, MappingConfig, Plan, Reject,
     RetryRows, Target,

@@ -152,6 +152,8 @@ pub struct Input {
     pub encoding: Option<&'static Encoding>,
     /// CSV: the field delimiter.
     pub delimiter: u8,
+    /// CSV: the delimiter the file seems to use instead (see `csv::guess_delimiter`).
+    pub delimiter_hint: Option<u8>,
     /// Size on disk (compressed for .gz), for the progress ETA; `None` for stdin.
     pub size: Option<u64>,
 }
@@ -163,9 +165,7 @@ impl Input {
     pub fn resolve(index: u32, arg: &Path, how: &Reading) -> Result<Input> {
         if arg == Path::new("-") {
             let format = how.format.ok_or_else(|| {
-                Error::Usage(
-                    "reading stdin (`-`) needs --format csv, ndjson or json-array".into(),
-                )
+                Error::Usage("reading stdin (`-`) needs --format csv, ndjson or json-array".into())
             })?;
             return Ok(Input {
                 index,
@@ -174,6 +174,7 @@ impl Input {
                 compression: how.compression,
                 encoding: how.encoding,
                 delimiter: how.delimiter.unwrap_or(b','),
+                delimiter_hint: None,
                 size: None,
             });
         }
@@ -203,20 +204,20 @@ impl Input {
             delimiter: how
                 .delimiter
                 .unwrap_or(if inner.ends_with(".tsv") { b'\t' } else { b',' }),
+            delimiter_hint: None,
             size: Some(meta.len()),
         };
-        let head = if how.encoding.is_none() || (how.format.is_none() && inner.ends_with(".json")) {
-            input.head(arg)?
-        } else {
-            Vec::new()
-        };
+        let head = input.head(arg)?;
         // A UTF-16 file announces itself; the retry file is then written in it too.
         input.encoding = how.encoding.or_else(|| decode::sniff_bom(&head));
         let by_ext = if [".csv", ".tsv", ".txt"].iter().any(|e| inner.ends_with(e)) {
             Some(Format::Csv)
         } else if inner.ends_with(".json") && json_array::looks_like_array(&input.decoded(&head)) {
             Some(Format::JsonArray)
-        } else if [".ndjson", ".jsonl", ".json"].iter().any(|e| inner.ends_with(e)) {
+        } else if [".ndjson", ".jsonl", ".json"]
+            .iter()
+            .any(|e| inner.ends_with(e))
+        {
             Some(Format::Ndjson)
         } else {
             None
@@ -227,6 +228,9 @@ impl Input {
                 "cannot tell the format from the extension; pass --format csv, ndjson or json-array",
             )
         })?;
+        if input.format == Format::Csv && how.delimiter.is_none() {
+            input.delimiter_hint = csv::guess_delimiter(&input.decoded(&head), input.delimiter);
+        }
         Ok(input)
     }
 
@@ -259,10 +263,11 @@ impl Input {
                 flate2::read::MultiGzDecoder::new(BufReader::with_capacity(CAP, raw)),
             )),
             Compression::Zstd => {
-                let dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
-                    CAP, raw,
-                ))
-                .map_err(|e| Error::file(self.display(), format!("cannot read it as zstd: {e}")))?;
+                let dec =
+                    zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(CAP, raw))
+                        .map_err(|e| {
+                            Error::file(self.display(), format!("cannot read it as zstd: {e}"))
+                        })?;
                 Box::new(BufReader::with_capacity(CAP, dec))
             }
         })

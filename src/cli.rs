@@ -18,7 +18,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load rows from CSV or NDJSON files into a Corezoid process as tasks.
+    /// Load rows from CSV, TSV, NDJSON or JSON-array files into a Corezoid process as tasks.
     Load(Box<LoadArgs>),
     /// Run a local server that speaks the Corezoid API, for trying czload and for tests.
     Sandbox(SandboxArgs),
@@ -113,7 +113,7 @@ pub struct LoadArgs {
     #[arg(long, value_name = "OLD:NEW", help_heading = "Input")]
     pub rename: Vec<String>,
 
-    /// NDJSON: take the task data from this top-level field (an object) instead of the
+    /// NDJSON, JSON array: take the task data from this top-level field (an object) instead of the
     /// whole line.
     #[arg(long, value_name = "NAME", help_heading = "Input")]
     pub data_field: Option<String>,

@@ -70,7 +70,8 @@ pub struct LoadArgs {
     #[arg(long, value_enum, help_heading = "Input")]
     pub format: Option<FormatArg>,
 
-    /// Standard input's compression (files go by their extension: .gz, .zst).
+    /// Standard input's compression, and that of files whose name does not end in .gz or
+    /// .zst.
     #[arg(long, value_enum, default_value = "none", help_heading = "Input")]
     pub compression: CompressionArg,
 

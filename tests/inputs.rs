@@ -364,6 +364,7 @@ async fn set_adds_typed_constants_rename_renames_and_resume_checks_both() {
         ("--set", "n:integer=x", "--set \"n:integer=x\""),
         ("--rename", "nope", "OLD:NEW"),
         ("--rename", "ghost:g", "--rename: no column named \"ghost\""),
+        ("--rename", "id:cust", "would both be named \"cust\""),
     ] {
         let out = load(&sb.url(), &[s(&csv), "--conv-id", "555", flag, value], None).await;
         assert_eq!(out.code, 1, "{out:?}");

@@ -110,6 +110,16 @@ impl CsvPlan {
                 (!excluded).then(|| data_col(cfg, name))
             })
             .collect();
+        let names: Vec<&str> = cols.iter().flatten().map(|c| c.name.as_str()).collect();
+        let key = |n: &str| cfg.edits.renamed(n).to_string();
+        for (i, a) in names.iter().enumerate() {
+            if let Some(b) = names[..i].iter().find(|b| key(b) == key(a)) {
+                return Err(Error::Usage(format!(
+                    "--rename: columns {b:?} and {a:?} of {file_name} would both be named {:?} in the task; rename one of them too, or --exclude one",
+                    key(a)
+                )));
+            }
+        }
         if let RefSource::Field(col) = &mut reference {
             // A `--ref-column` cell is named as a data column, "ref" when it is not one.
             col.name = cols[col.index]

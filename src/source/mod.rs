@@ -193,7 +193,8 @@ impl Input {
         } else if let Some(x) = name.strip_suffix(".zst") {
             (Compression::Zstd, x)
         } else {
-            (Compression::None, name.as_str())
+            // `--compression` for a file whose name does not say.
+            (how.compression, name.as_str())
         };
         let mut input = Input {
             index,
@@ -248,7 +249,8 @@ impl Input {
     /// `head` as UTF-8, for a look at its first characters.
     fn decoded(&self, head: &[u8]) -> Vec<u8> {
         match self.encoding {
-            Some(enc) => enc.decode_without_bom_handling(head).0.as_bytes().to_vec(),
+            // `decode` drops a byte order mark (and follows one).
+            Some(enc) => enc.decode(head).0.as_bytes().to_vec(),
             None => head.to_vec(),
         }
     }

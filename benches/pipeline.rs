@@ -100,6 +100,7 @@ fn mapping(types: Vec<(String, ColType)>) -> MappingConfig {
         empty: EmptyPolicy::Keep,
         data_field: None,
         max_task_bytes: 131_072,
+        edits: Default::default(),
     }
 }
 

@@ -18,7 +18,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load rows from CSV or NDJSON files into a Corezoid process as tasks.
+    /// Load rows from CSV, TSV, NDJSON or JSON-array files into a Corezoid process as tasks.
     Load(Box<LoadArgs>),
     /// Run a local server that speaks the Corezoid API, for trying czload and for tests.
     Sandbox(SandboxArgs),
@@ -66,6 +66,15 @@ pub enum ProgressArg {
 pub enum FormatArg {
     Csv,
     Ndjson,
+    /// One JSON array of objects, `[{...},{...}]`, read element by element.
+    JsonArray,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    None,
+    Gzip,
+    Zstd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -88,22 +97,36 @@ pub enum EmptyArg {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Input files (CSV or NDJSON, optionally .gz); `-` reads standard input.
+    /// Input files (CSV, TSV, NDJSON or a JSON array; optionally .gz or .zst); `-` reads
+    /// standard input.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 
-    /// Input format; by default taken from the extension (.csv, .ndjson, .jsonl, .json,
-    /// also under .gz). Required for stdin.
+    /// Input format; by default taken from the extension (.csv, .tsv, .txt, .ndjson,
+    /// .jsonl, .json, also under .gz or .zst). A .json file whose first character is `[`
+    /// is a JSON array. Required for stdin.
     #[arg(long, value_enum, help_heading = "Input")]
     pub format: Option<FormatArg>,
+
+    /// Standard input's compression, and that of files whose name does not end in .gz or
+    /// .zst.
+    #[arg(long, value_enum, default_value = "none", help_heading = "Input")]
+    pub compression: CompressionArg,
+
+    /// The inputs' text encoding, any WHATWG label: windows-1251, koi8-u, latin1,
+    /// utf-16le, ... Default UTF-8 (UTF-16 when the file starts with its byte order
+    /// mark). Retry files are written in the same encoding.
+    #[arg(long, value_name = "NAME", help_heading = "Input")]
+    pub encoding: Option<String>,
 
     /// CSV: the file has no header row; columns are named key1, key2, ...
     #[arg(long, help_heading = "Input")]
     pub no_header: bool,
 
-    /// CSV: field delimiter, one ASCII character (`\t` for tab).
-    #[arg(long, default_value = ",", help_heading = "Input")]
-    pub delimiter: String,
+    /// CSV: field delimiter, one ASCII character (`\t` for tab). Default `,`, and tab
+    /// for .tsv files.
+    #[arg(long, help_heading = "Input")]
+    pub delimiter: Option<String>,
 
     /// CSV: type of a column, `COL:string|number|integer|bool|json` (repeatable). Columns
     /// default to string, as in Corezoid's own import.
@@ -118,7 +141,18 @@ pub struct LoadArgs {
     #[arg(long, value_name = "COL", help_heading = "Input")]
     pub exclude: Vec<String>,
 
-    /// NDJSON: take the task data from this top-level field (an object) instead of the
+    /// Add a field with this value to every task (repeatable): `KEY=VALUE`, typed like
+    /// --type with `KEY:TYPE=VALUE` (e.g. `batch:integer=42`). It replaces a column or
+    /// field of the same name.
+    #[arg(long = "set", value_name = "KEY=VALUE", help_heading = "Input")]
+    pub set: Vec<String>,
+
+    /// Rename a column (CSV) or top-level field (JSON) in the task data: `OLD:NEW`
+    /// (repeatable). Other flags (--type, --ref-column, ...) name it as the input does.
+    #[arg(long, value_name = "OLD:NEW", help_heading = "Input")]
+    pub rename: Vec<String>,
+
+    /// NDJSON, JSON array: take the task data from this top-level field (an object) instead of the
     /// whole line.
     #[arg(long, value_name = "NAME", help_heading = "Input")]
     pub data_field: Option<String>,

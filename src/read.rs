@@ -11,7 +11,7 @@ pub(crate) use seen::SeenRefs;
 
 use crate::batch::{Batch, Batcher, RowKey};
 use crate::config::LoadConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mapping::{Mapped, Plan, RetryRows};
 use crate::outcome::RejectedRow;
 use crate::sink::{Event, RowSet};
@@ -132,12 +132,20 @@ fn open_mapped<F: FnMut(Batch) + 'static>(
 /// An opened input's records with their mapping (built from the header, for fields).
 fn map_input(cfg: &LoadConfig, input: &Input, reader: Box<dyn std::io::BufRead>) -> Result<Mapped> {
     let opts = ReadOptions {
-        delimiter: cfg.delimiter,
+        delimiter: input.delimiter,
         has_header: cfg.has_header,
         max_row: max_row(cfg),
     };
     let opened = input.format.open(reader, &opts, &input.display())?;
-    Mapped::new(&cfg.mapping, opened, &input.file_name())
+    Mapped::new(&cfg.mapping, opened, &input.file_name()).map_err(|e| match input.delimiter_hint {
+        // A flag naming a column the one-column header lacks: most likely the delimiter.
+        Some(d) => Error::Usage(format!(
+            "{e}\n{}: {}",
+            input.display(),
+            crate::source::csv::delimiter_hint(d)
+        )),
+        None => e,
+    })
 }
 
 /// The largest row worth reading whole: one larger than any request may hold can only be

@@ -749,6 +749,7 @@ fn fuzz_finding_a_lone_surrogate_is_rejected_not_sent() {
         empty: EmptyPolicy::Keep,
         data_field: None,
         max_task_bytes: 131_072,
+        edits: Default::default(),
     };
     let plan = NdjsonPlan::new(&cfg, "f.ndjson").unwrap();
     let (mut buf, mut r) = (Vec::new(), String::new());

@@ -3,6 +3,7 @@
 mod bad_input;
 mod common;
 mod hostile;
+mod inputs;
 mod load;
 mod options;
 mod recovery;

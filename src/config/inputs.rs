@@ -1,23 +1,56 @@
-//! Inputs: which files, in which format, and how CSV is split. In: the input paths,
-//! `--format`, `--delimiter`. Out: the resolved `Input`s and the delimiter byte.
+//! Inputs: which files, in which format, encoding and compression, and how CSV is split.
+//! In: the input paths, `--format`, `--compression`, `--encoding`, `--delimiter`. Out:
+//! the resolved `Input`s (each with its delimiter: tab for .tsv unless `--delimiter`).
 
-use crate::cli::{FormatArg, LoadArgs};
+use crate::cli::{CompressionArg, FormatArg, LoadArgs};
 use crate::error::{Error, Result};
-use crate::source::{Format, Input};
+use crate::source::{decode, Compression, Format, Input, Reading};
 
-pub(super) fn inputs(a: &LoadArgs) -> Result<Vec<Input>> {
+pub(super) fn inputs(a: &LoadArgs, notes: &mut Vec<String>) -> Result<Vec<Input>> {
     let format = a.format.map(|f| match f {
         FormatArg::Csv => Format::Csv,
         FormatArg::Ndjson => Format::Ndjson,
+        FormatArg::JsonArray => Format::JsonArray,
     });
+    let compression = match a.compression {
+        CompressionArg::None => Compression::None,
+        CompressionArg::Gzip => Compression::Gzip,
+        CompressionArg::Zstd => Compression::Zstd,
+    };
+    let encoding = match &a.encoding {
+        None => None,
+        Some(label) => decode::parse(label).ok_or_else(|| {
+            Error::Usage(format!(
+                "--encoding {label:?}: not an encoding name; use a WHATWG label such as utf-8, windows-1251, koi8-u, latin1 or utf-16le"
+            ))
+        })?,
+    };
+    let delimiter = a.delimiter.as_deref().map(parse_delimiter).transpose()?;
     if a.inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
         return Err(Error::Usage("stdin (`-`) can be given only once".into()));
     }
-    a.inputs
+    let how = Reading {
+        format,
+        compression,
+        encoding,
+        delimiter,
+    };
+    let inputs = a
+        .inputs
         .iter()
         .enumerate()
-        .map(|(i, p)| Input::resolve(i as u32, p, format))
-        .collect()
+        .map(|(i, p)| Input::resolve(i as u32, p, &how))
+        .collect::<Result<Vec<_>>>()?;
+    for i in &inputs {
+        if let Some(d) = i.delimiter_hint {
+            notes.push(format!(
+                "warning: {}: {}",
+                i.display(),
+                crate::source::csv::delimiter_hint(d)
+            ));
+        }
+    }
+    Ok(inputs)
 }
 
 pub(super) fn parse_delimiter(s: &str) -> Result<u8> {

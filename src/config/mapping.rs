@@ -1,11 +1,11 @@
 //! Mapping: how a row becomes an op. In: `--op`, `--conv-id`/`--conv-id-column`, the ref
 //! flags, `--type`, `--exclude`, `--empty`, `--data-field`, `--company-id`,
-//! `--max-task-bytes`, and the inputs (their names make the generated refs). Out: a
+//! `--max-task-bytes`, `--set`, `--rename`, and the inputs (their names make the generated refs). Out: a
 //! checked `MappingConfig`, and notes for the user.
 
 use crate::cli::{EmptyArg, LoadArgs, OpArg};
 use crate::error::{Error, Result};
-use crate::mapping::{ColType, EmptyPolicy, MappingConfig, OpKind, RefMode, Target};
+use crate::mapping::{ColType, Edits, EmptyPolicy, MappingConfig, OpKind, RefMode, Target};
 use crate::source::{Format, Input};
 
 pub(super) fn mapping(
@@ -44,6 +44,12 @@ pub(super) fn mapping(
         EmptyArg::Omit => EmptyPolicy::Omit,
         EmptyArg::Null => EmptyPolicy::Null,
     };
+    let edits = Edits::parse(&a.set, &a.rename).map_err(Error::Usage)?;
+    if a.data_field.is_some() && !edits.rename.is_empty() {
+        return Err(Error::Usage(
+            "--rename renames top-level fields, which --data-field leaves out of the task; rename inside the data field before loading".into(),
+        ));
+    }
     if a.max_task_bytes == 0 {
         return Err(Error::Usage("--max-task-bytes must be positive".into()));
     }
@@ -57,6 +63,7 @@ pub(super) fn mapping(
         empty,
         data_field: a.data_field.clone(),
         max_task_bytes: a.max_task_bytes,
+        edits,
     })
 }
 

@@ -55,7 +55,7 @@ pub struct LoadConfig {
 impl LoadConfig {
     pub fn from_args(a: &LoadArgs) -> Result<LoadConfig> {
         let mut notes = Vec::new();
-        let inputs = inputs::inputs(a)?;
+        let inputs = inputs::inputs(a, &mut notes)?;
         let mapping = mapping::mapping(a, &inputs, &mut notes)?;
         let send = sending::sending(a, mapping.op, &mut notes)?;
         let out = outputs::outputs(a, &inputs, &mut notes)?;
@@ -63,7 +63,10 @@ impl LoadConfig {
             inputs,
             mapping,
             has_header: !a.no_header,
-            delimiter: inputs::parse_delimiter(&a.delimiter)?,
+            delimiter: match &a.delimiter {
+                Some(d) => inputs::parse_delimiter(d)?,
+                None => b',',
+            },
             batch_size: send.batch_size,
             batch_bytes: a.batch_bytes,
             linger: Duration::from_millis(a.linger_ms.max(1)),

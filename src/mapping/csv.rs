@@ -43,6 +43,8 @@ pub struct CsvPlan {
     n_fields: usize,
     empty: EmptyPolicy,
     max_task_bytes: usize,
+    /// `--set`: the constant members every task's data ends with (empty without).
+    constants: Vec<u8>,
 }
 
 /// Refuses a header with a column that has no name, or two columns of the same name.
@@ -83,6 +85,9 @@ impl CsvPlan {
         for name in &cfg.exclude {
             find(name, "--exclude")?;
         }
+        for (old, _) in &cfg.edits.rename {
+            find(old, "--rename")?;
+        }
         let retry_ref = header.iter().position(|h| h == REF_COLUMN);
         let mut reference = RefSource::new(&cfg.ref_mode, file_name, |name, flag| {
             Ok(Col {
@@ -99,11 +104,22 @@ impl CsvPlan {
             .enumerate()
             .map(|(i, name)| {
                 let excluded = cfg.exclude.contains(name)
+                    || cfg.edits.replaced(name)
                     || Some(i) == retry_ref
                     || conv_col.as_ref().is_some_and(|(c, _)| *c == i);
                 (!excluded).then(|| data_col(cfg, name))
             })
             .collect();
+        let names: Vec<&str> = cols.iter().flatten().map(|c| c.name.as_str()).collect();
+        let key = |n: &str| cfg.edits.renamed(n).to_string();
+        for (i, a) in names.iter().enumerate() {
+            if let Some(b) = names[..i].iter().find(|b| key(b) == key(a)) {
+                return Err(Error::Usage(format!(
+                    "--rename: columns {b:?} and {a:?} of {file_name} would both be named {:?} in the task; rename one of them too, or --exclude one",
+                    key(a)
+                )));
+            }
+        }
         if let RefSource::Field(col) = &mut reference {
             // A `--ref-column` cell is named as a data column, "ref" when it is not one.
             col.name = cols[col.index]
@@ -120,6 +136,7 @@ impl CsvPlan {
             n_fields: header.len(),
             empty: cfg.empty,
             max_task_bytes: cfg.max_task_bytes,
+            constants: cfg.edits.constants(),
         })
     }
 
@@ -182,6 +199,10 @@ impl CsvPlan {
             buf.extend_from_slice(&col.key);
             write_typed(buf, text, col.ty).map_err(|msg| Reject::col(&col.name, msg))?;
         }
+        if !self.constants.is_empty() {
+            sep(buf, &mut first);
+            buf.extend_from_slice(&self.constants);
+        }
         buf.push(b'}');
         Ok(())
     }
@@ -240,7 +261,8 @@ fn data_col(cfg: &MappingConfig, name: &str) -> CsvCol {
         .find(|(n, _)| n == name)
         .map_or(ColType::String, |(_, t)| *t);
     let mut key = Vec::with_capacity(name.len() + 3);
-    push_json_str(&mut key, name);
+    // The column is named by its input name everywhere but in the task (`--rename`).
+    push_json_str(&mut key, cfg.edits.renamed(name));
     key.push(b':');
     CsvCol {
         name: name.to_string(),

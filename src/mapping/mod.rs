@@ -12,11 +12,13 @@
 //! JSON text (`json.rs`), the config types and the op's head (here).
 
 mod csv;
+mod edits;
 mod json;
 mod ndjson;
 mod refs;
 
 pub use self::csv::{CsvPlan, CsvRetry};
+pub use self::edits::Edits;
 pub use self::json::{
     has_lone_surrogate, is_plain, write_json_str, write_typed, MAX_DEPTH, MAX_SAFE_INT,
 };
@@ -147,6 +149,8 @@ pub struct MappingConfig {
     pub empty: EmptyPolicy,
     pub data_field: Option<String>,
     pub max_task_bytes: usize,
+    /// `--set`, `--rename`.
+    pub edits: Edits,
 }
 
 impl MappingConfig {
@@ -154,7 +158,7 @@ impl MappingConfig {
     /// refuses to continue a log written under a different one.
     pub fn fingerprint(&self) -> String {
         format!(
-            "op={:?};target={:?};company={:?};ref={:?};types={:?};exclude={:?};empty={:?};data_field={:?};max_task={}",
+            "op={:?};target={:?};company={:?};ref={:?};types={:?};exclude={:?};empty={:?};data_field={:?};max_task={}{}",
             self.op,
             self.target,
             self.company_id,
@@ -163,7 +167,13 @@ impl MappingConfig {
             self.exclude,
             self.empty,
             self.data_field,
-            self.max_task_bytes
+            self.max_task_bytes,
+            // Only when used, so that logs written before these flags still resume.
+            if self.edits == Edits::default() {
+                String::new()
+            } else {
+                format!(";set={:?};rename={:?}", self.edits.set, self.edits.rename)
+            }
         )
     }
 }
@@ -249,6 +259,7 @@ pub(crate) mod tests {
             empty: EmptyPolicy::Keep,
             data_field: None,
             max_task_bytes: 131_072,
+            edits: Edits::default(),
         }
     }
 

@@ -5,11 +5,12 @@
 //! is the task data, validated but not rebuilt unless fields must leave it; and the line
 //! for the retry file, with its generated ref in a leading `_czload_ref` field.
 
+use super::edits::append_members;
 use super::json::{depth_reject, has_lone_surrogate, push_json_str, sep, too_deep, LONE_SURROGATE};
 use super::refs::{is_generated, RefSource, REF_COLUMN};
 use super::{
-    check_task_size, fixed_part, parse_conv, write_head, MappingConfig, Plan, Reject, RetryRows,
-    Target,
+    check_task_size, fixed_part, parse_conv, write_head, Edits, MappingConfig, Plan, Reject,
+    RetryRows, Target,
 };
 use crate::error::{Error, Result};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -24,6 +25,12 @@ pub struct NdjsonPlan {
     reference: RefSource<String>,
     data_field: Option<String>,
     exclude: Vec<String>,
+    /// The fields that make a line's data be rebuilt: `--exclude`, and the fields that
+    /// `--rename` renames or `--set` replaces.
+    rebuild: Vec<String>,
+    edits: Edits,
+    /// `--set`: the constant members every task's data ends with (empty without).
+    constants: Vec<u8>,
     /// The fields whose values the op needs (ref, process, data field, retry ref).
     wanted: Vec<String>,
     max_task_bytes: usize,
@@ -169,6 +176,15 @@ impl NdjsonPlan {
             reference,
             data_field: cfg.data_field.clone(),
             exclude: cfg.exclude.clone(),
+            rebuild: cfg
+                .exclude
+                .iter()
+                .chain(cfg.edits.rename.iter().map(|(old, _)| old))
+                .chain(cfg.edits.set.iter().map(|(k, _, _)| k))
+                .cloned()
+                .collect(),
+            edits: cfg.edits.clone(),
+            constants: cfg.edits.constants(),
             wanted,
             max_task_bytes: cfg.max_task_bytes,
         })
@@ -185,6 +201,7 @@ impl NdjsonPlan {
         top: &TopLevel,
         buf: &mut Vec<u8>,
     ) -> std::result::Result<(), Reject> {
+        let start = buf.len();
         if let Some(f) = &self.data_field {
             let v = top
                 .get(f)
@@ -196,13 +213,16 @@ impl NdjsonPlan {
             }
             buf.extend_from_slice(v.get().as_bytes());
         } else if top.dropped {
-            // Rare (a retry file, or --exclude): rebuild the object without them.
-            let drop_key = |k: &str| k == REF_COLUMN || self.exclude.iter().any(|e| e == k);
+            // Rare (a retry file, --exclude, --rename, --set): rebuild the object without
+            // them (renamed ones under their new name).
+            let drop_key = |k: &str| {
+                k == REF_COLUMN || self.exclude.iter().any(|e| e == k) || self.edits.replaced(k)
+            };
             buf.push(b'{');
             let mut first = true;
             for (k, v) in top.fields.iter().filter(|(k, _)| !drop_key(k)) {
                 sep(buf, &mut first);
-                push_json_str(buf, k);
+                push_json_str(buf, self.edits.renamed(k));
                 buf.push(b':');
                 buf.extend_from_slice(v.get().as_bytes());
             }
@@ -210,6 +230,9 @@ impl NdjsonPlan {
         } else {
             // The common case: the line is the data, validated but not rebuilt.
             buf.extend_from_slice(line.trim_ascii());
+        }
+        if !self.constants.is_empty() {
+            append_members(buf, start, &self.constants);
         }
         Ok(())
     }
@@ -239,7 +262,7 @@ impl Plan for NdjsonPlan {
         let how = Scan {
             all: false,
             wanted: &self.wanted,
-            exclude: &self.exclude,
+            exclude: &self.rebuild,
         };
         let mut top = scan(text, how)?;
         if top.dropped && self.data_field.is_none() {

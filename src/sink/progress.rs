@@ -182,12 +182,15 @@ impl Progress {
         use crate::source::Format;
         let mode = cfg.progress;
         let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
-        let compressed = cfg.inputs.iter().any(|i| i.gzip);
+        let compressed = cfg
+            .inputs
+            .iter()
+            .any(|i| i.compression != crate::source::Compression::None);
         // `,ref` after a CSV row; `"_czload_ref":"ref",` before an NDJSON object's fields.
         let ref_overhead =
             (cfg.mapping.ref_mode == RefMode::Auto).then(|| match cfg.inputs[0].format {
                 Format::Csv => 1,
-                Format::Ndjson => 17,
+                Format::Ndjson | Format::JsonArray => 17,
             });
         use std::io::IsTerminal;
         let tty = std::io::stderr().is_terminal();

@@ -1,6 +1,6 @@
 //! The retry files: per input, the rows that may load on a second try (`failed`,
 //! `ambiguous`; see `Status::to_retry_file`), as the input held them, so that the same
-//! command loads them again. In: input headers and settled batches. Out: one file per
+//! command loads them again, in the input's encoding (`--encoding`). In: input headers and settled batches. Out: one file per
 //! input, opened at its first such row, flushed at each checkpoint after the results log.
 
 use super::results::create_private;
@@ -9,6 +9,7 @@ use crate::batch::Batch;
 use crate::config::LoadConfig;
 use crate::error::{Error, Result};
 use crate::outcome::Outcome;
+use crate::source::decode;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -20,6 +21,10 @@ pub struct RetryFiles {
     out: Vec<Option<BufWriter<File>>>,
     /// Per input: its header line (CSV), already encoded.
     headers: Vec<Option<Vec<u8>>>,
+    /// Per input: the encoding to write (`None`: UTF-8, as the rows are).
+    encodings: Vec<Option<&'static encoding_rs::Encoding>>,
+    /// A row re-encoded.
+    encoded: Vec<u8>,
     /// Append to the files of the earlier run, whose header is already there.
     resume: bool,
     /// Batches handled since the last checkpoint.
@@ -39,6 +44,8 @@ impl RetryFiles {
             paths: cfg.retry_files.clone(),
             out: (0..n).map(|_| None).collect(),
             headers: vec![None; n],
+            encodings: cfg.inputs.iter().map(|i| i.encoding).collect(),
+            encoded: Vec::new(),
             resume,
             dirty: false,
         }
@@ -54,12 +61,28 @@ impl RetryFiles {
             let mut w = BufWriter::new(f);
             if !existed {
                 if let Some(h) = &self.headers[i] {
-                    w.write_all(h).map_err(|e| Error::file(path, e))?;
+                    let h = match self.encodings[i] {
+                        Some(enc) => {
+                            let mut v = Vec::new();
+                            decode::encode(enc, h, &mut v);
+                            v
+                        }
+                        None => h.clone(),
+                    };
+                    w.write_all(&h).map_err(|e| Error::file(path, e))?;
                 }
             }
             self.out[i] = Some(w);
         }
         let w = self.out[i].as_mut().expect("opened above");
+        let raw = match self.encodings[i] {
+            Some(enc) => {
+                self.encoded.clear();
+                decode::encode(enc, raw, &mut self.encoded);
+                &self.encoded
+            }
+            None => raw,
+        };
         w.write_all(raw).map_err(|e| Error::file(path, e))
     }
 

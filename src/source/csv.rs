@@ -377,6 +377,40 @@ fn needs_quotes(b: &[u8], delimiter: u8) -> bool {
         || acc != 0
 }
 
+/// The delimiter a CSV file seems to use when it is not `delimiter`: its first line has
+/// no `delimiter` (one column), and its first lines (up to 10 complete ones in `head`)
+/// each hold the same number, at least one, of `;`, `|` or tab. A hint for the user: the
+/// file is read with `delimiter` regardless.
+pub fn guess_delimiter(head: &[u8], delimiter: u8) -> Option<u8> {
+    let head = head.strip_prefix(BOM).unwrap_or(head);
+    let complete = &head[..head.iter().rposition(|&c| c == b'\n')? + 1];
+    let lines: Vec<&[u8]> = complete
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.trim_ascii().is_empty())
+        .take(10)
+        .collect();
+    if lines.first()?.contains(&delimiter) {
+        return None;
+    }
+    [b';', b'|', b'\t'].into_iter().find(|&d| {
+        let count = |l: &&[u8]| l.iter().filter(|&&c| c == d).count();
+        d != delimiter && count(&lines[0]) > 0 && lines.iter().all(|l| count(l) == count(&lines[0]))
+    })
+}
+
+/// What to tell the user about a guessed delimiter.
+pub fn delimiter_hint(d: u8) -> String {
+    let shown = if d == b'\t' {
+        "\\t".to_string()
+    } else {
+        (d as char).to_string()
+    };
+    format!(
+        "the header has one column, but the first lines each hold the same number of {:?}: is that the delimiter? pass --delimiter '{shown}'",
+        d as char
+    )
+}
+
 fn strip_bom(rec: &mut csv::ByteRecord) {
     if rec.get(0).is_some_and(|f| f.starts_with(BOM)) {
         let pos = rec.position().cloned();
@@ -449,6 +483,21 @@ mod tests {
                 delimiter as char
             );
         }
+    }
+
+    #[test]
+    fn a_delimiter_is_guessed_only_when_consistent() {
+        assert_eq!(guess_delimiter(b"a;b;c\n1;2;3\n4;5;6\n", b','), Some(b';'));
+        assert_eq!(
+            guess_delimiter(b"\xEF\xBB\xBFa|b\n\n1|2\n", b','),
+            Some(b'|')
+        );
+        assert_eq!(guess_delimiter(b"a\tb\n1\t2\n", b','), Some(b'\t'));
+        assert_eq!(guess_delimiter(b"a,b;c\n1,2;3\n", b','), None);
+        assert_eq!(guess_delimiter(b"a;b;c\n1;2\n", b','), None);
+        assert_eq!(guess_delimiter(b"name\nx\n", b','), None);
+        assert_eq!(guess_delimiter(b"a;b;c", b','), None);
+        assert!(delimiter_hint(b'\t').contains("--delimiter '\\t'"));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Records in.
 //!
-//! In: the input paths (`-` for stdin, `.gz` decompressed on the fly). Out: records with
-//! their record number and line, streamed from a reused buffer; a file is never loaded
-//! whole. Bytes read are counted for the progress display.
+//! In: the input paths (`-` for stdin; `.gz` and `.zst` decompressed on the fly; another
+//! encoding than UTF-8 decoded on the fly, `decode.rs`). Out: records with their record
+//! number and line, streamed from a reused buffer; a file is never loaded whole. Bytes
+//! read are counted for the progress display.
 //!
 //! A format is one file here that implements [`Records`] for its reader, yielding one of
 //! two kinds of record, each with its own mapping (`crate::mapping`): named fields
 //! (`csv::ByteRecord` with a [`Header`]: `csv.rs`) or a JSON object's text (`[u8]`:
-//! `ndjson.rs`). The reader loop and the preflight (`crate::read`) are written once over
+//! `ndjson.rs`, `json_array.rs`). The reader loop and the preflight (`crate::read`) are written once over
 //! the trait and name no format. So adding a format (a TSV; a JSON array `[{...},{...}]`
 //! streamed element by element, whose elements are JSON objects like NDJSON lines) is one
 //! new file with its `SPEC` (how to open it, its retry file's extension) and its
@@ -16,9 +17,12 @@
 //! `config.rs`), and any file extension that should imply it (`Input::resolve`).
 
 pub mod csv;
+pub mod decode;
+pub mod json_array;
 pub mod ndjson;
 
 use crate::error::{Error, Result};
+use encoding_rs::Encoding;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +95,7 @@ pub struct Spec {
 pub enum Format {
     Csv,
     Ndjson,
+    JsonArray,
 }
 
 impl Format {
@@ -99,6 +104,7 @@ impl Format {
         match self {
             Format::Csv => &csv::SPEC,
             Format::Ndjson => &ndjson::SPEC,
+            Format::JsonArray => &json_array::SPEC,
         }
     }
 
@@ -113,6 +119,27 @@ impl Format {
     }
 }
 
+/// How an input is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// How the inputs are read, beyond their names: from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    /// `--format`; `None`: from each file's extension.
+    pub format: Option<Format>,
+    /// `--compression`, for stdin (files go by their extension).
+    pub compression: Compression,
+    /// `--encoding`; `None` is UTF-8 (or UTF-16 where a byte order mark says so).
+    pub encoding: Option<&'static Encoding>,
+    /// `--delimiter`; `None`: tab for .tsv, else `,`.
+    pub delimiter: Option<u8>,
+}
+
 /// One input, as given on the command line.
 #[derive(Debug, Clone)]
 pub struct Input {
@@ -120,24 +147,34 @@ pub struct Input {
     /// `None` for stdin.
     pub path: Option<PathBuf>,
     pub format: Format,
-    pub gzip: bool,
+    pub compression: Compression,
+    /// The encoding to decode from; `None` is UTF-8 (no decoding).
+    pub encoding: Option<&'static Encoding>,
+    /// CSV: the field delimiter.
+    pub delimiter: u8,
+    /// CSV: the delimiter the file seems to use instead (see `csv::guess_delimiter`).
+    pub delimiter_hint: Option<u8>,
     /// Size on disk (compressed for .gz), for the progress ETA; `None` for stdin.
     pub size: Option<u64>,
 }
 
 impl Input {
     /// Checks that the input exists and can be read, and settles its format: the run
-    /// refuses to start on a missing file rather than failing half-way.
-    pub fn resolve(index: u32, arg: &Path, format: Option<Format>) -> Result<Input> {
+    /// refuses to start on a missing file rather than failing half-way. A `.json` file is
+    /// a JSON array when its first byte other than whitespace is `[`, else NDJSON.
+    pub fn resolve(index: u32, arg: &Path, how: &Reading) -> Result<Input> {
         if arg == Path::new("-") {
-            let format = format.ok_or_else(|| {
-                Error::Usage("reading stdin (`-`) needs --format csv or --format ndjson".into())
+            let format = how.format.ok_or_else(|| {
+                Error::Usage("reading stdin (`-`) needs --format csv, ndjson or json-array".into())
             })?;
             return Ok(Input {
                 index,
                 path: None,
                 format,
-                gzip: false,
+                compression: how.compression,
+                encoding: how.encoding,
+                delimiter: how.delimiter.unwrap_or(b','),
+                delimiter_hint: None,
                 size: None,
             });
         }
@@ -151,31 +188,90 @@ impl Input {
             .and_then(|n| n.to_str())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let gzip = name.ends_with(".gz");
-        let inner = name.strip_suffix(".gz").unwrap_or(&name);
-        let by_ext =
-            if inner.ends_with(".csv") || inner.ends_with(".tsv") || inner.ends_with(".txt") {
-                Some(Format::Csv)
-            } else if inner.ends_with(".ndjson")
-                || inner.ends_with(".jsonl")
-                || inner.ends_with(".json")
-            {
-                Some(Format::Ndjson)
-            } else {
-                None
-            };
-        let format = format.or(by_ext).ok_or_else(|| {
-            Error::file(
-                arg,
-                "cannot tell the format from the extension; pass --format csv or --format ndjson",
-            )
-        })?;
-        Ok(Input {
+        let (compression, inner) = if let Some(x) = name.strip_suffix(".gz") {
+            (Compression::Gzip, x)
+        } else if let Some(x) = name.strip_suffix(".zst") {
+            (Compression::Zstd, x)
+        } else {
+            // `--compression` for a file whose name does not say.
+            (how.compression, name.as_str())
+        };
+        let mut input = Input {
             index,
             path: Some(arg.to_path_buf()),
-            format,
-            gzip,
+            format: Format::Csv,
+            compression,
+            encoding: how.encoding,
+            delimiter: how
+                .delimiter
+                .unwrap_or(if inner.ends_with(".tsv") { b'\t' } else { b',' }),
+            delimiter_hint: None,
             size: Some(meta.len()),
+        };
+        let head = input.head(arg)?;
+        // A UTF-16 file announces itself; the retry file is then written in it too.
+        input.encoding = how.encoding.or_else(|| decode::sniff_bom(&head));
+        let by_ext = if [".csv", ".tsv", ".txt"].iter().any(|e| inner.ends_with(e)) {
+            Some(Format::Csv)
+        } else if inner.ends_with(".json") && json_array::looks_like_array(&input.decoded(&head)) {
+            Some(Format::JsonArray)
+        } else if [".ndjson", ".jsonl", ".json"]
+            .iter()
+            .any(|e| inner.ends_with(e))
+        {
+            Some(Format::Ndjson)
+        } else {
+            None
+        };
+        input.format = how.format.or(by_ext).ok_or_else(|| {
+            Error::file(
+                arg,
+                "cannot tell the format from the extension; pass --format csv, ndjson or json-array",
+            )
+        })?;
+        if input.format == Format::Csv && how.delimiter.is_none() {
+            input.delimiter_hint = csv::guess_delimiter(&input.decoded(&head), input.delimiter);
+        }
+        Ok(input)
+    }
+
+    /// The first bytes of the file, decompressed (up to 4 KiB).
+    fn head(&self, path: &Path) -> Result<Vec<u8>> {
+        let file = std::fs::File::open(path).map_err(|e| Error::file(path, io_reason(&e)))?;
+        let mut head = Vec::with_capacity(4096);
+        self.decompress(Box::new(file))?
+            .take(4096)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::file(path, format!("cannot read it: {e}")))?;
+        Ok(head)
+    }
+
+    /// `head` as UTF-8, for a look at its first characters.
+    fn decoded(&self, head: &[u8]) -> Vec<u8> {
+        match self.encoding {
+            // `decode` drops a byte order mark (and follows one).
+            Some(enc) => enc.decode(head).0.as_bytes().to_vec(),
+            None => head.to_vec(),
+        }
+    }
+
+    /// The input's bytes, decompressed.
+    fn decompress(&self, raw: Box<dyn Read>) -> Result<Box<dyn BufRead>> {
+        const CAP: usize = 256 * 1024;
+        Ok(match self.compression {
+            Compression::None => Box::new(BufReader::with_capacity(CAP, raw)),
+            Compression::Gzip => Box::new(BufReader::with_capacity(
+                CAP,
+                flate2::read::MultiGzDecoder::new(BufReader::with_capacity(CAP, raw)),
+            )),
+            Compression::Zstd => {
+                let dec =
+                    zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(CAP, raw))
+                        .map_err(|e| {
+                            Error::file(self.display(), format!("cannot read it as zstd: {e}"))
+                        })?;
+                Box::new(BufReader::with_capacity(CAP, dec))
+            }
         })
     }
 
@@ -203,7 +299,7 @@ impl Input {
     pub fn stem(&self) -> String {
         let name = self.file_name();
         let mut s = name.as_str();
-        if let Some(x) = s.strip_suffix(".gz") {
+        if let Some(x) = s.strip_suffix(".gz").or_else(|| s.strip_suffix(".zst")) {
             s = x;
         }
         for ext in [".csv", ".tsv", ".txt", ".ndjson", ".jsonl", ".json"] {
@@ -242,13 +338,20 @@ impl Input {
                 counter,
             }),
         };
-        Ok(if self.gzip {
-            Box::new(BufReader::with_capacity(
-                256 * 1024,
-                flate2::read::MultiGzDecoder::new(BufReader::with_capacity(256 * 1024, raw)),
-            ))
-        } else {
-            Box::new(BufReader::with_capacity(256 * 1024, raw))
+        let mut bytes = self.decompress(raw)?;
+        // Stdin's encoding is known only now: a UTF-16 byte order mark.
+        let bom = match (self.encoding, &self.path) {
+            (None, None) => decode::sniff_bom(
+                bytes
+                    .fill_buf()
+                    .map_err(|e| Error::file(self.display(), format!("cannot read it: {e}")))?,
+            ),
+            _ => None,
+        };
+        Ok(match self.encoding.or(bom) {
+            // UTF-8: read as it is, no extra step.
+            None => bytes,
+            Some(enc) => Box::new(decode::Decode::new(bytes, enc)),
         })
     }
 }

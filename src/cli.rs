@@ -257,8 +257,13 @@ pub struct LoadArgs {
     pub summary_json: Option<PathBuf>,
 
     /// Skip the rows that already have a final status in the results log.
-    #[arg(long, help_heading = "Output")]
+    #[arg(long, help_heading = "Output", conflicts_with = "restart")]
     pub resume: bool,
+
+    /// Start over although the results log holds an unfinished run (without it such a run
+    /// is refused: it wants --resume). The old log is kept as `<log>.unfinished-N`.
+    #[arg(long, help_heading = "Output")]
+    pub restart: bool,
 
     /// No progress display.
     #[arg(long, short, help_heading = "Output")]

@@ -8,3 +8,4 @@ mod options;
 mod recovery;
 mod sandbox;
 mod secrets;
+mod unattended;

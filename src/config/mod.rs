@@ -41,6 +41,8 @@ pub struct LoadConfig {
     pub retry_files: Vec<PathBuf>,
     pub summary_json: Option<PathBuf>,
     pub resume: bool,
+    /// `--restart`: an unfinished results log is kept aside, not refused.
+    pub restart: bool,
     pub quiet: bool,
     pub dry_run: bool,
     /// Start an in-process sandbox and load into it.
@@ -67,8 +69,9 @@ impl LoadConfig {
             send,
             results: out.results,
             retry_files: out.retry_files,
-            summary_json: a.summary_json.clone(),
+            summary_json: out.summary_json,
             resume: a.resume,
+            restart: a.restart,
             quiet: a.quiet,
             dry_run: a.dry_run,
             sandbox: a.sandbox,

@@ -20,6 +20,7 @@
 //! one line in `Journal::open` that registers it:
 //! `sinks.push(Box::new(html::HtmlReport::new(cfg)));`.
 
+pub mod claim;
 pub mod progress;
 pub mod results;
 pub mod retry_file;

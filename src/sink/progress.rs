@@ -81,7 +81,11 @@ impl Sink for Progress {
                 .filter(|&t| t > 0)
                 .map(|t| format!(" ({:.0}% of input)", bytes_read as f64 * 100.0 / t as f64))
                 .unwrap_or_default();
-            eprintln!(
+            // A closed stderr (`2>&1 | head -1`) ends the progress lines, never the run:
+            // the results log goes on.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "czload: {done} rows{pct}, {rate:.0} rows/s, ok {}, not ok {}",
                 c.succeeded(),
                 c.not_ok()

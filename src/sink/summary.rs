@@ -183,6 +183,10 @@ pub struct Summary {
     /// summary, and the run exits 1.
     #[serde(skip)]
     pub report_errors: Vec<String>,
+    /// Notes for the user about what the run did besides loading (an unfinished log kept
+    /// aside by `--restart`), shown before the summary.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 const NO_HEADER_HINT: &str = "retry files of --no-header CSV start with a header line (key1, key2, ..., _czload_ref): load them without --no-header";
@@ -239,6 +243,7 @@ impl Summary {
             counts,
             dry_run_rejects,
             report_errors: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

@@ -262,7 +262,7 @@ pub async fn load(url: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Out {
     .expect("runner")
 }
 
-/// The result lines of a results log (the manifest line excluded).
+/// The result lines of a results log (the manifest line and the end line excluded).
 pub fn results(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
@@ -273,6 +273,7 @@ pub fn results(path: &Path) -> Vec<Value> {
         "manifest first: {manifest}"
     );
     lines
+        .filter(|l| *l != r#"{"end":"finished"}"#)
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
 }

@@ -312,3 +312,76 @@ fn cut_log(log: &Path, rows: usize) {
         .collect();
     std::fs::write(log, kept).unwrap();
 }
+
+/// The server goes away mid-run and comes back on the same port: with two attempts a row
+/// and no breaker every batch in the gap would fail; with it the senders wait, probe, and
+/// every row ends created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_shorter_than_the_retry_time_fails_no_row() {
+    let sb = slow_sandbox(15).await;
+    let addr = sb.addr();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 6000;
+    let input = make_csv(dir.path(), "gap.csv", n);
+    let log = dir.path().join("gap.results.ndjson");
+    let args = [
+        s(&input),
+        "--conv-id",
+        "555",
+        "--batch-size",
+        "50",
+        "--max-attempts",
+        "2",
+    ];
+    let child = spawn_load(&sb.url(), &args);
+    wait_lines(&log, 500).await;
+    sb.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let sb2 = Sandbox::start_on(
+        listener,
+        SandboxConfig {
+            delay_ms: 15,
+            ..common::config()
+        },
+    )
+    .await
+    .unwrap();
+    let out = finish(child).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("server unreachable since") && out.stderr.contains("answers again"),
+        "{}",
+        out.stderr
+    );
+    assert_one_line_per_row(&log, n, &["created", "exists"]);
+    assert!(sb2.stats().requests > 0);
+}
+
+/// A server that never answers stops the run early, saying why; no row is failed, so
+/// all stay resumable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_never_reached_stops_the_run_with_the_cause() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_csv(dir.path(), "never.csv", 500);
+    let t0 = Instant::now();
+    let out = load(
+        &url,
+        &[s(&input), "--conv-id", "555", "--max-retry-time", "2"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("could not connect to"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("check --url"), "{}", out.stderr);
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    let lines = results(&dir.path().join("never.results.ndjson"));
+    assert!(lines.iter().all(|l| l["status"] != "failed"), "{lines:?}");
+}

@@ -4,10 +4,13 @@
 //! Requests leave as `control` paces them and as many at once as it allows; every attempt
 //! is signed anew; only the ops that need it are retried, with exponential backoff and
 //! full jitter; a `Retry-After` pauses every sender (`Control::pause_all`); an
-//! authentication failure stops the whole run. What each answer means is decided by the
-//! pure functions of `retry.rs`.
+//! authentication failure stops the whole run; a server that cannot be reached opens the
+//! `breaker`: every sender waits for a probe, and the rows are not charged the attempts
+//! that never reached it. What each answer means is decided by the pure functions of
+//! `retry.rs`.
 
 use super::answer::{self, MaybeOp, OpAnswer};
+use super::breaker::{self, Breaker, Go};
 use super::control::{Control, ControlConfig, Rate};
 use super::http::{self, Reply};
 use super::retry::{self, Answer, OpVerdict, Verdict};
@@ -81,6 +84,7 @@ pub struct Sender {
     pause_until: Mutex<Option<Instant>>,
     cancel: CancellationToken,
     fatal: Mutex<Option<String>>,
+    breaker: Breaker,
     pub stats: SendStats,
 }
 
@@ -143,6 +147,7 @@ impl Sender {
             pause_until: Mutex::new(None),
             cancel,
             fatal: Mutex::new(None),
+            breaker: Breaker::new(cfg.backoff_base.saturating_mul(2)),
             stats: SendStats::default(),
             cfg,
         })
@@ -263,18 +268,48 @@ impl Sender {
         sign::write_url(url, &self.cfg.base, &self.cfg.login, ts, &sig);
     }
 
-    /// One attempt: wait for the pacer and a slot, sign `body` with a fresh timestamp,
-    /// post it. `None` when the run stopped first. Gives the reply, when the request left
-    /// and how long it took.
+    /// Waits while the server is unreachable and another sender probes it. True when
+    /// this attempt is the probe; `None` when the run stopped.
+    async fn wait_breaker(&self) -> Option<bool> {
+        loop {
+            match self.breaker.go(Instant::now()) {
+                Go::Send => return Some(false),
+                Go::Probe => return Some(true),
+                Go::Wait(d) => {
+                    if !self.sleep(d).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt: wait for the server (breaker), the pacer and a slot, sign `body` with
+    /// a fresh timestamp, post it. `None` when the run stopped first. Gives the reply,
+    /// whether it was the breaker's probe, when the request left and how long it took.
     async fn attempt(
         &self,
         body: Bytes,
         n_ops: usize,
         url: &mut String,
-    ) -> Option<(Reply, Instant, Duration)> {
+    ) -> Option<(Reply, bool, Instant, Duration)> {
         if !self.wait_pause().await {
             return None;
         }
+        let probe = self.wait_breaker().await?;
+        let sent = self.post(body, n_ops, url).await;
+        if sent.is_none() && probe {
+            self.breaker.probe_dropped();
+        }
+        sent.map(|(reply, at, took)| (reply, probe, at, took))
+    }
+
+    async fn post(
+        &self,
+        body: Bytes,
+        n_ops: usize,
+        url: &mut String,
+    ) -> Option<(Reply, Instant, Duration)> {
         let _permit = tokio::select! {
             p = self.inflight.acquire() => p.ok()?,
             _ = self.cancel.cancelled() => return None,
@@ -337,7 +372,7 @@ impl Sender {
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
         let body = st.batch.body_for(&group);
-        let Some((reply, sent, took)) = self.attempt(body, group.len(), url).await else {
+        let Some((reply, probe, sent, took)) = self.attempt(body, group.len(), url).await else {
             // Stopped before sending: these rows were not attempted after all.
             for &i in &group {
                 st.attempts[i] -= 1;
@@ -345,6 +380,9 @@ impl Sender {
             return false;
         };
         let started = *st.started.get_or_insert_with(Instant::now);
+        if !self.track_server(&reply, probe) {
+            return self.unreachable(st, group);
+        }
         let mut again = Again::default();
         let verdict = self.read_reply(st, &group, &reply, &mut again);
         let throttled_ops = match &verdict {
@@ -392,6 +430,69 @@ impl Sender {
             }
         }
         self.requeue(st, again, started).await
+    }
+
+    /// Tells the breaker what `reply` says of the server. False when the server could not
+    /// be reached at all.
+    fn track_server(&self, reply: &Reply, probe: bool) -> bool {
+        match reply {
+            Reply::Http { .. } => {
+                self.breaker.answered();
+                true
+            }
+            Reply::Transport(retry::Transport::Connect, msg) => {
+                self.breaker.unreachable(Instant::now(), probe, msg);
+                false
+            }
+            Reply::Transport(_, msg) => {
+                // Connected, then no answer: not an outage by itself, but a probe that
+                // got no answer did not find the server back.
+                if probe {
+                    self.breaker.unreachable(Instant::now(), true, msg);
+                }
+                true
+            }
+        }
+    }
+
+    /// The group's request never reached the server: its rows go back on the queue,
+    /// their attempt not charged, to leave when the breaker lets them. Once the server
+    /// has been away longer than --max-retry-time (10 s if it never answered in this
+    /// run: --url is likely wrong) the run stops, the rows left resumable.
+    fn unreachable(&self, st: &mut Settling<'_>, group: Vec<usize>) -> bool {
+        for &i in &group {
+            st.attempts[i] -= 1;
+        }
+        let now = Instant::now();
+        if let Some((down, ever)) = self.breaker.down_for(now) {
+            let limit = if ever {
+                self.cfg.max_retry_time
+            } else {
+                self.cfg.max_retry_time.min(Duration::from_secs(10))
+            };
+            if down >= limit {
+                let since = breaker::clock(
+                    self.breaker
+                        .down_since()
+                        .load(Ordering::Relaxed)
+                        .saturating_div(1000),
+                );
+                self.set_fatal(if ever {
+                    format!(
+                        "the server has been unreachable since {since} UTC, longer than --max-retry-time ({:.0} s); the rows not settled are resumable with --resume",
+                        limit.as_secs_f64()
+                    )
+                } else {
+                    format!(
+                        "could not connect to {} since the start ({since} UTC); check --url and the network",
+                        self.cfg.base
+                    )
+                });
+                return false;
+            }
+        }
+        st.queue.push_front(group);
+        true
     }
 
     /// Classifies a reply; a per-op answer settles its rows into `st` right away.

@@ -95,6 +95,8 @@ pub struct Tally {
     pub counts: Counts,
     pub input_errors: Vec<String>,
     pub sample_rejects: Vec<RejectedRow>,
+    /// Why rows failed: the cause (an error up to its first `:`) and how many rows.
+    pub failed_causes: Vec<(String, u64)>,
 }
 
 /// Rejected rows kept for the dry-run report.
@@ -117,9 +119,30 @@ impl Tally {
                 // A row a stop left unsettled (`None`) is not counted: --resume picks it up.
                 for o in outcomes.iter().flatten() {
                     self.counts.add(o.status);
+                    if o.status == Status::Failed {
+                        self.failed_cause(o.error.as_deref().unwrap_or("unknown"));
+                    }
                 }
             }
         }
+    }
+}
+
+impl Tally {
+    fn failed_cause(&mut self, error: &str) {
+        let cause = error.split([':', '(']).next().unwrap_or(error).trim();
+        if let Some((_, n)) = self.failed_causes.iter_mut().find(|(c, _)| c == cause) {
+            *n += 1;
+        } else if self.failed_causes.len() < 32 {
+            // A handful of causes at most; the bound keeps a run of odd errors cheap.
+            self.failed_causes.push((cause.into(), 1));
+        }
+    }
+
+    /// The cause of most failed rows, with their count.
+    fn main_failure(&self) -> Option<String> {
+        let (cause, n) = self.failed_causes.iter().max_by_key(|(_, n)| *n)?;
+        Some(format!("{cause} ({n} rows)"))
     }
 }
 
@@ -171,6 +194,9 @@ pub struct Summary {
     pub interrupted: bool,
     /// Why the run stopped early (authentication, ...).
     pub fatal: Option<String>,
+    /// Why most failed rows failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_cause: Option<String>,
     /// The rate asked and what the controller found (`--rate auto`) or could not hold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<crate::send::RateReport>,
@@ -238,6 +264,7 @@ impl Summary {
             .then(|| NO_HEADER_HINT.to_string()),
             interrupted: run.interrupted,
             fatal: run.fatal,
+            failed_cause: tally.main_failure(),
             rate: run.rate,
             dry_run: cfg.dry_run,
             counts,
@@ -299,6 +326,9 @@ impl Summary {
                 self.latency.p50_ms,
                 self.latency.p99_ms
             );
+            if let Some(c) = &self.failed_cause {
+                let _ = writeln!(s, "failed rows, mostly: {c}");
+            }
             if let Some(line) = self.rate.as_ref().and_then(|r| r.line()) {
                 let _ = writeln!(s, "{line}");
             }

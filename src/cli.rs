@@ -19,6 +19,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load rows from CSV or NDJSON files into a Corezoid process as tasks.
+    #[command(
+        after_help = "Exit codes: 0 every row succeeded; 2 some did not; 1 the run could not proceed \
+(usage, input, authentication, results log in use or unfinished, server unreachable); \
+130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP after finishing the requests in flight \
+(resumable with --resume; a second signal exits at once)."
+    )]
     Load(Box<LoadArgs>),
     /// Run a local server that speaks the Corezoid API, for trying czload and for tests.
     Sandbox(SandboxArgs),

@@ -271,6 +271,12 @@ pub struct LoadArgs {
     #[arg(long, help_heading = "Output")]
     pub restart: bool,
 
+    /// Stop once this many rows are rejected (`N`), or once rejected rows are over this
+    /// share of the rows settled (`N%`, judged from 100 rows on): a broken export stops
+    /// early, exit 2, resumable with --resume once fixed.
+    #[arg(long, value_name = "N|N%", help_heading = "Output")]
+    pub max_errors: Option<String>,
+
     /// No progress display.
     #[arg(long, short, help_heading = "Output")]
     pub quiet: bool,

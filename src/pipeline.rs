@@ -46,7 +46,7 @@ pub async fn run(
     let claim = sink::claim::claim(&cfg)?;
     let earlier_run = resumed(&cfg, &manifest)?;
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let journal = Journal::open(&cfg, earlier_run.resume, &manifest, bytes_read.clone())?;
+    let mut journal = Journal::open(&cfg, earlier_run.resume, &manifest, bytes_read.clone())?;
 
     let cfg = Arc::new(cfg);
     let cancel = CancellationToken::new();
@@ -56,6 +56,7 @@ pub async fn run(
     let sender = Arc::new(Sender::new(cfg.send.clone(), cancel.clone())?);
     // The journal thread: owns every output file and the progress display. Nothing more
     // may be sent once outcomes cannot be logged.
+    journal.stop_on_max_errors(&cfg, cancel.clone());
     let jcancel = cancel.clone();
     let journal_thread = sink::spawn(journal, jrx, move || jcancel.cancel())?;
     // The reader thread: source -> mapping -> batcher.

@@ -385,3 +385,52 @@ async fn a_server_never_reached_stops_the_run_with_the_cause() {
     let lines = results(&dir.path().join("never.results.ndjson"));
     assert!(lines.iter().all(|l| l["status"] != "failed"), "{lines:?}");
 }
+
+/// `--max-errors`: a broken export stops early, exit 2, and the rest is resumable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_errors_stops_a_broken_export_early_and_resumably() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("broken.csv");
+    let mut text = String::from("id,n\n");
+    for i in 1..=20_000 {
+        // Every row has a number column that does not parse.
+        text.push_str(&format!("{i},x{i}\n"));
+    }
+    std::fs::write(&input, text).unwrap();
+    let log = dir.path().join("broken.results.ndjson");
+    for limit in ["50", "10%"] {
+        let args = [
+            s(&input),
+            "--conv-id",
+            "555",
+            "--type",
+            "n:integer",
+            "--max-errors",
+            limit,
+            "--restart",
+        ];
+        let out = load(&sb.url(), &args, None).await;
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(
+            out.stderr
+                .contains(&format!("--max-errors {limit} reached")),
+            "{}",
+            out.stderr
+        );
+        let lines = results(&log);
+        assert!(lines.len() < 20_000, "stopped early: {}", lines.len());
+        // Unfinished: a plain re-run wants --resume or --restart.
+        let out = load(&sb.url(), &args[..7], None).await;
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains("--resume"), "{}", out.stderr);
+    }
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--max-errors", "5x"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("--max-errors 5x"), "{}", out.stderr);
+}

@@ -104,6 +104,13 @@ pub trait Sink: Send {
 pub struct Journal {
     sinks: Vec<Box<dyn Sink>>,
     tally: Tally,
+    /// `--max-errors`, and the token that stops the run when it is reached.
+    max_errors: Option<(
+        crate::config::MaxErrors,
+        tokio_util::sync::CancellationToken,
+    )>,
+    /// Why the journal stopped the run (`--max-errors`).
+    limit_reached: Option<String>,
 }
 
 impl Journal {
@@ -138,7 +145,35 @@ impl Journal {
         Ok(Journal {
             sinks,
             tally: Tally::default(),
+            max_errors: None,
+            limit_reached: None,
         })
+    }
+
+    /// Stops the run through `stop` once `--max-errors` of `cfg` is reached: as a first
+    /// Ctrl-C does, so the rows not settled stay resumable.
+    pub fn stop_on_max_errors(
+        &mut self,
+        cfg: &LoadConfig,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        self.max_errors = cfg.max_errors.map(|m| (m, stop));
+    }
+
+    /// Checks `--max-errors` against the tally.
+    fn check_errors(&mut self) {
+        let Some((limit, stop)) = &self.max_errors else {
+            return;
+        };
+        let c = &self.tally.counts;
+        let rejected = c.get(crate::Status::Rejected);
+        if self.limit_reached.is_none() && limit.reached(rejected, c.total()) {
+            self.limit_reached = Some(format!(
+                "{limit} reached: {rejected} of {} rows rejected; fix the input, then run the same command with --resume",
+                c.total()
+            ));
+            stop.cancel();
+        }
     }
 
     fn handle(&mut self, ev: Event) -> Result<()> {
@@ -181,6 +216,7 @@ impl Journal {
     /// fails is named in `Summary::report_errors` (the summary itself is still shown).
     pub fn summarize(&mut self, cfg: &LoadConfig, run: RunStats) -> Summary {
         let mut summary = Summary::new(cfg, &self.tally, run);
+        summary.limit_reached = self.limit_reached.clone();
         for s in &mut self.sinks {
             if let Err(e) = s.report(&summary) {
                 summary.report_errors.push(e.to_string());
@@ -200,6 +236,7 @@ impl Journal {
                 let Ok(ev) = events.try_recv() else { break };
                 self.handle(ev)?;
             }
+            self.check_errors();
             self.checkpoint()?;
         }
         self.finish()
@@ -294,6 +331,8 @@ mod tests {
         let j = Journal {
             sinks: vec![spy("a", fail), spy("b", false)],
             tally: Tally::default(),
+            max_errors: None,
+            limit_reached: None,
         };
         (j, seen)
     }

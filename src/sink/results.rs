@@ -329,7 +329,11 @@ impl Sink for ResultsLog {
     /// A run that settled every row ends its log with `END_LINE`, so that a plain re-run
     /// may replace it; a stopped one leaves it unfinished for `--resume`.
     fn report(&mut self, summary: &super::Summary) -> Result<()> {
-        if summary.interrupted || summary.fatal.is_some() || summary.unsettled > 0 {
+        if summary.interrupted
+            || summary.fatal.is_some()
+            || summary.limit_reached.is_some()
+            || summary.unsettled > 0
+        {
             return Ok(());
         }
         self.w

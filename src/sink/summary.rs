@@ -194,6 +194,9 @@ pub struct Summary {
     pub interrupted: bool,
     /// Why the run stopped early (authentication, ...).
     pub fatal: Option<String>,
+    /// `--max-errors` stopped the run: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_reached: Option<String>,
     /// Why most failed rows failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_cause: Option<String>,
@@ -265,6 +268,7 @@ impl Summary {
             interrupted: run.interrupted,
             fatal: run.fatal,
             failed_cause: tally.main_failure(),
+            limit_reached: None,
             rate: run.rate,
             dry_run: cfg.dry_run,
             counts,
@@ -355,6 +359,9 @@ impl Summary {
         }
         if let Some(f) = &self.fatal {
             let _ = writeln!(s, "stopped: {f}");
+        }
+        if let Some(l) = &self.limit_reached {
+            let _ = writeln!(s, "stopped: {l}");
         }
         if let Some(p) = &self.results_log {
             let _ = writeln!(s, "results log: {}", p.display());

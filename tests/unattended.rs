@@ -434,3 +434,52 @@ async fn max_errors_stops_a_broken_export_early_and_resumably() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("--max-errors 5x"), "{}", out.stderr);
 }
+
+/// An authentication failure says what to check; when the server's `Date` shows the
+/// local clock far off, it says that too, with the offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auth_failure_says_what_to_check_and_names_a_clock_that_is_off() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_csv(dir.path(), "auth.csv", 10);
+    let mut cmd = common::load_command(&sb.url(), "not-the-secret");
+    let out: Out = cmd
+        .args([s(&input), "--conv-id", "555"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("check --api-login, the secret") && out.stderr.contains("rights"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("clock"), "{}", out.stderr);
+
+    // A server whose clock reads 1994: every answer a 401 with its Date.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut c, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = c.read(&mut buf).await;
+                let body = r#"{"request_proc":"error","description":"bad signature"}"#;
+                let head = format!(
+                    "HTTP/1.1 401 Unauthorized\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = c.write_all(head.as_bytes()).await;
+                let _ = c.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    let out = load(&url, &[s(&input), "--conv-id", "555", "--restart"], None).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("bad signature") && out.stderr.contains("s ahead of the server's"),
+        "{}",
+        out.stderr
+    );
+}

@@ -503,14 +503,15 @@ impl Sender {
         reply: &Reply,
         again: &mut Again,
     ) -> Verdict {
-        let (status, retry_after, location, body) = match reply {
+        let (status, retry_after, location, date, body) = match reply {
             Reply::Transport(t, msg) => return retry::classify_transport(*t, msg),
             Reply::Http {
                 status,
                 retry_after,
                 location,
+                date,
                 body,
-            } => (*status, *retry_after, location, body),
+            } => (*status, *retry_after, location, *date, body),
         };
         let parsed = body.as_ref().and_then(|b| answer::parse(b));
         // Borrowed from the body (no copy per request): only failures show it.
@@ -524,7 +525,13 @@ impl Sender {
             excerpt: &excerpt,
             location: location.as_deref(),
         };
-        let v = retry::classify_response(status, retry_after, &answer);
+        let mut v = retry::classify_response(status, retry_after, &answer);
+        if let (Verdict::Fatal { reason }, Some(server)) = (&mut v, date) {
+            if let Some(note) = retry::clock_note(server, SystemTime::now()) {
+                reason.push_str("; ");
+                reason.push_str(&note);
+            }
+        }
         if v == Verdict::PerOp {
             let ops = parsed.map(|p| p.ops).unwrap_or_default();
             self.settle_ops(st, group, ops, again);

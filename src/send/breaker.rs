@@ -9,6 +9,8 @@
 //! while the server is away one request probes instead of every batch spending its
 //! attempts (docs/architecture.md, "Retries").
 
+use super::http::Reply;
+use super::retry::Transport;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -149,13 +151,55 @@ impl Breaker {
         }
     }
 
-    /// How long the server has been unreachable, and whether it ever answered in this
-    /// run (if not, --url may be wrong).
-    pub fn down_for(&self, now: Instant) -> Option<(Duration, bool)> {
-        let st = self.state.lock().ok()?;
-        st.down
-            .as_ref()
-            .map(|d| (now.saturating_duration_since(d.since), st.answered))
+    /// Takes in what `reply` says of the server. False when it could not be reached at
+    /// all (the attempt is then not charged to the rows).
+    pub fn track(&self, reply: &Reply, probe: bool) -> bool {
+        match reply {
+            Reply::Http { .. } => {
+                self.answered();
+                true
+            }
+            Reply::Transport(Transport::Connect, msg) => {
+                self.unreachable(Instant::now(), probe, msg);
+                false
+            }
+            Reply::Transport(_, msg) => {
+                // Connected, then no answer: not an outage by itself, but a probe that
+                // got no answer did not find the server back.
+                if probe {
+                    self.unreachable(Instant::now(), true, msg);
+                }
+                true
+            }
+        }
+    }
+
+    /// Why the run should stop: the server has been away longer than `max_retry_time`,
+    /// or, if it never answered in this run (`--url` is likely wrong), 10 s. `base`: the
+    /// server's URL, for the message.
+    pub fn give_up(&self, now: Instant, max_retry_time: Duration, base: &str) -> Option<String> {
+        let (down, ever) = {
+            let st = self.state.lock().ok()?;
+            let d = st.down.as_ref()?;
+            (now.saturating_duration_since(d.since), st.answered)
+        };
+        let limit = if ever {
+            max_retry_time
+        } else {
+            max_retry_time.min(Duration::from_secs(10))
+        };
+        if down < limit {
+            return None;
+        }
+        let since = clock(self.down_since.load(Ordering::Relaxed) / 1000);
+        Some(if ever {
+            format!(
+                "the server has been unreachable since {since} UTC, longer than --max-retry-time ({:.0} s); the rows not settled are resumable with --resume",
+                limit.as_secs_f64()
+            )
+        } else {
+            format!("could not connect to {base} since the start ({since} UTC); check --url and the network")
+        })
     }
 
     /// A probe that never went out (the run stopped): let another sender probe.
@@ -199,6 +243,30 @@ mod tests {
         b.answered();
         assert_eq!(b.go(t1), Go::Send);
         assert_eq!(b.down_since().load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn gives_up_after_the_retry_time_or_10_s_for_a_server_never_reached() {
+        let b = Breaker::new(Duration::from_millis(100));
+        let t = Instant::now();
+        let max = Duration::from_secs(300);
+        assert_eq!(b.give_up(t, max, "http://x"), None);
+        b.unreachable(t, false, "refused");
+        assert_eq!(b.give_up(t + Duration::from_secs(9), max, "http://x"), None);
+        let never = b
+            .give_up(t + Duration::from_secs(10), max, "http://x")
+            .unwrap();
+        assert!(never.contains("could not connect to http://x"), "{never}");
+
+        let b = Breaker::new(Duration::from_millis(100));
+        b.answered();
+        b.unreachable(t, false, "refused");
+        assert_eq!(b.give_up(t + Duration::from_secs(299), max, "u"), None);
+        let away = b.give_up(t + max, max, "u").unwrap();
+        assert!(
+            away.contains("longer than --max-retry-time (300 s)"),
+            "{away}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! `retry.rs`.
 
 use super::answer::{self, MaybeOp, OpAnswer};
-use super::breaker::{self, Breaker, Go};
+use super::breaker::{Breaker, Go};
 use super::control::{Control, ControlConfig, Rate};
 use super::http::{self, Reply};
 use super::retry::{self, Answer, OpVerdict, Verdict};
@@ -380,7 +380,7 @@ impl Sender {
             return false;
         };
         let started = *st.started.get_or_insert_with(Instant::now);
-        if !self.track_server(&reply, probe) {
+        if !self.breaker.track(&reply, probe) {
             return self.unreachable(st, group);
         }
         let mut again = Again::default();
@@ -432,64 +432,19 @@ impl Sender {
         self.requeue(st, again, started).await
     }
 
-    /// Tells the breaker what `reply` says of the server. False when the server could not
-    /// be reached at all.
-    fn track_server(&self, reply: &Reply, probe: bool) -> bool {
-        match reply {
-            Reply::Http { .. } => {
-                self.breaker.answered();
-                true
-            }
-            Reply::Transport(retry::Transport::Connect, msg) => {
-                self.breaker.unreachable(Instant::now(), probe, msg);
-                false
-            }
-            Reply::Transport(_, msg) => {
-                // Connected, then no answer: not an outage by itself, but a probe that
-                // got no answer did not find the server back.
-                if probe {
-                    self.breaker.unreachable(Instant::now(), true, msg);
-                }
-                true
-            }
-        }
-    }
-
     /// The group's request never reached the server: its rows go back on the queue,
-    /// their attempt not charged, to leave when the breaker lets them. Once the server
-    /// has been away longer than --max-retry-time (10 s if it never answered in this
-    /// run: --url is likely wrong) the run stops, the rows left resumable.
+    /// their attempt not charged, to leave when the breaker lets them; or the run stops
+    /// (`Breaker::give_up`), the rows left resumable.
     fn unreachable(&self, st: &mut Settling<'_>, group: Vec<usize>) -> bool {
         for &i in &group {
             st.attempts[i] -= 1;
         }
-        let now = Instant::now();
-        if let Some((down, ever)) = self.breaker.down_for(now) {
-            let limit = if ever {
-                self.cfg.max_retry_time
-            } else {
-                self.cfg.max_retry_time.min(Duration::from_secs(10))
-            };
-            if down >= limit {
-                let since = breaker::clock(
-                    self.breaker
-                        .down_since()
-                        .load(Ordering::Relaxed)
-                        .saturating_div(1000),
-                );
-                self.set_fatal(if ever {
-                    format!(
-                        "the server has been unreachable since {since} UTC, longer than --max-retry-time ({:.0} s); the rows not settled are resumable with --resume",
-                        limit.as_secs_f64()
-                    )
-                } else {
-                    format!(
-                        "could not connect to {} since the start ({since} UTC); check --url and the network",
-                        self.cfg.base
-                    )
-                });
-                return false;
-            }
+        let give_up = self
+            .breaker
+            .give_up(Instant::now(), self.cfg.max_retry_time, &self.cfg.base);
+        if let Some(reason) = give_up {
+            self.set_fatal(reason);
+            return false;
         }
         st.queue.push_front(group);
         true

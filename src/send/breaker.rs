@@ -7,7 +7,7 @@
 //! every sender goes on. The attempts of rows that could not even connect are not
 //! charged (sender.rs), so an outage shorter than `--max-retry-time` fails no row, and
 //! while the server is away one request probes instead of every batch spending its
-//! attempts (docs/architecture.md, "Retries").
+//! attempts (docs/architecture.md, "Sender tasks").
 
 use super::http::Reply;
 use super::retry::Transport;

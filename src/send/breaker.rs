@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Longest wait between two probes: the run should notice a server that is back soon.
 const PROBE_CAP: Duration = Duration::from_secs(5);
+/// How often a long outage is mentioned again.
+const REMIND: Duration = Duration::from_secs(30);
 /// How often a waiting sender looks again.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -41,6 +43,8 @@ struct State {
 #[derive(Debug)]
 struct Down {
     since: Instant,
+    /// When the user was last told (a long outage is mentioned again now and then).
+    said: Instant,
     /// A probe is out.
     probing: bool,
     next_probe: Instant,
@@ -111,6 +115,7 @@ impl Breaker {
                 );
                 st.down = Some(Down {
                     since: now,
+                    said: now,
                     probing: false,
                     next_probe: now + self.base,
                     failed: 0,
@@ -124,6 +129,13 @@ impl Breaker {
                     .saturating_mul(1 << d.failed.min(16))
                     .min(PROBE_CAP);
                 d.next_probe = now + wait;
+                if now.saturating_duration_since(d.said) >= REMIND {
+                    d.said = now;
+                    tracing::warn!(
+                        "server unreachable since {} UTC ({why}), retrying",
+                        clock(self.down_since.load(Ordering::Relaxed) / 1000)
+                    );
+                }
             }
             Some(_) => {}
         }

@@ -410,7 +410,7 @@ fn check_manifest(path: &Path, first: &[u8], expected: &Manifest) -> Result<()> 
         let d = now.differences(was);
         if !d.is_empty() {
             return Err(Error::Resume(format!(
-                "{} was written reading the input otherwise: {}; resume with the flags of that run, or start over with --restart",
+                "{} was written reading the input otherwise: {}; resume with the flags of that run, or start over without --resume (with --restart if that run is unfinished)",
                 path.display(),
                 d.join(", ")
             )));

@@ -13,7 +13,11 @@
 //! - `retry_file.rs`: the retry files;
 //! - `progress.rs`: the progress bar or plain progress lines;
 //! - `summary_json.rs`: `--summary-json`, written at the end;
-//! - `summary.rs`: not a sink, the `Summary` built from the tally.
+//! - `summary.rs`: not a sink, the `Summary` built from the tally;
+//! - `claim.rs`: not a sink, the run's lock on the results log and whether it may be
+//!   replaced, taken before anything is sent.
+//!
+//! The journal also stops the run at `--max-errors` (`Journal::stop_on_max_errors`).
 //!
 //! A new output (say, an HTML report written at the end) is one new file with a type that
 //! implements `Sink` (only the methods it needs: `report` for an end-of-run report), plus

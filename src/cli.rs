@@ -19,6 +19,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load rows from CSV, TSV, NDJSON or JSON-array files into a Corezoid process as tasks.
+    #[command(
+        after_help = "Exit codes: 0 every row succeeded; 2 some did not; 1 the run could not proceed \
+(usage, input, authentication, results log in use or unfinished, server unreachable); \
+130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP after finishing the requests in flight \
+(resumable with --resume; a second signal exits at once)."
+    )]
     Load(Box<LoadArgs>),
     /// Run a local server that speaks the Corezoid API, for trying czload and for tests.
     Sandbox(SandboxArgs),
@@ -334,8 +340,19 @@ pub struct LoadArgs {
     pub report: Option<PathBuf>,
 
     /// Skip the rows that already have a final status in the results log.
-    #[arg(long, help_heading = "Output")]
+    #[arg(long, help_heading = "Output", conflicts_with = "restart")]
     pub resume: bool,
+
+    /// Start over although the results log holds an unfinished run (without it such a run
+    /// is refused: it wants --resume). The old log is kept as `<log>.unfinished-N`.
+    #[arg(long, help_heading = "Output")]
+    pub restart: bool,
+
+    /// Stop once this many rows are rejected (`N`), or once rejected rows are over this
+    /// share of the rows settled (`N%`, judged from 100 rows on): a broken export stops
+    /// early, exit 2, resumable with --resume once fixed.
+    #[arg(long, value_name = "N|N%", help_heading = "Output")]
+    pub max_errors: Option<String>,
 
     /// No progress display.
     #[arg(long, short, help_heading = "Output")]

@@ -1,11 +1,36 @@
 //! `czload`: parse the flags, build the settings, run, map the outcome to an exit code.
 //! Everything the user reads on stderr, but the progress display, is printed here, and
-//! only here the process exits (Ctrl-C handling included).
+//! only here the process exits (signal handling included).
+//!
+//! Every write to stdout and stderr goes through `say!`/`out!`, which give up quietly:
+//! a closed stderr (`czload load ... 2>&1 | head -1`) must not panic while rows are in
+//! flight, since the results log is what `--resume` trusts.
 
 use clap::Parser;
 use czload::cli::{Cli, Command};
 use czload::config::LoadConfig;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// `eprint!` that ignores a failed write.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `print!` that ignores a failed write.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// The signal that stopped the run (0: none), for the exit code: 128 + its number, as a
+/// shell reports a process killed by it (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+static STOPPED_BY: AtomicI32 = AtomicI32::new(0);
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -33,7 +58,7 @@ fn main() -> ExitCode {
     let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("czload: cannot start the async runtime: {e}");
+            say!("czload: cannot start the async runtime: {e}\n");
             return ExitCode::from(1);
         }
     };
@@ -43,14 +68,14 @@ fn main() -> ExitCode {
         Command::Load(args) => match rt.block_on(rt.spawn(load(*args))) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("czload: internal error: {e}");
+                say!("czload: internal error: {e}\n");
                 1
             }
         },
         Command::Sandbox(args) => match rt.block_on(czload::sandbox::run_command(args)) {
             Ok(()) => 0,
             Err(e) => {
-                eprintln!("czload: {e}");
+                say!("czload: {e}\n");
                 1
             }
         },
@@ -81,40 +106,48 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
     let cfg = match LoadConfig::from_args(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("czload: {e}");
+            say!("czload: {e}\n");
             return 1;
         }
     };
     for n in &cfg.notes {
-        eprintln!("czload: {n}");
+        say!("czload: {n}\n");
     }
-    match czload::run(cfg, ctrl_c()).await {
+    match czload::run(cfg, stop_signal()).await {
         Ok(done) => {
             if let Some(req) = &done.dry_run_request {
-                println!(
-                    "first request:\nPOST {}\n{}",
+                out!(
+                    "first request:\nPOST {}\n{}\n",
                     req.url,
                     String::from_utf8_lossy(&req.body)
                 );
             }
             for r in &done.summary.dry_run_rejects {
-                eprintln!("{r}");
+                say!("{r}\n");
+            }
+            for n in &done.summary.notes {
+                say!("czload: {n}\n");
             }
             if let Some(s) = &done.sandbox_report {
-                eprint!("{s}");
+                say!("{s}");
             }
-            eprint!("{}", done.summary.render());
+            say!("{}", done.summary.render());
             for e in &done.summary.report_errors {
-                eprintln!("czload: {e}");
+                say!("czload: {e}\n");
             }
-            if done.summary.report_errors.is_empty() {
-                done.summary.exit_code() as u8
-            } else {
+            if !done.summary.report_errors.is_empty() {
                 1
+            } else if done.summary.interrupted {
+                match STOPPED_BY.load(Ordering::SeqCst) {
+                    0 => 130,
+                    sig => (128 + sig) as u8,
+                }
+            } else {
+                done.summary.exit_code() as u8
             }
         }
         Err(e) => {
-            eprintln!("czload: {e}");
+            say!("czload: {e}\n");
             1
         }
     }
@@ -178,24 +211,70 @@ fn init_logging(verbose: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Its own failed writes are reported with eprintln!, which panics on a closed
+        // stderr: a log line is not worth the run.
+        .log_internal_errors(false)
         .with_target(false)
         .try_init();
 }
 
-/// Resolves at the first Ctrl-C; a second one ends the process at once with 130 (the
-/// results log is flushed batch by batch, so `--resume` still works).
-async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        // No signal handling on this platform: never resolve.
-        std::future::pending::<()>().await;
-    }
-    eprintln!(
-        "czload: interrupted: finishing the requests in flight (Ctrl-C again to quit at once)"
-    );
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("czload: second Ctrl-C: exiting now");
-            std::process::exit(130);
-        }
+/// Resolves at the first SIGINT (Ctrl-C), SIGTERM (Kubernetes, systemd, `timeout`, CI
+/// runners) or SIGHUP (a closed terminal): the run then drains, flushes and prints its
+/// summary. A second one ends the process at once with 128 + its number (the results
+/// log is flushed batch by batch, so `--resume` still works).
+async fn stop_signal() {
+    let Some(mut signals) = Signals::new() else {
+        // No signal handling here: never resolve.
+        return std::future::pending::<()>().await;
+    };
+    let (sig, name) = signals.next().await;
+    STOPPED_BY.store(sig, Ordering::SeqCst);
+    say!("czload: interrupted by {name}: finishing the requests in flight (a second signal quits at once)\n");
+    tokio::spawn(async move {
+        let (sig, name) = signals.next().await;
+        say!("czload: second signal ({name}): exiting now\n");
+        std::process::exit(128 + sig);
     });
+}
+
+#[cfg(unix)]
+struct Signals([(tokio::signal::unix::Signal, i32, &'static str); 3]);
+
+#[cfg(unix)]
+impl Signals {
+    fn new() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let one = |k, n, name| signal(k).ok().map(|s| (s, n, name));
+        Some(Signals([
+            one(SignalKind::interrupt(), libc::SIGINT, "Ctrl-C (SIGINT)")?,
+            one(SignalKind::terminate(), libc::SIGTERM, "SIGTERM")?,
+            one(SignalKind::hangup(), libc::SIGHUP, "SIGHUP")?,
+        ]))
+    }
+
+    async fn next(&mut self) -> (i32, &'static str) {
+        let [(a, na, ta), (b, nb, tb), (c, nc, tc)] = &mut self.0;
+        tokio::select! {
+            _ = a.recv() => (*na, *ta),
+            _ = b.recv() => (*nb, *tb),
+            _ = c.recv() => (*nc, *tc),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn new() -> Option<Signals> {
+        Some(Signals)
+    }
+
+    async fn next(&mut self) -> (i32, &'static str) {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        (2, "Ctrl-C")
+    }
 }

@@ -39,10 +39,12 @@ pub async fn run(
 ) -> Result<(Summary, Option<DryRunRequest>)> {
     let started = Instant::now();
     let manifest = Manifest::new(&cfg);
-    let earlier_run = resumed(&cfg, &manifest)?;
     // Every input whose header or mapping is unusable is refused now, before the journal
     // truncates the results log of an earlier run and before anything is sent.
     preflight(&cfg)?;
+    // Held to the end of the run: no other run writes this log meanwhile.
+    let claim = sink::claim::claim(&cfg)?;
+    let earlier_run = resumed(&cfg, &manifest)?;
     let bytes_read = Arc::new(AtomicU64::new(0));
     let cancel = CancellationToken::new();
     let sender = Arc::new(Sender::new(cfg.send.clone(), cancel.clone())?);
@@ -51,7 +53,7 @@ pub async fn run(
         send: sender.stats.clone(),
         earlier: earlier_run.earlier.total(),
     };
-    let journal = Journal::open(&cfg, earlier_run.resume, &manifest, live)?;
+    let mut journal = Journal::open(&cfg, earlier_run.resume, &manifest, live)?;
 
     let cfg = Arc::new(cfg);
     // Small: the dispatcher takes batches as fast as senders may hold them (Sender::admit_batch).
@@ -59,6 +61,7 @@ pub async fn run(
     let (jtx, jrx) = mpsc::channel::<Event>(64);
     // The journal thread: owns every output file and the progress display. Nothing more
     // may be sent once outcomes cannot be logged.
+    journal.stop_on_max_errors(&cfg, cancel.clone());
     let jcancel = cancel.clone();
     let journal_thread = sink::spawn(journal, jrx, move || jcancel.cancel())?;
     // The reader thread: source -> mapping -> batcher.
@@ -97,6 +100,13 @@ pub async fn run(
             rate: (!cfg.dry_run).then(|| sender.control.report()),
         },
     );
+    let mut summary = summary;
+    if let Some(kept) = claim.and_then(|c| c.kept) {
+        summary.notes.push(format!(
+            "--restart: the unfinished results log was kept as {}",
+            kept.display()
+        ));
+    }
     Ok((summary, dry.and_then(|d| d.first)))
 }
 
@@ -131,7 +141,8 @@ fn resumed(cfg: &LoadConfig, manifest: &Manifest) -> Result<Resumed> {
             "--resume cannot skip rows of stdin (it cannot be read again the same way); resume from a file".into(),
         ));
     }
-    if path.exists() {
+    // An empty log is one the claim just created.
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
         let seen = &mut r.seen;
         (r.settled, r.earlier) = sink::read_settled(path, manifest, |x, _, _| seen.seed(x))?;
     } else {

@@ -255,6 +255,9 @@ async fn json_array_rows_are_elements_a_bad_one_is_rejected_alone_and_retries_ar
 
     // A JSON array on stdin.
     let sb3 = sandbox().await;
+    // Stdin's results log would go to the working directory: one of its own.
+    let log = tempfile::tempdir().unwrap();
+    let log = log.path().join("stdin.results.ndjson");
     let out = load(
         &sb3.url(),
         &[
@@ -265,6 +268,8 @@ async fn json_array_rows_are_elements_a_bad_one_is_rejected_alone_and_retries_ar
             "json-array",
             "--ref-column",
             "id",
+            "--results",
+            s(&log),
         ],
         Some(br#"[{"id":"x1"},{"id":"x2"}]"#.to_vec()),
     )
@@ -290,6 +295,7 @@ async fn zstd_files_and_zstd_on_stdin_load() {
 
     let sb = sandbox().await;
     let csv = zstd::encode_all(&b"k\na\nb\n"[..], 3).unwrap();
+    let log = dir.path().join("stdin.results.ndjson");
     let out = load(
         &sb.url(),
         &[
@@ -302,6 +308,8 @@ async fn zstd_files_and_zstd_on_stdin_load() {
             "zstd",
             "--ref-column",
             "k",
+            "--results",
+            s(&log),
         ],
         Some(csv),
     )

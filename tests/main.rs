@@ -10,3 +10,4 @@ mod recovery;
 mod report;
 mod sandbox;
 mod secrets;
+mod unattended;

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Writes a CSV of `n` rows (`id` 1..=n) named `name` in `dir`.
-fn make_csv(dir: &Path, name: &str, n: usize) -> PathBuf {
+pub(crate) fn make_csv(dir: &Path, name: &str, n: usize) -> PathBuf {
     let mut s = String::with_capacity(n * 40);
     s.push_str("id,name,amount\n");
     for i in 1..=n {
@@ -25,7 +25,7 @@ fn make_csv(dir: &Path, name: &str, n: usize) -> PathBuf {
 }
 
 /// The sandbox holds exactly one task per row, `{file}:{row}` for rows 1..=n.
-fn assert_one_task_per_row(sb: &Sandbox, file: &str, n: usize) {
+pub(crate) fn assert_one_task_per_row(sb: &Sandbox, file: &str, n: usize) {
     let tasks = sb.tasks();
     let refs = by_ref(&tasks); // panics on a ref stored twice
     for i in 1..=n {
@@ -39,7 +39,7 @@ fn assert_one_task_per_row(sb: &Sandbox, file: &str, n: usize) {
 }
 
 /// The results log has exactly one line per row, each with a status in `ok`.
-fn assert_one_line_per_row(log: &Path, n: usize, ok: &[&str]) -> Vec<Value> {
+pub(crate) fn assert_one_line_per_row(log: &Path, n: usize, ok: &[&str]) -> Vec<Value> {
     let lines = results(log);
     let mut seen: HashMap<u64, &Value> = HashMap::new();
     for l in &lines {
@@ -164,7 +164,7 @@ async fn a_malformed_body_is_split_until_only_the_bad_rows_remain() {
 }
 
 /// Starts `czload load` in the background.
-fn spawn_load(url: &str, args: &[&str]) -> std::process::Child {
+pub(crate) fn spawn_load(url: &str, args: &[&str]) -> std::process::Child {
     common::load_command(url, SECRET)
         .args(args)
         .stdin(Stdio::null())
@@ -175,7 +175,7 @@ fn spawn_load(url: &str, args: &[&str]) -> std::process::Child {
 }
 
 /// Waits until the results log has at least `lines` lines (manifest included).
-async fn wait_lines(log: &Path, lines: usize) {
+pub(crate) async fn wait_lines(log: &Path, lines: usize) {
     let t0 = Instant::now();
     loop {
         let n = std::fs::read_to_string(log)
@@ -192,7 +192,7 @@ async fn wait_lines(log: &Path, lines: usize) {
     }
 }
 
-fn signal(child: &std::process::Child, sig: &str) {
+pub(crate) fn signal(child: &std::process::Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
@@ -203,7 +203,7 @@ fn signal(child: &std::process::Child, sig: &str) {
 
 /// Waits for the child, at most 60 s: a run that should have stopped and did not fails
 /// the test (the child is killed) instead of hanging it.
-async fn finish(child: std::process::Child) -> Out {
+pub(crate) async fn finish(child: std::process::Child) -> Out {
     let pid = child.id();
     let wait = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
     match tokio::time::timeout(Duration::from_secs(60), wait).await {
@@ -631,7 +631,9 @@ async fn a_quiet_stdin_does_not_hold_a_stopped_run() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(sb.stats().auth_failures >= 1);
 
-    // Ctrl-C: the run stops although stdin is still open.
+    // Ctrl-C: the run stops although stdin is still open. (A log of its own: the first
+    // run's is unfinished, and a plain run on it is refused.)
+    let dir = tempfile::tempdir().unwrap();
     let (child, stdin) = spawn_stdin_load(dir.path(), &sb.url(), SECRET, b"{\"n\":1}\n{\"n\":2}\n");
     let t0 = Instant::now();
     while sb.tasks().len() < 2 {
@@ -692,8 +694,12 @@ async fn resume_copes_with_a_log_cut_inside_a_utf8_character() {
     assert_eq!(out.code, 0, "{out:?}");
     // Cut the log inside the last line's first Cyrillic letter, as a crash could.
     let log = dir.path().join("utf.results.ndjson");
-    let mut bytes = std::fs::read(&log).unwrap();
-    // A crash leaves no closing `run` line.
+    let bytes = std::fs::read(&log).unwrap();
+    // A crash leaves no end line and no closing `run` line.
+    let mut bytes = bytes
+        .strip_suffix(b"{\"end\":\"finished\"}\n")
+        .expect("a finished log")
+        .to_vec();
     let run_line = bytes[..bytes.len() - 1]
         .iter()
         .rposition(|&b| b == b'\n')

@@ -44,12 +44,62 @@ pub struct LoadConfig {
     pub report: Option<PathBuf>,
     pub progress: crate::sink::progress::Mode,
     pub resume: bool,
+    /// `--restart`: an unfinished results log is kept aside, not refused.
+    pub restart: bool,
+    /// `--max-errors`: when rejected rows stop the run.
+    pub max_errors: Option<MaxErrors>,
     pub quiet: bool,
     pub dry_run: bool,
     /// Start an in-process sandbox and load into it.
     pub sandbox: bool,
     /// Notes for the user about adjusted settings, printed before the run.
     pub notes: Vec<String>,
+}
+
+/// `--max-errors N` or `N%`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxErrors {
+    Rows(u64),
+    Percent(f64),
+}
+
+impl MaxErrors {
+    /// Rows settled before a share is judged: the first rows alone say little.
+    const SAMPLE: u64 = 100;
+
+    fn parse(s: &str) -> Result<MaxErrors> {
+        let bad = || {
+            crate::Error::Usage(format!(
+                "--max-errors {s}: give a number of rows (100) or a share of the rows (5%)"
+            ))
+        };
+        match s.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(v) if (0.0..=100.0).contains(&v) => Ok(MaxErrors::Percent(v)),
+                _ => Err(bad()),
+            },
+            None => s.trim().parse().map(MaxErrors::Rows).map_err(|_| bad()),
+        }
+    }
+
+    /// Whether `rejected` of `settled` rows reach the limit.
+    pub fn reached(self, rejected: u64, settled: u64) -> bool {
+        match self {
+            MaxErrors::Rows(n) => rejected >= n.max(1),
+            MaxErrors::Percent(p) => {
+                settled >= Self::SAMPLE && rejected as f64 * 100.0 > p * settled as f64
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for MaxErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxErrors::Rows(n) => write!(f, "--max-errors {n}"),
+            MaxErrors::Percent(p) => write!(f, "--max-errors {p}%"),
+        }
+    }
 }
 
 impl LoadConfig {
@@ -73,7 +123,7 @@ impl LoadConfig {
             send,
             results: out.results,
             retry_files: out.retry_files,
-            summary_json: a.summary_json.clone(),
+            summary_json: out.summary_json,
             report: out.report,
             progress: match a.progress {
                 _ if a.quiet || a.dry_run => crate::sink::progress::Mode::Off,
@@ -82,6 +132,8 @@ impl LoadConfig {
                 crate::cli::ProgressArg::Off => crate::sink::progress::Mode::Off,
             },
             resume: a.resume,
+            restart: a.restart,
+            max_errors: a.max_errors.as_deref().map(MaxErrors::parse).transpose()?,
             quiet: a.quiet,
             dry_run: a.dry_run,
             sandbox: a.sandbox,

@@ -1,6 +1,13 @@
-//! Outputs: where the results log, the retry files and the report go. In: `--results`,
-//! `--retry-file`, `--report`, `--dry-run`, `--resume`, and the inputs (outputs go beside the first
-//! one by default, and must not be one of them). Out: the paths, and notes for the user.
+//! Outputs: where the results log, the retry files, the summary and the report go. In:
+//! `--results`, `--retry-file`, `--summary-json`, `--report`, `--dry-run`, `--resume`, and
+//! the inputs (outputs go beside the first one by default). Out: the paths, and notes for
+//! the user.
+//!
+//! Checked before anything is sent: no output is an input or another output. Files are
+//! compared by identity (device and inode), not by name, so a hard link, a symlink or
+//! another spelling of a path is caught too. A `--retry-file` that exists is replaced
+//! only when the run that wrote the results log named it (its manifest lists it): a
+//! user's file given by mistake is refused, not deleted.
 
 use crate::cli::LoadArgs;
 use crate::error::{Error, Result};
@@ -13,6 +20,7 @@ pub(super) struct Outputs {
     /// One per input.
     pub retry_files: Vec<PathBuf>,
     pub report: Option<PathBuf>,
+    pub summary_json: Option<PathBuf>,
 }
 
 pub(super) fn outputs(a: &LoadArgs, inputs: &[Input], notes: &mut Vec<String>) -> Result<Outputs> {
@@ -23,15 +31,18 @@ pub(super) fn outputs(a: &LoadArgs, inputs: &[Input], notes: &mut Vec<String>) -
             .unwrap_or_else(|| first.dir().join(format!("{}.results.ndjson", first.stem())))
     });
     let retry_files = retry_files(a, inputs)?;
-    if let Some(r) = &results {
-        for inp in inputs {
-            if inp.path.as_deref().is_some_and(|p| same_file(p, r)) || retry_files.contains(r) {
-                return Err(Error::Usage(format!(
-                    "--results {}: would overwrite an input or a retry file",
-                    r.display()
-                )));
-            }
-        }
+    let mut outs: Vec<(&str, &Path)> = Vec::new();
+    outs.extend(results.iter().map(|r| ("--results", r.as_path())));
+    outs.extend(retry_files.iter().map(|r| ("--retry-file", r.as_path())));
+    outs.extend(
+        a.summary_json
+            .iter()
+            .map(|r| ("--summary-json", r.as_path())),
+    );
+    outs.extend(a.report.iter().map(|r| ("--report", r.as_path())));
+    distinct(&outs, inputs)?;
+    if let (Some(r), Some(explicit), false) = (&results, &a.retry_file, a.resume) {
+        foreign_retry_file(r, explicit)?;
     }
     // The run then goes on from the first row; said now, with the other notes. (Stdin
     // cannot be resumed at all: the run refuses it.)
@@ -44,37 +55,22 @@ pub(super) fn outputs(a: &LoadArgs, inputs: &[Input], notes: &mut Vec<String>) -
             r.display()
         ));
     }
-    let report = report(a, inputs, results.as_deref(), &retry_files)?;
+    let report = report(a)?;
     Ok(Outputs {
         results,
         retry_files,
         report,
+        summary_json: a.summary_json.clone(),
     })
 }
 
-/// `--report`: built from the results log, so a dry run (which writes none) has none;
-/// and it must not overwrite an input or another output.
-fn report(
-    a: &LoadArgs,
-    inputs: &[Input],
-    results: Option<&Path>,
-    retry_files: &[PathBuf],
-) -> Result<Option<PathBuf>> {
+/// `--report`: built from the results log, so a dry run (which writes none) has none.
+/// (That it is no input nor another output is checked with the others.)
+fn report(a: &LoadArgs) -> Result<Option<PathBuf>> {
     let Some(p) = &a.report else { return Ok(None) };
     if a.dry_run {
         return Err(Error::Usage(format!(
             "--report {}: a dry run writes no results log to build the report from; leave out --dry-run or --report",
-            p.display()
-        )));
-    }
-    let clash = inputs
-        .iter()
-        .any(|i| i.path.as_deref().is_some_and(|i| same_file(i, p)))
-        || results.is_some_and(|r| same_file(r, p))
-        || retry_files.iter().any(|r| same_file(r, p));
-    if clash {
-        return Err(Error::Usage(format!(
-            "--report {}: would overwrite an input, the results log or a retry file; name another file",
             p.display()
         )));
     }
@@ -107,23 +103,83 @@ fn retry_files(a: &LoadArgs, inputs: &[Input]) -> Result<Vec<PathBuf>> {
             )));
         }
     }
-    // An output that is also an input would be truncated before it is read.
-    for r in &retry_files {
-        if let Some(inp) = inputs
-            .iter()
-            .find(|i| i.path.as_deref().is_some_and(|p| same_file(p, r)))
-        {
-            return Err(Error::Usage(format!(
-                "--retry-file {}: is the input {}; the retry file of this run must be another file",
-                r.display(),
-                inp.display()
-            )));
-        }
-    }
     Ok(retry_files)
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    a == b
-        || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+/// Refuses an output that is an input or another output (either would be truncated or
+/// overwritten by this run).
+fn distinct(outs: &[(&str, &Path)], inputs: &[Input]) -> Result<()> {
+    for (k, (flag, out)) in outs.iter().enumerate() {
+        let key = FileKey::of(out);
+        if let Some(inp) = inputs
+            .iter()
+            .find(|i| i.path.as_deref().is_some_and(|p| FileKey::of(p) == key))
+        {
+            return Err(Error::Usage(format!(
+                "{flag} {}: is the input {} (the same file); an input is never written: choose another path",
+                out.display(),
+                inp.display()
+            )));
+        }
+        if let Some((flag2, out2)) = outs[..k].iter().find(|(_, o)| FileKey::of(o) == key) {
+            return Err(Error::Usage(format!(
+                "{flag} {} and {flag2} {} are the same file; give each output its own path",
+                out.display(),
+                out2.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an existing `--retry-file` that the run which wrote `results` did not name:
+/// it is someone's file, and this run would delete or overwrite it.
+fn foreign_retry_file(results: &Path, retry: &Path) -> Result<()> {
+    if !std::fs::metadata(retry).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        return Ok(());
+    }
+    let ours = crate::sink::Manifest::read(results).is_some_and(|m| {
+        m.retry_files
+            .iter()
+            .any(|r| FileKey::of(Path::new(r)) == FileKey::of(retry))
+    });
+    if ours {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "--retry-file {}: the file exists and no earlier run with the results log {} wrote it; czload will not replace it: move it or choose another path",
+        retry.display(),
+        results.display()
+    )))
+}
+
+/// What a path names: a file's device and inode when it exists (a hard link or another
+/// spelling of the same file is the same file), else its absolute path with the
+/// directory resolved (two outputs not yet created).
+#[derive(PartialEq, Eq, Debug)]
+enum FileKey {
+    #[cfg(unix)]
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+impl FileKey {
+    fn of(p: &Path) -> FileKey {
+        #[cfg(unix)]
+        if let Ok(m) = std::fs::metadata(p) {
+            use std::os::unix::fs::MetadataExt;
+            return FileKey::Inode(m.dev(), m.ino());
+        }
+        if let Ok(c) = std::fs::canonicalize(p) {
+            return FileKey::Path(c);
+        }
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        match (std::fs::canonicalize(dir), p.file_name()) {
+            (Ok(d), Some(name)) => FileKey::Path(d.join(name)),
+            _ => FileKey::Path(p.to_path_buf()),
+        }
+    }
 }

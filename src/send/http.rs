@@ -2,7 +2,7 @@
 
 use super::retry::{self, Transport};
 use bytes::Bytes;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The largest answer read; a bigger one is treated as unreadable (and retried).
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
@@ -14,6 +14,8 @@ pub enum Reply {
         status: u16,
         retry_after: Option<Duration>,
         location: Option<String>,
+        /// The server's `Date` header: its clock.
+        date: Option<SystemTime>,
         body: Option<Bytes>,
     },
 }
@@ -47,6 +49,11 @@ pub async fn post(client: &reqwest::Client, url: &str, body: Bytes) -> Reply {
         .get("location")
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(300).collect::<String>());
+    let date = resp
+        .headers()
+        .get("date")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| httpdate::parse_http_date(s).ok());
     let announced = resp.content_length().unwrap_or(0);
     if announced > MAX_ANSWER_BYTES as u64 {
         // Announced too large: not worth reading (and dropping `resp` closes it).
@@ -54,6 +61,7 @@ pub async fn post(client: &reqwest::Client, url: &str, body: Bytes) -> Reply {
             status,
             retry_after,
             location,
+            date,
             body: None,
         };
     }
@@ -67,6 +75,7 @@ pub async fn post(client: &reqwest::Client, url: &str, body: Bytes) -> Reply {
                         status,
                         retry_after,
                         location,
+                        date,
                         body: None,
                     };
                 }
@@ -92,6 +101,7 @@ pub async fn post(client: &reqwest::Client, url: &str, body: Bytes) -> Reply {
         status,
         retry_after,
         location,
+        date,
         body: Some(Bytes::from(buf)),
     }
 }

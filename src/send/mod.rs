@@ -1,11 +1,13 @@
 //! The sending stage: request bodies in, one outcome per row out.
 //!
 //! - `sender`: attempts over HTTP, retries of only the ops that need them, stops;
+//! - `breaker`: an unreachable server pauses every sender, one probe at a time;
 //! - `control`: the rate and the requests in flight (`--rate`, `--concurrency`);
 //! - `retry`: pure decisions from an answer (done, retry, reject, stop the run);
 //! - `answer`: reading the server's answer body.
 
 pub mod answer;
+pub mod breaker;
 pub mod control;
 mod http;
 pub mod retry;

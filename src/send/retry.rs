@@ -116,6 +116,30 @@ pub fn classify_transport(t: Transport, detail: &str) -> Verdict {
     }
 }
 
+/// What to check after an authentication failure (docs/protocol.md: a refused login,
+/// signature or timestamp all look alike).
+pub const AUTH_HINT: &str = "check --api-login, the secret (COREZOID_API_SECRET or --secret-file, for that login) and that this API user has rights on the process (--conv-id)";
+
+/// Beyond this the local clock is named as a likely cause of a refused request: the
+/// server's accepted skew is unknown (docs/protocol.md), a minute is a common window.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// A note on the local clock when the server's (`Date` header) is more than `CLOCK_SKEW`
+/// away from `local`.
+pub fn clock_note(server: std::time::SystemTime, local: std::time::SystemTime) -> Option<String> {
+    let (off, ahead) = match local.duration_since(server) {
+        Ok(d) => (d, true),
+        Err(e) => (e.duration(), false),
+    };
+    (off > CLOCK_SKEW).then(|| {
+        format!(
+            "the local clock is {} s {} the server's (its Date header): a signed request carries a timestamp, fix the clock (NTP)",
+            off.as_secs(),
+            if ahead { "ahead of" } else { "behind" }
+        )
+    })
+}
+
 /// Decides from an HTTP answer.
 pub fn classify_response(status: u16, retry_after: Option<Duration>, a: &Answer) -> Verdict {
     // The common case first, before any message is built.
@@ -142,7 +166,7 @@ pub fn classify_response(status: u16, retry_after: Option<Duration>, a: &Answer)
             },
             Some(_) if is_throttle_text(desc) => retry(format!("throttled: {what}"), false, true),
             Some(p) => Verdict::Fatal {
-                reason: format!("the server refused the request ({p}): {what}"),
+                reason: format!("the server refused the request ({p}): {what}; {AUTH_HINT}"),
             },
             // A 2xx we cannot read may have been applied.
             None => retry(
@@ -152,7 +176,7 @@ pub fn classify_response(status: u16, retry_after: Option<Duration>, a: &Answer)
             ),
         },
         401 | 403 => Verdict::Fatal {
-            reason: format!("HTTP {status}: {what}"),
+            reason: format!("HTTP {status}: {what}; {AUTH_HINT}"),
         },
         400 | 413 if is_throttle_text(desc) => retry(format!("HTTP {status}: {what}"), false, true),
         400 | 413 => Verdict::Split {
@@ -253,6 +277,17 @@ pub fn classify_op(is_create: bool, proc_: &str, description: Option<&str>) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clock_off_by_more_than_the_window_is_named_with_the_offset() {
+        use std::time::{Duration, SystemTime};
+        let server = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(clock_note(server, server + Duration::from_secs(59)), None);
+        let ahead = clock_note(server, server + Duration::from_secs(125)).unwrap();
+        assert!(ahead.contains("125 s ahead of"), "{ahead}");
+        let behind = clock_note(server, server - Duration::from_secs(3600)).unwrap();
+        assert!(behind.contains("3600 s behind"), "{behind}");
+    }
 
     fn ans<'a>(p: Option<&'a str>, d: Option<&'a str>) -> Answer<'a> {
         Answer {

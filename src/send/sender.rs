@@ -4,10 +4,13 @@
 //! Requests leave as `control` paces them and as many at once as it allows; every attempt
 //! is signed anew; only the ops that need it are retried, with exponential backoff and
 //! full jitter; a `Retry-After` pauses every sender (`Control::pause_all`); an
-//! authentication failure stops the whole run. What each answer means is decided by the
-//! pure functions of `retry.rs`.
+//! authentication failure stops the whole run; a server that cannot be reached opens the
+//! `breaker`: every sender waits for a probe, and the rows are not charged the attempts
+//! that never reached it. What each answer means is decided by the pure functions of
+//! `retry.rs`.
 
 use super::answer::{self, MaybeOp, OpAnswer};
+use super::breaker::{Breaker, Go};
 use super::control::{Control, ControlConfig, Rate};
 use super::http::{self, Reply};
 use super::retry::{self, Answer, OpVerdict, Verdict};
@@ -83,6 +86,7 @@ pub struct Sender {
     pause_until: Mutex<Option<Instant>>,
     cancel: CancellationToken,
     fatal: Mutex<Option<String>>,
+    breaker: Breaker,
     /// Shared with the progress display.
     pub stats: Arc<SendStats>,
 }
@@ -150,6 +154,7 @@ impl Sender {
             pause_until: Mutex::new(None),
             cancel,
             fatal: Mutex::new(None),
+            breaker: Breaker::new(cfg.backoff_base.saturating_mul(2)),
             stats: Arc::default(),
             cfg,
         })
@@ -270,18 +275,48 @@ impl Sender {
         sign::write_url(url, &self.cfg.base, &self.cfg.login, ts, &sig);
     }
 
-    /// One attempt: wait for the pacer and a slot, sign `body` with a fresh timestamp,
-    /// post it. `None` when the run stopped first. Gives the reply, when the request left
-    /// and how long it took.
+    /// Waits while the server is unreachable and another sender probes it. True when
+    /// this attempt is the probe; `None` when the run stopped.
+    async fn wait_breaker(&self) -> Option<bool> {
+        loop {
+            match self.breaker.go(Instant::now()) {
+                Go::Send => return Some(false),
+                Go::Probe => return Some(true),
+                Go::Wait(d) => {
+                    if !self.sleep(d).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt: wait for the server (breaker), the pacer and a slot, sign `body` with
+    /// a fresh timestamp, post it. `None` when the run stopped first. Gives the reply,
+    /// whether it was the breaker's probe, when the request left and how long it took.
     async fn attempt(
         &self,
         body: Bytes,
         n_ops: usize,
         url: &mut String,
-    ) -> Option<(Reply, Instant, Duration)> {
+    ) -> Option<(Reply, bool, Instant, Duration)> {
         if !self.wait_pause().await {
             return None;
         }
+        let probe = self.wait_breaker().await?;
+        let sent = self.post(body, n_ops, url).await;
+        if sent.is_none() && probe {
+            self.breaker.probe_dropped();
+        }
+        sent.map(|(reply, at, took)| (reply, probe, at, took))
+    }
+
+    async fn post(
+        &self,
+        body: Bytes,
+        n_ops: usize,
+        url: &mut String,
+    ) -> Option<(Reply, Instant, Duration)> {
         let _permit = tokio::select! {
             p = self.inflight.acquire() => p.ok()?,
             _ = self.cancel.cancelled() => return None,
@@ -353,7 +388,7 @@ impl Sender {
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
         let body = st.batch.body_for(&group);
-        let Some((reply, sent, took)) = self.attempt(body, group.len(), url).await else {
+        let Some((reply, probe, sent, took)) = self.attempt(body, group.len(), url).await else {
             // Stopped before sending: these rows were not attempted after all.
             for &i in &group {
                 st.attempts[i] -= 1;
@@ -361,6 +396,9 @@ impl Sender {
             return false;
         };
         let started = *st.started.get_or_insert_with(Instant::now);
+        if !self.breaker.track(&reply, probe) {
+            return self.unreachable(st, group);
+        }
         let ms = took.as_millis().min(u32::MAX as u128) as u32;
         for &i in &group {
             st.latency_ms[i] = ms;
@@ -414,6 +452,24 @@ impl Sender {
         self.requeue(st, again, started).await
     }
 
+    /// The group's request never reached the server: its rows go back on the queue,
+    /// their attempt not charged, to leave when the breaker lets them; or the run stops
+    /// (`Breaker::give_up`), the rows left resumable.
+    fn unreachable(&self, st: &mut Settling<'_>, group: Vec<usize>) -> bool {
+        for &i in &group {
+            st.attempts[i] -= 1;
+        }
+        let give_up = self
+            .breaker
+            .give_up(Instant::now(), self.cfg.max_retry_time, &self.cfg.base);
+        if let Some(reason) = give_up {
+            self.set_fatal(reason);
+            return false;
+        }
+        st.queue.push_front(group);
+        true
+    }
+
     /// Classifies a reply; a per-op answer settles its rows into `st` right away.
     fn read_reply(
         &self,
@@ -422,14 +478,15 @@ impl Sender {
         reply: &Reply,
         again: &mut Again,
     ) -> Verdict {
-        let (status, retry_after, location, body) = match reply {
+        let (status, retry_after, location, date, body) = match reply {
             Reply::Transport(t, msg) => return retry::classify_transport(*t, msg),
             Reply::Http {
                 status,
                 retry_after,
                 location,
+                date,
                 body,
-            } => (*status, *retry_after, location, body),
+            } => (*status, *retry_after, location, *date, body),
         };
         let parsed = body.as_ref().and_then(|b| answer::parse(b));
         // Borrowed from the body (no copy per request): only failures show it.
@@ -443,7 +500,13 @@ impl Sender {
             excerpt: &excerpt,
             location: location.as_deref(),
         };
-        let v = retry::classify_response(status, retry_after, &answer);
+        let mut v = retry::classify_response(status, retry_after, &answer);
+        if let (Verdict::Fatal { reason }, Some(server)) = (&mut v, date) {
+            if let Some(note) = retry::clock_note(server, SystemTime::now()) {
+                reason.push_str("; ");
+                reason.push_str(&note);
+            }
+        }
         if v == Verdict::PerOp {
             let ops = parsed.map(|p| p.ops).unwrap_or_default();
             self.settle_ops(st, group, ops, again);

@@ -14,13 +14,19 @@
 //! - `progress.rs`: the progress display (bar, plain lines or JSON lines);
 //! - `summary_json.rs`: `--summary-json`, written at the end;
 //! - `report/`: `--report`, the HTML report, written at the end from the results log;
-//! - `summary.rs`: not a sink, the `Summary` built from the tally.
+
+//! - `summary.rs`: not a sink, the `Summary` built from the tally;
+//! - `claim.rs`: not a sink, the run's lock on the results log and whether it may be
+//!   replaced, taken before anything is sent.
+//!
+//! The journal also stops the run at `--max-errors` (`Journal::stop_on_max_errors`).
 //!
 //! A new output is one new file with a type that implements `Sink` (only the methods it
 //! needs: `report` for an end-of-run report), plus one line in `Journal::open` that
 //! registers it, as the HTML report is:
 //! `sinks.push(Box::new(report::HtmlReport::new(log, out)));`.
 
+pub mod claim;
 pub mod progress;
 pub mod report;
 pub mod results;
@@ -103,6 +109,13 @@ pub trait Sink: Send {
 pub struct Journal {
     sinks: Vec<Box<dyn Sink>>,
     tally: Tally,
+    /// `--max-errors`, and the token that stops the run when it is reached.
+    max_errors: Option<(
+        crate::config::MaxErrors,
+        tokio_util::sync::CancellationToken,
+    )>,
+    /// Why the journal stopped the run (`--max-errors`).
+    limit_reached: Option<String>,
 }
 
 impl Journal {
@@ -135,7 +148,35 @@ impl Journal {
         Ok(Journal {
             sinks,
             tally: Tally::default(),
+            max_errors: None,
+            limit_reached: None,
         })
+    }
+
+    /// Stops the run through `stop` once `--max-errors` of `cfg` is reached: as a first
+    /// Ctrl-C does, so the rows not settled stay resumable.
+    pub fn stop_on_max_errors(
+        &mut self,
+        cfg: &LoadConfig,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        self.max_errors = cfg.max_errors.map(|m| (m, stop));
+    }
+
+    /// Checks `--max-errors` against the tally.
+    fn check_errors(&mut self) {
+        let Some((limit, stop)) = &self.max_errors else {
+            return;
+        };
+        let c = &self.tally.counts;
+        let rejected = c.get(crate::Status::Rejected);
+        if self.limit_reached.is_none() && limit.reached(rejected, c.total()) {
+            self.limit_reached = Some(format!(
+                "{limit} reached: {rejected} of {} rows rejected; fix the input, then run the same command with --resume",
+                c.total()
+            ));
+            stop.cancel();
+        }
     }
 
     fn handle(&mut self, ev: Event) -> Result<()> {
@@ -178,6 +219,7 @@ impl Journal {
     /// fails is named in `Summary::report_errors` (the summary itself is still shown).
     pub fn summarize(&mut self, cfg: &LoadConfig, run: RunStats) -> Summary {
         let mut summary = Summary::new(cfg, &self.tally, run);
+        summary.limit_reached = self.limit_reached.clone();
         for s in &mut self.sinks {
             if let Err(e) = s.report(&summary) {
                 summary.report_errors.push(e.to_string());
@@ -197,6 +239,7 @@ impl Journal {
                 let Ok(ev) = events.try_recv() else { break };
                 self.handle(ev)?;
             }
+            self.check_errors();
             self.checkpoint()?;
         }
         self.finish()
@@ -291,6 +334,8 @@ mod tests {
         let j = Journal {
             sinks: vec![spy("a", fail), spy("b", false)],
             tally: Tally::default(),
+            max_errors: None,
+            limit_reached: None,
         };
         (j, seen)
     }

@@ -320,10 +320,14 @@ impl Sink for Progress {
             b.set_message(format!("{first}\n  {second}"));
         } else if self.last_line.elapsed() >= EVERY {
             self.last_line = Instant::now();
-            match self.mode {
-                Mode::Json => eprintln!("{}", serde_json::to_string(&snap).unwrap_or_default()),
-                _ => eprintln!("{}", snap.plain_line()),
-            }
+            // A closed stderr (`2>&1 | head -1`) ends the progress lines, never the run:
+            // the results log goes on.
+            use std::io::Write as _;
+            let line = match self.mode {
+                Mode::Json => serde_json::to_string(&snap).unwrap_or_default(),
+                _ => snap.plain_line(),
+            };
+            let _ = writeln!(std::io::stderr(), "{line}");
         }
         Ok(())
     }

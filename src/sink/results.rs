@@ -1,8 +1,11 @@
-//! The results log: one JSON line per row (`ResultLine`) after a `Manifest` line. It is
-//! the checkpoint for `--resume`: `read_settled` reads it back into one `RowSet` per
-//! input. In: rejected rows and settled batches. Out: the log file, flushed at each
-//! checkpoint, so after a crash it holds every sent row whose outcome reached the journal
-//! (rows rejected before sending may be missing: a resume rejects them again).
+//! The results log: one JSON line per row (`ResultLine`) after a `Manifest` line, and an
+//! `END_LINE` once a run has settled every row. It is the checkpoint for `--resume`:
+//! `read_settled` reads it back into one `RowSet` per input. In: rejected rows and settled
+//! batches. Out: the log file, flushed at each checkpoint, so after a crash it holds every
+//! sent row whose outcome reached the journal (rows rejected before sending may be
+//! missing: a resume rejects them again). A log without the end line is unfinished
+//! (crash, stop, or a log of a czload before the line existed): `claim.rs` will not
+//! replace it without `--restart`.
 
 use super::{Sink, Summary, Tally};
 use crate::batch::Batch;
@@ -13,7 +16,7 @@ use crate::sink::summary::Counts;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -124,13 +127,75 @@ pub struct RunLine {
     pub rate: Option<crate::send::RateReport>,
 }
 
+/// The last line of a log whose run settled every row. Not a `ResultLine` (no `row`), so
+/// a resume, of this czload or an older one, passes over it.
+pub const END_LINE: &[u8] = b"{\"end\":\"finished\"}";
+
 /// The first line of the results log: what this run loads and how, so that `--resume`
-/// can refuse a log written for other inputs or another mapping.
+/// can refuse a log written for other inputs, another reading of them or another
+/// mapping. Fields added later are optional, so older logs still resume.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
     pub czload: u32,
     pub inputs: Vec<InputId>,
     pub mapping: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reading: Option<Reading>,
+    /// The retry files this run writes, as given: a later run may replace them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_files: Vec<String>,
+}
+
+/// How input bytes become rows. A resume that read them otherwise would take row N for
+/// another row. Whatever later changes the reading (an encoding, a quote character)
+/// belongs here, with its flag in `Reading::differences`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reading {
+    /// Per input: its format (`csv`, `ndjson`).
+    pub formats: Vec<String>,
+    /// CSV only (`None` without a CSV input): the delimiter and whether the first row is
+    /// a header.
+    pub delimiter: Option<String>,
+    pub header: Option<bool>,
+}
+
+impl Reading {
+    fn new(cfg: &LoadConfig) -> Reading {
+        let csv = cfg
+            .inputs
+            .iter()
+            .any(|i| i.format == crate::source::Format::Csv);
+        Reading {
+            formats: cfg.inputs.iter().map(|i| i.format.ext().into()).collect(),
+            delimiter: csv.then(|| match cfg.delimiter {
+                b'\t' => "\\t".to_string(),
+                d => char::from(d).to_string(),
+            }),
+            header: csv.then_some(cfg.has_header),
+        }
+    }
+
+    /// What differs from `was`, one item per flag, in flag syntax: `--delimiter ';'
+    /// (was ',')`.
+    fn differences(&self, was: &Reading) -> Vec<String> {
+        let mut d = Vec::new();
+        for (now, then) in self.formats.iter().zip(&was.formats) {
+            if now != then {
+                d.push(format!("--format {now} (was {then})"));
+            }
+        }
+        if let (Some(now), Some(then)) = (&self.delimiter, &was.delimiter) {
+            if now != then {
+                d.push(format!("--delimiter '{now}' (was '{then}')"));
+            }
+        }
+        match (self.header, was.header) {
+            (Some(false), Some(true)) => d.push("--no-header (was without it)".into()),
+            (Some(true), Some(false)) => d.push("no --no-header (was --no-header)".into()),
+            _ => {}
+        }
+        d
+    }
 }
 
 impl Manifest {
@@ -144,7 +209,25 @@ impl Manifest {
                 .map(|i| input_id(i.path.as_deref()))
                 .collect(),
             mapping: cfg.mapping.fingerprint(),
+            reading: Some(Reading::new(cfg)),
+            retry_files: cfg
+                .retry_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
         }
+    }
+
+    /// The manifest of the log at `path`, if it starts with one.
+    pub fn read(path: &Path) -> Option<Manifest> {
+        use std::io::BufRead;
+        let mut first = Vec::new();
+        let f = File::open(path).ok()?;
+        std::io::BufReader::new(f)
+            .take(1 << 20)
+            .read_until(b'\n', &mut first)
+            .ok()?;
+        serde_json::from_slice(&first).ok()
     }
 }
 
@@ -193,7 +276,8 @@ impl ResultsLog {
         let Some(p) = &cfg.results else {
             return Ok(None);
         };
-        let existed = resume && p.exists();
+        // The claim (claim.rs) may have created the file: empty is new.
+        let existed = resume && std::fs::metadata(p).is_ok_and(|m| m.len() > 0);
         // A crash can cut the last line short; start on a fresh line so that the next one
         // is not glued to it (the cut row is redone, as it has no line).
         let cut = existed && ends_mid_line(p);
@@ -312,6 +396,16 @@ impl Sink for ResultsLog {
         self.w
             .write_all(b"\n")
             .map_err(|e| Error::file(&self.path, format!("cannot write: {e}")))?;
+        // A run that settled every row ends its log with `END_LINE`, so that a plain
+        // re-run may replace it; a stopped one leaves it unfinished for `--resume`.
+        let finished =
+            !(s.interrupted || s.fatal.is_some() || s.limit_reached.is_some() || s.unsettled > 0);
+        if finished {
+            self.w
+                .write_all(END_LINE)
+                .and_then(|()| self.w.write_all(b"\n"))
+                .map_err(|e| Error::file(&self.path, format!("cannot write: {e}")))?;
+        }
         self.flush()
     }
 }
@@ -349,7 +443,7 @@ pub fn read_settled(
     let mut earlier = Counts::default();
     for (n, line) in lines.enumerate() {
         let line = line.map_err(|e| Error::Resume(format!("{}: {e}", path.display())))?;
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if line.iter().all(u8::is_ascii_whitespace) || line == END_LINE {
             continue;
         }
         // A line cut by a crash is the last one; it is incomplete, so that row is redone.
@@ -378,6 +472,16 @@ fn check_manifest(path: &Path, first: &[u8], expected: &Manifest) -> Result<()> 
             path.display()
         ))
     })?;
+    if let (Some(was), Some(now)) = (&manifest.reading, &expected.reading) {
+        let d = now.differences(was);
+        if !d.is_empty() {
+            return Err(Error::Resume(format!(
+                "{} was written reading the input otherwise: {}; resume with the flags of that run, or start over without --resume (with --restart if that run is unfinished)",
+                path.display(),
+                d.join(", ")
+            )));
+        }
+    }
     if manifest.mapping != expected.mapping {
         return Err(Error::Resume(format!(
             "the mapping flags differ from those of the run that wrote {} (was: {}; now: {})",

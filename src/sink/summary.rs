@@ -95,6 +95,8 @@ pub struct Tally {
     pub counts: Counts,
     pub input_errors: Vec<String>,
     pub sample_rejects: Vec<RejectedRow>,
+    /// Why rows failed: the cause (an error up to its first `:`) and how many rows.
+    pub failed_causes: Vec<(String, u64)>,
 }
 
 /// Rejected rows kept for the dry-run report.
@@ -117,9 +119,30 @@ impl Tally {
                 // A row a stop left unsettled (`None`) is not counted: --resume picks it up.
                 for o in outcomes.iter().flatten() {
                     self.counts.add(o.status);
+                    if o.status == Status::Failed {
+                        self.failed_cause(o.error.as_deref().unwrap_or("unknown"));
+                    }
                 }
             }
         }
+    }
+}
+
+impl Tally {
+    fn failed_cause(&mut self, error: &str) {
+        let cause = error.split([':', '(']).next().unwrap_or(error).trim();
+        if let Some((_, n)) = self.failed_causes.iter_mut().find(|(c, _)| c == cause) {
+            *n += 1;
+        } else if self.failed_causes.len() < 32 {
+            // A handful of causes at most; the bound keeps a run of odd errors cheap.
+            self.failed_causes.push((cause.into(), 1));
+        }
+    }
+
+    /// The cause of most failed rows, with their count.
+    fn main_failure(&self) -> Option<String> {
+        let (cause, n) = self.failed_causes.iter().max_by_key(|(_, n)| *n)?;
+        Some(format!("{cause} ({n} rows)"))
     }
 }
 
@@ -171,6 +194,12 @@ pub struct Summary {
     pub interrupted: bool,
     /// Why the run stopped early (authentication, ...).
     pub fatal: Option<String>,
+    /// `--max-errors` stopped the run: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_reached: Option<String>,
+    /// Why most failed rows failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_cause: Option<String>,
     /// The rate asked and what the controller found (`--rate auto`) or could not hold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<crate::send::RateReport>,
@@ -183,6 +212,10 @@ pub struct Summary {
     /// summary, and the run exits 1.
     #[serde(skip)]
     pub report_errors: Vec<String>,
+    /// Notes for the user about what the run did besides loading (an unfinished log kept
+    /// aside by `--restart`), shown before the summary.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 const NO_HEADER_HINT: &str = "retry files of --no-header CSV start with a header line (key1, key2, ..., _czload_ref): load them without --no-header";
@@ -234,11 +267,14 @@ impl Summary {
             .then(|| NO_HEADER_HINT.to_string()),
             interrupted: run.interrupted,
             fatal: run.fatal,
+            failed_cause: tally.main_failure(),
+            limit_reached: None,
             rate: run.rate,
             dry_run: cfg.dry_run,
             counts,
             dry_run_rejects,
             report_errors: Vec::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -294,6 +330,9 @@ impl Summary {
                 self.latency.p50_ms,
                 self.latency.p99_ms
             );
+            if let Some(c) = &self.failed_cause {
+                let _ = writeln!(s, "failed rows, mostly: {c}");
+            }
             if let Some(line) = self.rate.as_ref().and_then(|r| r.line()) {
                 let _ = writeln!(s, "{line}");
             }
@@ -320,6 +359,9 @@ impl Summary {
         }
         if let Some(f) = &self.fatal {
             let _ = writeln!(s, "stopped: {f}");
+        }
+        if let Some(l) = &self.limit_reached {
+            let _ = writeln!(s, "stopped: {l}");
         }
         if let Some(p) = &self.results_log {
             let _ = writeln!(s, "results log: {}", p.display());

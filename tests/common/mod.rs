@@ -262,8 +262,8 @@ pub async fn load(url: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Out {
     .expect("runner")
 }
 
-/// The row lines of a results log (the manifest line and each run's closing `run` line
-/// excluded; `results_and_runs` keeps the latter).
+/// The row lines of a results log (the manifest line, each run's closing `run` line and
+/// the end line excluded; `results_and_runs` keeps the run lines).
 pub fn results(path: &Path) -> Vec<Value> {
     results_and_runs(path)
         .into_iter()
@@ -282,6 +282,7 @@ pub fn results_and_runs(path: &Path) -> Vec<Value> {
         "manifest first: {manifest}"
     );
     lines
+        .filter(|l| *l != r#"{"end":"finished"}"#)
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
 }

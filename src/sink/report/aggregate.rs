@@ -363,6 +363,8 @@ mod tests {
             czload: 1,
             inputs: vec![],
             mapping: "op=Create".into(),
+            reading: None,
+            retry_files: vec![],
         })
     }
 

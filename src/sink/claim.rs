@@ -1,0 +1,165 @@
+//! Claiming the results log before anything is sent. In: `--results`, `--resume`,
+//! `--restart`. Out: a `Claim` the run holds to its end, or a refusal naming the log.
+//!
+//! - One run per log: an exclusive `flock(2)` on it for the whole run. The lock is
+//!   advisory and belongs to the open file, so the kernel drops it when the process dies
+//!   (even by SIGKILL): a crash never leaves a stale lock behind.
+//! - A log is replaced only when it is a finished czload log (its last line is
+//!   `results::END_LINE`), or holds no row (empty, or a manifest alone: a re-run then
+//!   does all that a resume would). An unfinished one (a crash, a stop, a czload older
+//!   than the end line) wants `--resume`, or `--restart`, which keeps it beside under a
+//!   new name. A file that is not a czload log at all is never replaced.
+
+use super::results::{Manifest, END_LINE};
+use crate::config::LoadConfig;
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// The run's hold on its results log; dropping it (or dying) releases the lock.
+#[derive(Debug)]
+pub struct Claim {
+    _lock: File,
+    /// With `--restart`: where the unfinished log was kept.
+    pub kept: Option<PathBuf>,
+}
+
+/// Locks the results log of `cfg` and decides whether this run may write it. `None` in a
+/// dry run (no log).
+pub fn claim(cfg: &LoadConfig) -> Result<Option<Claim>> {
+    let Some(path) = &cfg.results else {
+        return Ok(None);
+    };
+    let lock = lock(path)?;
+    if cfg.resume {
+        return Ok(Some(Claim {
+            _lock: lock,
+            kept: None,
+        }));
+    }
+    match state(path) {
+        State::Replaceable => Ok(Some(Claim { _lock: lock, kept: None })),
+        State::Foreign => Err(Error::Usage(format!(
+            "--results {}: the file exists and is not a czload results log; czload will not overwrite it: move it or choose another path",
+            path.display()
+        ))),
+        State::Unfinished if cfg.restart => {
+            let kept = keep_aside(path)?;
+            // The lock went with the renamed file: lock the new one before writing it.
+            drop(lock);
+            let lock = self::lock(path)?;
+            Ok(Some(Claim {
+                _lock: lock,
+                kept: Some(kept),
+            }))
+        }
+        State::Unfinished => Err(Error::Usage(format!(
+            "{} holds an unfinished run (it does not end with the line a finished run writes): add --resume to continue it, or --restart to start over (the old log is kept beside it)",
+            path.display()
+        ))),
+    }
+}
+
+/// Opens (creating it, never truncating) and locks `path`; refuses when another process
+/// holds the lock.
+fn lock(path: &Path) -> Result<File> {
+    let f = super::results::create_private(path, true)
+        .map_err(|e| Error::file(path, format!("cannot write the results log: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; no memory is shared.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                return Err(Error::Usage(format!(
+                    "{}: another czload run is writing this results log; wait for it to end, or give this run another --results",
+                    path.display()
+                )));
+            }
+            return Err(Error::file(
+                path,
+                format!("cannot lock the results log: {e}"),
+            ));
+        }
+    }
+    Ok(f)
+}
+
+enum State {
+    /// Empty or new, or a finished czload log.
+    Replaceable,
+    /// A czload log without the end line.
+    Unfinished,
+    /// Something else: not ours to replace.
+    Foreign,
+}
+
+fn state(path: &Path) -> State {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = File::open(path) else {
+        return State::Replaceable;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        return State::Replaceable;
+    }
+    if Manifest::read(path).is_none() {
+        return State::Foreign;
+    }
+    if !has_rows(&mut f) {
+        return State::Replaceable;
+    }
+    // The end line is short: the last bytes of the file are enough.
+    let mut tail = Vec::new();
+    let from = len.saturating_sub(256);
+    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut tail).is_err() {
+        return State::Unfinished;
+    }
+    let last = tail
+        .split(|&b| b == b'\n')
+        .rev()
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace));
+    if last == Some(END_LINE) {
+        State::Replaceable
+    } else {
+        State::Unfinished
+    }
+}
+
+/// Whether anything but blank space follows the first line.
+fn has_rows(f: &mut File) -> bool {
+    use std::io::{BufRead, Read};
+    let mut r = std::io::BufReader::new(f);
+    let mut first = Vec::new();
+    if r.read_until(b'\n', &mut first).is_err() {
+        return true;
+    }
+    let mut rest = [0u8; 64];
+    loop {
+        match r.read(&mut rest) {
+            Ok(0) => return false,
+            Ok(n) if rest[..n].iter().all(u8::is_ascii_whitespace) => {}
+            _ => return true,
+        }
+    }
+}
+
+/// Renames the unfinished log at `path` to the first free `<path>.unfinished-N`.
+fn keep_aside(path: &Path) -> Result<PathBuf> {
+    for n in 1..10_000 {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".unfinished-{n}"));
+        let to = PathBuf::from(name);
+        if std::fs::symlink_metadata(&to).is_err() {
+            std::fs::rename(path, &to).map_err(|e| {
+                Error::file(path, format!("cannot keep the unfinished log aside: {e}"))
+            })?;
+            return Ok(to);
+        }
+    }
+    Err(Error::file(
+        path,
+        "cannot keep the unfinished log aside: no free .unfinished-N name",
+    ))
+}

@@ -251,7 +251,7 @@ impl Control {
         a.count(seen as u64, ok as f64);
         let wall_now = self.wall(now);
         let pause = if throttled > 0 {
-            a.throttled(now, r, seen, wall_now)
+            a.throttled(now, r, seen, wall_now, srtt)
         } else {
             None
         };
@@ -422,13 +422,16 @@ impl Auto {
     }
 
     /// A request the server saw at `seen` (its clock, seconds) was throttled: measure
-    /// that second, and pause everyone to its end.
+    /// that second, and pause everyone until the measure is in (the end of that second
+    /// and a round trip): sending into that second can only be refused, and sending into
+    /// the next before the limit is known may overrun it too.
     fn throttled(
         &mut self,
         now: Instant,
         rate: &mut f64,
         seen: f64,
         wall_now: f64,
+        srtt: f64,
     ) -> Option<Duration> {
         let sec = seen as u64;
         self.throttled_at = Some(self.throttled_at.map_or(*rate, |t| t.min(*rate)));
@@ -442,8 +445,8 @@ impl Auto {
                 self.set(now, rate, half);
             }
         }
-        let end = (sec + 1) as f64 - wall_now;
-        (end > 0.0).then(|| Duration::from_secs_f64(end.min(1.0)))
+        let end = (sec + 1) as f64 + srtt - wall_now;
+        (end > 0.0).then(|| Duration::from_secs_f64(end.min(1.0 + srtt)))
     }
 
     /// Moves on when the current phase has done its part.

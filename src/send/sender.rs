@@ -322,10 +322,19 @@ impl Sender {
             _ = self.cancel.cancelled() => return None,
         };
         // A slot first, then the pacer: a request that may leave by the rate leaves at
-        // once, so the pacer's booking is the time it is sent.
-        while let Some(wait) = self.control.claim(Instant::now(), n_ops) {
-            if !self.sleep(wait).await {
+        // once, so the pacer's booking is the time it is sent. A pause for everyone that
+        // began while this one waited for the pacer holds it too.
+        loop {
+            if !self.wait_pause().await {
                 return None;
+            }
+            match self.control.claim(Instant::now(), n_ops) {
+                None => break,
+                Some(wait) => {
+                    if !self.sleep(wait).await {
+                        return None;
+                    }
+                }
             }
         }
         if self.is_stopped() {

@@ -60,9 +60,16 @@ pub struct SendStats {
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
     latencies_us: Mutex<Vec<u32>>,
+    /// When a fixed `--rate` is not being held: what can be held, for the progress line.
+    short_of_rate: Mutex<Option<f64>>,
 }
 
 impl SendStats {
+    /// The rate that can be held when a fixed `--rate` cannot be (`Control::shortfall`).
+    pub fn short_of_rate(&self) -> Option<f64> {
+        self.short_of_rate.lock().ok().and_then(|s| *s)
+    }
+
     pub fn latencies(&self) -> Vec<u32> {
         self.latencies_us
             .lock()
@@ -432,6 +439,9 @@ impl Sender {
                 self.pause_for(p);
             }
             self.grow();
+            if let Ok(mut s) = self.stats.short_of_rate.lock() {
+                *s = self.control.shortfall().map(|f| f.holdable);
+            }
         }
         match verdict {
             Verdict::PerOp => {}

@@ -65,6 +65,9 @@ pub struct Snapshot {
     pub throttled: u64,
     pub ok: u64,
     pub not_ok: u64,
+    /// A fixed `--rate` that the in-flight ceiling cannot hold: the rate it can.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_of_rate: Option<f64>,
 }
 
 impl Snapshot {
@@ -106,13 +109,20 @@ impl Snapshot {
         let total = self
             .rows_total_est
             .map_or(String::new(), |t| format!("/~{}", compact(t as f64)));
-        vec![
+        let mut parts = vec![
             format!("{}{total} rows", compact(self.rows as f64)),
             format!("{}/s", compact(self.rows_per_s)),
+        ];
+        if let Some(h) = self.short_of_rate {
+            // Before the counts: `fit` drops parts from the end, and this one matters more.
+            parts.push(format!("--rate not held (max ~{}/s)", compact(h)));
+        }
+        parts.extend([
             format!("in flight {}", compact(self.in_flight as f64)),
             format!("retries {}", compact(self.retries as f64)),
             format!("throttled {}", compact(self.throttled as f64)),
-        ]
+        ]);
+        parts
     }
 }
 
@@ -265,6 +275,7 @@ impl Progress {
             throttled: self.live.send.throttled.load(Ordering::Relaxed),
             ok: c.succeeded(),
             not_ok: c.not_ok(),
+            short_of_rate: self.live.send.short_of_rate(),
         }
     }
 
@@ -369,7 +380,25 @@ mod tests {
             throttled: n as u64,
             ok: 0,
             not_ok: 0,
+            short_of_rate: None,
         }
+    }
+
+    #[test]
+    fn a_rate_not_held_is_shown_before_the_counts() {
+        let mut s = snap(false);
+        s.short_of_rate = Some(12_800.0);
+        let (_, b) = s.tty_lines();
+        assert!(
+            b.starts_with("3/~9 rows  3/s  --rate not held (max ~13k/s)"),
+            "{b}"
+        );
+        assert!(b.chars().count() < WIDTH, "{b}");
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""short_of_rate":12800.0"#), "{json}");
+        assert!(!serde_json::to_string(&snap(false))
+            .unwrap()
+            .contains("short_of_rate"));
     }
 
     #[test]

@@ -26,6 +26,16 @@ pub enum Command {
 (resumable with --resume; a second signal exits at once)."
     )]
     Load(Box<LoadArgs>),
+    /// Check that a mapping fits the process before loading: map the first rows as `load`
+    /// would (same flags) and compare them with the process's declared parameters.
+    #[command(
+        after_help = "Reports each required parameter no column or field supplies, each value whose \
+type clashes with the declared one, and each column the process does not declare (a warning), \
+naming the flag that fixes it. Nothing is created: it sends only `show conv` and \
+`list conv_params`.\n\nExit codes: 0 the mapping fits; 2 it does not; 1 it cannot be checked \
+(usage, input, authentication, no such process)."
+    )]
+    Check(Box<LoadArgs>),
     /// Run a local server that speaks the Corezoid API, for trying czload and for tests.
     Sandbox(SandboxArgs),
     /// Write an HTML report (one self-contained file, charts included) from a results log.
@@ -317,6 +327,15 @@ pub struct LoadArgs {
     #[arg(long, help_heading = "Sending")]
     pub sandbox: bool,
 
+    /// Run `czload check` first (the same flags) and stop, exit 2, if the mapping does
+    /// not fit the process.
+    #[arg(long, help_heading = "Target")]
+    pub check: bool,
+
+    /// Rows `check` maps and compares.
+    #[arg(long, default_value_t = 100, value_name = "N", help_heading = "Target")]
+    pub check_rows: usize,
+
     /// Read, map, batch and sign everything, report what would be sent, send nothing.
     #[arg(long, help_heading = "Sending")]
     pub dry_run: bool,
@@ -451,6 +470,12 @@ pub struct SandboxArgs {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// An input parameter every process declares, `NAME:TYPE[:required]` with TYPE one of
+    /// string, number, boolean, object, array (repeatable): what `czload check` compares a
+    /// mapping with. None: the processes declare nothing, and anything goes.
+    #[arg(long = "param", value_name = "NAME:TYPE[:required]")]
+    pub params: Vec<String>,
 
     /// Write every stored task as NDJSON to this file on shutdown.
     #[arg(long, value_name = "FILE")]

@@ -14,6 +14,7 @@
 //! `Done`, `LoadConfig::notes` and `Summary`, and `main` prints it.
 
 pub mod batch;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -68,6 +69,21 @@ pub async fn run(mut cfg: LoadConfig, shutdown: impl Future<Output = ()>) -> Res
         dry_run_request,
         sandbox_report,
     })
+}
+
+/// `czload check` (and `load --check`): compares the mapping of the first `rows` rows
+/// with the process's declared parameters. `Err`: the check could not be made.
+pub async fn check(mut cfg: LoadConfig, rows: usize) -> Result<check::CheckReport> {
+    let sandbox = if cfg.sandbox {
+        Some(start_sandbox(&mut cfg).await?)
+    } else {
+        None
+    };
+    let report = check::check(&cfg, rows).await;
+    if let Some(sb) = sandbox {
+        sb.shutdown().await;
+    }
+    report
 }
 
 /// `--sandbox`: a sandbox in this process for the `--conv-id` process, with a generated

@@ -1,6 +1,7 @@
 //! The integration tests, as one binary (one link, shared helpers).
 
 mod bad_input;
+mod check;
 mod common;
 mod hostile;
 mod inputs;

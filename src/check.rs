@@ -83,6 +83,11 @@ pub async fn check(cfg: &LoadConfig, rows: usize) -> Result<CheckReport> {
                 .into(),
         )),
     };
+    if cfg.mapping.op == crate::op::OpKind::Raw {
+        return Err(Error::Usage(
+            "check compares task data with a process's parameters; --op raw sends ops as written, so there is nothing to compare".into(),
+        ));
+    }
     let (show, params) = fetch(cfg, conv).await?;
     let mut report = CheckReport {
         conv,

@@ -99,6 +99,10 @@ pub enum OpArg {
     Create,
     /// Modify the task with the row's ref, merging the row into its data.
     Modify,
+    /// Each NDJSON (or JSON-array) line is a whole op (`type`, `obj` and the rest, any
+    /// object kind), sent as written but for the `id` czload puts first; its own `ref`
+    /// makes retries safe.
+    Raw,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

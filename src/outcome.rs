@@ -50,6 +50,9 @@ statuses! {
     Failed = "failed", success: false, retry: true;
     /// The request may or may not have reached the server, and no ref tells which.
     Ambiguous = "ambiguous", success: false, retry: true;
+    /// `--op raw`: an op other than create or modify that the server applied. Last, so
+    /// that the counts of task loads read as before.
+    Done = "done", success: true, retry: false;
 }
 
 impl Status {
@@ -156,7 +159,7 @@ mod tests {
             );
             assert_eq!(s.index(), i);
         }
-        assert_eq!(Status::COUNT, 6);
+        assert_eq!(Status::COUNT, 7);
         assert!(Status::Exists.is_success() && !Status::Rejected.is_success());
         assert!(Status::Ambiguous.to_retry_file() && !Status::Rejected.to_retry_file());
     }

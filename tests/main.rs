@@ -7,6 +7,7 @@ mod hostile;
 mod inputs;
 mod load;
 mod options;
+mod raw;
 mod recovery;
 mod report;
 mod sandbox;

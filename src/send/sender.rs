@@ -613,11 +613,13 @@ impl Sender {
                 continue;
             };
             let proc_ = a.proc_.as_deref().unwrap_or("");
-            let dup_is_exists = self.cfg.op.duplicate_ref_is_exists();
+            // `--op raw`: each row is of its own type.
+            let kind = self.cfg.op.of_row(batch.op(i));
+            let dup_is_exists = kind.duplicate_ref_is_exists();
             let attempts = st.attempts[i];
             st.out[i] = match retry::classify_op(dup_is_exists, proc_, a.description.as_deref()) {
                 OpVerdict::Ok => Some(with_obj_id(
-                    Outcome::new(self.cfg.op.success(), attempts),
+                    Outcome::new(kind.success(), attempts),
                     a.obj_id.as_deref(),
                 )),
                 OpVerdict::Exists => Some(with_obj_id(

@@ -613,7 +613,7 @@ mod tests {
                 n += 1;
             }
         }
-        assert_eq!(n, 30);
+        assert_eq!(n, 35);
     }
 
     #[test]

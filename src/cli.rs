@@ -322,6 +322,31 @@ pub struct LoadArgs {
     )]
     pub max_retry_time: f64,
 
+    /// Create each task through the Sync API and log the process's reply as the row's
+    /// `reply`. A row whose reply did not come within --sync-timeout is `no_reply` (its
+    /// task was created and runs on; it is never created twice). A request holds its
+    /// connection until its slowest reply: keep --batch-size small.
+    #[arg(long, help_heading = "Sending")]
+    pub sync: bool,
+
+    /// The Sync API's base URL.
+    #[arg(
+        long,
+        env = "COREZOID_SYNC_URL",
+        default_value = "https://sync-api.corezoid.com",
+        help_heading = "Sending"
+    )]
+    pub sync_url: String,
+
+    /// Seconds the process has to reply to each task (sent with each request).
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECS",
+        help_heading = "Sending"
+    )]
+    pub sync_timeout: u64,
+
     /// Accept a TLS certificate that does not verify (self-signed test installs only).
     #[arg(long, help_heading = "Sending")]
     pub insecure: bool,
@@ -457,6 +482,12 @@ pub struct SandboxArgs {
     /// Share of requests applied, then the connection closed without an answer (0..1).
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub drop_after: f64,
+
+    /// The Sync API (`POST /sync/api/1/json/...`, `--sync-url http://ADDR/sync`): the
+    /// process replies to each created task after this many milliseconds (a task's
+    /// `sync_delay_ms` field overrides it), within the request's `timeout`.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub sync_delay_ms: u64,
 
     /// A round trip to emulate: each request waits half of it before it is handled
     /// (and counted against --rps) and half before its answer goes.

@@ -116,6 +116,9 @@ async fn start_sandbox(cfg: &mut LoadConfig) -> Result<sandbox::Sandbox> {
     .await
     .map_err(|e| Error::Other(format!("cannot start the sandbox: {e}")))?;
     cfg.send.base = sb.url();
+    if let Some(s) = &mut cfg.send.sync {
+        s.url = format!("{}/sync", sb.url());
+    }
     cfg.send.login = login;
     cfg.send.secret = secret;
     Ok(sb)

@@ -12,4 +12,5 @@ mod recovery;
 mod report;
 mod sandbox;
 mod secrets;
+mod sync;
 mod unattended;

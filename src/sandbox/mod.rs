@@ -19,6 +19,10 @@
 //! - a create or modify without `data` is a per-op error (`key: "data"`);
 //! - validation errors are `proc: "error"` with `key` and `description`, the duplicate
 //!   ref is `proc: "not_unical_ref"`, a missing task `proc: "not_found_task"`;
+//! - the Sync API is served under `/sync` (`POST /sync/api/1/json/{login}/{ts}/{sig}`, body
+//!   `{"timeout":S,"ops":[...]}`, `sync.rs`): creates are applied at once, then each is
+//!   answered `{"proc":"ok","data":{...}}` (no `obj_id`) after its delay, or "Timeout for
+//!   create task" past `timeout`; without `timeout`, past 60 s the request gets HTTP 504;
 //! - `show conv` and `list conv_params` answer with their fields at the top of the op's
 //!   answer (`status`, `title`, `privs`; `params`, `ref_mask`), every process active
 //!   and every key with create, modify and view rights;
@@ -36,6 +40,7 @@ mod ops;
 mod server;
 mod stats;
 mod store;
+mod sync;
 
 pub use limit::RpsShape;
 pub use meta::Param;
@@ -88,6 +93,9 @@ pub struct SandboxConfig {
     /// The input parameters every process declares (`list conv_params`); none: anything
     /// goes.
     pub params: Vec<Param>,
+    /// The Sync API: how long the process takes to reply to a created task (a task's
+    /// `sync_delay_ms` field overrides it).
+    pub sync_delay_ms: u64,
 }
 
 /// How the RPS limit refuses the excess.
@@ -120,6 +128,7 @@ impl SandboxConfig {
             max_task_bytes: 131_072,
             max_body_bytes: 32 * 1024 * 1024,
             params: Vec::new(),
+            sync_delay_ms: 0,
         }
     }
 
@@ -182,6 +191,7 @@ impl SandboxConfig {
             fail_after: args.fail_after,
             drop_after: args.drop_after,
             delay_ms: args.delay_ms,
+            sync_delay_ms: args.sync_delay_ms,
             seed: args.seed,
             max_task_bytes: args.max_task_bytes,
             max_body_bytes: args.max_body_bytes,

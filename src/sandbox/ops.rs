@@ -205,6 +205,35 @@ pub(crate) fn plan<'a, 's>(raw: &'a RawValue, state: &'s State) -> Planned<'a, '
     }
 }
 
+impl Planned<'_, '_> {
+    /// A create's data, for the Sync API's reply.
+    pub(crate) fn create_data(&self) -> Option<Box<RawValue>> {
+        match &self.action {
+            Action::Create { data, .. } => Some(data.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Answer<'_> {
+    pub(crate) fn is_ok(&self) -> bool {
+        self.proc == "ok"
+    }
+
+    /// The Sync API's answer to a create: the process's reply, without `obj_id`.
+    pub(crate) fn replied(&mut self, data: Box<RawValue>) {
+        self.obj_id = None;
+        self.data = Some(data);
+    }
+
+    /// The Sync API's answer to a create whose reply did not come in time.
+    pub(crate) fn timed_out(&mut self) {
+        self.obj_id = None;
+        self.proc = "error";
+        self.description = Some(Cow::Borrowed("Timeout for create task"));
+    }
+}
+
 fn refuse<'a, 's>(key: Option<&'static str>, d: impl Into<Cow<'static, str>>) -> Action<'a, 's> {
     Action::Refuse {
         key,

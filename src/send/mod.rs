@@ -14,4 +14,4 @@ pub mod retry;
 mod sender;
 
 pub use control::{ControlConfig, Rate, RateReport};
-pub use sender::{SendConfig, SendStats, Sender};
+pub use sender::{SendConfig, SendStats, Sender, SyncApi};

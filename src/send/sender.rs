@@ -46,9 +46,21 @@ pub struct SendConfig {
     pub max_retry_time: Duration,
     pub insecure: bool,
     pub op: OpKind,
+    /// `--sync`: send through the Sync API instead.
+    pub sync: Option<SyncApi>,
     /// Backoff: first delay and cap.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+}
+
+/// The Sync API (docs/protocol.md, Sync API): where, and how long the process may take to
+/// reply.
+#[derive(Debug, Clone)]
+pub struct SyncApi {
+    /// Base URL without a trailing slash (`--sync-url`).
+    pub url: String,
+    /// `--sync-timeout`, whole seconds, sent in the body.
+    pub timeout_s: u64,
 }
 
 /// Counters the summary reads.
@@ -272,7 +284,10 @@ impl Sender {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let sig = sign::sign(ts, &self.cfg.secret, body);
-        sign::write_url(url, &self.cfg.base, &self.cfg.login, ts, &sig);
+        match &self.cfg.sync {
+            None => sign::write_url(url, &self.cfg.base, &self.cfg.login, ts, &sig),
+            Some(s) => sign::write_url_at(url, &s.url, "/api/1/json/", &self.cfg.login, ts, &sig),
+        }
     }
 
     /// Waits while the server is unreachable and another sender probes it. True when
@@ -349,6 +364,20 @@ impl Sender {
         Some((reply, sent, took))
     }
 
+    /// `--sync`: `{"timeout":S,` in front of the body's members (one copy per request;
+    /// a sync request waits for its replies anyway).
+    pub fn with_sync_timeout(&self, body: Bytes) -> Bytes {
+        let Some(s) = &self.cfg.sync else {
+            return body;
+        };
+        let mut b = Vec::with_capacity(body.len() + 24);
+        b.extend_from_slice(b"{\"timeout\":");
+        b.extend_from_slice(itoa::Buffer::new().format(s.timeout_s).as_bytes());
+        b.push(b',');
+        b.extend_from_slice(&body[1..]);
+        Bytes::from(b)
+    }
+
     /// Settles every row of `batch`. `None` for a row means a stop left it unsettled.
     pub async fn process(&self, batch: &Batch) -> Vec<Option<Outcome>> {
         let n = batch.len();
@@ -387,7 +416,7 @@ impl Sender {
         if group.iter().any(|&i| st.attempts[i] > 1) {
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
-        let body = st.batch.body_for(&group);
+        let body = self.with_sync_timeout(st.batch.body_for(&group));
         let Some((reply, probe, sent, took)) = self.attempt(body, group.len(), url).await else {
             // Stopped before sending: these rows were not attempted after all.
             for &i in &group {
@@ -595,7 +624,25 @@ impl Sender {
         again: &mut Again,
     ) {
         let batch = st.batch;
-        let (mut answers, mut by_ref) = match_answers(batch, ops);
+        // The Sync API's documented answer has neither `id` nor `ref`: when none of its
+        // answers has either and there is one per op sent, they are taken in order
+        // (docs/protocol.md, Sync API).
+        let positional = self.cfg.sync.is_some()
+            && ops.len() == group.len()
+            && ops
+                .iter()
+                .all(|o| matches!(o, MaybeOp::Op(a) if a.id.is_none() && a.reference.is_none()));
+        let (mut answers, mut by_ref) = if positional {
+            let mut answers: Vec<Option<OpAnswer>> = (0..batch.len()).map(|_| None).collect();
+            for (&i, o) in group.iter().zip(ops) {
+                if let MaybeOp::Op(a) = o {
+                    answers[i] = Some(a);
+                }
+            }
+            (answers, HashMap::new())
+        } else {
+            match_answers(batch, ops)
+        };
         for &i in group {
             let a = answers[i]
                 .take()
@@ -617,9 +664,20 @@ impl Sender {
             let kind = self.cfg.op.of_row(batch.op(i));
             let dup_is_exists = kind.duplicate_ref_is_exists();
             let attempts = st.attempts[i];
+            if self.cfg.sync.is_some() && kind == OpKind::Create {
+                if let Some(why) = retry::sync_no_reply(proc_, a.description.as_deref()) {
+                    let mut o = Outcome::new(Status::NoReply, attempts).with_error(why);
+                    o.proc_ = Some(proc_.to_string());
+                    st.out[i] = Some(with_obj_id(o, a.obj_id.as_deref()));
+                    continue;
+                }
+            }
             st.out[i] = match retry::classify_op(dup_is_exists, proc_, a.description.as_deref()) {
                 OpVerdict::Ok => Some(with_obj_id(
-                    Outcome::new(kind.success(), attempts),
+                    Outcome {
+                        reply: a.data.map(Box::from),
+                        ..Outcome::new(kind.success(), attempts)
+                    },
                     a.obj_id.as_deref(),
                 )),
                 OpVerdict::Exists => Some(with_obj_id(

@@ -4,12 +4,14 @@
 //! - `breaker`: an unreachable server pauses every sender, one probe at a time;
 //! - `control`: the rate and the requests in flight (`--rate`, `--concurrency`);
 //! - `retry`: pure decisions from an answer (done, retry, reject, stop the run);
-//! - `answer`: reading the server's answer body.
+//! - `answer`: reading the server's answer body;
+//! - `matching`: which answer is which row's.
 
 pub mod answer;
 pub mod breaker;
 pub mod control;
 mod http;
+mod matching;
 pub mod retry;
 mod sender;
 

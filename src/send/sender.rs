@@ -9,10 +9,11 @@
 //! that never reached it. What each answer means is decided by the pure functions of
 //! `retry.rs`.
 
-use super::answer::{self, MaybeOp, OpAnswer};
+use super::answer::{self, MaybeOp};
 use super::breaker::{Breaker, Go};
 use super::control::{Control, ControlConfig, Rate};
 use super::http::{self, Reply};
+use super::matching;
 use super::retry::{self, Answer, OpVerdict, Verdict};
 use crate::batch::Batch;
 use crate::op::OpKind;
@@ -20,7 +21,7 @@ use crate::outcome::{Outcome, Status, TaskId};
 use crate::sign::{self, Secret};
 use bytes::Bytes;
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -624,25 +625,8 @@ impl Sender {
         again: &mut Again,
     ) {
         let batch = st.batch;
-        // The Sync API's documented answer has neither `id` nor `ref`: when none of its
-        // answers has either and there is one per op sent, they are taken in order
-        // (docs/protocol.md, Sync API).
-        let positional = self.cfg.sync.is_some()
-            && ops.len() == group.len()
-            && ops
-                .iter()
-                .all(|o| matches!(o, MaybeOp::Op(a) if a.id.is_none() && a.reference.is_none()));
-        let (mut answers, mut by_ref) = if positional {
-            let mut answers: Vec<Option<OpAnswer>> = (0..batch.len()).map(|_| None).collect();
-            for (&i, o) in group.iter().zip(ops) {
-                if let MaybeOp::Op(a) = o {
-                    answers[i] = Some(a);
-                }
-            }
-            (answers, HashMap::new())
-        } else {
-            match_answers(batch, ops)
-        };
+        let positional = self.cfg.sync.is_some();
+        let (mut answers, mut by_ref) = matching::by_row(batch, group, ops, positional);
         for &i in group {
             let a = answers[i]
                 .take()
@@ -706,41 +690,6 @@ impl Sender {
             };
         }
     }
-}
-
-/// Answers by row: matched by op id (the server may reorder them), and by ref for answers
-/// without a usable id. Ids rise within a batch (the reader numbers rows in order), so an
-/// id finds its row by binary search; the first answer for an id counts, unknown ids are
-/// ignored.
-#[allow(clippy::type_complexity)]
-fn match_answers<'a>(
-    batch: &Batch,
-    ops: Vec<MaybeOp<'a>>,
-) -> (
-    Vec<Option<OpAnswer<'a>>>,
-    HashMap<Cow<'a, str>, OpAnswer<'a>>,
-) {
-    debug_assert!(batch.rows.windows(2).all(|w| w[0].id < w[1].id));
-    let mut answers: Vec<Option<OpAnswer>> = (0..batch.len()).map(|_| None).collect();
-    let mut by_ref: HashMap<Cow<'a, str>, OpAnswer<'a>> = HashMap::new();
-    for a in ops {
-        let MaybeOp::Op(a) = a else { continue };
-        match a.id.as_deref().and_then(|v| v.parse::<u64>().ok()) {
-            Some(id) => {
-                if let Ok(i) = batch.rows.binary_search_by_key(&id, |m| m.id) {
-                    if answers[i].is_none() {
-                        answers[i] = Some(a);
-                    }
-                }
-            }
-            None => {
-                if let Some(r) = a.reference.clone() {
-                    by_ref.entry(r).or_insert(a);
-                }
-            }
-        }
-    }
-    (answers, by_ref)
 }
 
 /// A body refused as malformed: a lone row is rejected, a group is split in two and sent

@@ -69,3 +69,61 @@ fn match_answers<'a>(
     }
     (answers, by_ref)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Batcher, RowKey};
+    use crate::send::answer::parse;
+
+    /// A batch of three ops with ids 1..=3 and refs r1..r3.
+    fn batch() -> Batch {
+        let mut out = Vec::new();
+        let mut b = Batcher::new(10, 1 << 20, |x| out.push(x));
+        for id in 1..=3u64 {
+            let at = b.begin();
+            b.buf()
+                .extend_from_slice(format!("{{\"id\":\"{id}\"}}").as_bytes());
+            let key = RowKey {
+                id,
+                input: 0,
+                row: id,
+                line: id,
+            };
+            b.commit(at, key, &format!("r{id}"), |_| {}).unwrap();
+        }
+        b.flush();
+        drop(b);
+        out.pop().unwrap()
+    }
+
+    fn procs(answers: &[Option<OpAnswer>]) -> Vec<Option<String>> {
+        answers
+            .iter()
+            .map(|a| {
+                a.as_ref()
+                    .and_then(|a| a.proc_.as_deref().map(String::from))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn anonymous_answers_go_in_order_only_for_the_sync_api_and_only_when_complete() {
+        let b = batch();
+        let body = br#"{"request_proc":"ok","ops":[{"proc":"a"},{"proc":"b"}]}"#;
+        let ops = || parse(body).unwrap().ops;
+        // The Sync API, rows 0 and 2 resent: in order.
+        let (answers, _) = by_row(&b, &[0, 2], ops(), true);
+        let want = [Some("a".to_string()), None, Some("b".to_string())];
+        assert_eq!(procs(&answers), want);
+        // The task API: never by position.
+        let (answers, _) = by_row(&b, &[0, 2], ops(), false);
+        assert_eq!(procs(&answers), [None, None, None]);
+        // One answer short, or one with an id: not in order.
+        let (answers, _) = by_row(&b, &[0, 1, 2], ops(), true);
+        assert_eq!(procs(&answers), [None, None, None]);
+        let body = br#"{"request_proc":"ok","ops":[{"proc":"a"},{"id":"3","proc":"b"}]}"#;
+        let (answers, _) = by_row(&b, &[0, 2], parse(body).unwrap().ops, true);
+        assert_eq!(procs(&answers), [None, None, Some("b".to_string())]);
+    }
+}

@@ -26,6 +26,16 @@ pub enum Command {
 (resumable with --resume; a second signal exits at once)."
     )]
     Load(Box<LoadArgs>),
+    /// Check that a mapping fits the process before loading: map the first rows as `load`
+    /// would (same flags) and compare them with the process's declared parameters.
+    #[command(
+        after_help = "Reports each required parameter no column or field supplies, each value whose \
+type clashes with the declared one, and each column the process does not declare (a warning), \
+naming the flag that fixes it. Nothing is created: it sends only `show conv` and \
+`list conv_params`.\n\nExit codes: 0 the mapping fits; 2 it does not; 1 it cannot be checked \
+(usage, input, authentication, no such process)."
+    )]
+    Check(Box<LoadArgs>),
     /// Run a local server that speaks the Corezoid API, for trying czload and for tests.
     Sandbox(SandboxArgs),
     /// Write an HTML report (one self-contained file, charts included) from a results log.
@@ -89,6 +99,10 @@ pub enum OpArg {
     Create,
     /// Modify the task with the row's ref, merging the row into its data.
     Modify,
+    /// Each NDJSON (or JSON-array) line is a whole op (`type`, `obj` and the rest, any
+    /// object kind), sent as written but for the `id` czload puts first; its own `ref`
+    /// makes retries safe.
+    Raw,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -308,6 +322,31 @@ pub struct LoadArgs {
     )]
     pub max_retry_time: f64,
 
+    /// Create each task through the Sync API and log the process's reply as the row's
+    /// `reply`. A row whose reply did not come within --sync-timeout is `no_reply` (its
+    /// task was created and runs on; it is never created twice). A request holds its
+    /// connection until its slowest reply: keep --batch-size small.
+    #[arg(long, help_heading = "Sending")]
+    pub sync: bool,
+
+    /// The Sync API's base URL.
+    #[arg(
+        long,
+        env = "COREZOID_SYNC_URL",
+        default_value = "https://sync-api.corezoid.com",
+        help_heading = "Sending"
+    )]
+    pub sync_url: String,
+
+    /// Seconds the process has to reply to each task (sent with each request).
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECS",
+        help_heading = "Sending"
+    )]
+    pub sync_timeout: u64,
+
     /// Accept a TLS certificate that does not verify (self-signed test installs only).
     #[arg(long, help_heading = "Sending")]
     pub insecure: bool,
@@ -316,6 +355,15 @@ pub struct LoadArgs {
     /// into it, with a generated login and secret. Try czload without an account.
     #[arg(long, help_heading = "Sending")]
     pub sandbox: bool,
+
+    /// Run `czload check` first (the same flags) and stop, exit 2, if the mapping does
+    /// not fit the process.
+    #[arg(long, help_heading = "Target")]
+    pub check: bool,
+
+    /// Rows `check` maps and compares.
+    #[arg(long, default_value_t = 100, value_name = "N", help_heading = "Target")]
+    pub check_rows: usize,
 
     /// Read, map, batch and sign everything, report what would be sent, send nothing.
     #[arg(long, help_heading = "Sending")]
@@ -435,6 +483,12 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub drop_after: f64,
 
+    /// The Sync API (`POST /sync/api/1/json/...`, `--sync-url http://ADDR/sync`): the
+    /// process replies to each created task after this many milliseconds (a task's
+    /// `sync_delay_ms` field overrides it), within the request's `timeout`.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub sync_delay_ms: u64,
+
     /// A round trip to emulate: each request waits half of it before it is handled
     /// (and counted against --rps) and half before its answer goes.
     #[arg(long, default_value_t = 0, value_name = "MS")]
@@ -451,6 +505,12 @@ pub struct SandboxArgs {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// An input parameter every process declares, `NAME:TYPE[:required]` with TYPE one of
+    /// string, number, boolean, object, array (repeatable): what `czload check` compares a
+    /// mapping with. None: the processes declare nothing, and anything goes.
+    #[arg(long = "param", value_name = "NAME:TYPE[:required]")]
+    pub params: Vec<String>,
 
     /// Write every stored task as NDJSON to this file on shutdown.
     #[arg(long, value_name = "FILE")]

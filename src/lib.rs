@@ -14,6 +14,7 @@
 //! `Done`, `LoadConfig::notes` and `Summary`, and `main` prints it.
 
 pub mod batch;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -70,6 +71,21 @@ pub async fn run(mut cfg: LoadConfig, shutdown: impl Future<Output = ()>) -> Res
     })
 }
 
+/// `czload check` (and `load --check`): compares the mapping of the first `rows` rows
+/// with the process's declared parameters. `Err`: the check could not be made.
+pub async fn check(mut cfg: LoadConfig, rows: usize) -> Result<check::CheckReport> {
+    let sandbox = if cfg.sandbox {
+        Some(start_sandbox(&mut cfg).await?)
+    } else {
+        None
+    };
+    let report = check::check(&cfg, rows).await;
+    if let Some(sb) = sandbox {
+        sb.shutdown().await;
+    }
+    report
+}
+
 /// `--sandbox`: a sandbox in this process for the `--conv-id` process, with a generated
 /// login and secret, and the load pointed at it.
 async fn start_sandbox(cfg: &mut LoadConfig) -> Result<sandbox::Sandbox> {
@@ -100,6 +116,9 @@ async fn start_sandbox(cfg: &mut LoadConfig) -> Result<sandbox::Sandbox> {
     .await
     .map_err(|e| Error::Other(format!("cannot start the sandbox: {e}")))?;
     cfg.send.base = sb.url();
+    if let Some(s) = &mut cfg.send.sync {
+        s.url = format!("{}/sync", sb.url());
+    }
     cfg.send.login = login;
     cfg.send.secret = secret;
     Ok(sb)

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         Command::Man => return man(),
         _ => {}
     }
-    let verbose = matches!(&cli.command, Command::Load(a) if a.verbose);
+    let verbose = matches!(&cli.command, Command::Load(a) | Command::Check(a) if a.verbose);
     init_logging(verbose);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Command::Sandbox(a) = &cli.command {
@@ -66,6 +66,13 @@ fn main() -> ExitCode {
         // On a worker thread, not this one: the dispatcher then hands each batch to a
         // sender task on its own thread instead of waking a worker for every batch.
         Command::Load(args) => match rt.block_on(rt.spawn(load(*args))) {
+            Ok(code) => code,
+            Err(e) => {
+                say!("czload: internal error: {e}\n");
+                1
+            }
+        },
+        Command::Check(args) => match rt.block_on(rt.spawn(check(*args))) {
             Ok(code) => code,
             Err(e) => {
                 say!("czload: internal error: {e}\n");
@@ -113,6 +120,23 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
     for n in &cfg.notes {
         say!("czload: {n}\n");
     }
+    if args.check {
+        if cfg.inputs.iter().any(|i| i.path.is_none()) {
+            say!("czload: --check reads the first rows before the load reads them all, and stdin cannot be read twice: run `czload check` on a file, or leave out --check\n");
+            return 1;
+        }
+        match czload::check(cfg.clone(), args.check_rows).await {
+            Ok(r) if r.fits() => say!("{}", r.render()),
+            Ok(r) => {
+                say!("{}czload: nothing was loaded (--check)\n", r.render());
+                return 2;
+            }
+            Err(e) => {
+                say!("czload: {e}\n");
+                return 1;
+            }
+        }
+    }
     match czload::run(cfg, stop_signal()).await {
         Ok(done) => {
             if let Some(req) = &done.dry_run_request {
@@ -144,6 +168,31 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
                 }
             } else {
                 done.summary.exit_code() as u8
+            }
+        }
+        Err(e) => {
+            say!("czload: {e}\n");
+            1
+        }
+    }
+}
+
+/// `czload check`: the report on stdout; 0 fits, 2 does not, 1 cannot check.
+async fn check(args: czload::cli::LoadArgs) -> u8 {
+    let cfg = match LoadConfig::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("czload: {e}\n");
+            return 1;
+        }
+    };
+    match czload::check(cfg, args.check_rows).await {
+        Ok(r) => {
+            out!("{}", r.render());
+            if r.fits() {
+                0
+            } else {
+                2
             }
         }
         Err(e) => {

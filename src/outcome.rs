@@ -50,6 +50,13 @@ statuses! {
     Failed = "failed", success: false, retry: true;
     /// The request may or may not have reached the server, and no ref tells which.
     Ambiguous = "ambiguous", success: false, retry: true;
+    /// `--op raw`: an op other than create or modify that the server applied. Last, so
+    /// that the counts of task loads read as before.
+    Done = "done", success: true, retry: false;
+    /// `--sync`: the task was created but its reply did not come (the Sync API's timeout,
+    /// or a resent create found its ref taken). Not a success, and not retried: a retry
+    /// would find the task there and still bring no reply.
+    NoReply = "no_reply", success: false, retry: false;
 }
 
 impl Status {
@@ -108,6 +115,8 @@ pub struct Outcome {
     /// The server's `proc` for a refused op.
     pub proc_: Option<String>,
     pub error: Option<String>,
+    /// The answer op's `data` (an object's JSON text): the Sync API's reply, a `show`'s task.
+    pub reply: Option<Box<str>>,
     /// How long the request that settled the row took, in ms (0: none did).
     pub latency_ms: u32,
     /// How many times a rate limit refused the row before it settled.
@@ -122,6 +131,7 @@ impl Outcome {
             attempts,
             proc_: None,
             error: None,
+            reply: None,
             latency_ms: 0,
             throttled: 0,
         }
@@ -156,7 +166,7 @@ mod tests {
             );
             assert_eq!(s.index(), i);
         }
-        assert_eq!(Status::COUNT, 6);
+        assert_eq!(Status::COUNT, 8);
         assert!(Status::Exists.is_success() && !Status::Rejected.is_success());
         assert!(Status::Ambiguous.to_retry_file() && !Status::Rejected.to_retry_file());
     }

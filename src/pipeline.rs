@@ -166,12 +166,14 @@ async fn dry_run(sender: &Sender, mut batch_rx: mpsc::Receiver<Batch>) -> DryRun
         first: None,
     };
     while let Some(b) = batch_rx.recv().await {
-        sender.sign_into(&b.body, &mut url);
+        // As it would be sent: with `--sync`, the timeout in front.
+        let body = sender.with_sync_timeout(b.body.clone());
+        sender.sign_into(&body, &mut url);
         d.requests += 1;
         if d.first.is_none() {
             d.first = Some(DryRunRequest {
                 url: url.clone(),
-                body: b.body.clone(),
+                body,
             });
         }
     }

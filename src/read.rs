@@ -130,7 +130,11 @@ fn open_mapped<F: FnMut(Batch) + 'static>(
 }
 
 /// An opened input's records with their mapping (built from the header, for fields).
-fn map_input(cfg: &LoadConfig, input: &Input, reader: Box<dyn std::io::BufRead>) -> Result<Mapped> {
+pub(crate) fn map_input(
+    cfg: &LoadConfig,
+    input: &Input,
+    reader: Box<dyn std::io::BufRead>,
+) -> Result<Mapped> {
     let opts = ReadOptions {
         delimiter: input.delimiter,
         has_header: cfg.has_header,

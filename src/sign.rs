@@ -83,10 +83,22 @@ pub fn verify(ts: &[u8], secret: &[u8], body: &[u8], given: &[u8]) -> bool {
 /// Writes `{base}/api/2/json/{login}/{ts}/{sig}` into `url`, reusing its capacity.
 /// `base` has no trailing slash (config strips it).
 pub fn write_url(url: &mut String, base: &str, login: &str, ts: u64, sig: &Signature) {
+    write_url_at(url, base, "/api/2/json/", login, ts, sig)
+}
+
+/// [`write_url`] under another API path (the Sync API's `/api/1/json/`).
+pub fn write_url_at(
+    url: &mut String,
+    base: &str,
+    path: &str,
+    login: &str,
+    ts: u64,
+    sig: &Signature,
+) {
     let mut digits = itoa::Buffer::new();
     url.clear();
     url.push_str(base);
-    url.push_str("/api/2/json/");
+    url.push_str(path);
     url.push_str(login);
     url.push('/');
     url.push_str(digits.format(ts));

@@ -1,13 +1,16 @@
 //! The integration tests, as one binary (one link, shared helpers).
 
 mod bad_input;
+mod check;
 mod common;
 mod hostile;
 mod inputs;
 mod load;
 mod options;
+mod raw;
 mod recovery;
 mod report;
 mod sandbox;
 mod secrets;
+mod sync;
 mod unattended;

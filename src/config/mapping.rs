@@ -1,4 +1,4 @@
-//! Mapping: how a row becomes an op. In: `--op`, `--conv-id`/`--conv-id-column`, the ref
+//! Mapping: how a row becomes an op (with `--op raw`, each line is one as written). In: `--op`, `--conv-id`/`--conv-id-column`, the ref
 //! flags, `--type`, `--exclude`, `--empty`, `--data-field`, `--company-id`,
 //! `--max-task-bytes`, `--set`, `--rename`, and the inputs (their names make the generated refs). Out: a
 //! checked `MappingConfig`, and notes for the user.
@@ -14,11 +14,15 @@ pub(super) fn mapping(
     notes: &mut Vec<String>,
 ) -> Result<MappingConfig> {
     let types = types(&a.types)?;
-    let target = target(a)?;
     let op = match a.op {
         OpArg::Create => OpKind::Create,
         OpArg::Modify => OpKind::Modify,
+        OpArg::Raw => OpKind::Raw,
     };
+    if op == OpKind::Raw {
+        return raw(a, inputs);
+    }
+    let target = target(a)?;
     let ref_mode = ref_mode(a)?;
     if ref_mode == RefMode::Auto {
         check_generated_refs(inputs, op, notes)?;
@@ -64,6 +68,58 @@ pub(super) fn mapping(
         data_field: a.data_field.clone(),
         max_task_bytes: a.max_task_bytes,
         edits,
+    })
+}
+
+/// `--op raw`: each line is sent as written, so the flags that shape an op do not apply;
+/// refs are the ops' own `ref` fields.
+fn raw(a: &LoadArgs, inputs: &[Input]) -> Result<MappingConfig> {
+    if let Some(i) = inputs.iter().find(|i| i.format == Format::Csv) {
+        return Err(Error::Usage(format!(
+            "--op raw reads whole ops from NDJSON or a JSON array; {} is CSV",
+            i.display()
+        )));
+    }
+    let given = [
+        ("--conv-id-column", a.conv_id_column.is_some()),
+        ("--company-id", a.company_id.is_some()),
+        ("--ref-column", a.ref_column.is_some()),
+        ("--ref-template", a.ref_template.is_some()),
+        ("--no-ref", a.no_ref),
+        ("--type", !a.types.is_empty()),
+        ("--exclude", !a.exclude.is_empty()),
+        ("--set", !a.set.is_empty()),
+        ("--rename", !a.rename.is_empty()),
+        ("--data-field", a.data_field.is_some()),
+    ];
+    if let Some((flag, _)) = given.iter().find(|(_, on)| *on) {
+        return Err(Error::Usage(format!(
+            "--op raw sends each line as written: {flag} does not apply; put what it would set in the ops themselves"
+        )));
+    }
+    if a.sandbox && a.conv_id.is_none() {
+        return Err(Error::Usage(
+            "--sandbox with --op raw: pass --conv-id N for the process the sandbox has (the ops name it in their conv_id)".into(),
+        ));
+    }
+    if a.max_task_bytes == 0 {
+        return Err(Error::Usage("--max-task-bytes must be positive".into()));
+    }
+    Ok(MappingConfig {
+        op: OpKind::Raw,
+        // The ops name their processes; --conv-id only names the sandbox's.
+        target: match a.conv_id {
+            Some(c) if c > 0 => Target::Conv(c),
+            _ => Target::Column("conv_id".into()),
+        },
+        company_id: None,
+        ref_mode: RefMode::Column("ref".into()),
+        types: Vec::new(),
+        exclude: Vec::new(),
+        empty: EmptyPolicy::Keep,
+        data_field: None,
+        max_task_bytes: a.max_task_bytes,
+        edits: Edits::default(),
     })
 }
 

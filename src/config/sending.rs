@@ -1,14 +1,14 @@
 //! Sending: request sizes, concurrency, rate, retries, the server and the credentials.
 //! In: `--batch-size`, `--batch-bytes`, `--concurrency`, `--rate`, `--max-attempts`,
 //! `--timeout`, `--max-retry-time`, `--url`, `--insecure`, `--api-login`, the secret,
-//! `--dry-run`, `--sandbox`, `--max-concurrency`. Out: a checked `SendConfig` (its `batch_size` is the one the
+//! `--dry-run`, `--sandbox`, `--max-concurrency`, `--sync`, `--sync-url`, `--sync-timeout`. Out: a checked `SendConfig` (its `batch_size` is the one the
 //! batcher uses too: `--rate` may lower it), and notes for the user.
 
 use super::secret::{read_secret, SECRET_ENV};
 use crate::cli::LoadArgs;
 use crate::error::{Error, Result};
 use crate::mapping::OpKind;
-use crate::send::{Rate, SendConfig};
+use crate::send::{Rate, SendConfig, SyncApi};
 use crate::sign::Secret;
 use std::time::Duration;
 
@@ -17,6 +17,12 @@ pub(super) fn sending(a: &LoadArgs, op: OpKind, notes: &mut Vec<String>) -> Resu
     let (rate, batch_size) = rate(a, notes)?;
     let url = url(a, notes)?;
     let (login, secret) = credentials(a, notes)?;
+    let sync = a.sync.then(|| sync(a, op)).transpose()?;
+    let mut timeout = seconds("--timeout", a.timeout)?;
+    if let Some(s) = &sync {
+        // The answer comes only once the slowest reply did (or the Sync API gave up).
+        timeout = timeout.max(Duration::from_secs(s.timeout_s + 15));
+    }
     Ok(SendConfig {
         base: url,
         login,
@@ -25,11 +31,12 @@ pub(super) fn sending(a: &LoadArgs, op: OpKind, notes: &mut Vec<String>) -> Resu
         max_concurrency: a.max_concurrency,
         rate,
         batch_size,
-        timeout: seconds("--timeout", a.timeout)?,
+        timeout,
         max_attempts: a.max_attempts,
         max_retry_time: seconds("--max-retry-time", a.max_retry_time)?,
         insecure: a.insecure,
         op,
+        sync,
         backoff_base: Duration::from_millis(100),
         backoff_cap: Duration::from_secs(30),
     })
@@ -105,6 +112,32 @@ fn url(a: &LoadArgs, notes: &mut Vec<String>) -> Result<String> {
         ));
     }
     Ok(url)
+}
+
+/// `--sync`, `--sync-url`, `--sync-timeout`: task creates through the Sync API.
+fn sync(a: &LoadArgs, op: OpKind) -> Result<SyncApi> {
+    if op != OpKind::Create {
+        return Err(Error::Usage(format!(
+            "--sync creates tasks and waits for their replies: it cannot take --op {}",
+            op.as_str()
+        )));
+    }
+    let url = a.sync_url.trim_end_matches('/').to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Error::Usage(format!(
+            "--sync-url {url:?}: must start with https:// (or http:// for a local test server)"
+        )));
+    }
+    if !(1..=3600).contains(&a.sync_timeout) {
+        return Err(Error::Usage(format!(
+            "--sync-timeout {}: whole seconds from 1 to 3600 (on-premise installs wait at most 60)",
+            a.sync_timeout
+        )));
+    }
+    Ok(SyncApi {
+        url,
+        timeout_s: a.sync_timeout,
+    })
 }
 
 /// The login and secret: required for a real load, placeholders in a dry run, replaced

@@ -34,6 +34,8 @@ pub struct NdjsonPlan {
     /// The fields whose values the op needs (ref, process, data field, retry ref).
     wanted: Vec<String>,
     max_task_bytes: usize,
+    /// `--op raw`: the line is the whole op, sent as written but for its `id`.
+    raw: bool,
 }
 
 /// The top-level fields of one line that the plan asked for, borrowed from it: values
@@ -187,6 +189,7 @@ impl NdjsonPlan {
             constants: cfg.edits.constants(),
             wanted,
             max_task_bytes: cfg.max_task_bytes,
+            raw: cfg.op == super::OpKind::Raw,
         })
     }
 
@@ -259,6 +262,9 @@ impl Plan for NdjsonPlan {
                 e.valid_up_to() + 1
             ))
         })?;
+        if self.raw {
+            return self.write_raw(text, id, buf, ref_out);
+        }
         let how = Scan {
             all: false,
             wanted: &self.wanted,
@@ -297,6 +303,64 @@ impl Plan for NdjsonPlan {
             return Err(depth_reject(levels));
         }
         buf.push(b'}');
+        Ok(())
+    }
+}
+
+impl NdjsonPlan {
+    /// `--op raw`: the line's members in their order, after czload's own `id` (an `id`
+    /// the line has is replaced: two would make the answer unmatchable); its ref is the
+    /// op's own `ref`.
+    fn write_raw(
+        &self,
+        text: &str,
+        id: u64,
+        buf: &mut Vec<u8>,
+        ref_out: &mut String,
+    ) -> std::result::Result<(), Reject> {
+        let top = scan(
+            text,
+            Scan {
+                all: true,
+                wanted: &[],
+                exclude: &[],
+            },
+        )?;
+        for f in ["type", "obj"] {
+            match top.get(f).map(|v| v.get().starts_with('"')) {
+                Some(true) => {}
+                Some(false) => return Err(Reject(format!("field \"{f}\" is not a string"))),
+                None => {
+                    return Err(Reject(format!(
+                        "field \"{f}\" is missing: with --op raw each line is a whole op, e.g. {{\"type\":\"create\",\"obj\":\"task\",...}}"
+                    )))
+                }
+            }
+        }
+        if let Some(r) = top.get("ref") {
+            scalar_text(r, ref_out).map_err(|what| Reject(format!("field \"ref\" is {what}")))?;
+            super::check_ref(ref_out)?;
+        }
+        if let Some(d) = top.get("data") {
+            check_task_size(d.get().len(), self.max_task_bytes)?;
+        }
+        let start = buf.len();
+        buf.extend_from_slice(super::OP_OPEN);
+        buf.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+        buf.push(b'"');
+        for (k, v) in top.fields.iter().filter(|(k, _)| k != "id") {
+            buf.push(b',');
+            push_json_str(buf, k);
+            buf.push(b':');
+            buf.extend_from_slice(v.get().as_bytes());
+        }
+        buf.push(b'}');
+        if has_lone_surrogate(&buf[start..]) {
+            return Err(Reject(format!("the op {LONE_SURROGATE}")));
+        }
+        if let Some(levels) = too_deep(&buf[start..]) {
+            return Err(depth_reject(levels));
+        }
         Ok(())
     }
 }
@@ -445,6 +509,49 @@ mod tests {
                 String::from_utf8_lossy(line),
                 err.0
             );
+        }
+    }
+
+    #[test]
+    fn raw_lines_are_sent_as_written_with_our_id_in_place_of_theirs() {
+        let c = MappingConfig {
+            op: crate::op::OpKind::Raw,
+            ref_mode: RefMode::Column("ref".into()),
+            ..cfg_no_types()
+        };
+        let plan = NdjsonPlan::new(&c, "ops.ndjson").unwrap();
+        let (mut buf, mut r) = (Vec::new(), String::new());
+        let line = br#"{"type":"modify","id":"theirs","obj":"task","conv_id":555,"ref":"o-1","data":{"a":[1, 2]}}"#;
+        plan.write_op(line, 7, 1, &mut buf, &mut r).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf).unwrap(),
+            r#"{"id":"7","type":"modify","obj":"task","conv_id":555,"ref":"o-1","data":{"a":[1, 2]}}"#
+        );
+        assert_eq!(r, "o-1");
+        buf.clear();
+        plan.write_op(
+            br#"{"type":"show","obj":"conv","obj_id":5}"#,
+            8,
+            2,
+            &mut buf,
+            &mut r,
+        )
+        .unwrap();
+        assert_eq!(r, "", "no ref: none reported");
+        for (bad, why) in [
+            (&br#"{"obj":"task"}"#[..], "field \"type\" is missing"),
+            (
+                br#"{"type":1,"obj":"task"}"#,
+                "field \"type\" is not a string",
+            ),
+            (
+                br#"{"type":"create","obj":"task","ref":""}"#,
+                "ref is empty",
+            ),
+            (br#"[1]"#, "not a JSON object"),
+        ] {
+            let e = plan.write_op(bad, 9, 3, &mut buf, &mut r).unwrap_err();
+            assert!(e.0.contains(why), "{e:?}");
         }
     }
 

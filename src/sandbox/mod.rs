@@ -8,7 +8,7 @@
 //!
 //! It checks what the real server checks (login, signature in any hex case, timestamp
 //! within `max_skew`), applies `create`, `modify` and `show` on tasks with a unique `ref`
-//! per process, and can misbehave on purpose: a tasks-per-second limit (`rps`, refusing the
+//! per process, answers `show conv` and `list conv_params` from `params` (`meta.rs`), and can misbehave on purpose: a tasks-per-second limit (`rps`, refusing the
 //! whole request with 429 or each excess op), and faults drawn per request from a
 //! (seedable) random generator: 503 before applying, 502 with an HTML body after applying,
 //! a connection dropped after applying, a delay. That is what lets tests prove a loader
@@ -19,6 +19,13 @@
 //! - a create or modify without `data` is a per-op error (`key: "data"`);
 //! - validation errors are `proc: "error"` with `key` and `description`, the duplicate
 //!   ref is `proc: "not_unical_ref"`, a missing task `proc: "not_found_task"`;
+//! - the Sync API is served under `/sync` (`POST /sync/api/1/json/{login}/{ts}/{sig}`, body
+//!   `{"timeout":S,"ops":[...]}`, `sync.rs`): creates are applied at once, then each is
+//!   answered `{"proc":"ok","data":{...}}` (no `obj_id`) after its delay, or "Timeout for
+//!   create task" past `timeout`; without `timeout`, past 60 s the request gets HTTP 504;
+//! - `show conv` and `list conv_params` answer with their fields at the top of the op's
+//!   answer (`status`, `title`, `privs`; `params`, `ref_mask`), every process active
+//!   and every key with create, modify and view rights;
 //! - every op, `show` included, counts toward the RPS limit, by default in a fixed window
 //!   per wall-clock second (`rps_shape`: also a token bucket or a sliding window);
 //! - faults are drawn independently in order: fail-before, then (after applying)
@@ -28,12 +35,15 @@
 //! → `store` (a locked shard per process); `stats` and `limit` are lock-free.
 
 mod limit;
+mod meta;
 mod ops;
 mod server;
 mod stats;
 mod store;
+mod sync;
 
 pub use limit::RpsShape;
+pub use meta::Param;
 pub use stats::Stats;
 pub use store::Task;
 
@@ -80,6 +90,12 @@ pub struct SandboxConfig {
     pub max_task_bytes: usize,
     /// Largest request body in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// The input parameters every process declares (`list conv_params`); none: anything
+    /// goes.
+    pub params: Vec<Param>,
+    /// The Sync API: how long the process takes to reply to a created task (a task's
+    /// `sync_delay_ms` field overrides it).
+    pub sync_delay_ms: u64,
 }
 
 /// How the RPS limit refuses the excess.
@@ -111,6 +127,8 @@ impl SandboxConfig {
             seed: None,
             max_task_bytes: 131_072,
             max_body_bytes: 32 * 1024 * 1024,
+            params: Vec::new(),
+            sync_delay_ms: 0,
         }
     }
 
@@ -173,9 +191,15 @@ impl SandboxConfig {
             fail_after: args.fail_after,
             drop_after: args.drop_after,
             delay_ms: args.delay_ms,
+            sync_delay_ms: args.sync_delay_ms,
             seed: args.seed,
             max_task_bytes: args.max_task_bytes,
             max_body_bytes: args.max_body_bytes,
+            params: args
+                .params
+                .iter()
+                .map(|p| Param::parse(p))
+                .collect::<Result<_>>()?,
             ..SandboxConfig::new(args.api_login.clone(), secret, args.convs.clone())
         })
     }

@@ -72,6 +72,8 @@ pub(crate) enum Action<'a, 's> {
         shard: &'s Shard,
         by: By<'a>,
     },
+    /// `show conv`, `list conv_params`: the answer's fields (`meta.rs`).
+    Meta(Map<String, Value>),
     /// Refused before reaching the store.
     Refuse {
         key: Option<&'static str>,
@@ -126,6 +128,9 @@ pub(crate) struct Answer<'a> {
     key: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<Cow<'static, str>>,
+    /// A metadata op's fields, at the top of its answer.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    meta: Option<Map<String, Value>>,
 }
 
 fn ser_obj_id<S: Serializer>(id: &Option<ObjId>, s: S) -> Result<S::Ok, S::Error> {
@@ -149,6 +154,7 @@ impl<'a> Answer<'a> {
             data: None,
             key: None,
             description: None,
+            meta: None,
         }
     }
 
@@ -199,6 +205,35 @@ pub(crate) fn plan<'a, 's>(raw: &'a RawValue, state: &'s State) -> Planned<'a, '
     }
 }
 
+impl Planned<'_, '_> {
+    /// A create's data, for the Sync API's reply.
+    pub(crate) fn create_data(&self) -> Option<Box<RawValue>> {
+        match &self.action {
+            Action::Create { data, .. } => Some(data.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Answer<'_> {
+    pub(crate) fn is_ok(&self) -> bool {
+        self.proc == "ok"
+    }
+
+    /// The Sync API's answer to a create: the process's reply, without `obj_id`.
+    pub(crate) fn replied(&mut self, data: Box<RawValue>) {
+        self.obj_id = None;
+        self.data = Some(data);
+    }
+
+    /// The Sync API's answer to a create whose reply did not come in time.
+    pub(crate) fn timed_out(&mut self) {
+        self.obj_id = None;
+        self.proc = "error";
+        self.description = Some(Cow::Borrowed("Timeout for create task"));
+    }
+}
+
 fn refuse<'a, 's>(key: Option<&'static str>, d: impl Into<Cow<'static, str>>) -> Action<'a, 's> {
     Action::Refuse {
         key,
@@ -225,6 +260,9 @@ fn checked_ref<'a, 's>(raw: &'a RawValue) -> Result<Cow<'a, str>, Action<'a, 's>
 /// `Err` carries the refusal, so that `?` reads as "or else refuse".
 fn validate<'a, 's>(op: &OpIn<'a>, state: &'s State) -> Result<Action<'a, 's>, Action<'a, 's>> {
     let cfg = &state.cfg;
+    if let Some(m) = meta_op(op, state)? {
+        return Ok(m);
+    }
     if op.obj.and_then(string).as_deref() != Some("task") {
         return Err(refuse(Some("obj"), "bad object"));
     }
@@ -317,6 +355,34 @@ fn validate<'a, 's>(op: &OpIn<'a>, state: &'s State) -> Result<Action<'a, 's>, A
     Ok(Action::Modify { shard, by, data })
 }
 
+/// `show conv` / `list conv_params` on a process that exists; `None` for any other op.
+fn meta_op<'a, 's>(
+    op: &OpIn<'a>,
+    state: &'s State,
+) -> Result<Option<Action<'a, 's>>, Action<'a, 's>> {
+    let (Some(t), Some(o)) = (op.type_.and_then(string), op.obj.and_then(string)) else {
+        return Ok(None);
+    };
+    if !super::meta::is_meta(&t, &o) {
+        return Ok(None);
+    }
+    let conv = op
+        .obj_id
+        .and_then(number)
+        .ok_or_else(|| refuse(Some("obj_id"), "Value is not valid: obj_id is not a number"))?;
+    if state.store.shard(conv).is_none() {
+        return Err(refuse(
+            None,
+            format!("Object conv with id {conv} does not exist"),
+        ));
+    }
+    Ok(Some(Action::Meta(super::meta::answer(
+        &t,
+        conv,
+        &state.cfg.params,
+    ))))
+}
+
 /// A JSON string's text, borrowed when it has no escapes.
 fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
     let s = raw.get().trim();
@@ -367,6 +433,13 @@ pub(crate) fn apply<'a>(
             continue;
         }
         let answer = match p.action {
+            Action::Meta(fields) => {
+                shown += 1;
+                Answer {
+                    meta: Some(fields),
+                    ..Answer::new(echo, "ok")
+                }
+            }
             Action::Refuse { key, description } => Answer::error(echo, "error", key, description),
             Action::Create { shard, ref_, data } => {
                 match held.lock(shard).create(ref_, data, &state.ids) {

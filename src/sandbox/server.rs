@@ -125,7 +125,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
             _ => {}
         }
     }
-    match (parts.method == Method::POST, api_path(path)) {
+    // The Sync API lives under `/sync` (on Corezoid, another host with the same paths).
+    let (sync, api_at) = match path.strip_prefix("/sync") {
+        Some(rest) if rest.starts_with("/api/1/") => (true, rest),
+        _ => (false, path),
+    };
+    match (parts.method == Method::POST, api_path(api_at)) {
         (true, Some((login, ts, sig))) => {
             let (login, ts, sig) = (login.to_string(), ts.to_string(), sig.to_string());
             let declared = parts
@@ -133,7 +138,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            let reply = api(&state, body, declared, &login, &ts, &sig).await;
+            let reply = api(&state, body, declared, (&login, &ts, &sig), sync).await;
             // The answer's half of the round trip (see `api`).
             let back = state.cfg.delay_ms - state.cfg.delay_ms / 2;
             if back > 0 {
@@ -145,7 +150,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
             StatusCode::NOT_FOUND,
             "error",
             &format!(
-                "no such endpoint: {} {path} (POST /api/2/json/{{login}}/{{ts}}/{{sig}}, GET /__sandbox/stats, GET /__sandbox/tasks)",
+                "no such endpoint: {} {path} (POST /api/2/json/{{login}}/{{ts}}/{{sig}}, POST /sync/api/1/json/..., GET /__sandbox/stats, GET /__sandbox/tasks)",
                 parts.method
             ),
         )),
@@ -170,9 +175,8 @@ async fn api(
     state: &State,
     body: Incoming,
     declared_len: Option<u64>,
-    login: &str,
-    ts: &str,
-    sig: &str,
+    (login, ts, sig): (&str, &str, &str),
+    sync: bool,
 ) -> Result<Reply, Dropped> {
     let cfg = &state.cfg;
     let seq = state
@@ -243,7 +247,22 @@ async fn api(
     };
 
     let planned: Vec<_> = raw_ops.iter().map(|raw| ops::plan(raw, state)).collect();
+    let created: Vec<_> = if sync {
+        planned.iter().map(|p| p.create_data()).collect()
+    } else {
+        Vec::new()
+    };
     let mut answers = ops::apply(planned, admitted, state);
+    if sync {
+        let timeout = super::sync::timeout_of(&body);
+        if !super::sync::reply(&mut answers, created, timeout, cfg.sync_delay_ms).await {
+            return Ok(error_json(
+                StatusCode::GATEWAY_TIMEOUT,
+                "error",
+                "Gateway Time-out: no reply within 60 s (the tasks were created)",
+            ));
+        }
+    }
     if !cfg.ordered {
         answers.shuffle(&mut rng);
     }

@@ -45,6 +45,10 @@ pub struct OpAnswer<'a> {
     pub proc_: Option<Cow<'a, str>>,
     pub obj_id: Option<Cow<'a, str>>,
     pub description: Option<Cow<'a, str>>,
+    /// `data`, when it is an object: its JSON text as the server wrote it (the Sync API's
+    /// reply, a `show`'s task). Any other `data` is ignored. The fast scanner declines
+    /// nested values, so it is only ever read by serde.
+    pub data: Option<&'a str>,
 }
 
 /// A scalar as text; arrays and objects are skipped.
@@ -168,6 +172,7 @@ enum Key {
     ObjId,
     Description,
     Proc,
+    Data,
     Other,
 }
 
@@ -186,6 +191,7 @@ impl<'de> Deserialize<'de> for Key {
                     "obj_id" => Key::ObjId,
                     "description" => Key::Description,
                     "proc" => Key::Proc,
+                    "data" => Key::Data,
                     _ => Key::Other,
                 })
             }
@@ -220,6 +226,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for MaybeOp<'a> {
                             Proc::Null => {}
                             Proc::Other => malformed = true,
                         },
+                        Key::Data => {
+                            let raw: &'de serde_json::value::RawValue = m.next_value()?;
+                            if raw.get().starts_with('{') {
+                                a.data = Some(raw.get());
+                            }
+                        }
                         Key::Other => {
                             m.next_value::<IgnoredAny>()?;
                         }
@@ -521,6 +533,24 @@ mod tests {
             })]
         );
         assert!(parse(&[0xff, b'{', b'}']).is_none());
+        // `data`: kept when an object (the Sync API's reply), ignored otherwise, by both.
+        let a = parse(br#"{"request_proc":"ok","ops":[{"id":"1","proc":"ok","data":{"a": [1,{"b":2}]}},{"id":"2","proc":"ok","data":"x"}]}"#).unwrap();
+        let data: Vec<_> = a
+            .ops
+            .iter()
+            .map(|o| match o {
+                MaybeOp::Op(o) => o.data,
+                MaybeOp::Malformed => None,
+            })
+            .collect();
+        assert_eq!(data, vec![Some(r#"{"a": [1,{"b":2}]}"#), None]);
+        for c in [
+            r#"{"ops":[{"id":"2","proc":"ok","data":"x"}]}"#,
+            r#"{"ops":[{"id":"2","proc":"ok","data":null}]}"#,
+        ] {
+            assert!(parse_fast(c.as_bytes()).is_some(), "{c}");
+            agree(c.as_bytes());
+        }
     }
 
     #[test]

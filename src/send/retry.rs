@@ -274,9 +274,44 @@ pub fn classify_op(is_create: bool, proc_: &str, description: Option<&str>) -> O
     OpVerdict::Reject { reason }
 }
 
+/// `--sync`, a create's answer that says the task is there but brings no reply: the Sync
+/// API's timeout (the task was created and runs on), or a duplicate ref (a resent create
+/// whose first attempt created the task; its reply went to that attempt). The reason, or
+/// `None` to classify the answer as usual.
+pub fn sync_no_reply(proc_: &str, description: Option<&str>) -> Option<String> {
+    if proc_ == "ok" {
+        return None;
+    }
+    let low = description.unwrap_or("").to_ascii_lowercase();
+    if low.contains("timeout for") {
+        return Some(format!(
+            "{proc_}: {}: the task was created and runs on, but its reply did not come within --sync-timeout",
+            description.unwrap_or("")
+        ));
+    }
+    if classify_op(true, proc_, description) == OpVerdict::Exists {
+        return Some(
+            "the task exists (its ref is taken: an earlier attempt or run created it), and the Sync API replies only to the request that created it".into(),
+        );
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_answers_without_a_reply_are_named() {
+        let timeout = sync_no_reply("error", Some("Timeout for create task")).unwrap();
+        assert!(timeout.contains("runs on"), "{timeout}");
+        let dup = sync_no_reply("not_unical_ref", None).unwrap();
+        assert!(dup.contains("ref is taken"), "{dup}");
+        assert!(sync_no_reply("error", Some("duplicate ref")).is_some());
+        assert_eq!(sync_no_reply("ok", None), None);
+        assert_eq!(sync_no_reply("error", Some("RPS limit reached")), None);
+        assert_eq!(sync_no_reply("error", Some("Value is not valid")), None);
+    }
 
     #[test]
     fn a_clock_off_by_more_than_the_window_is_named_with_the_offset() {

@@ -9,10 +9,11 @@
 //! that never reached it. What each answer means is decided by the pure functions of
 //! `retry.rs`.
 
-use super::answer::{self, MaybeOp, OpAnswer};
+use super::answer::{self, MaybeOp};
 use super::breaker::{Breaker, Go};
 use super::control::{Control, ControlConfig, Rate};
 use super::http::{self, Reply};
+use super::matching;
 use super::retry::{self, Answer, OpVerdict, Verdict};
 use crate::batch::Batch;
 use crate::op::OpKind;
@@ -20,7 +21,7 @@ use crate::outcome::{Outcome, Status, TaskId};
 use crate::sign::{self, Secret};
 use bytes::Bytes;
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,9 +47,21 @@ pub struct SendConfig {
     pub max_retry_time: Duration,
     pub insecure: bool,
     pub op: OpKind,
+    /// `--sync`: send through the Sync API instead.
+    pub sync: Option<SyncApi>,
     /// Backoff: first delay and cap.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
+}
+
+/// The Sync API (docs/protocol.md, Sync API): where, and how long the process may take to
+/// reply.
+#[derive(Debug, Clone)]
+pub struct SyncApi {
+    /// Base URL without a trailing slash (`--sync-url`).
+    pub url: String,
+    /// `--sync-timeout`, whole seconds, sent in the body.
+    pub timeout_s: u64,
 }
 
 /// Counters the summary reads.
@@ -279,7 +292,10 @@ impl Sender {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let sig = sign::sign(ts, &self.cfg.secret, body);
-        sign::write_url(url, &self.cfg.base, &self.cfg.login, ts, &sig);
+        match &self.cfg.sync {
+            None => sign::write_url(url, &self.cfg.base, &self.cfg.login, ts, &sig),
+            Some(s) => sign::write_url_at(url, &s.url, "/api/1/json/", &self.cfg.login, ts, &sig),
+        }
     }
 
     /// Waits while the server is unreachable and another sender probes it. True when
@@ -365,6 +381,20 @@ impl Sender {
         Some((reply, sent, took))
     }
 
+    /// `--sync`: `{"timeout":S,` in front of the body's members (one copy per request;
+    /// a sync request waits for its replies anyway).
+    pub fn with_sync_timeout(&self, body: Bytes) -> Bytes {
+        let Some(s) = &self.cfg.sync else {
+            return body;
+        };
+        let mut b = Vec::with_capacity(body.len() + 24);
+        b.extend_from_slice(b"{\"timeout\":");
+        b.extend_from_slice(itoa::Buffer::new().format(s.timeout_s).as_bytes());
+        b.push(b',');
+        b.extend_from_slice(&body[1..]);
+        Bytes::from(b)
+    }
+
     /// Settles every row of `batch`. `None` for a row means a stop left it unsettled.
     pub async fn process(&self, batch: &Batch) -> Vec<Option<Outcome>> {
         let n = batch.len();
@@ -403,7 +433,7 @@ impl Sender {
         if group.iter().any(|&i| st.attempts[i] > 1) {
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
-        let body = st.batch.body_for(&group);
+        let body = self.with_sync_timeout(st.batch.body_for(&group));
         let Some((reply, probe, sent, took)) = self.attempt(body, group.len(), url).await else {
             // Stopped before sending: these rows were not attempted after all.
             for &i in &group {
@@ -614,7 +644,8 @@ impl Sender {
         again: &mut Again,
     ) {
         let batch = st.batch;
-        let (mut answers, mut by_ref) = match_answers(batch, ops);
+        let positional = self.cfg.sync.is_some();
+        let (mut answers, mut by_ref) = matching::by_row(batch, group, ops, positional);
         for &i in group {
             let a = answers[i]
                 .take()
@@ -632,11 +663,24 @@ impl Sender {
                 continue;
             };
             let proc_ = a.proc_.as_deref().unwrap_or("");
-            let dup_is_exists = self.cfg.op.duplicate_ref_is_exists();
+            // `--op raw`: each row is of its own type.
+            let kind = self.cfg.op.of_row(batch.op(i));
+            let dup_is_exists = kind.duplicate_ref_is_exists();
             let attempts = st.attempts[i];
+            if self.cfg.sync.is_some() && kind == OpKind::Create {
+                if let Some(why) = retry::sync_no_reply(proc_, a.description.as_deref()) {
+                    let mut o = Outcome::new(Status::NoReply, attempts).with_error(why);
+                    o.proc_ = Some(proc_.to_string());
+                    st.out[i] = Some(with_obj_id(o, a.obj_id.as_deref()));
+                    continue;
+                }
+            }
             st.out[i] = match retry::classify_op(dup_is_exists, proc_, a.description.as_deref()) {
                 OpVerdict::Ok => Some(with_obj_id(
-                    Outcome::new(self.cfg.op.success(), attempts),
+                    Outcome {
+                        reply: a.data.map(Box::from),
+                        ..Outcome::new(kind.success(), attempts)
+                    },
                     a.obj_id.as_deref(),
                 )),
                 OpVerdict::Exists => Some(with_obj_id(
@@ -665,41 +709,6 @@ impl Sender {
             };
         }
     }
-}
-
-/// Answers by row: matched by op id (the server may reorder them), and by ref for answers
-/// without a usable id. Ids rise within a batch (the reader numbers rows in order), so an
-/// id finds its row by binary search; the first answer for an id counts, unknown ids are
-/// ignored.
-#[allow(clippy::type_complexity)]
-fn match_answers<'a>(
-    batch: &Batch,
-    ops: Vec<MaybeOp<'a>>,
-) -> (
-    Vec<Option<OpAnswer<'a>>>,
-    HashMap<Cow<'a, str>, OpAnswer<'a>>,
-) {
-    debug_assert!(batch.rows.windows(2).all(|w| w[0].id < w[1].id));
-    let mut answers: Vec<Option<OpAnswer>> = (0..batch.len()).map(|_| None).collect();
-    let mut by_ref: HashMap<Cow<'a, str>, OpAnswer<'a>> = HashMap::new();
-    for a in ops {
-        let MaybeOp::Op(a) = a else { continue };
-        match a.id.as_deref().and_then(|v| v.parse::<u64>().ok()) {
-            Some(id) => {
-                if let Ok(i) = batch.rows.binary_search_by_key(&id, |m| m.id) {
-                    if answers[i].is_none() {
-                        answers[i] = Some(a);
-                    }
-                }
-            }
-            None => {
-                if let Some(r) = a.reference.clone() {
-                    by_ref.entry(r).or_insert(a);
-                }
-            }
-        }
-    }
-    (answers, by_ref)
 }
 
 /// A body refused as malformed: a lone row is rejected, a group is split in two and sent

@@ -57,6 +57,23 @@ pub struct ResultLine<'a> {
     pub proc_: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none", default, borrow)]
     pub error: Option<Cow<'a, str>>,
+    /// The answer op's `data` (the Sync API's reply), as the server wrote it. Not read
+    /// back: nothing that reads a log needs it.
+    #[serde(skip_serializing_if = "Option::is_none", skip_deserializing)]
+    pub reply: Option<RawJson<'a>>,
+}
+
+/// JSON text known to be valid (it came out of a parsed answer), written as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawJson<'a>(pub &'a str);
+
+impl Serialize for RawJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        serde_json::value::RawValue::from_string(self.0.to_string())
+            .map_err(S::Error::custom)?
+            .serialize(s)
+    }
 }
 
 impl ResultLine<'_> {
@@ -102,6 +119,10 @@ impl ResultLine<'_> {
         }
         if let Some(e) = &self.error {
             text(out, b",\"error\":", e)?;
+        }
+        if let Some(r) = &self.reply {
+            out.write_all(b",\"reply\":")?;
+            out.write_all(r.0.as_bytes())?;
         }
         out.write_all(b"}")
     }
@@ -339,6 +360,7 @@ impl Sink for ResultsLog {
                 t,
                 proc_: None,
                 error: Some(Cow::Borrowed(&r.reason)),
+                reply: None,
             })?;
         }
         Ok(())
@@ -364,6 +386,7 @@ impl Sink for ResultsLog {
                 t,
                 proc_: o.proc_.as_deref().map(Cow::Borrowed),
                 error: o.error.as_deref().map(Cow::Borrowed),
+                reply: o.reply.as_deref().map(RawJson),
             })?;
         }
         Ok(())
@@ -603,6 +626,7 @@ mod tests {
                     t: (k % 3 != 0).then_some(u64::MAX - j as u64),
                     proc_: some(k % 3 == 0),
                     error: some(j % 2 == 1),
+                    reply: (j % 2 == 0).then_some(RawJson(r#"{"a":[1, "x\u00e9"]}"#)),
                 };
                 let mut mine = Vec::new();
                 line.write_json(&mut mine).unwrap();
@@ -613,7 +637,7 @@ mod tests {
                 n += 1;
             }
         }
-        assert_eq!(n, 30);
+        assert_eq!(n, 40);
     }
 
     #[test]

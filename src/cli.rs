@@ -317,6 +317,19 @@ pub struct LoadArgs {
     #[arg(long, help_heading = "Sending")]
     pub sandbox: bool,
 
+    /// Run as copy i of N copies of one load (0 <= i < N): every copy reads the same
+    /// inputs and keeps the rows whose ref hashes to i (rows without a ref: row number mod
+    /// N), so the N runs together load every row exactly once. --rate is then the total
+    /// (each copy sends 1/N of it), and the default output names carry the shard
+    /// (`orders.shard-0-of-3.results.ndjson`). `czload merge-results` joins the N logs.
+    #[arg(
+        long,
+        env = "CZLOAD_SHARD",
+        value_name = "i/N",
+        help_heading = "Sending"
+    )]
+    pub shard: Option<String>,
+
     /// Read, map, batch and sign everything, report what would be sent, send nothing.
     #[arg(long, help_heading = "Sending")]
     pub dry_run: bool,

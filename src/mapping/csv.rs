@@ -219,6 +219,25 @@ impl Plan for CsvPlan {
         buf: &mut Vec<u8>,
         ref_out: &mut String,
     ) -> std::result::Result<(), Reject> {
+        self.write_ref(rec, row, ref_out)?;
+        let conv = match &self.conv_col {
+            Some((i, name)) => Some(cell_conv(&rec[*i], name)?),
+            None => None,
+        };
+        write_head(buf, id, &self.fixed, conv, ref_out);
+        let data_start = buf.len();
+        self.write_data(rec, buf)?;
+        check_task_size(buf.len() - data_start, self.max_task_bytes)?;
+        buf.push(b'}');
+        Ok(())
+    }
+
+    fn write_ref(
+        &self,
+        rec: &ByteRecord,
+        row: u64,
+        ref_out: &mut String,
+    ) -> std::result::Result<(), Reject> {
         ref_out.clear();
         self.check_fields(rec)?;
         let carried = self.retry_ref.map(|i| &rec[i]).filter(|r| !r.is_empty());
@@ -238,17 +257,7 @@ impl Plan for CsvPlan {
             );
             Ok(())
         };
-        self.reference.build(row, carried, field, ref_out)?;
-        let conv = match &self.conv_col {
-            Some((i, name)) => Some(cell_conv(&rec[*i], name)?),
-            None => None,
-        };
-        write_head(buf, id, &self.fixed, conv, ref_out);
-        let data_start = buf.len();
-        self.write_data(rec, buf)?;
-        check_task_size(buf.len() - data_start, self.max_task_bytes)?;
-        buf.push(b'}');
-        Ok(())
+        self.reference.build(row, carried, field, ref_out)
     }
 }
 

@@ -30,6 +30,14 @@ pub enum Command {
     Sandbox(SandboxArgs),
     /// Write an HTML report (one self-contained file, charts included) from a results log.
     Report(ReportArgs),
+    /// Join the results logs of the N copies of one load (`load --shard i/N`) into one
+    /// results log in which every row appears once.
+    #[command(
+        after_help = "Exit codes: 0 merged; 2 the logs are not the N finished shards of one load \
+(a shard missing, given twice or unfinished, a row in two shards, other inputs or mapping), \
+named, and nothing written; 1 a file cannot be read or written."
+    )]
+    MergeResults(MergeArgs),
     /// Print a shell completion script on stdout.
     Completions {
         #[arg(value_enum)]
@@ -55,6 +63,17 @@ pub struct ReportArgs {
 
     /// Where to write the report.
     #[arg(short, long, value_name = "FILE", default_value = "report.html")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The results logs of the copies, one per shard, in any order.
+    #[arg(value_name = "LOG", required = true)]
+    pub logs: Vec<PathBuf>,
+
+    /// Where to write the merged results log.
+    #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
 }
 

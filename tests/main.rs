@@ -10,4 +10,5 @@ mod recovery;
 mod report;
 mod sandbox;
 mod secrets;
+mod shard;
 mod unattended;

@@ -27,6 +27,7 @@
 //! `sinks.push(Box::new(report::HtmlReport::new(log, out)));`.
 
 pub mod claim;
+pub mod merge;
 pub mod progress;
 pub mod report;
 pub mod results;

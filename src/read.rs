@@ -1,6 +1,7 @@
 //! The reader stage: source -> mapping -> batcher, on its own thread.
 //!
-//! In: the inputs, the rows an earlier run settled (`--resume`) and the refs it sent.
+//! In: the inputs, the rows an earlier run settled (`--resume`) and the refs it sent, and
+//! with `--shard` which copy this is (other copies' rows are skipped before mapping).
 //! Out: full batches to the senders, and to the journal the rejected rows, each input's
 //! start (with its retry file's header) and the inputs that broke off. Written once over
 //! [`Records`], [`Plan`] and [`RetryRows`]: no format is named here.

@@ -1,6 +1,7 @@
 //! Outputs: where the results log, the retry files, the summary and the report go. In:
 //! `--results`, `--retry-file`, `--summary-json`, `--report`, `--dry-run`, `--resume`, and
-//! the inputs (outputs go beside the first one by default). Out: the paths, and notes for
+//! the inputs (outputs go beside the first one by default; with `--shard` their default
+//! names carry it, so that copies sharing a folder do not share outputs). Out: the paths, and notes for
 //! the user.
 //!
 //! Checked before anything is sent: no output is an input or another output. Files are

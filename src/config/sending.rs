@@ -1,7 +1,8 @@
 //! Sending: request sizes, concurrency, rate, retries, the server and the credentials.
 //! In: `--batch-size`, `--batch-bytes`, `--concurrency`, `--rate`, `--max-attempts`,
 //! `--timeout`, `--max-retry-time`, `--url`, `--insecure`, `--api-login`, the secret,
-//! `--dry-run`, `--sandbox`, `--max-concurrency`. Out: a checked `SendConfig` (its `batch_size` is the one the
+//! `--dry-run`, `--sandbox`, `--max-concurrency`, `--shard` (the rate is the copies'
+//! total). Out: a checked `SendConfig` (its `batch_size` is the one the
 //! batcher uses too: `--rate` may lower it), and notes for the user.
 
 use super::secret::{read_secret, SECRET_ENV};

@@ -421,6 +421,36 @@ mod tests {
     }
 
     #[test]
+    fn the_ref_alone_is_the_ref_of_the_op() {
+        // `--shard` places a row by `write_ref`: it must be the ref `write_op` sends.
+        let auto = cfg_no_types();
+        let col = MappingConfig {
+            ref_mode: RefMode::Column("k".into()),
+            ..cfg_no_types()
+        };
+        let lines = [
+            r#"{"k":"a-1","n":1}"#,
+            r#"{"n":1,"_czload_ref":"old.ndjson:3"}"#,
+            r#"{"k":17,"_czload_ref":"x"}"#,
+            r#"{"n":"no k"}"#,
+            "not json",
+        ];
+        for c in [&auto, &col] {
+            let plan = NdjsonPlan::new(c, "f.ndjson").unwrap();
+            for l in lines {
+                let (mut buf, mut sent, mut alone) = (Vec::new(), String::new(), String::new());
+                let op = plan.write_op(l.as_bytes(), 1, 7, &mut buf, &mut sent);
+                let r = plan.write_ref(l.as_bytes(), 7, &mut alone);
+                if op.is_ok() {
+                    assert_eq!((r, &alone), (Ok(()), &sent), "{l} {:?}", c.ref_mode);
+                } else if r.is_err() {
+                    assert_eq!(alone, "", "{l}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn ndjson_lines_pass_through_or_are_rebuilt_as_before() {
         let c = cfg_no_types();
         let (op, r) = nd(r#" {"a":1,"b":"x","c":[1,{"d":null}]} "#, &c).unwrap();

@@ -361,6 +361,30 @@ mod tests {
     use crate::mapping::tests::{cfg, cfg_no_types};
 
     #[test]
+    fn the_ref_alone_is_the_ref_of_the_op() {
+        // `--shard` places a row by `write_ref`: it must be the ref `write_op` sends,
+        // the one a retry file carries included.
+        use crate::mapping::{MappingConfig, RefMode};
+        let header: Vec<String> = ["k", "_czload_ref"].map(String::from).to_vec();
+        let tpl = MappingConfig {
+            ref_mode: RefMode::Template("o-{k}".into()),
+            ..cfg_no_types()
+        };
+        let rows = [["a", ""], ["b", "old.csv:9"], ["", ""], ["c"; 2]];
+        for c in [cfg_no_types(), tpl] {
+            let plan = CsvPlan::new(&c, &header, "f.csv").unwrap();
+            for row in rows {
+                let rec = csv::ByteRecord::from(row.to_vec());
+                let (mut buf, mut sent, mut alone) = (Vec::new(), String::new(), String::new());
+                let op = plan.write_op(&rec, 1, 4, &mut buf, &mut sent);
+                let r = plan.write_ref(&rec, 4, &mut alone);
+                assert_eq!(op.is_ok(), r.is_ok(), "{row:?}");
+                assert_eq!(alone, sent, "{row:?} {:?}", c.ref_mode);
+            }
+        }
+    }
+
+    #[test]
     fn csv_op_is_the_same_json_whether_cells_take_the_fast_path_or_not() {
         let header: Vec<String> = ["name", "note", "n"].map(String::from).to_vec();
         let plan = CsvPlan::new(&cfg(), &header, "f.csv").unwrap();

@@ -40,6 +40,14 @@ naming the flag that fixes it. Nothing is created: it sends only `show conv` and
     Sandbox(SandboxArgs),
     /// Write an HTML report (one self-contained file, charts included) from a results log.
     Report(ReportArgs),
+    /// Join the results logs of the N copies of one load (`load --shard i/N`) into one
+    /// results log in which every row appears once.
+    #[command(
+        after_help = "Exit codes: 0 merged; 2 the logs are not the N finished shards of one load \
+(a shard missing, given twice or unfinished, a row in two shards, other inputs or mapping), \
+named, and nothing written; 1 a file cannot be read or written."
+    )]
+    MergeResults(MergeArgs),
     /// Print a shell completion script on stdout.
     Completions {
         #[arg(value_enum)]
@@ -65,6 +73,17 @@ pub struct ReportArgs {
 
     /// Where to write the report.
     #[arg(short, long, value_name = "FILE", default_value = "report.html")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The results logs of the copies, one per shard, in any order.
+    #[arg(value_name = "LOG", required = true)]
+    pub logs: Vec<PathBuf>,
+
+    /// Where to write the merged results log.
+    #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
 }
 
@@ -364,6 +383,19 @@ pub struct LoadArgs {
     /// Rows `check` maps and compares.
     #[arg(long, default_value_t = 100, value_name = "N", help_heading = "Target")]
     pub check_rows: usize,
+
+    /// Run as copy i of N copies of one load (0 <= i < N): every copy reads the same
+    /// inputs and keeps the rows whose ref hashes to i (rows without a ref: row number mod
+    /// N), so the N runs together load every row exactly once. --rate is then the total
+    /// (each copy sends 1/N of it), and the default output names carry the shard
+    /// (`orders.shard-0-of-3.results.ndjson`). `czload merge-results` joins the N logs.
+    #[arg(
+        long,
+        env = "CZLOAD_SHARD",
+        value_name = "i/N",
+        help_heading = "Sending"
+    )]
+    pub shard: Option<String>,
 
     /// Read, map, batch and sign everything, report what would be sent, send nothing.
     #[arg(long, help_heading = "Sending")]

@@ -25,6 +25,7 @@ pub mod pipeline;
 mod read;
 pub mod sandbox;
 pub mod send;
+pub mod shard;
 pub mod sign;
 pub mod sink;
 pub mod source;

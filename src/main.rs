@@ -102,6 +102,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::MergeResults(args) => merge_results(&args),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     };
     // Requests still draining after a second Ctrl-C must not hold the exit.
@@ -325,5 +326,34 @@ impl Signals {
             std::future::pending::<()>().await;
         }
         (2, "Ctrl-C")
+    }
+}
+
+/// `czload merge-results`: 0 merged, 2 refused (named), 1 a file that cannot be used.
+fn merge_results(args: &czload::cli::MergeArgs) -> u8 {
+    use czload::sink::merge::{merge_results, Merge};
+    match merge_results(&args.logs, &args.output) {
+        Ok(Merge::Done { shards, rows }) => {
+            let per: Vec<String> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("shard {i}/{shards}: {n}"))
+                .collect();
+            eprintln!(
+                "czload: wrote {}: {} rows from {shards} shards ({})",
+                args.output.display(),
+                rows.iter().sum::<u64>(),
+                per.join(", ")
+            );
+            0
+        }
+        Ok(Merge::Refused(why)) => {
+            eprintln!("czload: merge-results: {why}; nothing was written");
+            2
+        }
+        Err(e) => {
+            eprintln!("czload: merge-results: {e}");
+            1
+        }
     }
 }

@@ -87,6 +87,7 @@ pub async fn run(
         RunStats {
             rows: report.rows,
             skipped: report.skipped,
+            other_shards: report.other_shards,
             earlier: earlier_run.earlier,
             requests: dry
                 .as_ref()

@@ -1,6 +1,7 @@
 //! The reader stage: source -> mapping -> batcher, on its own thread.
 //!
-//! In: the inputs, the rows an earlier run settled (`--resume`) and the refs it sent.
+//! In: the inputs, the rows an earlier run settled (`--resume`) and the refs it sent, and
+//! with `--shard` which copy this is (other copies' rows are skipped before mapping).
 //! Out: full batches to the senders, and to the journal the rejected rows, each input's
 //! start (with its retry file's header) and the inputs that broke off. Written once over
 //! [`Records`], [`Plan`] and [`RetryRows`]: no format is named here.
@@ -14,6 +15,7 @@ use crate::config::LoadConfig;
 use crate::error::{Error, Result};
 use crate::mapping::{Mapped, Plan, RetryRows};
 use crate::outcome::RejectedRow;
+use crate::shard::Shard;
 use crate::sink::{Event, RowSet};
 use crate::source::{Input, ReadOptions, Records};
 use std::cell::{Cell, RefCell};
@@ -28,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct ReadReport {
     pub(crate) rows: u64,
     pub(crate) skipped: u64,
+    /// `--shard`: rows read that other copies load.
+    pub(crate) other_shards: u64,
 }
 
 /// The reader thread's loop over all inputs. A row that cannot be mapped becomes a
@@ -93,6 +97,7 @@ pub(crate) fn read_inputs(
             input: idx,
             done: &settled[idx as usize],
             halt: &halt,
+            shard: cfg.shard,
         };
         match mapped {
             Mapped::Fields(mut src, plan, retry) => each.read(&mut *src, &plan, *retry, &mut rows),
@@ -197,6 +202,7 @@ struct Each<'a> {
     /// Its rows settled by an earlier run.
     done: &'a RowSet,
     halt: &'a dyn Fn() -> bool,
+    shard: Option<Shard>,
 }
 
 impl Each<'_> {
@@ -237,6 +243,13 @@ impl Each<'_> {
             if self.done.contains(row) {
                 rows.report.skipped += 1;
                 continue;
+            }
+            if let Some(shard) = self.shard {
+                let too_long = src.too_long().is_some();
+                if !rows.in_shard(shard, plan, src.record(), row, too_long) {
+                    rows.report.other_shards += 1;
+                    continue;
+                }
             }
             let key = RowKey {
                 id: 0,
@@ -325,6 +338,26 @@ impl<F: FnMut(Batch)> Rows<'_, F> {
             Ok(hash) => self.seen.insert(hash),
             Err(reason) => self.reject(key, reason),
         }
+    }
+
+    /// `--shard`: whether the row is this copy's, by its ref, or by its row number when it
+    /// has none (`--no-ref`, a ref that cannot be built, a line too long to read whole).
+    /// Only the ref is built: the rest of the mapping is for this copy's rows.
+    fn in_shard<P: Plan>(
+        &mut self,
+        shard: Shard,
+        plan: &P,
+        rec: &P::Record,
+        row: u64,
+        too_long: bool,
+    ) -> bool {
+        let built = !too_long && plan.write_ref(rec, row, &mut self.ref_buf).is_ok();
+        let of = if built && !self.ref_buf.is_empty() {
+            shard.of_ref(self.ref_buf.as_bytes())
+        } else {
+            shard.of_row(row)
+        };
+        of == shard.index
     }
 
     /// Rejects a row before any mapping (it has no ref), counting it like `map` does.

@@ -12,5 +12,6 @@ mod recovery;
 mod report;
 mod sandbox;
 mod secrets;
+mod shard;
 mod sync;
 mod unattended;

@@ -52,6 +52,8 @@ pub struct LoadConfig {
     pub dry_run: bool,
     /// Start an in-process sandbox and load into it.
     pub sandbox: bool,
+    /// `--shard i/N`: this copy loads only its shard's rows.
+    pub shard: Option<crate::shard::Shard>,
     /// Notes for the user about adjusted settings, printed before the run.
     pub notes: Vec<String>,
 }
@@ -105,10 +107,15 @@ impl std::fmt::Display for MaxErrors {
 impl LoadConfig {
     pub fn from_args(a: &LoadArgs) -> Result<LoadConfig> {
         let mut notes = Vec::new();
+        let shard = a
+            .shard
+            .as_deref()
+            .map(crate::shard::Shard::parse)
+            .transpose()?;
         let inputs = inputs::inputs(a, &mut notes)?;
         let mapping = mapping::mapping(a, &inputs, &mut notes)?;
-        let send = sending::sending(a, mapping.op, &mut notes)?;
-        let out = outputs::outputs(a, &inputs, &mut notes)?;
+        let send = sending::sending(a, mapping.op, shard, &mut notes)?;
+        let out = outputs::outputs(a, &inputs, shard, &mut notes)?;
         Ok(LoadConfig {
             inputs,
             mapping,
@@ -137,6 +144,7 @@ impl LoadConfig {
             quiet: a.quiet,
             dry_run: a.dry_run,
             sandbox: a.sandbox,
+            shard,
             notes,
         })
     }

@@ -1,6 +1,7 @@
 //! Outputs: where the results log, the retry files, the summary and the report go. In:
 //! `--results`, `--retry-file`, `--summary-json`, `--report`, `--dry-run`, `--resume`, and
-//! the inputs (outputs go beside the first one by default). Out: the paths, and notes for
+//! the inputs (outputs go beside the first one by default; with `--shard` their default
+//! names carry it, so that copies sharing a folder do not share outputs). Out: the paths, and notes for
 //! the user.
 //!
 //! Checked before anything is sent: no output is an input or another output. Files are
@@ -11,6 +12,7 @@
 
 use crate::cli::LoadArgs;
 use crate::error::{Error, Result};
+use crate::shard::Shard;
 use crate::source::Input;
 use std::path::{Path, PathBuf};
 
@@ -23,14 +25,23 @@ pub(super) struct Outputs {
     pub summary_json: Option<PathBuf>,
 }
 
-pub(super) fn outputs(a: &LoadArgs, inputs: &[Input], notes: &mut Vec<String>) -> Result<Outputs> {
+pub(super) fn outputs(
+    a: &LoadArgs,
+    inputs: &[Input],
+    shard: Option<Shard>,
+    notes: &mut Vec<String>,
+) -> Result<Outputs> {
     let first = &inputs[0];
+    // Copies of one load that share a folder must not share outputs.
+    let tag = shard.map_or(String::new(), |s| format!(".{}", s.file_tag()));
     let results = (!a.dry_run).then(|| {
-        a.results
-            .clone()
-            .unwrap_or_else(|| first.dir().join(format!("{}.results.ndjson", first.stem())))
+        a.results.clone().unwrap_or_else(|| {
+            first
+                .dir()
+                .join(format!("{}{tag}.results.ndjson", first.stem()))
+        })
     });
-    let retry_files = retry_files(a, inputs)?;
+    let retry_files = retry_files(a, inputs, &tag)?;
     let mut outs: Vec<(&str, &Path)> = Vec::new();
     outs.extend(results.iter().map(|r| ("--results", r.as_path())));
     outs.extend(retry_files.iter().map(|r| ("--retry-file", r.as_path())));
@@ -78,7 +89,7 @@ fn report(a: &LoadArgs) -> Result<Option<PathBuf>> {
 }
 
 /// One retry file per input: `--retry-file` for a single input, else beside each input.
-fn retry_files(a: &LoadArgs, inputs: &[Input]) -> Result<Vec<PathBuf>> {
+fn retry_files(a: &LoadArgs, inputs: &[Input], tag: &str) -> Result<Vec<PathBuf>> {
     let retry_files = match &a.retry_file {
         Some(p) if inputs.len() > 1 => {
             return Err(Error::Usage(format!(
@@ -89,7 +100,10 @@ fn retry_files(a: &LoadArgs, inputs: &[Input]) -> Result<Vec<PathBuf>> {
         Some(p) => vec![p.clone()],
         None => inputs
             .iter()
-            .map(|i| i.dir().join(format!("{}.retry.{}", i.stem(), i.format.ext())))
+            .map(|i| {
+                i.dir()
+                    .join(format!("{}{tag}.retry.{}", i.stem(), i.format.ext()))
+            })
             .collect(),
     };
     // Two inputs of the same name in different places would share output names.

@@ -1,7 +1,8 @@
 //! Sending: request sizes, concurrency, rate, retries, the server and the credentials.
 //! In: `--batch-size`, `--batch-bytes`, `--concurrency`, `--rate`, `--max-attempts`,
 //! `--timeout`, `--max-retry-time`, `--url`, `--insecure`, `--api-login`, the secret,
-//! `--dry-run`, `--sandbox`, `--max-concurrency`, `--sync`, `--sync-url`, `--sync-timeout`. Out: a checked `SendConfig` (its `batch_size` is the one the
+//! `--dry-run`, `--sandbox`, `--max-concurrency`, `--sync`, `--sync-url`, `--sync-timeout`,
+//! `--shard` (the rate is the copies' total). Out: a checked `SendConfig` (its `batch_size` is the one the
 //! batcher uses too: `--rate` may lower it), and notes for the user.
 
 use super::secret::{read_secret, SECRET_ENV};
@@ -9,12 +10,18 @@ use crate::cli::LoadArgs;
 use crate::error::{Error, Result};
 use crate::mapping::OpKind;
 use crate::send::{Rate, SendConfig, SyncApi};
+use crate::shard::Shard;
 use crate::sign::Secret;
 use std::time::Duration;
 
-pub(super) fn sending(a: &LoadArgs, op: OpKind, notes: &mut Vec<String>) -> Result<SendConfig> {
+pub(super) fn sending(
+    a: &LoadArgs,
+    op: OpKind,
+    shard: Option<Shard>,
+    notes: &mut Vec<String>,
+) -> Result<SendConfig> {
     check_sizes(a)?;
-    let (rate, batch_size) = rate(a, notes)?;
+    let (rate, batch_size) = rate(a, shard, notes)?;
     let url = url(a, notes)?;
     let (login, secret) = credentials(a, notes)?;
     let sync = a.sync.then(|| sync(a, op)).transpose()?;
@@ -30,6 +37,7 @@ pub(super) fn sending(a: &LoadArgs, op: OpKind, notes: &mut Vec<String>) -> Resu
         concurrency: a.concurrency,
         max_concurrency: a.max_concurrency,
         rate,
+        share: shard.map_or(1.0, |s| 1.0 / f64::from(s.count)),
         batch_size,
         timeout,
         max_attempts: a.max_attempts,
@@ -74,17 +82,34 @@ fn check_sizes(a: &LoadArgs) -> Result<()> {
 
 /// `--rate`, and the batch size it allows: a fixed rate below `--batch-size` lowers it, so
 /// that no second holds more than the rate.
-fn rate(a: &LoadArgs, notes: &mut Vec<String>) -> Result<(Rate, usize)> {
+///
+/// With `--shard i/N` the rate is the total of the N copies: each sends its share.
+fn rate(a: &LoadArgs, shard: Option<Shard>, notes: &mut Vec<String>) -> Result<(Rate, usize)> {
     let batch_size = a.batch_size;
     let rate = match a.rate.as_deref() {
-        None | Some("auto") => Rate::Auto,
+        None | Some("auto") => {
+            if let Some(s) = shard {
+                notes.push(format!(
+                    "--shard {s}: --rate auto finds this copy's share of the server's limit, which the {} copies share",
+                    s.count
+                ));
+            }
+            Rate::Auto
+        }
         Some("unlimited") => Rate::Unlimited,
         Some(r) => {
-            let n: u32 = r.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+            let total: u32 = r.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
                 Error::Usage(format!(
                     "--rate {r:?}: a positive number of tasks per second, auto or unlimited"
                 ))
             })?;
+            let n = per_copy(total, shard)?;
+            if let Some(s) = shard {
+                notes.push(format!(
+                    "--shard {s}: --rate {total} is the total of the {} copies; this one sends {n} tasks/s",
+                    s.count
+                ));
+            }
             if (n as usize) < batch_size {
                 notes.push(format!(
                     "--rate {n} is below --batch-size {batch_size}: sending {n} ops per request so no second holds more than {n} tasks"
@@ -95,6 +120,18 @@ fn rate(a: &LoadArgs, notes: &mut Vec<String>) -> Result<(Rate, usize)> {
         }
     };
     Ok((rate, batch_size))
+}
+
+/// This copy's part of a total rate: rounded down, so the copies together stay within it.
+fn per_copy(total: u32, shard: Option<Shard>) -> Result<u32> {
+    let Some(s) = shard else { return Ok(total) };
+    match total / s.count {
+        0 => Err(Error::Usage(format!(
+            "--rate {total} with --shard {s}: the rate is the total of the {} copies, less than one task per second each; raise --rate or run fewer copies",
+            s.count
+        ))),
+        n => Ok(n),
+    }
 }
 
 /// `--url`, without its trailing slash; plain HTTP only with a warning, but for this

@@ -219,6 +219,25 @@ impl Plan for CsvPlan {
         buf: &mut Vec<u8>,
         ref_out: &mut String,
     ) -> std::result::Result<(), Reject> {
+        self.write_ref(rec, row, ref_out)?;
+        let conv = match &self.conv_col {
+            Some((i, name)) => Some(cell_conv(&rec[*i], name)?),
+            None => None,
+        };
+        write_head(buf, id, &self.fixed, conv, ref_out);
+        let data_start = buf.len();
+        self.write_data(rec, buf)?;
+        check_task_size(buf.len() - data_start, self.max_task_bytes)?;
+        buf.push(b'}');
+        Ok(())
+    }
+
+    fn write_ref(
+        &self,
+        rec: &ByteRecord,
+        row: u64,
+        ref_out: &mut String,
+    ) -> std::result::Result<(), Reject> {
         ref_out.clear();
         self.check_fields(rec)?;
         let carried = self.retry_ref.map(|i| &rec[i]).filter(|r| !r.is_empty());
@@ -238,17 +257,7 @@ impl Plan for CsvPlan {
             );
             Ok(())
         };
-        self.reference.build(row, carried, field, ref_out)?;
-        let conv = match &self.conv_col {
-            Some((i, name)) => Some(cell_conv(&rec[*i], name)?),
-            None => None,
-        };
-        write_head(buf, id, &self.fixed, conv, ref_out);
-        let data_start = buf.len();
-        self.write_data(rec, buf)?;
-        check_task_size(buf.len() - data_start, self.max_task_bytes)?;
-        buf.push(b'}');
-        Ok(())
+        self.reference.build(row, carried, field, ref_out)
     }
 }
 
@@ -350,6 +359,30 @@ impl RetryRows for CsvRetry {
 mod tests {
     use super::*;
     use crate::mapping::tests::{cfg, cfg_no_types};
+
+    #[test]
+    fn the_ref_alone_is_the_ref_of_the_op() {
+        // `--shard` places a row by `write_ref`: it must be the ref `write_op` sends,
+        // the one a retry file carries included.
+        use crate::mapping::{MappingConfig, RefMode};
+        let header: Vec<String> = ["k", "_czload_ref"].map(String::from).to_vec();
+        let tpl = MappingConfig {
+            ref_mode: RefMode::Template("o-{k}".into()),
+            ..cfg_no_types()
+        };
+        let rows = [["a", ""], ["b", "old.csv:9"], ["", ""], ["c"; 2]];
+        for c in [cfg_no_types(), tpl] {
+            let plan = CsvPlan::new(&c, &header, "f.csv").unwrap();
+            for row in rows {
+                let rec = csv::ByteRecord::from(row.to_vec());
+                let (mut buf, mut sent, mut alone) = (Vec::new(), String::new(), String::new());
+                let op = plan.write_op(&rec, 1, 4, &mut buf, &mut sent);
+                let r = plan.write_ref(&rec, 4, &mut alone);
+                assert_eq!(op.is_ok(), r.is_ok(), "{row:?}");
+                assert_eq!(alone, sent, "{row:?} {:?}", c.ref_mode);
+            }
+        }
+    }
 
     #[test]
     fn csv_op_is_the_same_json_whether_cells_take_the_fast_path_or_not() {

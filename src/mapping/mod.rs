@@ -47,6 +47,16 @@ pub trait Plan {
         buf: &mut Vec<u8>,
         ref_out: &mut String,
     ) -> std::result::Result<(), Reject>;
+
+    /// Writes the ref of `rec` into `ref_out` (cleared first), as `write_op` would, and
+    /// nothing else: `--shard` gives a row to a copy by its ref before the rest of the
+    /// mapping is paid for. A `Reject` (the ref cannot be built) leaves `ref_out` empty.
+    fn write_ref(
+        &self,
+        rec: &Self::Record,
+        row: u64,
+        ref_out: &mut String,
+    ) -> std::result::Result<(), Reject>;
 }
 
 /// How the rows of one input go to its retry file: [`CsvRetry`], [`ObjectRetry`].

@@ -275,19 +275,7 @@ impl Plan for NdjsonPlan {
             // Rare (a retry file, or --exclude): `data` is rebuilt from every field.
             top = scan(text, Scan { all: true, ..how })?;
         }
-        let carried = top.get(REF_COLUMN).map(|r| {
-            move |out: &mut String| {
-                scalar_text(r, out)
-                    .map_err(|what| Reject(format!("field \"{REF_COLUMN}\" is {what}")))
-            }
-        });
-        let field = |f: &String, flag: &'static str, out: &mut String| {
-            let v = top
-                .get(f)
-                .ok_or_else(|| Reject(format!("field \"{f}\" ({flag}) is missing")))?;
-            scalar_text(v, out).map_err(|what| Reject(format!("field \"{f}\" ({flag}) is {what}")))
-        };
-        self.reference.build(row, carried, field, ref_out)?;
+        self.build_ref(&top, row, ref_out)?;
         let conv = match &self.conv_field {
             Some(f) => Some(field_conv(&top, f)?),
             None => None,
@@ -304,6 +292,57 @@ impl Plan for NdjsonPlan {
         }
         buf.push(b'}');
         Ok(())
+    }
+
+    fn write_ref(
+        &self,
+        line: &[u8],
+        row: u64,
+        ref_out: &mut String,
+    ) -> std::result::Result<(), Reject> {
+        // The usual sharded case, generated refs: no need to read the line, unless it may
+        // carry its ref (a retry file). (A `_czload_ref` key spelt with escapes is missed
+        // here; every copy misses it alike, so the row still goes to exactly one.)
+        if self.reference.is_auto() && memchr::memmem::find(line, REF_COLUMN.as_bytes()).is_none() {
+            type Carried = fn(&mut String) -> std::result::Result<(), Reject>;
+            let no_field = |_: &String, _: &'static str, _: &mut String| Ok(());
+            return self
+                .reference
+                .build(row, None::<Carried>, no_field, ref_out);
+        }
+        ref_out.clear();
+        let text = std::str::from_utf8(line).map_err(|_| Reject("not valid UTF-8".into()))?;
+        let how = Scan {
+            all: false,
+            wanted: &self.wanted,
+            exclude: &self.rebuild,
+        };
+        let top = scan(text, how)?;
+        self.build_ref(&top, row, ref_out)
+    }
+}
+
+impl NdjsonPlan {
+    /// The ref of a line whose top level was read into `top`.
+    fn build_ref(
+        &self,
+        top: &TopLevel,
+        row: u64,
+        ref_out: &mut String,
+    ) -> std::result::Result<(), Reject> {
+        let carried = top.get(REF_COLUMN).map(|r| {
+            move |out: &mut String| {
+                scalar_text(r, out)
+                    .map_err(|what| Reject(format!("field \"{REF_COLUMN}\" is {what}")))
+            }
+        });
+        let field = |f: &String, flag: &'static str, out: &mut String| {
+            let v = top
+                .get(f)
+                .ok_or_else(|| Reject(format!("field \"{f}\" ({flag}) is missing")))?;
+            scalar_text(v, out).map_err(|what| Reject(format!("field \"{f}\" ({flag}) is {what}")))
+        };
+        self.reference.build(row, carried, field, ref_out)
     }
 }
 
@@ -443,6 +482,36 @@ mod tests {
         let (mut buf, mut r) = (Vec::new(), String::new());
         plan.write_op(line.as_bytes(), 3, 7, &mut buf, &mut r)?;
         Ok((serde_json::from_slice(&buf).unwrap(), r))
+    }
+
+    #[test]
+    fn the_ref_alone_is_the_ref_of_the_op() {
+        // `--shard` places a row by `write_ref`: it must be the ref `write_op` sends.
+        let auto = cfg_no_types();
+        let col = MappingConfig {
+            ref_mode: RefMode::Column("k".into()),
+            ..cfg_no_types()
+        };
+        let lines = [
+            r#"{"k":"a-1","n":1}"#,
+            r#"{"n":1,"_czload_ref":"old.ndjson:3"}"#,
+            r#"{"k":17,"_czload_ref":"x"}"#,
+            r#"{"n":"no k"}"#,
+            "not json",
+        ];
+        for c in [&auto, &col] {
+            let plan = NdjsonPlan::new(c, "f.ndjson").unwrap();
+            for l in lines {
+                let (mut buf, mut sent, mut alone) = (Vec::new(), String::new(), String::new());
+                let op = plan.write_op(l.as_bytes(), 1, 7, &mut buf, &mut sent);
+                let r = plan.write_ref(l.as_bytes(), 7, &mut alone);
+                if op.is_ok() {
+                    assert_eq!((r, &alone), (Ok(()), &sent), "{l} {:?}", c.ref_mode);
+                } else if r.is_err() {
+                    assert_eq!(alone, "", "{l}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -51,6 +51,14 @@ pub enum Rate {
 #[derive(Debug, Clone, Copy)]
 pub struct ControlConfig {
     pub rate: Rate,
+    /// This copy's share of the server's limit: 1, or 1/N with `--shard i/N`. With
+    /// `--rate auto`, N copies start together at the rate one copy would start at, and a
+    /// startup step is capped at the same share, so that N copies doubling at once do not
+    /// overshoot N times further. The limit a copy then measures (the ops *it* got
+    /// through in a throttled second, of a license the server counts for all copies) is
+    /// already its share, so the share is not applied to it again. (A limiter shared
+    /// through a store, such as Redis, would replace this guess: docs/architecture.md.)
+    pub share: f64,
     /// `--concurrency N`: a fixed in-flight limit; `None` lets it follow the rate.
     pub concurrency: Option<usize>,
     /// `--max-concurrency`: the ceiling of an adaptive in-flight limit.
@@ -94,6 +102,8 @@ enum Phase {
 #[derive(Debug)]
 struct Auto {
     phase: Phase,
+    /// `ControlConfig::share`.
+    share: f64,
     step_start: Instant,
     /// Ops claimed since `step_start`: whether the rate, or something else, bound.
     step_ops: f64,
@@ -163,7 +173,7 @@ impl Control {
             Rate::Unlimited => (None, None),
             Rate::Fixed(r) => (Some(f64::from(r.max(1))), None),
             Rate::Auto => (
-                Some(AUTO_START_REQUESTS * batch),
+                Some((AUTO_START_REQUESTS * batch * cfg.share.clamp(1e-6, 1.0)).max(AUTO_MIN)),
                 Some(Auto {
                     phase: Phase::Startup,
                     step_start: now,
@@ -172,6 +182,7 @@ impl Control {
                     found: None,
                     throttled_at: None,
                     started: unix.as_secs_f64(),
+                    share: cfg.share.clamp(1e-6, 1.0),
                 }),
             ),
         };
@@ -465,7 +476,7 @@ impl Auto {
                 // sent in the round trip before it is refused too. No more than a few
                 // times the rate that went through in the last second (or since the start,
                 // in the first) keeps that overshoot small.
-                let start = AUTO_START_REQUESTS * batch;
+                let start = AUTO_START_REQUESTS * batch * self.share;
                 let span = (wall_now - self.started).clamp(0.25, 1.0);
                 let through = self.accepted_since(wall_now - span, wall_now) / span;
                 let cap = STARTUP_CAP * through.max(start);
@@ -540,6 +551,7 @@ mod tests {
     fn cfg(rate: Rate) -> ControlConfig {
         ControlConfig {
             rate,
+            share: 1.0,
             concurrency: None,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             batch_size: 100,

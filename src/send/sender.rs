@@ -40,6 +40,8 @@ pub struct SendConfig {
     /// `--max-concurrency`: the ceiling of that limit.
     pub max_concurrency: usize,
     pub rate: Rate,
+    /// With `--shard i/N`: 1/N, this copy's share of the license (`ControlConfig::share`).
+    pub share: f64,
     /// Largest op count of a request.
     pub batch_size: usize,
     pub timeout: Duration,
@@ -144,6 +146,7 @@ impl Sender {
         let control = Control::new(
             ControlConfig {
                 rate: cfg.rate,
+                share: cfg.share,
                 concurrency: cfg.concurrency,
                 max_concurrency: cfg.max_concurrency,
                 batch_size: cfg.batch_size,

@@ -18,6 +18,8 @@
 //! - `summary.rs`: not a sink, the `Summary` built from the tally;
 //! - `claim.rs`: not a sink, the run's lock on the results log and whether it may be
 //!   replaced, taken before anything is sent.
+//! - `merge.rs`: not a sink, `czload merge-results`: the results logs of the N copies of
+//!   a load (`--shard`) joined into one.
 //!
 //! The journal also stops the run at `--max-errors` (`Journal::stop_on_max_errors`).
 //!
@@ -27,6 +29,7 @@
 //! `sinks.push(Box::new(report::HtmlReport::new(log, out)));`.
 
 pub mod claim;
+pub mod merge;
 pub mod progress;
 pub mod report;
 pub mod results;

@@ -165,6 +165,13 @@ pub struct Manifest {
     /// The retry files this run writes, as given: a later run may replace them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry_files: Vec<String>,
+    /// `--shard i/N`: which copy of a load wrote the log (`czload merge-results` joins
+    /// the N copies' logs; a resume must be the same copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// `czload merge-results`: how many copies' logs this one joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<u32>,
 }
 
 /// How input bytes become rows. A resume that read them otherwise would take row N for
@@ -236,6 +243,8 @@ impl Manifest {
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
+            shard: cfg.shard.map(|s| s.to_string()),
+            merged_from: None,
         }
     }
 
@@ -504,6 +513,18 @@ fn check_manifest(path: &Path, first: &[u8], expected: &Manifest) -> Result<()> 
                 d.join(", ")
             )));
         }
+    }
+    if manifest.shard != expected.shard {
+        let name = |s: &Option<String>| {
+            s.as_ref()
+                .map_or("no --shard".into(), |s| format!("--shard {s}"))
+        };
+        return Err(Error::Resume(format!(
+            "{} was written by the copy with {}; this run has {}: resume each copy with its own shard and log",
+            path.display(),
+            name(&manifest.shard),
+            name(&expected.shard)
+        )));
     }
     if manifest.mapping != expected.mapping {
         return Err(Error::Resume(format!(

@@ -155,6 +155,8 @@ pub struct RunStats {
     pub skipped: u64,
     /// What became of the skipped rows, by the results log.
     pub earlier: Counts,
+    /// `--shard`: rows read that belong to other copies.
+    pub other_shards: u64,
     pub requests: u64,
     pub retries: u64,
     pub throttled: u64,
@@ -178,6 +180,12 @@ pub struct Summary {
     pub skipped: u64,
     /// What became of the skipped rows, by the results log of the earlier runs.
     pub earlier: Counts,
+    /// `--shard i/N`: this copy, and the rows read that belong to the other copies (not
+    /// rows of this run: they have no line in its results log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub other_shards: u64,
     /// Rows read but left without a final status by a stop (resumable).
     pub unsettled: u64,
     pub requests: u64,
@@ -218,6 +226,10 @@ pub struct Summary {
     pub notes: Vec<String>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 const NO_HEADER_HINT: &str = "retry files of --no-header CSV start with a header line (key1, key2, ..., _czload_ref): load them without --no-header";
 
 impl Summary {
@@ -247,6 +259,8 @@ impl Summary {
             rows: run.rows,
             skipped: run.skipped,
             earlier: run.earlier,
+            shard: cfg.shard.map(|s| s.to_string()),
+            other_shards: run.other_shards,
             unsettled: if cfg.dry_run {
                 0
             } else {
@@ -337,7 +351,18 @@ impl Summary {
                 let _ = writeln!(s, "{line}");
             }
         }
-        if self.rows == 0 && self.skipped == 0 && self.input_errors.is_empty() {
+        if let Some(shard) = &self.shard {
+            let _ = writeln!(
+                s,
+                "shard {shard}: {} rows read belong to the other copies (skipped here; czload merge-results joins the copies' logs)",
+                self.other_shards
+            );
+        }
+        if self.rows == 0
+            && self.skipped == 0
+            && self.other_shards == 0
+            && self.input_errors.is_empty()
+        {
             let _ = writeln!(s, "note: the input has no data rows");
         }
         if self.skipped > 0 {

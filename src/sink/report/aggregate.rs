@@ -365,6 +365,8 @@ mod tests {
             mapping: "op=Create".into(),
             reading: None,
             retry_files: vec![],
+            shard: None,
+            merged_from: None,
         })
     }
 

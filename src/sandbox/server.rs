@@ -190,20 +190,9 @@ async fn api(
         tokio::time::sleep(Duration::from_millis(cfg.delay_ms / 2)).await;
     }
 
-    // Refuse an announced oversize body before reading a byte of it.
-    let limit = cfg.max_body_bytes;
-    if declared_len.is_some_and(|n| n > limit as u64) {
-        inc(&state.counters.too_large);
-        return Ok(too_large(limit));
-    }
-    let body = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, limit).collect()).await {
-        Err(_) => return Err(Dropped("timed out reading the request body")),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            inc(&state.counters.too_large);
-            return Ok(too_large(limit));
-        }
-        Ok(Err(_)) => return Err(Dropped("the request body could not be read")),
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let body = match read_body(state, body, declared_len).await? {
+        Ok(b) => b,
+        Err(too_large) => return Ok(too_large),
     };
 
     if let Err(problem) = authenticate(state, login, ts, sig, &body) {
@@ -282,6 +271,29 @@ async fn api(
         return Err(Dropped("dropped after applying (--drop-after)"));
     }
     Ok(respond(StatusCode::OK, "application/json", reply))
+}
+
+/// The request body, up to `--max-body-bytes`; `Ok(Err)` is the 413 answer to one larger.
+async fn read_body(
+    state: &State,
+    body: Incoming,
+    declared_len: Option<u64>,
+) -> Result<Result<Bytes, Reply>, Dropped> {
+    // Refuse an announced oversize body before reading a byte of it.
+    let limit = state.cfg.max_body_bytes;
+    if declared_len.is_some_and(|n| n > limit as u64) {
+        inc(&state.counters.too_large);
+        return Ok(Err(too_large(limit)));
+    }
+    match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(Dropped("timed out reading the request body")),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            inc(&state.counters.too_large);
+            Ok(Err(too_large(limit)))
+        }
+        Ok(Err(_)) => Err(Dropped("the request body could not be read")),
+        Ok(Ok(collected)) => Ok(Ok(collected.to_bytes())),
+    }
 }
 
 /// How many of a request's `n` ops the RPS limit admits; in request mode all or none

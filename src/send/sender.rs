@@ -130,6 +130,15 @@ struct Settling<'a> {
     round: u32,
 }
 
+/// A `Verdict::Retry`'s parts: why, whether the request may have been applied, whether
+/// it was throttling, and the pause the server asked for.
+struct Resend {
+    reason: String,
+    maybe_applied: bool,
+    throttled: bool,
+    pause: Option<Duration>,
+}
+
 /// What came of one group's attempt: the rows to send again, and why.
 #[derive(Default)]
 struct Again {
@@ -483,15 +492,15 @@ impl Sender {
                 maybe_applied,
                 throttled,
                 pause,
-            } => self.retry_all(
-                st,
-                &group,
-                reason,
-                maybe_applied,
-                throttled,
-                pause,
-                &mut again,
-            ),
+            } => {
+                let resend = Resend {
+                    reason,
+                    maybe_applied,
+                    throttled,
+                    pause,
+                };
+                self.retry_all(st, &group, resend, &mut again)
+            }
             Verdict::Split { reason } => {
                 split(st, group, reason);
                 return true;
@@ -568,17 +577,13 @@ impl Sender {
 
     /// The whole group is to be sent again, except rows without a ref whose request may
     /// have been applied: those become `ambiguous`.
-    #[allow(clippy::too_many_arguments)]
-    fn retry_all(
-        &self,
-        st: &mut Settling<'_>,
-        group: &[usize],
-        reason: String,
-        maybe_applied: bool,
-        throttled: bool,
-        pause: Option<Duration>,
-        again: &mut Again,
-    ) {
+    fn retry_all(&self, st: &mut Settling<'_>, group: &[usize], r: Resend, again: &mut Again) {
+        let Resend {
+            reason,
+            maybe_applied,
+            throttled,
+            pause,
+        } = r;
         if throttled {
             self.stats.throttled.fetch_add(1, Ordering::Relaxed);
             for &i in group {

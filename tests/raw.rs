@@ -2,7 +2,7 @@
 //! by op; the op's own `id` replaced, not doubled; retries safe with a ref (creates come back
 //! `exists`, never twice), ambiguous without; the retry file holds the ops as written.
 
-use crate::common::{self, load, results, s, CONV};
+use crate::common::{self, by_row, load, results, s, CONV};
 use czload::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -12,15 +12,6 @@ fn write_ops(dir: &std::path::Path, name: &str, ops: &[Value]) -> std::path::Pat
     let text: String = ops.iter().map(|o| format!("{o}\n")).collect();
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn by_row(lines: &[Value]) -> HashMap<u64, &Value> {
-    let m: HashMap<u64, &Value> = lines
-        .iter()
-        .map(|l| (l["row"].as_u64().unwrap(), l))
-        .collect();
-    assert_eq!(m.len(), lines.len(), "one line per row");
-    m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

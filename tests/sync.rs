@@ -2,10 +2,9 @@
 //! reply past the timeout is `no_reply` and its task is never created twice, neither by
 //! the retries of a request whose answer was lost nor by a re-run.
 
-use crate::common::{self, load, results, s};
+use crate::common::{self, by_row, load, results, s};
 use czload::sandbox::{Sandbox, SandboxConfig};
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use serde_json::json;
 
 async fn sync_sandbox(cfg: SandboxConfig) -> (Sandbox, String) {
     let sb = Sandbox::start(cfg).await.expect("sandbox starts");
@@ -21,15 +20,6 @@ fn rows_csv(dir: &std::path::Path, n: usize, slow: impl Fn(usize) -> bool) -> st
     }
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn by_row(lines: &[Value]) -> HashMap<u64, &Value> {
-    let m: HashMap<u64, &Value> = lines
-        .iter()
-        .map(|l| (l["row"].as_u64().unwrap(), l))
-        .collect();
-    assert_eq!(m.len(), lines.len(), "one line per row");
-    m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

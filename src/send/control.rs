@@ -111,8 +111,6 @@ struct Auto {
     seconds: VecDeque<(u64, f64)>,
     /// The last limit measured, for the summary.
     found: Option<f64>,
-    /// The lowest rate that was throttled.
-    throttled_at: Option<f64>,
     /// When the run started (this machine's clock, seconds since the epoch).
     started: f64,
 }
@@ -182,7 +180,6 @@ impl Control {
                     step_ops: 0.0,
                     seconds: VecDeque::new(),
                     found: None,
-                    throttled_at: None,
                     started: unix.as_secs_f64(),
                     share: cfg.share.clamp(1e-6, 1.0),
                 }),
@@ -289,11 +286,6 @@ impl Control {
     /// With `--rate auto`: the limit last measured.
     pub fn limit_found(&self) -> Option<f64> {
         self.lock().auto.as_ref().and_then(|a| a.found)
-    }
-
-    /// With `--rate auto`: the lowest rate the server throttled, if any.
-    pub fn throttled_at(&self) -> Option<f64> {
-        self.lock().auto.as_ref().and_then(|a| a.throttled_at)
     }
 
     /// The requests that may be in flight now.
@@ -454,7 +446,6 @@ impl Auto {
         srtt: f64,
     ) -> Option<Duration> {
         let sec = seen as u64;
-        self.throttled_at = Some(self.throttled_at.map_or(*rate, |t| t.min(*rate)));
         match self.phase {
             Phase::Measure(m, ..) if sec <= m => {}
             _ => {
@@ -743,13 +734,6 @@ mod tests {
                 flight.push_back((t + rtt, t, ok, 100 - ok));
             }
             t += step;
-            if std::env::var_os("SIM_TRACE").is_some() && (t.as_micros() % 100_000) == 0 {
-                eprintln!(
-                    "t={:.1} rate={:?} ok_ops={ok_ops} refused_req={refused_requests}",
-                    t.as_secs_f64(),
-                    c.rate().map(|r| r.round())
-                );
-            }
         }
         Run {
             share: ok_ops as f64 / (limit * secs as f64),
@@ -769,19 +753,6 @@ mod tests {
     /// drained before it, and the pause cuts it), so the controller climbs from a floor
     /// and is throttled more often: 0.67 to 1.01 of the limit and up to 7.5% throttled
     /// (BENCHMARKS.md); this guards that it stays near there.
-    #[test]
-    #[ignore]
-    fn trace() {
-        let v = |k: &str| std::env::var(k).unwrap().parse::<f64>().unwrap();
-        let shape = if std::env::var_os("SIM_BUCKET").is_some() {
-            Shape::Bucket
-        } else {
-            Shape::Window
-        };
-        let r = simulate(v("SIM_LIMIT"), v("SIM_RTT") as u64, shape, true, 30);
-        eprintln!("share {:.3} throttled {:.2}%", r.share, 100.0 * r.throttled);
-    }
-
     #[test]
     fn auto_finds_the_limit_on_every_server_of_the_grid() {
         let mut bad = Vec::new();

@@ -287,6 +287,16 @@ pub fn results_and_runs(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Result lines by row; panics when a row has two.
+pub fn by_row(lines: &[Value]) -> HashMap<u64, &Value> {
+    let m: HashMap<u64, &Value> = lines
+        .iter()
+        .map(|l| (l["row"].as_u64().unwrap(), l))
+        .collect();
+    assert_eq!(m.len(), lines.len(), "one line per row");
+    m
+}
+
 /// The stored tasks by ref; panics on a task without a ref or a ref stored twice.
 pub fn by_ref(tasks: &[Task]) -> HashMap<String, &Task> {
     let mut m = HashMap::new();

@@ -16,14 +16,18 @@
 //! `--rate auto` is written for the usual case, a flat license rate counted per second
 //! (docs/protocol.md, "Limits and overload"), whatever the shape of the server's count
 //! (a fixed second, a sliding window, a token bucket):
-//! - startup: the rate doubles every step (250 ms, or two round trips if longer) until the
+//! - startup: the rate doubles every step (100 ms, or a round trip if longer) until the
 //!   first throttling answer, or until the sender no longer keeps up (then the server is
-//!   not what binds, and the rate stays);
+//!   not what binds, and the rate stays); it stays within a few times what went through
+//!   in the last second (8 times on a near server, 3 from 100 ms: what the first throttled
+//!   second costs is the rate times a round trip);
 //! - measure: a throttled second is one in which the server took all it would, so the ops
 //!   it accepted in that second (counted by when the server saw them: sent + half the
 //!   round trip, on this machine's clock) are its limit. Everyone pauses to the end of that
-//!   second (sending more into it can only be refused), and once its last answers are in,
-//!   the rate becomes `HOLD_SHARE` of what it accepted;
+//!   second (sending more into it can only be refused), and once its last answers are in
+//!   (the next request after the pause), the rate becomes `HOLD_SHARE` of what it
+//!   accepted. A refusal while the rate has held for a second says the limit is below
+//!   that rate; one just after a change only says what was sent before it;
 //! - hold: that rate, plus 1% every `PROBE` without throttling, so that a limit that grew
 //!   (the account's other traffic ended) is found again; the next throttling measures anew.
 //!
@@ -77,8 +81,19 @@ const AUTO_START_REQUESTS: f64 = 3.0;
 const AUTO_MIN: f64 = 1.0;
 const AUTO_MAX: f64 = 10_000_000.0;
 const STARTUP_STEP: Duration = Duration::from_millis(100);
-/// Startup's rate stays within this many times the ops accepted in the last second.
-const STARTUP_CAP: f64 = 4.0;
+/// Startup's rate stays within this many times the ops accepted in the last second, at
+/// most: what the first throttled second costs is the rate then times a round trip (all
+/// sent before the first refusal comes back is refused too), so the farther the server,
+/// the closer the cap (`startup_cap`).
+const STARTUP_CAP: f64 = 8.0;
+/// ... and at least.
+const STARTUP_CAP_MIN: f64 = 3.0;
+
+/// Startup's cap for a server `srtt` seconds away: 8 times what went through on a near
+/// one, 4 at 50 ms, 2 from 100 ms.
+fn startup_cap(srtt: f64) -> f64 {
+    (0.3 / srtt.max(1e-6)).clamp(STARTUP_CAP_MIN, STARTUP_CAP)
+}
 /// A step of `climb`: a limit counted per second shows once a second's worth has gone.
 const CLIMB_STEP: Duration = Duration::from_millis(1100);
 const CLIMB: f64 = 1.1;
@@ -87,6 +102,9 @@ const CLIMB: f64 = 1.1;
 const HOLD_SHARE: f64 = 0.99;
 /// How long `hold` goes unthrottled before it tries 1% more.
 const PROBE: Duration = Duration::from_secs(10);
+/// ... once a probe found the limit where it was: a probe over it costs a round trip of
+/// refusals (four requests at 2,000/s and 200 ms), and a license seldom changes.
+const PROBE_AGAIN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
@@ -111,6 +129,8 @@ struct Auto {
     seconds: VecDeque<(u64, f64)>,
     /// The last limit measured, for the summary.
     found: Option<f64>,
+    /// How long `hold` goes unthrottled before it tries 1% more.
+    probe: Duration,
     /// When the run started (this machine's clock, seconds since the epoch).
     started: f64,
 }
@@ -180,6 +200,7 @@ impl Control {
                     step_ops: 0.0,
                     seconds: VecDeque::new(),
                     found: None,
+                    probe: PROBE,
                     started: unix.as_secs_f64(),
                     share: cfg.share.clamp(1e-6, 1.0),
                 }),
@@ -215,6 +236,7 @@ impl Control {
     /// when due, so a change of rate applies to every later request.
     pub fn claim(&self, now: Instant, n: usize) -> Option<Duration> {
         let mut s = self.lock();
+        self.settle_measure(&mut s, now);
         let rate = s.rate?;
         let n = n.max(1) as f64;
         // The pacer may run ahead of `now` by one full request plus 1% of a second's
@@ -232,6 +254,21 @@ impl Control {
             a.step_ops += n;
         }
         None
+    }
+
+    /// With `--rate auto`, ends a measure whose second is over and answered, at the first
+    /// request after the pause rather than at the first answer after it: sending at the
+    /// interim rate for a round trip first is what overran the next second at 200 ms
+    /// (benches/grid.sh), and a refusal then halved the rate again.
+    fn settle_measure(&self, s: &mut State, now: Instant) {
+        let srtt = s.srtt.unwrap_or(0.0);
+        let State { rate, auto, .. } = s;
+        if let (Some(a), Some(r)) = (auto.as_mut(), rate.as_mut()) {
+            if matches!(a.phase, Phase::Measure(..)) {
+                let batch = self.cfg.batch_size.max(1) as f64;
+                a.advance(now, r, self.wall(now), srtt, batch);
+            }
+        }
     }
 
     /// Takes in one answer: the request left at `sent`, carried `ok` ops that went through
@@ -302,7 +339,7 @@ impl Control {
                 // its capacity), and more requests in flight would only lengthen the
                 // queue, the latency and the memory, not the rate (on loopback, the
                 // ceiling of 128 in flight gave half the rows/s of 4, at 20 ms a request).
-                let l = l.min(2.0 * s.min_rtt + 0.002);
+                let l = l.min(2.0 * s.min_rtt + 0.0005);
                 let need = (r * l / s.ops_per_request.max(1.0) * 1.5).ceil() as usize + 1;
                 need.clamp(DEFAULT_CONCURRENCY, self.cfg.max_concurrency)
             }
@@ -401,14 +438,18 @@ impl Auto {
     }
 
     /// Ops accepted from `from` to `to` (server time, seconds), the seconds at either end
-    /// taken pro rata.
-    fn accepted_since(&self, from: f64, to: f64) -> f64 {
+    /// taken pro rata. The counts are complete up to `horizon`: a second that ends after
+    /// it holds only the ops seen before it, spread over that part (taken as the whole
+    /// second, the second under way would count a tenth of its rate a tenth of the way
+    /// in, and startup's cap fell at every turn of a second).
+    fn accepted_since(&self, from: f64, to: f64, horizon: f64) -> f64 {
         self.seconds
             .iter()
             .map(|&(s, n)| {
-                let (a, b) = (s as f64, s as f64 + 1.0);
+                let a = s as f64;
+                let b = (a + 1.0).min(horizon.max(a + 0.05));
                 let overlap = (b.min(to) - a.max(from)).max(0.0);
-                n * overlap
+                n * overlap / (b - a)
             })
             .sum()
     }
@@ -449,8 +490,16 @@ impl Auto {
         match self.phase {
             Phase::Measure(m, ..) if sec <= m => {}
             _ => {
+                // The rate bounds the limit from above only when it had held for the
+                // whole second before the refused request (and its round trip): a rate
+                // just set (startup's doubling, a probe, the rate right after a pause)
+                // says nothing of what the server takes, and a refusal then comes from
+                // what was sent before it.
+                let steady = now.saturating_duration_since(self.step_start).as_secs_f64()
+                    >= 1.0 + 2.0 * srtt;
+                let at = if steady { *rate } else { f64::INFINITY };
                 tracing::debug!("throttled at {rate:.0} ops/s: measuring second {sec}");
-                self.phase = Phase::Measure(sec, seen, *rate);
+                self.phase = Phase::Measure(sec, seen, at);
                 // Until the measure is in, the next second must not be throttled too.
                 let half = *rate / 2.0;
                 self.set(now, rate, half);
@@ -480,14 +529,20 @@ impl Auto {
                 // Over the last second, or ten round trips if shorter: what is refused in
                 // a round trip is all an overshoot costs, so a near server may grow faster.
                 let longest = (10.0 * srtt).clamp(0.1, 1.0);
-                let span = (wall_now - self.started).clamp(0.1, longest);
-                let through = self.accepted_since(wall_now - span, wall_now) / span;
-                let cap = STARTUP_CAP * through.max(start);
+                // Answers come half a round trip after the server saw their requests:
+                // what it took is known up to then.
+                let known = wall_now - srtt / 2.0;
+                let span = (known - self.started).clamp(0.1, longest);
+                let through = self.accepted_since(known - span, known, known) / span;
+                let cap = startup_cap(srtt) * through.max(start);
                 let to = if kept_up {
                     (*rate * 2.0).min(cap)
                 } else {
                     *rate
                 };
+                tracing::debug!(
+                    "startup at {rate:.0} ops/s: {through:.0} went through, cap {cap:.0}, kept up: {kept_up}"
+                );
                 self.set(now, rate, to.max(*rate));
             }
             Phase::Measure(sec, seen, at) => {
@@ -507,10 +562,17 @@ impl Auto {
                 let aligned = self
                     .accepted_in(sec)
                     .max(self.accepted_in(sec.saturating_sub(1)));
-                let floor = self.accepted_since(seen - 1.0, seen) / 2.0;
+                let floor = self.accepted_since(seen - 1.0, seen, f64::INFINITY) / 2.0;
                 let mut limit = aligned.max(floor);
-                if self.found.is_some() {
-                    // Throttled again at `at`, so the limit is below it. A second placed a
+                // Throttled at a rate held for a second: the limit was found again.
+                self.probe = if self.found.is_some() && at.is_finite() {
+                    PROBE_AGAIN
+                } else {
+                    PROBE
+                };
+                if self.found.is_some() && at.is_finite() {
+                    // Throttled again at a rate held for a second, `at`, so the limit is
+                    // below it. A second placed a
                     // little off the server's (the round trip is not split evenly) counts a
                     // little more or less than the limit; between the two, the middle.
                     limit = if limit < at { (limit + at) / 2.0 } else { at };
@@ -537,7 +599,7 @@ impl Auto {
                 }
             }
             Phase::Hold => {
-                if took >= PROBE {
+                if took >= self.probe {
                     let kept_up = self.kept_up(*rate, took, batch);
                     let to = if kept_up { *rate * 1.01 } else { *rate };
                     self.set(now, rate, to);
@@ -623,6 +685,38 @@ mod tests {
         assert_eq!(c.shortfall().map(|s| s.ceiling), Some(3));
     }
 
+    /// A refusal that follows a measure at once comes from what was sent before the new
+    /// rate took hold: it is measured like any other, not taken as the limit being below
+    /// the rate of the moment. (Taken so, a run at 200 ms found 9,900 of a 20,000 limit:
+    /// the rate had just been halved for the measure, and it held that for the run.)
+    #[test]
+    fn a_refusal_just_after_a_measure_does_not_lower_the_limit() {
+        let t0 = Instant::now();
+        let c = Control::new(cfg(Rate::Auto), t0, Duration::ZERO);
+        let l = Duration::from_millis(200);
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        // A server second's worth (20,000 ops) seen in second `sec`, answered 200 ms later.
+        let fill = |sec: f64| {
+            for i in 0..200 {
+                let sent = at(sec + i as f64 * 0.004);
+                c.on_answer(sent + l, sent, 100, 0, l);
+            }
+        };
+        fill(4.9);
+        c.on_answer(at(5.95), at(5.75), 0, 100, l);
+        assert!(c.claim(at(6.31), 100).is_some() || c.limit_found().is_some());
+        assert_eq!(c.limit_found().map(f64::round), Some(20_000.0));
+        // Overrun at once, twice: second 6 (the rate just set) and second 7 (the rate just
+        // halved for that measure).
+        fill(5.9);
+        c.on_answer(at(6.6), at(6.4), 0, 100, l);
+        c.on_answer(at(7.3), at(7.1), 0, 100, l);
+        fill(6.9);
+        c.claim(at(8.31), 100);
+        assert_eq!(c.limit_found().map(f64::round), Some(20_000.0));
+        assert_eq!(c.rate().map(f64::round), Some(19_800.0));
+    }
+
     /// How a simulated server counts its limit.
     #[derive(Debug, Clone, Copy)]
     enum Shape {
@@ -680,6 +774,7 @@ mod tests {
     struct Run {
         share: f64,
         throttled: f64,
+        requests: usize,
         found: Option<f64>,
     }
 
@@ -742,6 +837,7 @@ mod tests {
             } else {
                 refused_ops as f64 / ops as f64
             },
+            requests,
             found: c.limit_found(),
         }
     }
@@ -749,10 +845,10 @@ mod tests {
     /// The grid of benches/grid.sh, in simulation: every round trip, license and refusal
     /// form, 30 s each. Against a limit counted per wall-clock second (the sandbox's and,
     /// as far as is known, Corezoid's): at least 0.9 of the limit, at most 2% throttled.
-    /// Against a token bucket a throttled second's count falls short (the bucket was
+    /// Against a token bucket a throttled second's count can fall short (the bucket was
     /// drained before it, and the pause cuts it), so the controller climbs from a floor
-    /// and is throttled more often: 0.67 to 1.01 of the limit and up to 7.5% throttled
-    /// (BENCHMARKS.md); this guards that it stays near there.
+    /// and is throttled more often: 0.93 to 1.02 of the limit and up to 7% throttled;
+    /// this guards that it stays near there.
     #[test]
     fn auto_finds_the_limit_on_every_server_of_the_grid() {
         let mut bad = Vec::new();
@@ -768,9 +864,12 @@ mod tests {
                             r.found.map(|f| f.round())
                         );
                         eprintln!("{line}");
+                        // A refused request more or less is where a second's turn falls
+                        // in a 30 s run (one is 0.7% at 500/s): two are allowed for it.
+                        let grain = 2.0 / r.requests as f64;
                         let (share, throttled) = match shape {
-                            Shape::Window => (0.9, 0.02),
-                            Shape::Bucket => (0.65, 0.08),
+                            Shape::Window => (0.9, 0.02 + grain),
+                            Shape::Bucket => (0.9, 0.08),
                         };
                         if r.share < share || r.throttled > throttled {
                             bad.push(line);

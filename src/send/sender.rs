@@ -12,6 +12,7 @@
 use super::answer::{self, MaybeOp};
 use super::breaker::{Breaker, Go};
 use super::control::{Control, ControlConfig, Rate};
+use super::gate::Gate;
 use super::http::{self, Reply};
 use super::matching;
 use super::retry::{self, Answer, OpVerdict, Verdict};
@@ -22,10 +23,10 @@ use crate::sign::{self, Secret};
 use bytes::Bytes;
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the sender.
@@ -98,13 +99,11 @@ pub struct Sender {
     cfg: SendConfig,
     client: reqwest::Client,
     pub control: Control,
-    /// Requests in flight; it gains permits as `control` allows more.
-    inflight: Semaphore,
+    /// Requests in flight, as many as `control` allows now.
+    inflight: Gate,
     /// Batches alive (waiting, in flight or retrying): two for each request in flight and
     /// one, so the next batch is ready when a slot frees. Bounds the memory.
-    alive: Arc<Semaphore>,
-    /// Permits `inflight` has been given so far.
-    granted: AtomicUsize,
+    alive: Gate,
     pause_until: Mutex<Option<Instant>>,
     cancel: CancellationToken,
     fatal: Mutex<Option<String>>,
@@ -178,9 +177,8 @@ impl Sender {
             .map_err(|e| crate::Error::Other(format!("cannot build the HTTP client: {e}")))?;
         let first = control.inflight_limit().max(1);
         Ok(Sender {
-            inflight: Semaphore::new(first),
-            alive: Arc::new(Semaphore::new(first * 2 + 1)),
-            granted: AtomicUsize::new(first),
+            inflight: Gate::new(first),
+            alive: Gate::new(first * 2 + 1),
             control,
             client,
             pause_until: Mutex::new(None),
@@ -195,29 +193,17 @@ impl Sender {
     /// Waits until one more batch may be alive; the permit goes with the batch.
     pub async fn admit_batch(&self) -> OwnedSemaphorePermit {
         self.alive
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .expect("the semaphore is never closed")
     }
 
-    /// Gives the in-flight limit the permits `control` now allows (it only grows: the
-    /// pacer, not the limit, holds the rate down).
-    fn grow(&self) {
-        let want = self.control.inflight_limit();
-        let mut have = self.granted.load(Ordering::Relaxed);
-        while want > have {
-            match self
-                .granted
-                .compare_exchange(have, want, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    self.inflight.add_permits(want - have);
-                    self.alive.add_permits(2 * (want - have));
-                    return;
-                }
-                Err(h) => have = h,
-            }
+    /// Gives the in-flight limit (and the batches alive with it) what `control` allows now.
+    fn resize(&self) {
+        let want = self.control.inflight_limit().max(1);
+        if want != self.inflight.size() {
+            self.inflight.resize(want);
+            self.alive.resize(2 * want + 1);
         }
     }
 
@@ -480,7 +466,7 @@ impl Sender {
             if let Some(p) = pause {
                 self.pause_for(p);
             }
-            self.grow();
+            self.resize();
             if let Ok(mut s) = self.stats.short_of_rate.lock() {
                 *s = self.control.shortfall().map(|f| f.holdable);
             }

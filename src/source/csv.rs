@@ -321,22 +321,25 @@ impl CsvSource {
     }
 
     /// See [`Records::pass_while`]. A record is passed over unread when it is a plain
-    /// line (no quote, no `\r`, ended by `\n`, not empty) that starts where the csv
-    /// reader would start its next record: the csv reader holds nothing after the last
-    /// record, which ended with `\n`, so its parser is in the state it starts a record in.
-    /// The csv reader then reads such a line as one record of its delimiters plus one
-    /// fields, on one line, and ends in that same state, so leaving the line out changes
-    /// nothing it reads after, but its line count (`passed_lines`). Once asked, the csv
-    /// reader is given one line at a time ([`RowGuard::read_line`]), so that it holds
-    /// nothing after a record. In a CRLF file every line holds a `\r`: none is passed.
+    /// line (no quote, no `\r` but the one of a CRLF line end, not empty) that starts
+    /// where the csv reader would start its next record: the csv reader has just ended a
+    /// record with a line end like this file's first (`\n`; or the `\r` of `\r\n`, and
+    /// holds the `\n` alone) and holds nothing after it, so its parser is in the state it
+    /// starts a record in. It would read such a line as one record of its delimiters plus
+    /// one fields, on one line, and end in that same state, so leaving the line out
+    /// changes nothing it reads after, but its line count (`passed_lines`). Once asked,
+    /// the csv reader is given one line at a time ([`RowGuard::read_line`]), so that it
+    /// holds nothing after a record. Lines ended otherwise than the first are left to it.
     pub fn pass_while(&mut self, pass: &mut dyn FnMut(u64, usize) -> bool) {
         let pos = self.rdr.position();
         let (at, csv_line) = (pos.byte(), pos.line());
         let guard = self.rdr.get_mut();
         guard.lines = true;
         let Some(d) = self.delimiter else { return };
-        let clean = at == guard.given && guard.last == b'\n' && guard.pending.is_none();
-        if !clean || self.first_pending || self.line_fix != 0 {
+        // The csv reader holds nothing, or (CRLF) the `\n` of the `\r\n` it ended on.
+        let crlf = self.line_fix == 1;
+        let clean = at + self.line_fix == guard.given && guard.last == b'\n';
+        if !clean || guard.pending.is_some() || self.first_pending {
             return;
         }
         let buf = match guard.inner.fill_buf() {
@@ -349,20 +352,21 @@ impl CsvSource {
         let (mut used, mut rows) = (0, 0);
         while let Some(end) = memchr::memchr3(b'\n', b'\r', b'"', &buf[used..]) {
             let line = &buf[used..used + end];
-            if end == 0 || buf[used + end] != b'\n' {
+            let ending: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+            if end == 0 || !buf[used + end..].starts_with(ending) {
                 break;
             }
             let fields = 1 + count_byte(line, d);
             if !pass(self.row + rows + 1, fields) {
                 break;
             }
-            used += end + 1;
+            used += end + ending.len();
             rows += 1;
         }
         guard.inner.consume(used);
         if rows > 0 {
-            // The first line passed is the one the csv reader is on.
-            let first = csv_line + self.passed_lines;
+            // The first line passed is the one after the csv reader's last record.
+            let first = csv_line + self.passed_lines + self.line_fix;
             self.row += rows;
             self.passed_lines += rows;
             self.last_line = first + rows - 1;
@@ -771,6 +775,8 @@ mod pass_tests {
             out.extend_from_slice(BOM);
         }
         let lines = rng.below(80);
+        // Most lines end as in a file written on Unix, or on Windows.
+        let crlf = rng.below(2) == 0;
         for _ in 0..lines {
             if rng.below(3) == 0 {
                 // A line of any bytes that matter.
@@ -791,10 +797,10 @@ mod pass_tests {
                 }
             }
             match rng.below(10) {
-                0 => out.extend_from_slice(b"\r\n"),
+                0 => out.extend_from_slice(if crlf { b"\n" } else { b"\r\n" }),
                 1 => out.push(b'\r'),
                 2 => {}
-                _ => out.push(b'\n'),
+                _ => out.extend_from_slice(if crlf { b"\r\n" } else { b"\n" }),
             }
         }
         out
@@ -859,7 +865,7 @@ mod pass_tests {
     #[test]
     fn passing_over_rows_is_exactly_plain_reading() {
         let mut rng = Rng(14);
-        let (mut passed_any, mut mixed) = (0, 0);
+        let (mut passed_any, mut mixed, mut crlf) = (0, 0, 0);
         for case in 0..10_000 {
             let delimiter = [b',', b';', b'\t'][rng.below(3)];
             let data = input(&mut rng, delimiter);
@@ -904,44 +910,53 @@ mod pass_tests {
             // Rows passed over in an input with quotes or `\r` in it.
             mixed +=
                 usize::from(!passed.is_empty() && data.iter().any(|&c| c == b'"' || c == b'\r'));
+            // Rows passed over in a file whose first line ends with `\r\n`.
+            if src.line_fix == 1 {
+                crlf += passed.len();
+            }
         }
         // The fast path ran, and among the bytes that make it stop.
-        eprintln!("passed over {passed_any} rows, in {mixed} inputs with quotes or CR");
-        assert!(passed_any > 6_000 && mixed > 1_500, "{passed_any} {mixed}");
+        eprintln!("passed over {passed_any} rows ({crlf} in CRLF files), in {mixed} inputs with quotes or CR");
+        assert!(
+            passed_any > 6_000 && mixed > 1_500 && crlf > 2_000,
+            "{passed_any} {mixed} {crlf}"
+        );
     }
 
     #[test]
     fn a_runaway_after_rows_passed_over_breaks_off_on_its_line() {
-        let mut d = b"id,n\n".to_vec();
-        for i in 0..20_000 {
-            d.extend_from_slice(format!("{i},x\n").as_bytes());
+        for nl in ["\n", "\r\n"] {
+            let mut d = format!("id,n{nl}").into_bytes();
+            for i in 0..20_000 {
+                d.extend_from_slice(format!("{i},x{nl}").as_bytes());
+            }
+            d.extend_from_slice(format!("7,\"never closed{nl}").as_bytes());
+            d.extend(std::iter::repeat_n(b'x', super::tests::over()));
+            let mut plain = open(&d, (64 * 1024, 64 * 1024), b',', true).unwrap();
+            let mut n = 0;
+            let want = loop {
+                match plain.advance() {
+                    Ok(Some(_)) => n += 1,
+                    Ok(None) => panic!("no runaway"),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!((n, want.line), (20_000, 20_002), "{nl:?}");
+            let mut src = open(&d, (64 * 1024, 64 * 1024), b',', true).unwrap();
+            let (mut passed, mut given) = (0, 0);
+            let got = loop {
+                src.pass_while(&mut |_, _| {
+                    passed += 1;
+                    true
+                });
+                match src.advance() {
+                    Ok(Some(_)) => given += 1,
+                    Ok(None) => panic!("no runaway"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(passed > 5_000, "{nl:?}: {passed}");
+            assert_eq!((passed + given, got), (20_000, want), "{nl:?}");
         }
-        d.extend_from_slice(b"7,\"never closed\n");
-        d.extend(std::iter::repeat_n(b'x', super::tests::over()));
-        let mut plain = open(&d, (64 * 1024, 64 * 1024), b',', true).unwrap();
-        let mut n = 0;
-        let want = loop {
-            match plain.advance() {
-                Ok(Some(_)) => n += 1,
-                Ok(None) => panic!("no runaway"),
-                Err(e) => break e,
-            }
-        };
-        assert_eq!((n, want.line), (20_000, 20_002));
-        let mut src = open(&d, (64 * 1024, 64 * 1024), b',', true).unwrap();
-        let (mut passed, mut given) = (0, 0);
-        let got = loop {
-            src.pass_while(&mut |_, _| {
-                passed += 1;
-                true
-            });
-            match src.advance() {
-                Ok(Some(_)) => given += 1,
-                Ok(None) => panic!("no runaway"),
-                Err(e) => break e,
-            }
-        };
-        assert!(passed > 5_000, "{passed}");
-        assert_eq!((passed + given, got), (20_000, want));
     }
 }

@@ -15,7 +15,7 @@ use crate::config::LoadConfig;
 use crate::error::{Error, Result};
 use crate::mapping::{Mapped, Plan, RetryRows};
 use crate::outcome::RejectedRow;
-use crate::shard::Shard;
+use crate::shard::{RowShards, Shard};
 use crate::sink::{Event, RowSet};
 use crate::source::{Input, ReadOptions, Records};
 use std::cell::{Cell, RefCell};
@@ -220,7 +220,11 @@ impl Each<'_> {
             input: self.input,
             header,
         });
+        let by_row = self.shard.and_then(|s| plan.row_shards(s));
         while !(self.halt)() {
+            if let Some(by_row) = &by_row {
+                self.pass_over(src, by_row, &mut rows.report);
+            }
             let (row, line) = match src.advance() {
                 Ok(Some(x)) => x,
                 Ok(None) => break,
@@ -268,6 +272,27 @@ impl Each<'_> {
                 None => rows.map(key, plan, &mut retry, src.record()),
             }
         }
+    }
+
+    /// `--shard` with refs from row numbers: passes over the next rows that are settled
+    /// or other copies', without reading their fields, as far as the source can (at most
+    /// what it has read in, so the stop is still looked at); counted as `read` would.
+    fn pass_over<R: ?Sized>(
+        &self,
+        src: &mut dyn Records<Record = R>,
+        by_row: &RowShards,
+        report: &mut ReadReport,
+    ) {
+        src.pass_while(&mut |row, fields| {
+            if self.done.contains(row) {
+                report.skipped += 1;
+            } else if !by_row.keeps(row, fields) {
+                report.other_shards += 1;
+            } else {
+                return false;
+            }
+            true
+        });
     }
 }
 

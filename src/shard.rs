@@ -72,14 +72,68 @@ impl std::fmt::Display for Shard {
 /// The hash a ref is sharded by: FNV-1a 64 of its bytes, then MurmurHash3's `fmix64`.
 /// Part of the file format: never change it (the tests pin it).
 pub fn ref_hash(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    fmix64(fnv1a(FNV_OFFSET, bytes))
+}
+
+/// The longest ref the mapping builds (`mapping::check_ref`), in characters.
+const MAX_REF_CHARS: usize = 255;
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a 64 of `bytes`, going on from the state `h` (FNV is a stream: the state after a
+/// ref's prefix can be kept, [`RowShards`]).
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = OFFSET;
     for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(PRIME);
     }
-    fmix64(h)
+    h
+}
+
+/// `--shard` where a row's ref is generated from its row number (`{prefix}{row}`, or no
+/// ref at all with `--no-ref`), and the record counts only by whether it has the
+/// `fields` its ref needs (one that has not cannot be mapped: it goes by its row
+/// number): the shard of a row from its number and field count, without reading its
+/// fields or building its ref. The same answer as [`Shard::of_ref`] of the ref the
+/// mapping would build, or [`Shard::of_row`] when it builds none (the tests compare).
+#[derive(Debug, Clone)]
+pub struct RowShards {
+    shard: Shard,
+    /// The FNV state after the prefix, and the prefix's length in characters (a ref over
+    /// 255 characters cannot be built); `None` without refs.
+    prefix: Option<(u64, usize)>,
+    fields: usize,
+}
+
+impl RowShards {
+    /// `prefix`: what the ref of row `r` is before `r` (`None`: rows have no ref).
+    /// `fields`: the field count a record must have for its ref to be built.
+    pub fn new(shard: Shard, prefix: Option<&str>, fields: usize) -> RowShards {
+        RowShards {
+            shard,
+            prefix: prefix.map(|p| (fnv1a(FNV_OFFSET, p.as_bytes()), p.chars().count())),
+            fields,
+        }
+    }
+
+    /// Whether row `row`, whose record has `fields` fields, is this copy's.
+    pub fn keeps(&self, row: u64, fields: usize) -> bool {
+        let of = match self.prefix {
+            Some((state, chars)) if fields == self.fields => {
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(row);
+                if chars + digits.len() <= MAX_REF_CHARS {
+                    let h = fmix64(fnv1a(state, digits.as_bytes()));
+                    (h % u64::from(self.shard.count)) as u32
+                } else {
+                    self.shard.of_row(row)
+                }
+            }
+            _ => self.shard.of_row(row),
+        };
+        of == self.shard.index
+    }
 }
 
 /// MurmurHash3's 64-bit finalizer: every input bit flips each output bit with

@@ -274,6 +274,74 @@ async fn rows_without_a_ref_and_ref_columns_split_exactly_once() {
     }
 }
 
+/// A file larger than the read buffers, so that copies pass over most other copies' rows
+/// unread (`CsvSource::pass_while`), with the rows that stop that between them: quoted
+/// fields with line ends and quotes in them, blank lines, rows with a field missing (no
+/// ref: placed by row number), a `\r` alone; with LF and with CRLF line ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rows_passed_over_unread_are_placed_as_their_refs_say() {
+    for nl in ["\n", "\r\n"] {
+        rows_passed_over(nl).await;
+    }
+}
+
+async fn rows_passed_over(nl: &str) {
+    use czload::shard::Shard;
+    const N: u64 = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("big.csv");
+    let mut text = format!("id,note,v{nl}");
+    let mut lines = vec![0u64; N as usize + 1];
+    let mut line = 2;
+    for i in 1..=N {
+        if i % 211 == 0 {
+            text.push_str(nl);
+            line += 1;
+        }
+        lines[i as usize] = line;
+        let row = match i {
+            _ if i % 97 == 0 => format!("{i},\"two{nl}lines\",x{nl}"),
+            _ if i % 89 == 0 => format!("{i},short{nl}"),
+            _ if i % 173 == 0 => format!("{i},\"say \"\"hi\"\"\",x{nl}"),
+            // (Lines are counted as csv counts them: a `\r` alone ends a row, not a
+            // line; a CRLF file is taken to end every row with `\r\n`.)
+            _ if i % 301 == 0 && nl == "\n" => format!("{i},cr alone,x\r"),
+            _ => format!("{i},plain row of some length,{}{nl}", i * 7),
+        };
+        line += row.matches('\n').count() as u64;
+        text.push_str(&row);
+    }
+    std::fs::write(&p, text).unwrap();
+    let sb = sandbox().await;
+    let conv = CONV.to_string();
+    let mut seen = vec![0u32; N as usize + 1];
+    for index in 0..4 {
+        let shard = format!("{index}/4");
+        let log = dir.path().join(format!("r{index}.ndjson"));
+        let mut args = vec![s(&p), "--conv-id", &conv, "--shard", &shard];
+        args.extend(["--results", s(&log), "--rate", "unlimited"]);
+        let o = load(&sb.url(), &args, None).await;
+        assert_eq!(o.code, 2, "{shard}: some rows are rejected: {}", o.stderr);
+        let me = Shard { index, count: 4 };
+        for l in results(&log) {
+            let row = l["row"].as_u64().expect("a row");
+            seen[row as usize] += 1;
+            assert_eq!(l["line"], lines[row as usize], "{nl:?} {l}");
+            let of = if row % 89 == 0 && row % 97 != 0 {
+                assert_eq!(l["status"], "rejected", "{l}");
+                me.of_row(row)
+            } else {
+                assert_eq!(l["status"], "created", "{l}");
+                assert_eq!(l["ref"], format!("big.csv:{row}"), "{l}");
+                me.of_ref(format!("big.csv:{row}").as_bytes())
+            };
+            assert_eq!(of, index, "{nl:?} {l}");
+        }
+    }
+    let once = seen[1..].iter().all(|&n| n == 1);
+    assert!(once, "{nl:?}: every row on exactly one copy");
+}
+
 #[tokio::test]
 async fn a_shard_that_does_not_exist_is_refused_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,6 +11,7 @@ use super::{
     Reject, RetryRows, Target,
 };
 use crate::error::{Error, Result};
+use crate::shard::{RowShards, Shard};
 use crate::source::csv::RowEncoder;
 use crate::source::Header;
 use csv::ByteRecord;
@@ -259,6 +260,18 @@ impl Plan for CsvPlan {
         };
         self.reference.build(row, carried, field, ref_out)
     }
+
+    fn row_shards(&self, shard: Shard) -> Option<RowShards> {
+        // `write_ref`: a record without the header's field count has no ref; a retry
+        // file's `_czload_ref` column wins over a generated ref.
+        match (&self.reference, self.retry_ref) {
+            (RefSource::Auto(prefix), None) => {
+                Some(RowShards::new(shard, Some(prefix), self.n_fields))
+            }
+            (RefSource::None, _) => Some(RowShards::new(shard, None, self.n_fields)),
+            _ => None,
+        }
+    }
 }
 
 /// A data column: its name, its key pre-escaped, its type (`--type`, the last one wins).
@@ -382,6 +395,78 @@ mod tests {
                 assert_eq!(alone, sent, "{row:?} {:?}", c.ref_mode);
             }
         }
+    }
+
+    #[test]
+    fn the_shard_by_row_number_is_the_shard_by_the_ref() {
+        // `--shard` passes over other copies' rows by `row_shards`, and places the others
+        // by `write_ref` (`read::Rows::in_shard`: by the ref if one is built, else by
+        // the row number): the two must agree on every row, or a row is lost or doubled.
+        use crate::mapping::{MappingConfig, RefMode};
+        let header: Vec<String> = ["k", "v"].map(String::from).to_vec();
+        let names = [
+            "f.csv".to_string(),
+            // Refs over 255 characters cannot be built: from row 100000, and 10000.
+            format!("{}.csv", "a".repeat(245)),
+            "é".repeat(250),
+        ];
+        let mut rows: Vec<u64> = (1..=3000).collect();
+        for p in 1..=19 {
+            let ten = 10u64.pow(p);
+            rows.extend([ten - 1, ten, ten + 1]);
+        }
+        rows.push(u64::MAX);
+        for (mode, name) in [RefMode::Auto, RefMode::None]
+            .into_iter()
+            .flat_map(|m| names.iter().map(move |n| (m.clone(), n)))
+        {
+            let c = MappingConfig {
+                ref_mode: mode.clone(),
+                ..cfg_no_types()
+            };
+            let plan = CsvPlan::new(&c, &header, name).unwrap();
+            for (index, count) in [(0, 1), (0, 3), (2, 3), (5, 8), (0, 7)] {
+                let shard = Shard { index, count };
+                let by_row = plan.row_shards(shard).expect("refs from row numbers");
+                for &row in &rows {
+                    for fields in [1, 2, 3] {
+                        let rec = csv::ByteRecord::from(vec!["x"; fields]);
+                        let mut r = String::new();
+                        let built = plan.write_ref(&rec, row, &mut r).is_ok();
+                        let of = if built && !r.is_empty() {
+                            shard.of_ref(r.as_bytes())
+                        } else {
+                            shard.of_row(row)
+                        };
+                        assert_eq!(
+                            by_row.keeps(row, fields),
+                            of == index,
+                            "{mode:?} {name} {shard} row {row} fields {fields}"
+                        );
+                    }
+                }
+            }
+        }
+        // A ref that reads the record: no shard by row number.
+        let tpl = MappingConfig {
+            ref_mode: RefMode::Template("o-{k}".into()),
+            ..cfg_no_types()
+        };
+        let column = MappingConfig {
+            ref_mode: RefMode::Column("k".into()),
+            ..cfg_no_types()
+        };
+        let one = Shard { index: 0, count: 2 };
+        for c in [tpl, column] {
+            assert!(CsvPlan::new(&c, &header, "f.csv")
+                .unwrap()
+                .row_shards(one)
+                .is_none());
+        }
+        // A retry file carries its refs in a column.
+        let retry: Vec<String> = ["k", "_czload_ref"].map(String::from).to_vec();
+        let plan = CsvPlan::new(&cfg_no_types(), &retry, "f.csv").unwrap();
+        assert!(plan.row_shards(one).is_none());
     }
 
     #[test]

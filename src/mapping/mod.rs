@@ -28,6 +28,7 @@ pub use self::refs::{check_ref, parse_template, TemplatePart, REF_COLUMN};
 use self::json::push_json_str;
 use crate::error::Result;
 pub use crate::op::OpKind;
+use crate::shard::{RowShards, Shard};
 use crate::source::{Opened, Records};
 
 /// How the records of one kind become ops: [`CsvPlan`] (named fields), [`NdjsonPlan`]
@@ -57,6 +58,14 @@ pub trait Plan {
         row: u64,
         ref_out: &mut String,
     ) -> std::result::Result<(), Reject>;
+
+    /// `--shard`: a row's shard from its row number and field count alone, when its ref
+    /// depends on nothing else (generated refs, `--no-ref`), so that other copies' rows
+    /// can be passed over unread ([`Records::pass_while`]); `None` when the ref reads
+    /// the record. The same shard as `write_ref` gives (the tests compare).
+    fn row_shards(&self, _shard: Shard) -> Option<RowShards> {
+        None
+    }
 }
 
 /// How the rows of one input go to its retry file: [`CsvRetry`], [`ObjectRetry`].

@@ -50,6 +50,12 @@ struct RowGuard {
     /// record ended by the end of the input from one ended by a line end.
     given: u64,
     eof: bool,
+    /// The last byte handed over.
+    last: u8,
+    /// Hand over at most one line per read (see [`CsvSource::pass_while`]).
+    lines: bool,
+    /// An error met by `pass_while`, for the csv reader to meet in its turn.
+    pending: Option<std::io::Error>,
 }
 
 impl std::io::Read for RowGuard {
@@ -61,13 +67,23 @@ impl std::io::Read for RowGuard {
                 self.limit >> 20
             )));
         }
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
         // Counting only once a record (or a run of blank lines) has passed 1 MiB keeps
         // ordinary files free of the count (it cost 7% of the reader's time per row in
         // `benches/pipeline.rs`), and moves the cutoff by at most that much.
         let counting = self.given - self.mark > 1 << 20;
-        let n = self.inner.read(buf)?;
+        let n = if self.lines {
+            self.read_line(buf)?
+        } else {
+            self.inner.read(buf)?
+        };
         self.given += n as u64;
         self.eof |= n == 0 && !buf.is_empty();
+        if n > 0 {
+            self.last = buf[n - 1];
+        }
         if counting {
             let ends = buf[..n]
                 .iter()
@@ -75,6 +91,21 @@ impl std::io::Read for RowGuard {
                 .count();
             self.content += (n - ends) as u64;
         }
+        Ok(n)
+    }
+}
+
+impl RowGuard {
+    /// Hands over the input's buffered bytes up to the next line end (all of them when it
+    /// holds none), so that the csv reader, having read a record that ends a line, holds
+    /// nothing after it.
+    fn read_line(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let avail = self.inner.fill_buf()?;
+        let n = memchr::memchr(b'\n', avail)
+            .map_or(avail.len(), |i| i + 1)
+            .min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.inner.consume(n);
         Ok(n)
     }
 }
@@ -96,6 +127,11 @@ pub struct CsvSource {
     last_line: u64,
     /// Added to the line of every record after the first (see `new`).
     line_fix: u64,
+    /// The lines `pass_while` passed over, which the csv reader did not see: added to
+    /// every line it reports.
+    passed_lines: u64,
+    /// The delimiter is none of `"`, `\r`, `\n`: a line without those is a plain record.
+    delimiter: Option<u8>,
 }
 
 impl CsvSource {
@@ -129,6 +165,9 @@ impl CsvSource {
                 tripped: false,
                 given: 0,
                 eof: false,
+                last: 0,
+                lines: false,
+                pending: None,
             });
         let mut first = csv::ByteRecord::new();
         let got = rdr.read_byte_record(&mut first).map_err(|e| {
@@ -175,6 +214,8 @@ impl CsvSource {
                 first_pending: false,
                 last_line,
                 line_fix: crlf as u64,
+                passed_lines: 0,
+                delimiter: (!b"\"\r\n".contains(&delimiter)).then_some(delimiter),
             };
             src.record_done();
             Ok(src)
@@ -191,6 +232,8 @@ impl CsvSource {
                 first_pending: true,
                 last_line,
                 line_fix: crlf as u64,
+                passed_lines: 0,
+                delimiter: (!b"\"\r\n".contains(&delimiter)).then_some(delimiter),
             };
             src.record_done();
             Ok(src)
@@ -212,12 +255,12 @@ impl CsvSource {
         // After a record ended by a line end, csv's position is on the next line; in CRLF
         // files it has not yet taken the `\n` (see `new`), hence the fix. A record ended
         // by the end of the input is on the position's own line.
-        self.next_line = pos.line() + self.line_fix;
+        self.next_line = pos.line() + self.passed_lines + self.line_fix;
         let guard = self.rdr.get_ref();
         // csv marks itself done only at the next read, so ask the guard: the input has
         // ended and the record took everything.
         self.end_line = if guard.eof && guard.given == pos.byte() {
-            pos.line()
+            pos.line() + self.passed_lines
         } else {
             self.next_line - 1
         };
@@ -251,8 +294,9 @@ impl CsvSource {
                     let line = if self.rdr.get_ref().tripped {
                         self.next_line
                     } else {
-                        e.position()
-                            .map_or(self.last_line + 1, |p| p.line() + self.line_fix)
+                        e.position().map_or(self.last_line + 1, |p| {
+                            p.line() + self.passed_lines + self.line_fix
+                        })
                     };
                     return Err(ReadError {
                         line,
@@ -266,7 +310,7 @@ impl CsvSource {
         let reported = self
             .rec
             .position()
-            .map_or(self.last_line + 1, |p| p.line() + fix);
+            .map_or(self.last_line + 1, |p| p.line() + self.passed_lines + fix);
         let line = self.start_line(reported);
         self.last_line = line;
         Ok(Some((self.row, line)))
@@ -274,6 +318,61 @@ impl CsvSource {
 
     pub fn record(&self) -> &csv::ByteRecord {
         &self.rec
+    }
+
+    /// See [`Records::pass_while`]. A record is passed over unread when it is a plain
+    /// line (no quote, no `\r` but the one of a CRLF line end, not empty) that starts
+    /// where the csv reader would start its next record: the csv reader has just ended a
+    /// record with a line end like this file's first (`\n`; or the `\r` of `\r\n`, and
+    /// holds the `\n` alone) and holds nothing after it, so its parser is in the state it
+    /// starts a record in. It would read such a line as one record of its delimiters plus
+    /// one fields, on one line, and end in that same state, so leaving the line out
+    /// changes nothing it reads after, but its line count (`passed_lines`). Once asked,
+    /// the csv reader is given one line at a time ([`RowGuard::read_line`]), so that it
+    /// holds nothing after a record. Lines ended otherwise than the first are left to it.
+    pub fn pass_while(&mut self, pass: &mut dyn FnMut(u64, usize) -> bool) {
+        let pos = self.rdr.position();
+        let (at, csv_line) = (pos.byte(), pos.line());
+        let guard = self.rdr.get_mut();
+        guard.lines = true;
+        let Some(d) = self.delimiter else { return };
+        // The csv reader holds nothing, or (CRLF) the `\n` of the `\r\n` it ended on.
+        let crlf = self.line_fix == 1;
+        let clean = at + self.line_fix == guard.given && guard.last == b'\n';
+        if !clean || guard.pending.is_some() || self.first_pending {
+            return;
+        }
+        let buf = match guard.inner.fill_buf() {
+            Ok(b) => b,
+            Err(e) => {
+                guard.pending = Some(e);
+                return;
+            }
+        };
+        let (mut used, mut rows) = (0, 0);
+        while let Some(end) = memchr::memchr3(b'\n', b'\r', b'"', &buf[used..]) {
+            let line = &buf[used..used + end];
+            let ending: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+            if end == 0 || !buf[used + end..].starts_with(ending) {
+                break;
+            }
+            let fields = 1 + count_byte(line, d);
+            if !pass(self.row + rows + 1, fields) {
+                break;
+            }
+            used += end + ending.len();
+            rows += 1;
+        }
+        guard.inner.consume(used);
+        if rows > 0 {
+            // The first line passed is the one after the csv reader's last record.
+            let first = csv_line + self.passed_lines + self.line_fix;
+            self.row += rows;
+            self.passed_lines += rows;
+            self.last_line = first + rows - 1;
+            self.next_line = first + rows;
+            self.end_line = self.next_line - 1;
+        }
     }
 }
 
@@ -287,6 +386,18 @@ impl Records for CsvSource {
     fn record(&self) -> &csv::ByteRecord {
         &self.rec
     }
+
+    fn pass_while(&mut self, pass: &mut dyn FnMut(u64, usize) -> bool) {
+        CsvSource::pass_while(self, pass)
+    }
+}
+
+/// How many bytes of `b` are `c`. Counting in 255-byte chunks into `u8` lets the loop
+/// run 32 bytes at a time (a count into `usize` went 2 at a time).
+fn count_byte(b: &[u8], c: u8) -> usize {
+    b.chunks(255)
+        .map(|chunk| chunk.iter().fold(0u8, |n, &x| n + (x == c) as u8) as usize)
+        .sum()
 }
 
 /// Encodes records as CSV rows for the retry file, byte for byte as a `csv::Writer` with
@@ -534,6 +645,10 @@ mod tests {
 
     const OVER: usize = (MAX_ROW_BYTES as usize) + (3 << 20);
 
+    pub(super) fn over() -> usize {
+        OVER
+    }
+
     #[test]
     fn a_runaway_quote_breaks_off_at_the_line_its_row_starts() {
         for crlf in [false, true] {
@@ -623,6 +738,225 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+}
+
+/// `pass_while` against plain reading, on generated inputs: every record is given out or
+/// passed over exactly once, passed over only as the predicate says and with the field
+/// count the csv reader finds, and the records given out are those plain reading gives,
+/// field for field, on the same lines. Quotes (closed or not) with line ends and
+/// delimiters inside, `\r\n`, `\r` alone, blank lines, rows of any field count, a byte
+/// order mark, with and without a header, in buffers from 1 byte up.
+#[cfg(test)]
+mod pass_tests {
+    use super::*;
+
+    /// SplitMix64: a fixed-seed generator, so that a failure can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// A CSV-ish input: mostly plain lines, with the bytes that make records otherwise.
+    fn input(rng: &mut Rng, delimiter: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        if rng.below(8) == 0 {
+            out.extend_from_slice(BOM);
+        }
+        let lines = rng.below(80);
+        // Most lines end as in a file written on Unix, or on Windows.
+        let crlf = rng.below(2) == 0;
+        for _ in 0..lines {
+            if rng.below(3) == 0 {
+                // A line of any bytes that matter.
+                let special: &[u8] = &[b'"', b'\r', b'\n', b'a', b' ', delimiter, b'"', 0xC3];
+                for _ in 0..rng.below(12) {
+                    out.push(special[rng.below(special.len())]);
+                }
+            } else {
+                // A plain line, of a field count near 3.
+                let fields = 1 + rng.below(5);
+                for f in 0..fields {
+                    if f > 0 {
+                        out.push(delimiter);
+                    }
+                    for _ in 0..rng.below(4) {
+                        out.push(b"xyz0"[rng.below(4)]);
+                    }
+                }
+            }
+            match rng.below(10) {
+                0 => out.extend_from_slice(if crlf { b"\n" } else { b"\r\n" }),
+                1 => out.push(b'\r'),
+                2 => {}
+                _ => out.extend_from_slice(if crlf { b"\r\n" } else { b"\n" }),
+            }
+        }
+        out
+    }
+
+    /// Records as plain reading gives them: (row, line, fields).
+    type Read = Vec<(u64, u64, Vec<Vec<u8>>)>;
+
+    /// Hands over at most `.1` bytes a read: a file's chunks, in small.
+    struct Trickle(std::io::Cursor<Vec<u8>>, usize);
+
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    /// `cap`: the input's buffer; `trickle`: at most as much a read from below it.
+    fn open(
+        data: &[u8],
+        (cap, trickle): (usize, usize),
+        delimiter: u8,
+        header: bool,
+    ) -> Option<CsvSource> {
+        let r: Box<dyn BufRead> = Box::new(std::io::BufReader::with_capacity(
+            cap,
+            Trickle(std::io::Cursor::new(data.to_vec()), trickle),
+        ));
+        CsvSource::new(r, delimiter, header, "t.csv").ok()
+    }
+
+    fn fields(src: &CsvSource) -> Vec<Vec<u8>> {
+        src.record().iter().map(<[u8]>::to_vec).collect()
+    }
+
+    /// Reads `src` to the end; with `pass`, passing over what it says before each
+    /// record. Returns the records given out, and the (row, fields) passed over.
+    fn read(
+        src: &mut CsvSource,
+        pass: Option<&dyn Fn(u64, usize) -> bool>,
+    ) -> (Read, Vec<(u64, usize)>) {
+        let (mut given, mut passed) = (Vec::new(), Vec::new());
+        loop {
+            if let Some(p) = pass {
+                src.pass_while(&mut |row, n| {
+                    let yes = p(row, n);
+                    if yes {
+                        passed.push((row, n));
+                    }
+                    yes
+                });
+            }
+            match src.advance() {
+                Ok(Some((row, line))) => given.push((row, line, fields(src))),
+                Ok(None) => return (given, passed),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn passing_over_rows_is_exactly_plain_reading() {
+        let mut rng = Rng(14);
+        let (mut passed_any, mut mixed, mut crlf) = (0, 0, 0);
+        for case in 0..10_000 {
+            let delimiter = [b',', b';', b'\t'][rng.below(3)];
+            let data = input(&mut rng, delimiter);
+            let header = rng.below(4) != 0;
+            let chunk = [1, 4, 16, 32, 64, 128, 4096][rng.below(7)];
+            let cap = ([chunk, 4096][rng.below(2)], chunk);
+            let seed = rng.next();
+            // (The same buffer for both: a buffer under 3 bytes keeps csv from seeing a
+            // byte order mark, a quirk of plain reading too.)
+            let Some(mut plain) = open(&data, cap, delimiter, header) else {
+                continue;
+            };
+            let (want, _) = read(&mut plain, None);
+            // Passes over about half the rows, by row and field count.
+            let pass = move |row: u64, n: usize| (row.wrapping_mul(seed) ^ n as u64) >> 63 == 1;
+            let mut src = open(&data, cap, delimiter, header).expect("opens as plain does");
+            let (given, passed) = read(&mut src, Some(&pass));
+            let ctx = || {
+                format!(
+                    "case {case}: cap {cap:?} header {header} {:?}",
+                    String::from_utf8_lossy(&data)
+                )
+            };
+            // Each passed row: one plain reading gives, of that field count, that the
+            // predicate passes.
+            for &(row, n) in &passed {
+                let rec = want
+                    .iter()
+                    .find(|r| r.0 == row)
+                    .unwrap_or_else(|| panic!("row {row} does not exist: {}", ctx()));
+                assert_eq!(rec.2.len(), n, "row {row}: {}", ctx());
+                assert!(pass(row, n));
+            }
+            // Every other row is given out, as plain reading gives it.
+            let rest: Read = want
+                .iter()
+                .filter(|r| !passed.iter().any(|p| p.0 == r.0))
+                .cloned()
+                .collect();
+            assert_eq!(given, rest, "{}", ctx());
+            passed_any += passed.len();
+            // Rows passed over in an input with quotes or `\r` in it.
+            mixed +=
+                usize::from(!passed.is_empty() && data.iter().any(|&c| c == b'"' || c == b'\r'));
+            // Rows passed over in a file whose first line ends with `\r\n`.
+            if src.line_fix == 1 {
+                crlf += passed.len();
+            }
+        }
+        // The fast path ran, and among the bytes that make it stop.
+        eprintln!("passed over {passed_any} rows ({crlf} in CRLF files), in {mixed} inputs with quotes or CR");
+        assert!(
+            passed_any > 6_000 && mixed > 1_500 && crlf > 2_000,
+            "{passed_any} {mixed} {crlf}"
+        );
+    }
+
+    #[test]
+    fn a_runaway_after_rows_passed_over_breaks_off_on_its_line() {
+        for nl in ["\n", "\r\n"] {
+            let mut d = format!("id,n{nl}").into_bytes();
+            for i in 0..20_000 {
+                d.extend_from_slice(format!("{i},x{nl}").as_bytes());
+            }
+            d.extend_from_slice(format!("7,\"never closed{nl}").as_bytes());
+            d.extend(std::iter::repeat_n(b'x', super::tests::over()));
+            let mut plain = open(&d, (64 * 1024, 64 * 1024), b',', true).unwrap();
+            let mut n = 0;
+            let want = loop {
+                match plain.advance() {
+                    Ok(Some(_)) => n += 1,
+                    Ok(None) => panic!("no runaway"),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!((n, want.line), (20_000, 20_002), "{nl:?}");
+            let mut src = open(&d, (64 * 1024, 64 * 1024), b',', true).unwrap();
+            let (mut passed, mut given) = (0, 0);
+            let got = loop {
+                src.pass_while(&mut |_, _| {
+                    passed += 1;
+                    true
+                });
+                match src.advance() {
+                    Ok(Some(_)) => given += 1,
+                    Ok(None) => panic!("no runaway"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(passed > 5_000, "{nl:?}: {passed}");
+            assert_eq!((passed + given, got), (20_000, want), "{nl:?}");
         }
     }
 }

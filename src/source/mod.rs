@@ -56,6 +56,14 @@ pub trait Records {
     fn too_long(&self) -> Option<u64> {
         None
     }
+
+    /// Passes over the next records, unread, while `pass(row, fields)` says so, given
+    /// each one's row number and field count (`--shard`: other copies' rows). Only as
+    /// far as both are known for certain, exactly as `advance` would give them, without
+    /// reading the fields (CSV: plain lines), and only within what is already read in.
+    /// The rows passed over count as read: `advance` goes on after the last. A source
+    /// that cannot tell passes none.
+    fn pass_while(&mut self, _pass: &mut dyn FnMut(u64, usize) -> bool) {}
 }
 
 /// The names of a source's fields.

@@ -291,11 +291,10 @@ impl Journal {
 /// the kernel 3 to 6 times more per byte than 64 KiB writes (`dd` of 135 MB: 0.10 to
 /// 0.23 s of system time in 13.5 KB writes, 0.04 s in 64 KiB ones): 0.1 to 0.2 s of
 /// czload's ~2 s of CPU per million rows in the end-to-end bench, more than the rest of
-/// the journal thread. A checkpoint every
-/// 1024 rows writes ~130 KB at once; the delay bounds how long a settled row's line
-/// waits at a slow rate (a crash or a second Ctrl-C loses at most those few ms of
-/// lines, besides the events still queued, which it loses anyway: rows without a line
-/// are resent by `--resume`, with their refs).
+/// the journal thread. A checkpoint every 1024 rows writes ~130 KB at once; the delay
+/// bounds how long a settled row's line waits at a slow rate (a crash or a second
+/// Ctrl-C loses at most those few ms of lines, besides the events still queued, which it
+/// loses anyway: rows without a line are resent by `--resume`, with their refs).
 #[derive(Default)]
 struct Pending {
     rows: usize,

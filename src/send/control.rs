@@ -19,7 +19,7 @@
 //! - startup: the rate doubles every step (100 ms, or a round trip if longer) until the
 //!   first throttling answer, or until the sender no longer keeps up (then the server is
 //!   not what binds, and the rate stays); it stays within a few times what went through
-//!   in the last second on a near server (8 times), and from 50 ms within 4 to 6 times
+//!   in the last second on a near server (8 times), and from 50 ms within 2.5 to 6 times
 //!   the most the server took in one whole second (a limit counted per second never
 //!   passes that): what the first throttled second costs is the rate times a round trip;
 //! - measure: a throttled second is one in which the server took all it would, so the ops
@@ -99,10 +99,12 @@ const EDGE: f64 = 0.01;
 const FEW: f64 = 20.0;
 /// A round trip from which startup's cap counts whole seconds (see `advance`)...
 const FAR: f64 = 0.05;
-/// ... and is this many times the most the server took in one: 6, and from 133 ms down
-/// to 4 at 200 ms (what an overshoot costs is the rate then times a round trip).
+/// ... and is this many times the most the server took in one: 6 at 75 ms, 4.5 at
+/// 100 ms, 2.5 from 180 ms. What an overshoot costs is the rate then times a round trip,
+/// up to this many times the limit times the round trip: in a 30 s run, K x RTT / 30 s of
+/// the requests (6 at 100 ms refused 2.6% at 500/s on benches/grid.sh, 4 at 200 ms 2.6%).
 fn far_cap(srtt: f64) -> f64 {
-    (0.8 / srtt.max(1e-6)).clamp(4.0, 6.0)
+    (0.45 / srtt.max(1e-6)).clamp(2.5, 6.0)
 }
 
 /// Startup's cap for a server `srtt` seconds away, below `FAR`: 8 times what went through
@@ -956,10 +958,11 @@ mod tests {
                             Shape::Bucket => (0.9, 0.08),
                         };
                         if rtt == 200 && limit == 20_000.0 {
-                            // Short of the goal here (0.89 in simulation, 0.88 to 0.90 on
-                            // benches/grid.sh): start-up from 300/s to 20,000/s without
-                            // refusing more than 2% of requests takes 3 s at 200 ms.
-                            share = 0.87;
+                            // Short of the goal here (0.84 in simulation): start-up from
+                            // 300/s to 20,000/s within 2.5 times a whole second's count
+                            // (what keeps the refusals of a 500/s limit under 2%) takes
+                            // some 5 s at 200 ms; BENCHMARKS.md has the grid's figures.
+                            share = 0.83;
                         }
                         if r.share < share || r.throttled > throttled {
                             bad.push(line);

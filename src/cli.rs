@@ -312,10 +312,10 @@ pub struct LoadArgs {
     pub max_concurrency: usize,
 
     /// Tasks per second, counted in operations (not requests). `auto` (the default) finds
-    /// the server's limit: it doubles the rate until the first throttling answer, then
-    /// searches for the highest rate that is not throttled and holds it, trying 2% more
-    /// every 10 seconds. A number holds that rate at any latency. `unlimited`: no pacing,
-    /// --concurrency requests in flight.
+    /// the server's limit: it doubles the rate until the first throttling answer, takes
+    /// what the server accepted in that second as the limit, holds 99% of it, and tries 1%
+    /// more every 10 seconds; the summary says the limit found. A number holds that rate
+    /// at any latency. `unlimited`: no pacing, --concurrency requests in flight.
     #[arg(long, value_name = "N|auto|unlimited", help_heading = "Sending")]
     pub rate: Option<String>,
 

@@ -16,9 +16,9 @@
 //! `--rate auto` is written for the usual case, a flat license rate counted per second
 //! (docs/protocol.md, "Limits and overload"), whatever the shape of the server's count
 //! (a fixed second, a sliding window, a token bucket):
-//! - startup: the rate doubles every step (100 ms, or a round trip if longer) until the
-//!   first throttling answer, or until the sender no longer keeps up (then the server is
-//!   not what binds, and the rate stays); it stays within a few times what went through
+//! - startup: the rate doubles every step (ten round trips, 25 to 100 ms, or one round
+//!   trip if longer) until the first throttling answer, or until the sender no longer
+//!   keeps up (then the server is not what binds, and the rate stays); it stays within a few times what went through
 //!   in the last second on a near server (16 times), and from 75 ms within 2.5 to 6 times
 //!   the most the server took in one whole second (a limit counted per second never
 //!   passes that): what the first throttled second costs is the rate times a round trip;

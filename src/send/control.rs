@@ -578,123 +578,142 @@ impl Auto {
                 let step = (10.0 * srtt)
                     .clamp(STARTUP_STEP.0, STARTUP_STEP.1)
                     .max(srtt);
-                if took.as_secs_f64() < step {
-                    return;
+                if took.as_secs_f64() >= step {
+                    let to = self.startup_step(*rate, took, wall_now, srtt, batch);
+                    self.set(now, rate, to);
                 }
-                // Whether the sender kept up with the rate: if not, something else binds
-                // (the in-flight ceiling, the input, the CPU) and more proves nothing.
-                let kept_up = self.kept_up(*rate, took, batch);
-                // A limit counted per second refuses only once a second's worth has gone,
-                // so the first refusal can come at many times the limit, and everything
-                // sent in the round trip before it is refused too. No more than a few
-                // times the rate that went through in the last second (or since the start,
-                // in the first) keeps that overshoot small.
-                let start = AUTO_START_REQUESTS * batch * self.share;
-                // Over the last second, or ten round trips if shorter: what is refused in
-                // a round trip is all an overshoot costs, so a near server may grow faster.
-                let longest = (10.0 * srtt).clamp(0.1, 1.0);
-                // Answers come half a round trip after the server saw their requests:
-                // what it took is known up to then.
-                let known = wall_now - srtt / 2.0;
-                let span = (known - self.started).clamp(0.1, longest);
-                let mut through = self.accepted_since(known - span, known, known) / span;
-                if srtt >= FAR {
-                    // Far, an overshoot costs many requests: the most the server took in
-                    // one whole second so far, which a limit counted per second never
-                    // passes (a span across two seconds can count nearly twice it).
-                    let whole = self
-                        .seconds
-                        .iter()
-                        .filter(|&&(s, _)| (s + 1) as f64 <= known)
-                        .map(|&(_, n)| n)
-                        .fold(None, |m: Option<f64>, n| Some(m.map_or(n, |m| m.max(n))));
-                    if let Some(w) = whole {
-                        through = w;
-                    }
-                }
-                let cap = if srtt >= FAR {
-                    far_cap(srtt)
-                } else {
-                    startup_cap(srtt)
-                } * through.max(start);
-                let to = if kept_up {
-                    (*rate * 2.0).min(cap)
-                } else {
-                    *rate
-                };
-                tracing::debug!(
-                    "startup at {rate:.0} ops/s: {through:.0} went through, cap {cap:.0}, kept up: {kept_up}"
-                );
-                self.set(now, rate, to.max(*rate));
             }
             Phase::Measure(sec, seen, at) => {
                 // Every request the server saw in that second has been answered.
-                if wall_now < (sec + 1) as f64 + srtt {
-                    return;
-                }
-                // A server counting per wall-clock second took its limit in that second.
-                // One counting otherwise (a bucket drained just before) may have taken
-                // less there, and the pause cut the rest; but over the second before the
-                // first refusal it took at least its limit, and a second counted per
-                // wall clock never twice its limit. Half that is a floor, and from the
-                // floor the rate climbs until throttled again.
-                // The second before went through unthrottled: the limit is at least what
-                // it took (a throttled second counted short, its answers late behind a
-                // busy CPU, must not set the rate below that).
-                let mut aligned = self
-                    .accepted_in(sec)
-                    .max(self.accepted_in(sec.saturating_sub(1)));
-                // A second of few requests is counted a request short by one placed in the
-                // next second (20% at 500/s), and a limit found short is held for the run
-                // (a probe adds 1% in 10 s), while one found long is throttled and measured
-                // again at once: those near either turn of the second count in.
-                if self.accepted_in(sec) < FEW * batch {
-                    aligned = aligned.max(self.accepted_in(sec) + count_in(&self.edges, sec));
-                }
-                let floor = self.accepted_since(seen - 1.0, seen, f64::INFINITY) / 2.0;
-                let mut limit = aligned.max(floor);
-                // Throttled at a rate held for a second: the limit was found again.
-                self.probe = if self.found.is_some() && at.is_finite() {
-                    PROBE_AGAIN
-                } else {
-                    PROBE
-                };
-                if self.found.is_some() && at.is_finite() {
-                    // Throttled again at a rate held for a second, `at`, so the limit is
-                    // below it. A second placed a
-                    // little off the server's (the round trip is not split evenly) counts a
-                    // little more or less than the limit; between the two, the middle.
-                    limit = if limit < at { (limit + at) / 2.0 } else { at };
-                }
-                self.phase = if floor > aligned {
-                    Phase::Climb
-                } else {
-                    Phase::Hold
-                };
-                if limit > 0.0 {
-                    self.found = Some(limit);
-                    tracing::debug!("the server took {limit:.0} ops in a throttled second");
-                    self.set(now, rate, limit * HOLD_SHARE);
-                } else {
-                    // Nothing went through in that second: back off and measure again.
-                    self.set(now, rate, *rate / 2.0);
+                if wall_now >= (sec + 1) as f64 + srtt {
+                    self.measured(now, rate, (sec, seen, at), batch);
                 }
             }
             Phase::Climb => {
                 if took >= CLIMB_STEP.max(Duration::from_secs_f64(2.0 * srtt)) {
-                    let kept_up = self.kept_up(*rate, took, batch);
-                    let to = if kept_up { *rate * CLIMB } else { *rate };
-                    self.set(now, rate, to);
+                    self.grow(now, rate, took, batch, CLIMB);
                 }
             }
             Phase::Hold => {
                 if took >= self.probe {
-                    let kept_up = self.kept_up(*rate, took, batch);
-                    let to = if kept_up { *rate * 1.01 } else { *rate };
-                    self.set(now, rate, to);
+                    self.grow(now, rate, took, batch, 1.01);
                 }
             }
         }
+    }
+
+    /// Startup's next rate: double, within a few times what went through.
+    fn startup_step(&self, rate: f64, took: Duration, wall_now: f64, srtt: f64, batch: f64) -> f64 {
+        // Whether the sender kept up with the rate: if not, something else binds (the
+        // in-flight ceiling, the input, the CPU) and more proves nothing.
+        let kept_up = self.kept_up(rate, took, batch);
+        // A limit counted per second refuses only once a second's worth has gone, so the
+        // first refusal can come at many times the limit, and everything sent in the round
+        // trip before it is refused too. No more than a few times the rate that went
+        // through in the last second (or since the start, in the first) keeps that
+        // overshoot small.
+        let start = AUTO_START_REQUESTS * batch * self.share;
+        // Answers come half a round trip after the server saw their requests: what it
+        // took is known up to then.
+        let known = wall_now - srtt / 2.0;
+        let (through, times) = if srtt >= FAR {
+            // Far, an overshoot costs many requests: the most the server took in one whole
+            // second so far, which a limit counted per second never passes (a span across
+            // two seconds can count nearly twice it).
+            let whole = self
+                .seconds
+                .iter()
+                .filter(|&&(s, _)| (s + 1) as f64 <= known)
+                .map(|&(_, n)| n)
+                .reduce(f64::max);
+            (
+                whole.unwrap_or_else(|| self.through(known, srtt)),
+                far_cap(srtt),
+            )
+        } else {
+            (self.through(known, srtt), startup_cap(srtt))
+        };
+        let cap = times * through.max(start);
+        tracing::debug!(
+            "startup at {rate:.0} ops/s: {through:.0} went through, cap {cap:.0}, kept up: {kept_up}"
+        );
+        if kept_up {
+            (rate * 2.0).min(cap).max(rate)
+        } else {
+            rate
+        }
+    }
+
+    /// Ops per second accepted up to `known` (server time): over the last second, or ten
+    /// round trips if shorter (what is refused in a round trip is all an overshoot costs,
+    /// so a near server may grow faster), or since the start.
+    fn through(&self, known: f64, srtt: f64) -> f64 {
+        let longest = (10.0 * srtt).clamp(0.1, 1.0);
+        let span = (known - self.started).clamp(0.1, longest);
+        self.accepted_since(known - span, known, known) / span
+    }
+
+    /// The throttled second `sec` (first refused at `seen`, at a rate held for a second,
+    /// `at`, or infinity) is over and answered: its count is the limit.
+    fn measured(
+        &mut self,
+        now: Instant,
+        rate: &mut f64,
+        (sec, seen, at): (u64, f64, f64),
+        batch: f64,
+    ) {
+        // A server counting per wall-clock second took its limit in that second. One
+        // counting otherwise (a bucket drained just before) may have taken less there, and
+        // the pause cut the rest; but over the second before the first refusal it took at
+        // least its limit, and a second counted per wall clock never twice its limit. Half
+        // that is a floor, and from the floor the rate climbs until throttled again.
+        // The second before went through unthrottled: the limit is at least what it took
+        // (a throttled second counted short, its answers late behind a busy CPU, must not
+        // set the rate below that).
+        let mut aligned = self
+            .accepted_in(sec)
+            .max(self.accepted_in(sec.saturating_sub(1)));
+        // A second of few requests is counted a request short by one placed in the next
+        // second (20% at 500/s), and a limit found short is held for the run (a probe adds
+        // 1% in 10 s), while one found long is throttled and measured again at once: those
+        // near either turn of the second count in.
+        if self.accepted_in(sec) < FEW * batch {
+            aligned = aligned.max(self.accepted_in(sec) + count_in(&self.edges, sec));
+        }
+        let floor = self.accepted_since(seen - 1.0, seen, f64::INFINITY) / 2.0;
+        let mut limit = aligned.max(floor);
+        // Throttled again at a rate held for a second: the limit was found again.
+        let again = self.found.is_some() && at.is_finite();
+        self.probe = if again { PROBE_AGAIN } else { PROBE };
+        if again {
+            // The limit is below `at`. A second placed a little off the server's (the
+            // round trip is not split evenly) counts a little more or less than the limit;
+            // between the two, the middle.
+            limit = if limit < at { (limit + at) / 2.0 } else { at };
+        }
+        self.phase = if floor > aligned {
+            Phase::Climb
+        } else {
+            Phase::Hold
+        };
+        if limit > 0.0 {
+            self.found = Some(limit);
+            tracing::debug!("the server took {limit:.0} ops in a throttled second");
+            self.set(now, rate, limit * HOLD_SHARE);
+        } else {
+            // Nothing went through in that second: back off and measure again.
+            self.set(now, rate, *rate / 2.0);
+        }
+    }
+
+    /// Climb and hold's step: `factor` times the rate if the sender kept up with it.
+    fn grow(&mut self, now: Instant, rate: &mut f64, took: Duration, batch: f64, factor: f64) {
+        let to = if self.kept_up(*rate, took, batch) {
+            *rate * factor
+        } else {
+            *rate
+        };
+        self.set(now, rate, to);
     }
 }
 

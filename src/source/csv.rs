@@ -110,6 +110,24 @@ impl RowGuard {
     }
 }
 
+/// A header record's fields as column names (trimmed), or which one is not UTF-8.
+fn header_names(first: &csv::ByteRecord, name: &str) -> Result<Vec<String>> {
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            std::str::from_utf8(f)
+                .map(|s| s.trim().to_string())
+                .map_err(|_| {
+                    Error::file(
+                        name,
+                        format!("column {} of the header is not valid UTF-8", i + 1),
+                    )
+                })
+        })
+        .collect()
+}
+
 pub struct CsvSource {
     rdr: csv::Reader<RowGuard>,
     /// The line after the last complete record: where a runaway row starts.
@@ -188,56 +206,37 @@ impl CsvSource {
         }
         strip_bom(&mut first);
         let last_line = first.position().map_or(1, |p| p.line());
-        if has_header {
-            let header = first
-                .iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    std::str::from_utf8(f)
-                        .map(|s| s.trim().to_string())
-                        .map_err(|_| {
-                            Error::file(
-                                name,
-                                format!("column {} of the header is not valid UTF-8", i + 1),
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut src = CsvSource {
-                rdr,
-                next_line: 0,
-                end_line: 0,
-                header,
-                header_record: Some(first),
-                rec: csv::ByteRecord::new(),
-                row: 0,
-                first_pending: false,
-                last_line,
-                line_fix: crlf as u64,
-                passed_lines: 0,
-                delimiter: (!b"\"\r\n".contains(&delimiter)).then_some(delimiter),
-            };
-            src.record_done();
-            Ok(src)
+        // With a header, the first record is it; without, it is the first row, given
+        // out by the first `advance`.
+        let (header, header_record, rec) = if has_header {
+            (
+                header_names(&first, name)?,
+                Some(first),
+                csv::ByteRecord::new(),
+            )
         } else {
-            let header = (1..=first.len()).map(|i| format!("key{i}")).collect();
-            let mut src = CsvSource {
-                rdr,
-                next_line: 0,
-                end_line: 0,
-                header,
-                header_record: None,
-                rec: first,
-                row: 0,
-                first_pending: true,
-                last_line,
-                line_fix: crlf as u64,
-                passed_lines: 0,
-                delimiter: (!b"\"\r\n".contains(&delimiter)).then_some(delimiter),
-            };
-            src.record_done();
-            Ok(src)
-        }
+            (
+                (1..=first.len()).map(|i| format!("key{i}")).collect(),
+                None,
+                first,
+            )
+        };
+        let mut src = CsvSource {
+            rdr,
+            next_line: 0,
+            end_line: 0,
+            header,
+            first_pending: header_record.is_none(),
+            header_record,
+            rec,
+            row: 0,
+            last_line,
+            line_fix: crlf as u64,
+            passed_lines: 0,
+            delimiter: (!b"\"\r\n".contains(&delimiter)).then_some(delimiter),
+        };
+        src.record_done();
+        Ok(src)
     }
 
     /// The cap on one row's size (never below [`MAX_ROW_BYTES`]); past it the input

@@ -1022,8 +1022,16 @@ mod tests {
             assert_eq!(c.limit_found().map(f64::round), Some(20_000.0));
             assert_eq!(c.rate().map(f64::round), Some(19_800.0));
             send_until(&c, t0, 6.31, 9.7);
-            let expect: f64 = if short { 19_800.0 * 1.01 * 1.02 * 1.04 } else { 19_800.0 };
-            assert_eq!(c.rate().map(f64::round), Some(expect.round()), "short: {short}");
+            let expect: f64 = if short {
+                19_800.0 * 1.01 * 1.02 * 1.04
+            } else {
+                19_800.0
+            };
+            assert_eq!(
+                c.rate().map(f64::round),
+                Some(expect.round()),
+                "short: {short}"
+            );
         }
     }
 
@@ -1140,6 +1148,8 @@ mod tests {
         throttled: f64,
         requests: usize,
         found: Option<f64>,
+        /// The most ops sent into one server second after the first throttled one.
+        most_after: f64,
     }
 
     /// `--rate auto` for `secs` against a server of `limit` ops/s, `rtt_ms` away: the
@@ -1166,6 +1176,8 @@ mod tests {
         let (mut ok_ops, mut requests, mut refused_requests, mut ops, mut refused_ops) =
             (0usize, 0usize, 0usize, 0usize, 0usize);
         let mut pause_until = Duration::ZERO;
+        let mut per_second: std::collections::BTreeMap<u64, f64> = Default::default();
+        let mut first_refused = None;
         let step = Duration::from_micros(250);
         let mut t = Duration::ZERO;
         while t < Duration::from_secs(secs) {
@@ -1184,6 +1196,10 @@ mod tests {
             {
                 let at = t.as_secs_f64() + offset + rtt.as_secs_f64() / 2.0;
                 let ok = srv.admit(at, 100);
+                *per_second.entry(at as u64).or_default() += 100.0;
+                if ok < 100 && first_refused.is_none() {
+                    first_refused = Some(at as u64);
+                }
                 requests += 1;
                 ops += 100;
                 ok_ops += ok;
@@ -1204,6 +1220,30 @@ mod tests {
             },
             requests,
             found: c.limit_found(),
+            most_after: first_refused.map_or(0.0, |f| {
+                per_second
+                    .range(f + 1..)
+                    .map(|(_, &n)| n)
+                    .fold(0.0, f64::max)
+            }),
+        }
+    }
+
+    /// After the first throttled second, no second is sent more than the limit: at
+    /// 500/s, 200 ms away, what startup's last burst landed in the next second counts
+    /// against it (without that, it got six requests of 100, and a second refusal).
+    #[test]
+    fn no_second_is_sent_more_than_the_limit_once_measured() {
+        for offset in [0.03, 0.37, 0.71] {
+            for rtt in [100, 200] {
+                let r = simulate(500.0, rtt, Shape::Window, true, offset);
+                assert_eq!(r.found, Some(500.0), "offset {offset}, {rtt} ms");
+                assert!(
+                    r.most_after <= 500.0,
+                    "{} at offset {offset}, {rtt} ms",
+                    r.most_after
+                );
+            }
         }
     }
 

@@ -16,12 +16,14 @@
 //! `--rate auto` is written for the usual case, a flat license rate counted per second
 //! (docs/protocol.md, "Limits and overload"), whatever the shape of the server's count
 //! (a fixed second, a sliding window, a token bucket):
-//! - startup: the rate doubles every step (ten round trips, 25 to 100 ms, or one round
-//!   trip if longer) until the first throttling answer, or until the sender no longer
-//!   keeps up (then the server is not what binds, and the rate stays); it stays within a few times what went through
-//!   in the last second on a near server (16 times), and from 75 ms within 2.5 to 6 times
-//!   the most the server took in one whole second (a limit counted per second never
-//!   passes that): what the first throttled second costs is the rate times a round trip;
+//! - startup, until the first throttling answer (what the first throttled second costs is
+//!   the rate then times a round trip):
+//!   - near (under 75 ms), the rate doubles every ten round trips (25 to 100 ms) while the
+//!     sender keeps up (if not, the server is not what binds, and the rate stays), within
+//!     3 to 16 times what went through lately (`startup_step`);
+//!   - far, it is taken at every answer and request, within 2.5 to 4 times the most the
+//!     server took in one second of its clock, the answered part of the second under way
+//!     included (`far_startup`);
 //! - measure: a throttled second is one in which the server took all it would, so the ops
 //!   it accepted in that second (counted by when the server saw them: sent + half the
 //!   round trip, on this machine's clock) are its limit. Everyone pauses to the end of that
@@ -29,8 +31,12 @@
 //!   (the next request after the pause), the rate becomes `HOLD_SHARE` of what it
 //!   accepted. A refusal while the rate has held for a second says the limit is below
 //!   that rate; one just after a change only says what was sent before it;
+//!   From then on no server second is sent more than the limit (`claim`);
 //! - hold: that rate, plus 1% every `PROBE` without throttling, so that a limit that grew
 //!   (the account's other traffic ended) is found again; the next throttling measures anew.
+//!   A first measure that took less than the second before it (which a wall-clock second
+//!   never does) is probed up quickly; a rate held for a second and refused although its
+//!   seconds took it backs off further each time.
 //!
 //! A bucket that starts full accepts more than its rate in the first throttled second; the
 //! rate then found is too high, and the next throttled second, with the bucket empty, gives
@@ -81,9 +87,8 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 128;
 const AUTO_START_REQUESTS: f64 = 3.0;
 const AUTO_MIN: f64 = 1.0;
 const AUTO_MAX: f64 = 10_000_000.0;
-/// Startup's step: ten round trips, from 25 to 100 ms, and at least one round trip. On a
-/// near server an overshoot costs little (it is stopped a round trip later), and a 1M-row
-/// load into one with no limit took a second and a half to reach full speed at 100 ms.
+/// Near startup's step: ten round trips, from 25 to 100 ms. On a near server an overshoot
+/// costs little (it is stopped a round trip later).
 const STARTUP_STEP: (f64, f64) = (0.025, 0.1);
 /// Startup's rate stays within this many times the ops accepted in the last second, at
 /// most: what the first throttled second costs is the rate then times a round trip (all
@@ -627,9 +632,8 @@ impl Auto {
                 }
             }
             Phase::Startup => {
-                let step = (10.0 * srtt)
-                    .clamp(STARTUP_STEP.0, STARTUP_STEP.1)
-                    .max(srtt);
+                // Near (under `FAR`), ten round trips are at least one.
+                let step = (10.0 * srtt).clamp(STARTUP_STEP.0, STARTUP_STEP.1);
                 if took.as_secs_f64() >= step {
                     let to = self.startup_step(*rate, took, wall_now, srtt, batch);
                     self.set(now, rate, to);
@@ -671,7 +675,7 @@ impl Auto {
     /// × round trip. Why at every answer: in steps, once a whole second was counted, the
     /// rate took 6 s to reach 20,000/s at 200 ms (0.81 to 0.85 of the limit over 30 s on
     /// benches/grid.sh); following the second under way, it grows some three times a
-    /// second.
+    /// second (3.5 s to 20,000/s in simulation, against 6.3 s before).
     ///
     /// Until the ops sent into the second they land in reach the most taken in a whole
     /// one, the cap is twice that: a limit counted per wall-clock second cannot refuse
@@ -712,8 +716,7 @@ impl Auto {
         // A limit counted per second refuses only once a second's worth has gone, so the
         // first refusal can come at many times the limit, and everything sent in the round
         // trip before it is refused too. No more than a few times the rate that went
-        // through in the last second (or since the start, in the first) keeps that
-        // overshoot small.
+        // through over the last ten round trips (`through`) keeps that overshoot small.
         let start = AUTO_START_REQUESTS * batch * self.share;
         // Answers come half a round trip after the server saw their requests: what it
         // took is known up to then.
@@ -911,38 +914,6 @@ mod tests {
         assert_eq!(c.shortfall().map(|s| s.ceiling), Some(3));
     }
 
-    /// A refusal that follows a measure at once comes from what was sent before the new
-    /// rate took hold: it is measured like any other, not taken as the limit being below
-    /// the rate of the moment. (Taken so, a run at 200 ms found 9,900 of a 20,000 limit:
-    /// the rate had just been halved for the measure, and it held that for the run.)
-    #[test]
-    fn a_refusal_just_after_a_measure_does_not_lower_the_limit() {
-        let t0 = Instant::now();
-        let c = Control::new(cfg(Rate::Auto), t0, Duration::ZERO);
-        let l = Duration::from_millis(200);
-        let at = |s: f64| t0 + Duration::from_secs_f64(s);
-        // A server second's worth (20,000 ops) seen in second `sec`, answered 200 ms later.
-        let fill = |sec: f64| {
-            for i in 0..200 {
-                let sent = at(sec + i as f64 * 0.004);
-                c.on_answer(sent + l, sent, 100, 0, l);
-            }
-        };
-        fill(4.9);
-        c.on_answer(at(5.95), at(5.75), 0, 100, l);
-        assert!(c.claim(at(6.31), 100).is_some() || c.limit_found().is_some());
-        assert_eq!(c.limit_found().map(f64::round), Some(20_000.0));
-        // Overrun at once, twice: second 6 (the rate just set) and second 7 (the rate just
-        // halved for that measure).
-        fill(5.9);
-        c.on_answer(at(6.6), at(6.4), 0, 100, l);
-        c.on_answer(at(7.3), at(7.1), 0, 100, l);
-        fill(6.9);
-        c.claim(at(8.31), 100);
-        assert_eq!(c.limit_found().map(f64::round), Some(20_000.0));
-        assert_eq!(c.rate().map(f64::round), Some(19_800.0));
-    }
-
     /// A server second's worth (20,000 ops in 200 requests over 0.8 s) sent from `from`
     /// (seconds after `t0`), each answered 200 ms later: seen in second `from + 0.1`.
     fn fill(c: &Control, t0: Instant, from: f64, requests: usize) {
@@ -951,6 +922,40 @@ mod tests {
             let sent = t0 + Duration::from_secs_f64(from + i as f64 * 0.004);
             c.on_answer(sent + l, sent, 100, 0, l);
         }
+    }
+
+    /// `--rate auto` 200 ms away, `t0` its start: second 5 took 20,000 ops and then
+    /// refused one request; that measure ends at the first request from 6.2 s.
+    fn throttled_in_second_5(t0: Instant) -> Control {
+        let c = Control::new(cfg(Rate::Auto), t0, Duration::ZERO);
+        let l = Duration::from_millis(200);
+        fill(&c, t0, 4.9, 200);
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        c.on_answer(at(5.95), at(5.75), 0, 100, l);
+        c
+    }
+
+    /// A refusal that follows a measure at once comes from what was sent before the new
+    /// rate took hold: it is measured like any other, not taken as the limit being below
+    /// the rate of the moment. (Taken so, a run at 200 ms found 9,900 of a 20,000 limit:
+    /// the rate had just been halved for the measure, and it held that for the run.)
+    #[test]
+    fn a_refusal_just_after_a_measure_does_not_lower_the_limit() {
+        let t0 = Instant::now();
+        let c = throttled_in_second_5(t0);
+        let l = Duration::from_millis(200);
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        assert!(c.claim(at(6.31), 100).is_some() || c.limit_found().is_some());
+        assert_eq!(c.limit_found().map(f64::round), Some(20_000.0));
+        // Overrun at once, twice: second 6 (the rate just set) and second 7 (the rate just
+        // halved for that measure).
+        fill(&c, t0, 5.9, 200);
+        c.on_answer(at(6.6), at(6.4), 0, 100, l);
+        c.on_answer(at(7.3), at(7.1), 0, 100, l);
+        fill(&c, t0, 6.9, 200);
+        c.claim(at(8.31), 100);
+        assert_eq!(c.limit_found().map(f64::round), Some(20_000.0));
+        assert_eq!(c.rate().map(f64::round), Some(19_800.0));
     }
 
     /// Sends every request the pacer allows from `from` to `to` (seconds after `t0`), as a
@@ -978,11 +983,9 @@ mod tests {
     #[test]
     fn a_refusal_at_a_rate_its_seconds_took_backs_off_further_each_time() {
         let t0 = Instant::now();
-        let c = Control::new(cfg(Rate::Auto), t0, Duration::ZERO);
+        let c = throttled_in_second_5(t0);
         let l = Duration::from_millis(200);
         let at = |s: f64| t0 + Duration::from_secs_f64(s);
-        fill(&c, t0, 4.9, 200);
-        c.on_answer(at(5.95), at(5.75), 0, 100, l);
         c.claim(at(6.31), 100);
         assert_eq!(c.limit_found().map(f64::round), Some(20_000.0));
         assert_eq!(c.rate().map(f64::round), Some(19_800.0));

@@ -8,7 +8,7 @@
 #
 # deploy/kubernetes/ runs it as an Indexed Job (one copy per --shard).
 
-FROM rust:1.85-slim-bookworm AS build
+FROM rust:1.88-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 # No debug info and stripped symbols in the image (the release profile keeps line tables

@@ -14,4 +14,5 @@ mod sandbox;
 mod secrets;
 mod shard;
 mod sync;
+mod toolchain;
 mod unattended;

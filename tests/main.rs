@@ -3,6 +3,7 @@
 mod bad_input;
 mod check;
 mod common;
+mod deploy;
 mod hostile;
 mod inputs;
 mod load;

@@ -8,23 +8,57 @@ use std::path::PathBuf;
 #[command(
     name = "czload",
     version,
-    about = "Load CSV and NDJSON files into Corezoid processes as tasks: streaming, batched, signed, rate-limited, exactly once",
+    about = "Load CSV, TSV, NDJSON and JSON-array files into Corezoid processes as tasks: streaming, batched, signed, rate-limited, exactly once",
     long_about = None,
+    after_help = EXAMPLES,
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The common tasks, shown after `czload --help` and in the man page's EXAMPLES.
+pub const EXAMPLES: &str = "\
+Examples:
+  Try it on the built-in sandbox (no account needed):
+    czload load samples/orders.csv --conv-id 555 --sandbox
+  Check a mapping against the process, then load with a key column as the ref:
+    czload check orders.csv --conv-id 555 --ref-column order_id --type amount:number
+    czload load orders.csv --conv-id 555 --ref-column order_id --type amount:number
+  Read, map and sign everything, send nothing:
+    czload load orders.csv --conv-id 555 --dry-run
+  After a crash, Ctrl-C or kill: go on where the results log ends:
+    czload load orders.csv --conv-id 555 --resume
+  Load the rows that failed, with the same flags:
+    czload load orders.retry.csv --conv-id 555
+  One load as 3 copies, then one results log:
+    czload load orders.csv --conv-id 555 --shard 0/3   (and 1/3, 2/3)
+    czload merge-results orders.shard-*-of-3.results.ndjson -o orders.results.ndjson
+  A report of a run:
+    czload report orders.results.ndjson -o orders.report.html
+
+The secret comes from COREZOID_API_SECRET or --secret-file, never a flag. `czload load \
+--help` lists every flag; `czload man` prints the manual.";
+
+/// `czload load --help`: its exit codes, then the examples.
+pub const LOAD_EXAMPLES: &str = "\
+Exit codes: 0 every row succeeded; 2 some did not; 1 the run could not proceed (usage, \
+input, authentication, results log in use or unfinished, server unreachable); 130 / 143 / \
+129 stopped by SIGINT / SIGTERM / SIGHUP after finishing the requests in flight (resumable \
+with --resume; a second signal exits at once).
+
+Examples:
+  czload load orders.csv --conv-id 555 --ref-column order_id --type amount:number --rate 50
+  czload load events.ndjson.gz --conv-id 555 --dry-run
+  czload load export.csv --conv-id 555 --delimiter ';' --encoding windows-1251
+  cat rows.ndjson | czload load - --conv-id 555 --results rows.results.ndjson
+  czload load orders.csv --conv-id 555 --resume        (after a stop: the rest, exactly once)
+  czload load orders.csv --conv-id 555 --restart       (start over, replacing the log)";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load rows from CSV, TSV, NDJSON or JSON-array files into a Corezoid process as tasks.
-    #[command(
-        after_help = "Exit codes: 0 every row succeeded; 2 some did not; 1 the run could not proceed \
-(usage, input, authentication, results log in use or unfinished, server unreachable); \
-130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP after finishing the requests in flight \
-(resumable with --resume; a second signal exits at once)."
-    )]
+    #[command(after_help = LOAD_EXAMPLES)]
     Load(Box<LoadArgs>),
     /// Check that a mapping fits the process before loading: map the first rows as `load`
     /// would (same flags) and compare them with the process's declared parameters.
@@ -562,5 +596,32 @@ mod tests {
     #[test]
     fn flag_definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every `czload ...` line of the help's examples is a command clap accepts, so the
+    /// examples cannot drift from the flags. Shell quoting is only `'...'`; a note in
+    /// parentheses after the command is dropped, and a glob stands for its files.
+    #[test]
+    fn every_example_in_the_help_parses() {
+        let mut n = 0;
+        for line in EXAMPLES.lines().chain(LOAD_EXAMPLES.lines()) {
+            let line = line.trim();
+            let piped = line.split_once("| ").map_or(line, |(_, c)| c);
+            let Some(cmd) = piped.strip_prefix("czload ") else {
+                continue;
+            };
+            let cmd = cmd.split("  (").next().unwrap_or(cmd);
+            let words: Vec<String> = std::iter::once("czload".to_owned())
+                .chain(
+                    cmd.split_whitespace()
+                        .map(|w| w.trim_matches('\'').to_owned()),
+                )
+                .collect();
+            if let Err(e) = Cli::try_parse_from(&words) {
+                panic!("example `{line}` does not parse: {e}");
+            }
+            n += 1;
+        }
+        assert!(n >= 15, "only {n} examples found");
     }
 }

@@ -71,7 +71,7 @@ naming the flag that fixes it. Nothing is created: it sends only `show conv` and
     )]
     Check(Box<LoadArgs>),
     /// Run a local server that speaks the Corezoid API, for trying czload and for tests.
-    Sandbox(SandboxArgs),
+    Sandbox(Box<SandboxArgs>),
     /// Write an HTML report (one self-contained file, charts included) from a results log.
     Report(ReportArgs),
     /// Join the results logs of the N copies of one load (`load --shard i/N`) into one
@@ -577,6 +577,16 @@ pub struct SandboxArgs {
     /// mapping with. None: the processes declare nothing, and anything goes.
     #[arg(long = "param", value_name = "NAME:TYPE[:required]")]
     pub params: Vec<String>,
+
+    /// A process alias: `obj_alias` NAME (with any `company_id`) stands for process CONV,
+    /// as `--alias` on a load addresses it. Repeatable.
+    #[arg(long = "alias", value_name = "NAME=CONV")]
+    pub aliases: Vec<String>,
+
+    /// Lose every Nth task created in a process: answered ok with an obj_id, then not
+    /// kept, as a server that loses tasks would (for `czload verify`). 0: never.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub lose_every: u64,
 
     /// Write every stored task as NDJSON to this file on shutdown.
     #[arg(long, value_name = "FILE")]

@@ -79,7 +79,7 @@ fn main() -> ExitCode {
                 1
             }
         },
-        Command::Sandbox(args) => match rt.block_on(czload::sandbox::run_command(args)) {
+        Command::Sandbox(args) => match rt.block_on(czload::sandbox::run_command(*args)) {
             Ok(()) => 0,
             Err(e) => {
                 say!("czload: {e}\n");

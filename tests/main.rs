@@ -12,6 +12,7 @@ mod raw;
 mod recovery;
 mod report;
 mod sandbox;
+mod sandbox_api;
 mod secrets;
 mod shard;
 mod sync;

@@ -33,7 +33,7 @@ fn cfg() -> SendConfig {
         max_attempts: 5,
         max_retry_time: 60 * S,
         insecure: false,
-        op: OpKind::Create,
+        op: OpKind::CREATE,
         sync: None,
         backoff_base: 100 * MS,
         backoff_cap: 2 * S,
@@ -91,6 +91,7 @@ fn settled(out: &[Option<Outcome>]) -> Vec<(Status, u32)> {
     out.iter()
         .map(|o| {
             let o = o.as_ref().expect("settled");
+            assert!(cfg().op.ends_in.contains(&o.status), "{o:?}");
             (o.status, o.attempts)
         })
         .collect()

@@ -12,7 +12,6 @@ use super::matching;
 use super::retry::{self, Answer, OpVerdict, Verdict};
 use super::sender::{now, Sender};
 use crate::batch::Batch;
-use crate::op::OpKind;
 use crate::outcome::{Outcome, Status, TaskId};
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -325,7 +324,7 @@ impl Sender {
             let kind = self.cfg.op.of_row(batch.op(i));
             let dup_is_exists = kind.duplicate_ref_is_exists();
             let attempts = st.attempts[i];
-            if self.cfg.sync.is_some() && kind == OpKind::Create {
+            if self.cfg.sync.is_some() && kind.sync {
                 if let Some(why) = retry::sync_no_reply(proc_, a.description.as_deref()) {
                     let mut o = Outcome::new(Status::NoReply, attempts).with_error(why);
                     o.proc_ = Some(proc_.to_string());

@@ -91,7 +91,7 @@ fn ndjson_bytes() -> Bytes {
 
 fn mapping(types: Vec<(String, ColType)>) -> MappingConfig {
     MappingConfig {
-        op: OpKind::Create,
+        op: OpKind::CREATE,
         target: Target::Conv(555),
         company_id: None,
         ref_mode: RefMode::Auto,

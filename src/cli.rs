@@ -1,6 +1,7 @@
 //! The flags as the user types them (clap derive). Nothing past `config/` sees these
 //! types: `LoadConfig::from_args` (src/config/) validates them into plain settings.
 
+use crate::op::OpKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -146,16 +147,15 @@ pub enum CompressionArg {
     Zstd,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OpArg {
-    /// Create one task per row.
-    Create,
-    /// Modify the task with the row's ref, merging the row into its data.
-    Modify,
-    /// Each NDJSON (or JSON-array) line is a whole op (`type`, `obj` and the rest, any
-    /// object kind), sent as written but for the `id` czload puts first; its own `ref`
-    /// makes retries safe.
-    Raw,
+/// `--op`: the kinds of op, from their table (`src/op.rs`), so a new kind needs no line here.
+impl ValueEnum for OpKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        OpKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name).help(self.help))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -249,7 +249,7 @@ pub struct LoadArgs {
 
     /// Operation for every row.
     #[arg(long, value_enum, default_value = "create", help_heading = "Target")]
-    pub op: OpArg,
+    pub op: OpKind,
 
     /// Take each task's ref from this column (CSV) or top-level field (NDJSON).
     #[arg(

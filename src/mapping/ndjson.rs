@@ -189,7 +189,7 @@ impl NdjsonPlan {
             constants: cfg.edits.constants(),
             wanted,
             max_task_bytes: cfg.max_task_bytes,
-            raw: cfg.op == super::OpKind::Raw,
+            raw: cfg.op.rows_are_ops,
         })
     }
 
@@ -584,7 +584,7 @@ mod tests {
     #[test]
     fn raw_lines_are_sent_as_written_with_our_id_in_place_of_theirs() {
         let c = MappingConfig {
-            op: crate::op::OpKind::Raw,
+            op: crate::op::OpKind::RAW,
             ref_mode: RefMode::Column("ref".into()),
             ..cfg_no_types()
         };

@@ -211,7 +211,7 @@ fn encoding_verdict(seen: Seen, claim: &Claim, r: &mut Refusal) -> Option<&'stat
         Seen::Bom(e) if e == UTF_8 && claimed != UTF_8 && !is16(claimed) => {
             ("it starts with a UTF-8 byte order mark".to_string(), UTF_8)
         }
-        Seen::Bom(_) | Seen::DamagedUtf8 => return claim.encoding,
+        Seen::Bom(_) => return claim.encoding,
         Seen::Utf16(e) if claimed == e => return claim.encoding,
         Seen::Utf16(e) => (
             format!(
@@ -227,13 +227,22 @@ fn encoding_verdict(seen: Seen, claim: &Claim, r: &mut Refusal) -> Option<&'stat
             );
             return claim.encoding;
         }
-        Seen::Utf8(_) if is16(claimed) => ("it holds no NUL bytes, so it is not UTF-16".into(), UTF_8),
+        Seen::Utf8(_) | Seen::DamagedUtf8 if is16(claimed) => {
+            ("it holds no NUL bytes, so it is not UTF-16".into(), UTF_8)
+        }
+        Seen::Legacy(e) if is16(claimed) => (
+            format!(
+                "it holds no NUL bytes, so it is not UTF-16, and reads as {} by its letters (a guess: check a few rows)",
+                label(e)
+            ),
+            e,
+        ),
         Seen::Utf8(true) if claimed != UTF_8 => (
             "it is valid UTF-8 with letters beyond ASCII, which a legacy encoding almost never is"
                 .into(),
             UTF_8,
         ),
-        Seen::Utf8(_) => return claim.encoding,
+        Seen::Utf8(_) | Seen::DamagedUtf8 => return claim.encoding,
         // The user said UTF-8: bad bytes are then rows rejected one by one, named.
         Seen::Legacy(_) if claim.encoding_flag && claimed == UTF_8 => return None,
         Seen::Legacy(_) if claimed != UTF_8 => return claim.encoding,

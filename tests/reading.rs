@@ -488,3 +488,111 @@ async fn a_rename_onto_a_field_the_line_has_is_rejected() {
     .await;
     assert_eq!(out.code, 1, "CSV refuses it from the header: {out:?}");
 }
+
+/// The JSON formats and CSV in each other's files, in each encoding: `(file, encoding,
+/// format)` that reads it, and its text.
+const JSON_PATTERNS: [(&str, &str, &str, &str); 6] = [
+    ("u16.ndjson", "utf-16le", "ndjson", ND),
+    ("cp.ndjson", "windows-1251", "ndjson", ND),
+    ("plain.ndjson", "utf-8", "ndjson", ND),
+    ("arr.json", "utf-8", "json-array", ARRAY),
+    ("csv_in.ndjson", "utf-8", "csv", CSV),
+    ("nd_in.csv", "utf-8", "ndjson", ND),
+];
+const ND: &str = "{\"id\":\"1\",\"name\":\"Ірина\"}\n{\"id\":\"2\",\"name\":\"Пётр\"}\n";
+const ARRAY: &str = "[{\"id\":\"1\",\"name\":\"Ірина\"},\n{\"id\":\"2\",\"name\":\"Пётр\"}]\n";
+const CSV: &str = "id,name\n1,Ірина\n2,Пётр\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_encoding_and_format_flag_on_json_and_misnamed_files_is_refused_or_read_right() {
+    let sb = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut breaches = Vec::new();
+    let mut n = 0;
+    for (file, encoding, format, text) in JSON_PATTERNS {
+        let by_ext = if file.ends_with(".json") {
+            "json-array"
+        } else if file.ends_with(".csv") {
+            "csv"
+        } else {
+            "ndjson"
+        };
+        let bytes: Vec<u8> = match encoding {
+            "utf-16le" => text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect(),
+            "windows-1251" => encoding_rs::WINDOWS_1251.encode(text).0.into_owned(),
+            _ => text.as_bytes().to_vec(),
+        };
+        for enc in [None, Some("utf-8"), Some("utf-16le"), Some("windows-1251")] {
+            for fmt in [None, Some("csv"), Some("ndjson"), Some("json-array")] {
+                n += 1;
+                let name = format!("{n}_{file}");
+                let path = dir.path().join(&name);
+                std::fs::write(&path, &bytes).unwrap();
+                let mut args = vec![s(&path), "--conv-id", "555"];
+                if let Some(e) = enc {
+                    args.extend(["--encoding", e]);
+                }
+                if let Some(f) = fmt {
+                    args.extend(["--format", f]);
+                }
+                let mut wrong = Vec::new();
+                let said_utf8 = enc == Some("utf-8") && encoding == "windows-1251";
+                if enc.unwrap_or("utf-8") != encoding && !said_utf8 {
+                    wrong.push(format!("--encoding {encoding}"));
+                }
+                if fmt.unwrap_or(by_ext) != format {
+                    wrong.push(format!("--format {format}"));
+                }
+                let before = sb.stats().requests;
+                let out = load(&sb.url(), &args, None).await;
+                let sent = sb.stats().requests - before;
+                let case = format!("{args:?}: {out:?}");
+                if !wrong.is_empty() {
+                    let named = wrong.iter().all(|w| out.stderr.contains(w.as_str()));
+                    if out.code != 2 || sent != 0 || !named {
+                        breaches.push(format!("not refused naming {wrong:?}: {case}"));
+                    }
+                    continue;
+                }
+                let tasks = sb.tasks();
+                let mine: Vec<_> = tasks
+                    .iter()
+                    .filter(|t| {
+                        t.ref_
+                            .as_deref()
+                            .unwrap_or("")
+                            .starts_with(&format!("{name}:"))
+                    })
+                    .collect();
+                for t in &mine {
+                    let row: usize = t
+                        .ref_
+                        .as_deref()
+                        .unwrap()
+                        .rsplit(':')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    let want = [
+                        json!({"id": "1", "name": "Ірина"}),
+                        json!({"id": "2", "name": "Пётр"}),
+                    ];
+                    if Value::Object(t.data.clone()) != want[row - 1] {
+                        breaches.push(format!("stored {:?}: {case}", t.data));
+                    }
+                }
+                let all = !said_utf8;
+                if all && (out.code != 0 || mine.len() != 2) || !all && out.code != 2 {
+                    breaches.push(format!("exit {}, {} stored: {case}", out.code, mine.len()));
+                }
+            }
+        }
+    }
+    assert!(
+        breaches.is_empty(),
+        "{} of {n} runs:\n{}",
+        breaches.len(),
+        breaches.join("\n")
+    );
+}

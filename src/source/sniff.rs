@@ -287,7 +287,10 @@ fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
         }
     };
     match claim.format {
-        Format::Ndjson if first.is_some() && !lines(text).any(|l| l.starts_with(b"{")) => {
+        Format::Ndjson
+            if array_of_objects(text)
+                || first.is_some() && !lines(text).any(|l| l.starts_with(b"{")) =>
+        {
             if first == Some(b'[') {
                 r.why.push(format!(
                     "it starts with `[`, a JSON array, and {}",
@@ -304,6 +307,32 @@ fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
                 Format::Csv
             }
         }
+        Format::JsonArray if first.is_some_and(|c| c != b'[') => {
+            let (what, flag) = if lines(text).any(|l| l.starts_with(b"{")) {
+                ("JSON objects", Format::Ndjson)
+            } else {
+                ("no JSON", Format::Csv)
+            };
+            let name = if flag == Format::Ndjson {
+                "ndjson"
+            } else {
+                "csv"
+            };
+            r.why.push(format!(
+                "it does not start with `[` and holds {what}, and {}",
+                said("a JSON array")
+            ));
+            r.flags.push(format!("--format {name}"));
+            flag
+        }
+        Format::Csv if array_of_objects(text) => {
+            r.why.push(format!(
+                "it starts with `[{{`, a JSON array of objects, and {}",
+                said("CSV")
+            ));
+            r.flags.push("--format json-array".into());
+            Format::JsonArray
+        }
         Format::Csv if first == Some(b'{') && lines(text).all(|l| object(&l)) => {
             r.why.push(format!(
                 "each of its first lines is a JSON object, and {}",
@@ -314,6 +343,12 @@ fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
         }
         f => f,
     }
+}
+
+/// `[` and then `{`, whitespace between: a JSON array of objects.
+fn array_of_objects(text: &[u8]) -> bool {
+    let mut t = text.iter().filter(|c| !c.is_ascii_whitespace());
+    t.next() == Some(&b'[') && t.next() == Some(&b'{')
 }
 
 /// The delimiters tried besides the one read.

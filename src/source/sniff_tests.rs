@@ -155,6 +155,17 @@ fn formats_the_bytes_deny() {
         flags(b"{\"a\":1}\n{\"a\":2}\n", &csv()),
         ["--format ndjson"]
     );
+    let arr = claim(Format::JsonArray);
+    assert_eq!(flags(b"{\"a\":1}\n", &arr), ["--format ndjson"]);
+    assert_eq!(
+        flags(b"id;name\n1;Ann\n", &arr),
+        ["--format csv", "--delimiter ';'"]
+    );
+    assert_eq!(check(b" [{\"a\":1}]", false, &arr), Ok(()));
+    assert_eq!(
+        flags(b"[\n {\"a\":1,\"b\":2},\n {\"a\":3,\"b\":4}]\n", &csv()),
+        ["--format json-array"]
+    );
 }
 
 #[test]

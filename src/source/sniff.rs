@@ -169,12 +169,15 @@ fn seen(head: &[u8], truncated: bool) -> Seen {
         let even = head.iter().step_by(2).filter(|&&c| c == 0).count();
         let odd = head.iter().skip(1).step_by(2).filter(|&&c| c == 0).count();
         // UTF-16 of ASCII puts every NUL on one side; text beyond ASCII (Cyrillic:
-        // 0x04 high bytes) still leaves its digits, delimiters and line ends there.
-        return match (even, odd) {
-            (0, _) => Seen::Utf16(UTF_16LE),
-            (_, 0) => Seen::Utf16(UTF_16BE),
-            _ => Seen::Binary,
-        };
+        // 0x04 high bytes) still leaves its digits, delimiters and line ends there, one
+        // character in ten at the very least. A stray NUL or two is a cell's, in text.
+        let many = |n: usize| n * 20 >= head.len();
+        match (even, odd) {
+            (0, n) if many(n) => return Seen::Utf16(UTF_16LE),
+            (n, 0) if many(n) => return Seen::Utf16(UTF_16BE),
+            (a, b) if many(a + b) => return Seen::Binary,
+            _ => {}
+        }
     }
     let valid = match std::str::from_utf8(head) {
         Ok(s) => return Seen::Utf8(!s.is_ascii()),
@@ -376,11 +379,20 @@ fn field_counts(text: &[u8], d: u8, truncated: bool) -> Vec<usize> {
     counts
 }
 
-/// Every record has the same number of fields, more than one.
-fn agree(counts: &[usize]) -> Option<usize> {
-    let n = *counts.first()?;
-    (n > 1 && counts.iter().all(|&c| c == n)).then_some(n)
+/// The header's field count and the share of records (in hundredths) that have it.
+fn fit(counts: &[usize]) -> (usize, usize) {
+    let Some(&n) = counts.first() else {
+        return (0, 0);
+    };
+    (
+        n,
+        100 * counts.iter().filter(|&&c| c == n).count() / counts.len(),
+    )
 }
+
+/// How many of the records a delimiter must split alike to be named: a ragged row or
+/// two (rejected for its field count) does not hide a `;` file.
+const ALIKE: usize = 80;
 
 /// A delimiter as a shell takes it in a flag.
 pub fn shown(d: u8) -> String {
@@ -394,19 +406,23 @@ pub fn shown(d: u8) -> String {
 /// The delimiter and the rows, noting a contradiction in `r`.
 fn csv_verdict(text: &[u8], truncated: bool, claim: &Claim, r: &mut Refusal) {
     let counts = field_counts(text, claim.delimiter, truncated);
-    if agree(&counts).is_none() {
+    let (cn, cs) = fit(&counts);
+    if cn < 2 || cs < 100 {
         let best = CANDIDATES
             .iter()
             .filter(|&&d| d != claim.delimiter)
-            .filter_map(|&d| agree(&field_counts(text, d, truncated)).map(|n| (n, d)))
-            // The most fields; of equals, the first candidate.
-            .max_by_key(|&(n, d)| {
+            .map(|&d| (fit(&field_counts(text, d, truncated)), d))
+            .filter(|&((n, share), _)| n > 1 && share >= ALIKE && (cn < 2 || share > cs))
+            // The most alike, then the most fields; of equals, the first candidate.
+            .max_by_key(|&((n, share), d)| {
                 (
+                    share,
                     n,
                     std::cmp::Reverse(CANDIDATES.iter().position(|&c| c == d)),
                 )
-            });
-        if let Some((n, d)) = best {
+            })
+            .map(|((n, share), d)| (n, share, d));
+        if let Some((n, share, d)) = best {
             let said = if claim.delimiter_flag {
                 format!("--delimiter {} says otherwise", shown(claim.delimiter))
             } else {
@@ -417,7 +433,8 @@ fn csv_verdict(text: &[u8], truncated: bool, claim: &Claim, r: &mut Refusal) {
                 _ => "fields that vary from row to row".to_string(),
             };
             r.why.push(format!(
-                "its first {} records each split into {n} fields on {} ({got} on {}), and {said}",
+                "{} its first {} records split into {n} fields on {} ({got} on {}), and {said}",
+                if share == 100 { "all" } else { "most of" },
                 counts.len().max(1),
                 shown(d),
                 shown(claim.delimiter)

@@ -71,6 +71,11 @@ fn semicolons_are_refused_naming_the_delimiter() {
         ..csv()
     };
     assert_eq!(flags(b"a,b\n1,2\n", &semi), ["--delimiter ','"]);
+    // A ragged row does not hide the delimiter, nor make a ragged comma file a `;` one.
+    let ragged = b"id;name;sum\n1;a;1\n2;b\n3;c;3\n4;d;4\n5;e;5\n";
+    assert_eq!(flags(ragged, &csv()), ["--delimiter ';'"]);
+    let commas = b"id,name,sum\n1,a;x,1\n2,b\n3,c,3\n4,d,4\n5,e,5\n";
+    assert_eq!(check(commas, false, &csv()), Ok(()));
     // A header alone is enough to tell.
     assert_eq!(flags(b"id;name;sum\n", &csv()), ["--delimiter ';'"]);
 }
@@ -94,6 +99,9 @@ fn utf16_without_a_bom_is_refused_naming_its_byte_order() {
     let mut bom = vec![0xFF, 0xFE];
     bom.extend(&le);
     assert_eq!(check(&bom, false, &csv()), Ok(()));
+    // A stray NUL in a cell is the cell's.
+    let stray = format!("id,name\n1,a\0b\n{}", "2,some longer text\n".repeat(4));
+    assert_eq!(check(stray.as_bytes(), false, &csv()), Ok(()));
     // NULs on both sides: not text.
     let r = check(b"\x1f\x8b\x00\x00\x00\x00ab", false, &csv()).unwrap_err();
     assert!(r.to_string().contains("--compression"), "{r}");

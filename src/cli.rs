@@ -206,6 +206,12 @@ pub struct LoadArgs {
     #[arg(long = "type", value_name = "COL:TYPE", help_heading = "Input")]
     pub types: Vec<String>,
 
+    /// CSV: `number` columns (--type COL:number) use a decimal comma, as Excel writes
+    /// them in many locales: `12,50` is 12.5. A value with a `.` or a second `,` (a
+    /// thousands separator?) is rejected, not guessed.
+    #[arg(long, help_heading = "Input")]
+    pub decimal_comma: bool,
+
     /// CSV: what an empty cell becomes.
     #[arg(long, value_enum, default_value = "keep", help_heading = "Input")]
     pub empty: EmptyArg,

@@ -115,7 +115,7 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
         Ok(c) => c,
         Err(e) => {
             say!("czload: {e}\n");
-            return 1;
+            return e.exit_code();
         }
     };
     for n in &cfg.notes {
@@ -173,7 +173,7 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
         }
         Err(e) => {
             say!("czload: {e}\n");
-            1
+            e.exit_code()
         }
     }
 }
@@ -184,7 +184,7 @@ async fn check(args: czload::cli::LoadArgs) -> u8 {
         Ok(c) => c,
         Err(e) => {
             say!("czload: {e}\n");
-            return 1;
+            return e.exit_code();
         }
     };
     match czload::check(cfg, args.check_rows).await {
@@ -198,7 +198,7 @@ async fn check(args: czload::cli::LoadArgs) -> u8 {
         }
         Err(e) => {
             say!("czload: {e}\n");
-            1
+            e.exit_code()
         }
     }
 }

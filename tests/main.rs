@@ -9,6 +9,7 @@ mod inputs;
 mod load;
 mod options;
 mod raw;
+mod reading;
 mod recovery;
 mod report;
 mod sandbox;

@@ -34,6 +34,8 @@ pub(super) fn inputs(a: &LoadArgs, notes: &mut Vec<String>) -> Result<Vec<Input>
         compression,
         encoding,
         delimiter,
+        encoding_flag: a.encoding.is_some(),
+        has_header: !a.no_header,
     };
     let inputs = a
         .inputs

@@ -13,7 +13,10 @@ pub(super) fn mapping(
     inputs: &[Input],
     notes: &mut Vec<String>,
 ) -> Result<MappingConfig> {
-    let types = types(&a.types)?;
+    let mut types = types(&a.types)?;
+    if a.decimal_comma {
+        decimal_comma(&mut types)?;
+    }
     let op = a.op;
     if op.rows_are_ops {
         return raw(a, op, inputs);
@@ -83,6 +86,7 @@ fn raw(a: &LoadArgs, op: OpKind, inputs: &[Input]) -> Result<MappingConfig> {
         ("--ref-template", a.ref_template.is_some()),
         ("--no-ref", a.no_ref),
         ("--type", !a.types.is_empty()),
+        ("--decimal-comma", a.decimal_comma),
         ("--exclude", !a.exclude.is_empty()),
         ("--set", !a.set.is_empty()),
         ("--rename", !a.rename.is_empty()),
@@ -117,6 +121,21 @@ fn raw(a: &LoadArgs, op: OpKind, inputs: &[Input]) -> Result<MappingConfig> {
         max_task_bytes: a.max_task_bytes,
         edits: Edits::default(),
     })
+}
+
+/// `--decimal-comma`: the `number` columns read `12,50` as 12.5.
+fn decimal_comma(types: &mut [(String, ColType)]) -> Result<()> {
+    let mut any = false;
+    for (_, ty) in types.iter_mut().filter(|(_, t)| *t == ColType::Number) {
+        *ty = ColType::NumberComma;
+        any = true;
+    }
+    if !any {
+        return Err(Error::Usage(
+            "--decimal-comma reads the number columns, and there is none: add --type COL:number for each".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `--type COL:TYPE`, each.

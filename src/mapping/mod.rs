@@ -115,6 +115,8 @@ impl Mapped {
 pub enum ColType {
     String,
     Number,
+    /// A `number` column under `--decimal-comma`: `12,50` is 12.5.
+    NumberComma,
     Integer,
     Bool,
     Json,

@@ -20,6 +20,7 @@ pub mod csv;
 pub mod decode;
 pub mod json_array;
 pub mod ndjson;
+pub mod sniff;
 
 use crate::error::{Error, Result};
 use encoding_rs::Encoding;
@@ -146,6 +147,10 @@ pub struct Reading {
     pub encoding: Option<&'static Encoding>,
     /// `--delimiter`; `None`: tab for .tsv, else `,`.
     pub delimiter: Option<u8>,
+    /// `--encoding` was given (`--encoding utf-8` too), and CSV has a header: what
+    /// `sniff::check` holds the bytes against.
+    pub encoding_flag: bool,
+    pub has_header: bool,
 }
 
 /// One input, as given on the command line.
@@ -164,6 +169,8 @@ pub struct Input {
     pub delimiter_hint: Option<u8>,
     /// Size on disk (compressed for .gz), for the progress ETA; `None` for stdin.
     pub size: Option<u64>,
+    /// Which reading flags were given: `sniff` holds the bytes against them.
+    pub given: sniff::Given,
 }
 
 impl Input {
@@ -184,6 +191,7 @@ impl Input {
                 delimiter: how.delimiter.unwrap_or(b','),
                 delimiter_hint: None,
                 size: None,
+                given: sniff::Given::of(how),
             });
         }
         let meta = std::fs::metadata(arg).map_err(|e| Error::file(arg, io_reason(&e)))?;
@@ -215,6 +223,7 @@ impl Input {
                 .unwrap_or(if inner.ends_with(".tsv") { b'\t' } else { b',' }),
             delimiter_hint: None,
             size: Some(meta.len()),
+            given: sniff::Given::of(how),
         };
         let head = input.head(arg)?;
         // A UTF-16 file announces itself; the retry file is then written in it too.
@@ -237,18 +246,20 @@ impl Input {
                 "cannot tell the format from the extension; pass --format csv, ndjson or json-array",
             )
         })?;
+        sniff::refuse_contradicted(&input, &head)?;
         if input.format == Format::Csv && how.delimiter.is_none() {
             input.delimiter_hint = csv::guess_delimiter(&input.decoded(&head), input.delimiter);
         }
         Ok(input)
     }
 
-    /// The first bytes of the file, decompressed (up to 4 KiB).
+    /// The first bytes of the file, decompressed (up to `sniff::SAMPLE`, and one more
+    /// byte when there are more).
     fn head(&self, path: &Path) -> Result<Vec<u8>> {
         let file = std::fs::File::open(path).map_err(|e| Error::file(path, io_reason(&e)))?;
         let mut head = Vec::with_capacity(4096);
         self.decompress(Box::new(file))?
-            .take(4096)
+            .take(sniff::SAMPLE as u64 + 1)
             .read_to_end(&mut head)
             .map_err(|e| Error::file(path, format!("cannot read it: {e}")))?;
         Ok(head)
@@ -347,13 +358,19 @@ impl Input {
             }),
         };
         let mut bytes = self.decompress(raw)?;
-        // Stdin's encoding is known only now: a UTF-16 byte order mark.
-        let bom = match (self.encoding, &self.path) {
-            (None, None) => decode::sniff_bom(
-                bytes
+        // Stdin's encoding is known only now: a UTF-16 byte order mark; and its first
+        // bytes are checked only now (`sniff`).
+        let bom = match &self.path {
+            None => {
+                let head = bytes
                     .fill_buf()
-                    .map_err(|e| Error::file(self.display(), format!("cannot read it: {e}")))?,
-            ),
+                    .map_err(|e| Error::file(self.display(), format!("cannot read it: {e}")))?;
+                sniff::refuse_contradicted(self, head)?;
+                self.encoding
+                    .is_none()
+                    .then(|| decode::sniff_bom(head))
+                    .flatten()
+            }
             _ => None,
         };
         Ok(match self.encoding.or(bom) {

@@ -243,6 +243,9 @@ struct Sample {
     keys: BTreeMap<String, KeySeen>,
     /// Whether any input is CSV (its columns take --type and --exclude).
     csv: bool,
+    /// The data keys the CSV inputs' headers give: with no row read, the header alone
+    /// still shows a required parameter no column supplies.
+    header_keys: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -272,7 +275,8 @@ fn kind(v: &Value) -> &'static str {
 fn sample(cfg: &LoadConfig, limit: usize) -> Result<Sample> {
     let mut s = Sample::default();
     for input in &cfg.inputs {
-        if s.rows as usize >= limit {
+        // With no row to read, every input is still opened: its header is checked.
+        if limit > 0 && s.rows as usize >= limit {
             break;
         }
         let reader = input.open(
@@ -284,6 +288,7 @@ fn sample(cfg: &LoadConfig, limit: usize) -> Result<Sample> {
         match crate::read::map_input(cfg, input, reader)? {
             Mapped::Fields(mut src, plan, _) => {
                 s.csv = true;
+                s.header_keys.extend(plan.data_keys(&cfg.mapping.edits));
                 take(&mut *src, &plan, limit, &mut s)
             }
             Mapped::Objects(mut src, plan, _) => take(&mut *src, &plan, limit, &mut s),
@@ -429,10 +434,19 @@ fn origin(key: &str, cfg: &LoadConfig, csv: bool) -> Origin {
 fn judge_params(list: &[Value], s: &Sample, cfg: &LoadConfig, r: &mut CheckReport) {
     let params: Vec<Declared> = list.iter().filter_map(declared).collect();
     let create = cfg.mapping.op == crate::op::OpKind::Create;
+    if s.rows == 0 {
+        r.notes.push(if s.csv {
+            "no row was read (--check-rows 0, or no data rows): only the header's columns were compared with the declared parameters".into()
+        } else {
+            "no row was read (--check-rows 0, or no data rows): the values and the fields were not compared".into()
+        });
+    }
     for p in &params {
         let seen = s.keys.get(p.name);
         let present = seen.map_or(0, |k| k.rows);
-        if p.required && create && present < s.rows {
+        // With no row, the header stands for the rows (a header-only file, --check-rows 0).
+        let by_header = s.rows == 0 && s.csv && !s.header_keys.contains(p.name);
+        if p.required && create && (present < s.rows || by_header) {
             r.problems.push(if present == 0 {
                 format!(
                     "required parameter {:?} is supplied by no column or field: map one to it with --rename COL:{}, or give every task a value with --set {}=VALUE",

@@ -15,3 +15,5 @@ mod secrets;
 mod shard;
 mod sync;
 mod unattended;
+mod words;
+mod words_logs;

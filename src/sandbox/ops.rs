@@ -74,6 +74,11 @@ pub(crate) enum Action<'a, 's> {
     },
     /// `show conv`, `list conv_params`: the answer's fields (`meta.rs`).
     Meta(Map<String, Value>),
+    /// Refused with a tag of its own as the `proc` (`access_denied`, ...).
+    Tagged {
+        proc_: &'static str,
+        description: &'static str,
+    },
     /// Refused before reaching the store.
     Refuse {
         key: Option<&'static str>,
@@ -305,6 +310,7 @@ fn validate<'a, 's>(op: &OpIn<'a>, state: &'s State) -> Result<Action<'a, 's>, A
             format!("Object conv with id {conv_id} does not exist"),
         )
     })?;
+    process_refusal(op, conv_id, cfg)?;
     let ref_ = op.ref_.map(checked_ref).transpose()?;
     let data = match op.data {
         Some(d) if d.get().trim_start().starts_with('{') => Some(d),
@@ -353,6 +359,37 @@ fn validate<'a, 's>(op: &OpIn<'a>, state: &'s State) -> Result<Action<'a, 's>, A
     let data: Map<String, Value> = serde_json::from_str(d.get())
         .map_err(|e| refuse(Some("data"), format!("Value is not valid: {e}")))?;
     Ok(Action::Modify { shard, by, data })
+}
+
+/// The refusals of a process that exists (`denied`, `inactive`, another `company`), with
+/// the tags Corezoid uses.
+fn process_refusal<'a, 's>(
+    op: &OpIn<'a>,
+    conv: u64,
+    cfg: &super::SandboxConfig,
+) -> Result<(), Action<'a, 's>> {
+    if cfg.denied.contains(&conv) {
+        return Err(Action::Tagged {
+            proc_: "access_denied",
+            description: "Access denied",
+        });
+    }
+    if cfg.inactive.contains(&conv) {
+        return Err(Action::Tagged {
+            proc_: "conveyor_is_not_active",
+            description: "Process is not active",
+        });
+    }
+    let asked = op.company_id.and_then(string);
+    if let (Some(ours), Some(asked)) = (&cfg.company, asked) {
+        if *ours != asked {
+            return Err(refuse(
+                Some("company_id"),
+                "Company of object do not matches companyId of request",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `show conv` / `list conv_params` on a process that exists; `None` for any other op.
@@ -441,6 +478,7 @@ pub(crate) fn apply<'a>(
                 }
             }
             Action::Refuse { key, description } => Answer::error(echo, "error", key, description),
+            Action::Tagged { proc_, description } => Answer::error(echo, proc_, None, description),
             Action::Create { shard, ref_, data } => {
                 match held.lock(shard).create(ref_, data, &state.ids) {
                     None => {

@@ -52,6 +52,9 @@ pub struct SendConfig {
     pub op: OpKind,
     /// `--sync`: send through the Sync API instead.
     pub sync: Option<SyncApi>,
+    /// Every op goes to the one process of `--conv-id` (not `--conv-id-column`, not raw
+    /// lines): a refusal of that process stops the run (`retry::process_refusal`).
+    pub one_process: bool,
     /// Backoff: first delay and cap.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
@@ -669,7 +672,12 @@ impl Sender {
                     continue;
                 }
             }
-            st.out[i] = match retry::classify_op(dup_is_exists, proc_, a.description.as_deref()) {
+            let classify = if self.cfg.one_process {
+                retry::classify_op_in_one_process
+            } else {
+                retry::classify_op
+            };
+            st.out[i] = match classify(dup_is_exists, proc_, a.description.as_deref()) {
                 OpVerdict::Ok => Some(with_obj_id(
                     Outcome {
                         reply: a.data.map(Box::from),

@@ -321,3 +321,57 @@ async fn the_max_errors_advice_works_when_followed() {
         }
     }
 }
+
+/// The advice of a resume refused for a changed input, followed: `--restart` (the log is
+/// unfinished) loads it, the rows loaded already coming back exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_changed_input_advice_works_when_followed() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ch.csv");
+    std::fs::write(&input, "id,amount\nc1,1\nc2,x\nc3,3\n").unwrap();
+    let args = [s(&input), "--conv-id", "555", "--type", "amount:number"];
+    let mut first = args.to_vec();
+    first.extend(["--max-errors", "1"]);
+    assert_eq!(load(&sb.url(), &first, None).await.code, 2);
+    std::fs::write(&input, "id,amount\nc1,1\nc2,2\nc3,3\n").unwrap();
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let out = load(&sb.url(), &resume, None).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("changed since"), "{}", out.stderr);
+    assert!(out.stderr.contains("--restart"), "{}", out.stderr);
+    let mut restart = args.to_vec();
+    restart.push("--restart");
+    let out = load(&sb.url(), &restart, None).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(by_ref(&sb.tasks()).len(), 3);
+}
+
+/// The advice for an integer beyond 2^53, followed: `--type COL:string` loads it exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_big_integer_advice_works_when_followed() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.csv");
+    std::fs::write(&input, "id,n\nb1,90071992547409930\n").unwrap();
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--type", "n:integer"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    let log = std::fs::read_to_string(dir.path().join("big.results.ndjson")).unwrap();
+    assert!(log.contains("--type COL:string"), "{log}");
+    let out = load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--type", "n:string"],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let tasks = sb.tasks();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].data["n"], "90071992547409930");
+}

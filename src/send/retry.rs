@@ -534,6 +534,62 @@ mod tests {
         }
     }
 
+    /// Each process-level refusal stops a one-process run, naming what to check; the
+    /// same texts on a row of its own process (or a task not found) stay rejections.
+    #[test]
+    fn refusals_of_the_process_stop_a_one_process_run() {
+        let table: &[(&str, Option<&str>, &str)] = &[
+            (
+                "error",
+                Some("Object conv with id 556 does not exist"),
+                "--conv-id",
+            ),
+            ("access_denied", None, "--api-login"),
+            ("error", Some("Access denied"), "--api-login"),
+            ("conveyor_is_not_active", None, "activate"),
+            ("error", Some("bad object"), "--url"),
+            (
+                "error",
+                Some("Task operations between companies is not allowed"),
+                "--company-id",
+            ),
+            (
+                "error",
+                Some("Company of object do not matches companyId of request"),
+                "--company-id",
+            ),
+        ];
+        for &(p, d, check) in table {
+            for create in [true, false] {
+                let OpVerdict::Fatal { reason } = classify_op_in_one_process(create, p, d) else {
+                    panic!("{p} {d:?}: not fatal");
+                };
+                assert!(reason.contains(check), "{reason}");
+                assert!(
+                    reason.contains(d.unwrap_or(p)),
+                    "the server's words: {reason}"
+                );
+                assert!(matches!(
+                    classify_op(create, p, d),
+                    OpVerdict::Reject { .. }
+                ));
+            }
+        }
+        for (p, d) in [
+            ("not_found_task", None),
+            ("error", Some("Task does not exist")),
+            ("error", Some("Value is not valid")),
+            ("ok", None),
+            ("not_unical_ref", None),
+        ] {
+            assert_eq!(
+                classify_op_in_one_process(true, p, d),
+                classify_op(true, p, d),
+                "{p} {d:?}"
+            );
+        }
+    }
+
     #[test]
     fn op_table() {
         let table: &[(bool, &str, Option<&str>, &str)] = &[

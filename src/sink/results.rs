@@ -609,7 +609,7 @@ fn check_manifest(path: &Path, first: &[u8], expected: &Manifest) -> Result<()> 
     for (was, now) in manifest.inputs.iter().zip(&expected.inputs) {
         if was.size != now.size || was.sample_sha1 != now.sample_sha1 {
             return Err(Error::Resume(format!(
-                "input {} changed since the run that wrote {} (size or content differs); start a new run without --resume",
+                "input {} changed since the run that wrote {} (size or content differs); start over without --resume (with --restart if that run is unfinished)",
                 now.path,
                 path.display()
             )));

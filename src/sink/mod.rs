@@ -192,8 +192,8 @@ impl Journal {
     /// limit is reached, the rows read past it are not settled (no line, no count), so
     /// the run stops at the limit rather than some thousands of rows on (the reader
     /// hands rejected rows over 256 at a time, and runs ahead of the journal). Rows the
-    /// server rejected are always settled: they were sent (README, --max-errors: the
-    /// bound is the limit and the rows already in flight).
+    /// server rejected are always settled: they were sent (docs/architecture.md, Threads
+    /// and channels: the bound is the limit and the requests already in flight).
     fn admit_rejected(&self, rows: &mut Vec<crate::outcome::RejectedRow>) {
         let Some((limit, ..)) = &self.max_errors else {
             return;

@@ -194,11 +194,14 @@ async fn fetch(cfg: &LoadConfig, conv: u64) -> Result<(Value, Value)> {
             .ok_or_else(|| cannot(format!("the answer has no reply to the {id} op")))?;
         match a.get("proc").and_then(Value::as_str) {
             Some("ok") => Ok(a.clone()),
-            p => Err(cannot(format!(
-                "{} ({})",
-                description(a),
-                p.unwrap_or("no proc")
-            ))),
+            p => {
+                let d = description(a);
+                // The same words a load stops on (docs/protocol.md, Errors).
+                let check = crate::send::retry::process_refusal(p.unwrap_or(""), Some(&d))
+                    .map(|c| format!("; {c}"))
+                    .unwrap_or_default();
+                Err(cannot(format!("{d} ({}){check}", p.unwrap_or("no proc"))))
+            }
         }
     };
     Ok((op("show")?, op("params")?))

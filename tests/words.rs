@@ -613,3 +613,32 @@ async fn check_judges_the_header_when_it_reads_no_row() {
     }
     assert!(sb.tasks().is_empty());
 }
+
+/// `check` of a process that refuses says the same as a load: the server's words and
+/// the flag to check (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_of_a_refusing_process_names_the_flag() {
+    for &(how, flags, words, check, _) in PROCESS_REFUSALS {
+        if how == "company" {
+            // `show conv` takes no company in the sandbox.
+            continue;
+        }
+        let sb = Sandbox::start(refusing(how)).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let input = rows(dir.path(), "k.csv", 2);
+        let url = sb.url();
+        let mut args = vec!["check", s(&input), "--url", &url, "--api-login", LOGIN];
+        args.extend(flags);
+        let owned = args.iter().map(|a| a.to_string()).collect();
+        let out = run_async(owned, vec![("COREZOID_API_SECRET".into(), SECRET.into())]).await;
+        if how == "inactive" {
+            // The process answers `show conv`: a misfit of the report, exit 2.
+            assert_eq!(out.code, 2, "{how}: {out:?}");
+            assert!(out.stdout.contains("not active"), "{how}: {}", out.stdout);
+        } else {
+            assert_eq!(out.code, 1, "{how}: {out:?}");
+            assert!(out.stderr.contains(words), "{how}: {}", out.stderr);
+            assert!(out.stderr.contains(check), "{how}: {}", out.stderr);
+        }
+    }
+}

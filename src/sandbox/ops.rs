@@ -413,11 +413,17 @@ fn meta_op<'a, 's>(
             format!("Object conv with id {conv} does not exist"),
         ));
     }
-    Ok(Some(Action::Meta(super::meta::answer(
-        &t,
-        conv,
-        &state.cfg.params,
-    ))))
+    if state.cfg.denied.contains(&conv) {
+        return Err(Action::Tagged {
+            proc_: "access_denied",
+            description: "Access denied",
+        });
+    }
+    let mut fields = super::meta::answer(&t, conv, &state.cfg.params);
+    if state.cfg.inactive.contains(&conv) && fields.contains_key("status") {
+        fields.insert("status".into(), "paused".into());
+    }
+    Ok(Some(Action::Meta(fields)))
 }
 
 /// A JSON string's text, borrowed when it has no escapes.

@@ -328,6 +328,26 @@ impl Summary {
         }
     }
 
+    /// What to do about rows a stop left unsettled.
+    fn unsettled_line(&self) -> Option<String> {
+        if self.unsettled == 0 {
+            return None;
+        }
+        Some(if self.counts.total() == 0 && self.skipped == 0 {
+            // Nothing to resume, and a fix of --conv-id (say) is a new mapping that
+            // --resume would refuse: a plain run starts over (sink::claim::has_rows).
+            format!(
+                "{} rows were not settled, and no row was: once the cause is fixed, run the command again (without --resume: the results log holds no row, so the run starts over)",
+                self.unsettled
+            )
+        } else {
+            format!(
+                "{} rows were not settled; run the same command with --resume to finish them",
+                self.unsettled
+            )
+        })
+    }
+
     /// The human summary, as printed on stderr.
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -386,20 +406,8 @@ impl Summary {
                 self.skipped, self.earlier
             );
         }
-        if self.unsettled > 0 && self.counts.total() == 0 && self.skipped == 0 {
-            // Nothing to resume, and a fix of --conv-id (say) is a new mapping that
-            // --resume would refuse: a plain run starts over (sink::claim::has_rows).
-            let _ = writeln!(
-                s,
-                "{} rows were not settled, and no row was: once the cause is fixed, run the command again (without --resume: the results log holds no row, so the run starts over)",
-                self.unsettled
-            );
-        } else if self.unsettled > 0 {
-            let _ = writeln!(
-                s,
-                "{} rows were not settled; run the same command with --resume to finish them",
-                self.unsettled
-            );
+        if let Some(l) = self.unsettled_line() {
+            let _ = writeln!(s, "{l}");
         }
         for e in &self.input_errors {
             let _ = writeln!(s, "input error: {e}");

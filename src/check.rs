@@ -453,7 +453,9 @@ fn judge_params(list: &[Value], s: &Sample, cfg: &LoadConfig, r: &mut CheckRepor
             r.problems.push(if present == 0 {
                 format!(
                     "required parameter {:?} is supplied by no column or field: map one to it with --rename COL:{}, or give every task a value with --set {}=VALUE",
-                    p.name, p.name, p.name
+                    p.name,
+                    p.name,
+                    set_key(p)
                 )
             } else {
                 format!(
@@ -492,6 +494,15 @@ fn judge_params(list: &[Value], s: &Sample, cfg: &LoadConfig, r: &mut CheckRepor
                 r.conv
             ));
         }
+    }
+}
+
+/// `--set`'s key for a parameter: typed when it is not a string, so that the advice,
+/// followed, gives the declared type (a plain `--set K=V` sets a string).
+fn set_key(p: &Declared) -> String {
+    match (fits(p.type_, "string"), col_type(p.type_)) {
+        (Some(false), ty) => format!("{}:{ty}", p.name),
+        _ => p.name.to_string(),
     }
 }
 

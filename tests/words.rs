@@ -609,9 +609,27 @@ async fn check_judges_the_header_when_it_reads_no_row() {
         if want == 2 {
             assert!(text.contains("required parameter \"amount\""), "{text}");
             assert!(!text.contains("the mapping fits"), "{text}");
+            // The advice, followed with a value for VALUE: it fits.
+            let set = text
+                .split("--set ")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+                .unwrap_or_else(|| panic!("{text}"))
+                .replace("VALUE", "7");
+            assert_eq!(set, "amount:number=7", "{text}");
+            let mut again = args.clone();
+            again.retain(|a| a != "--check-rows" && a != "0");
+            again.extend(["--set".to_string(), set]);
+            let out = run_async(
+                again.clone(),
+                vec![("COREZOID_API_SECRET".into(), SECRET.into())],
+            )
+            .await;
+            assert_eq!(out.code, 0, "{again:?}: {out:?}");
         }
     }
-    assert!(sb.tasks().is_empty());
+    // One load: the --check that fitted loaded its row (with --set amount).
+    assert!(sb.tasks().len() <= 1);
 }
 
 /// `check` of a process that refuses says the same as a load: the server's words and

@@ -375,3 +375,64 @@ async fn the_big_integer_advice_works_when_followed() {
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].data["n"], "90071992547409930");
 }
+
+/// `merge-results` of shard logs with a damaged row line refuses (exit 2, naming the log
+/// and the line, nothing written), instead of a merged log missing that row; its advice
+/// (repair the line) followed, the merge succeeds with every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_refuses_a_damaged_line_and_its_advice_works() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = rows(dir.path(), "sh.csv", 40);
+    let mut logs = Vec::new();
+    for i in 0..2 {
+        let shard = format!("{i}/2");
+        let log = dir.path().join(format!("s{i}.ndjson"));
+        let out = load(
+            &sb.url(),
+            &[
+                s(&input),
+                "--conv-id",
+                "555",
+                "--shard",
+                &shard,
+                "--results",
+                s(&log),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(out.code, 0, "{out:?}");
+        logs.push(log);
+    }
+    let good = std::fs::read_to_string(&logs[1]).unwrap();
+    let mut lines: Vec<&str> = good.lines().collect();
+    let kept = lines[2].to_string();
+    lines[2] = "{\"row\":oops}";
+    std::fs::write(&logs[1], lines.join("\n") + "\n").unwrap();
+    let merged = dir.path().join("all.ndjson");
+    let merge = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_czload"))
+            .arg("merge-results")
+            .args(&logs)
+            .arg("-o")
+            .arg(&merged)
+            .output()
+            .unwrap()
+    };
+    let out = merge();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(s(&logs[1])) && err.contains("line 3"), "{err}");
+    assert!(!merged.exists(), "nothing written");
+    lines[2] = &kept;
+    std::fs::write(&logs[1], lines.join("\n") + "\n").unwrap();
+    let out = merge();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = results(&merged);
+    assert_eq!(rows.len(), 40);
+}

@@ -19,3 +19,5 @@ mod shard;
 mod sync;
 mod toolchain;
 mod unattended;
+mod words;
+mod words_logs;

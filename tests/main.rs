@@ -13,6 +13,7 @@ mod report;
 mod sandbox;
 mod secrets;
 mod shard;
+mod sheet;
 mod sync;
 mod toolchain;
 mod unattended;

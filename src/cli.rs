@@ -136,7 +136,7 @@ pub struct LoadArgs {
     /// Input format; by default taken from the extension (below; also under .gz or .zst,
     /// but for spreadsheets). A .json file whose first character is `[` is a JSON array,
     /// else NDJSON. Required for stdin.
-    #[arg(long, value_parser = crate::source::Format::value_parser(), help_heading = "Input")]
+    #[arg(long, value_parser = crate::source::format_parser(), help_heading = "Input")]
     pub format: Option<crate::source::Format>,
 
     /// XLSX, ODS: the sheet to read, by name or by position from 1; default the first.

@@ -359,3 +359,43 @@ async fn a_value_outside_the_header_rejects_its_row_naming_the_sheet_and_cell() 
     let data = data_by_ref(&sb);
     assert_eq!(data["wide.xlsx:1"], json!({"a": 1, "b": ""}));
 }
+
+/// Not a test: writes `CZLOAD_BIG_XLSX` (a path) with `CZLOAD_BIG_ROWS` rows (default
+/// 1,000,000) of six columns, for measuring a load's peak memory (README, Spreadsheets):
+/// `CZLOAD_BIG_XLSX=/tmp/big.xlsx cargo test --test integration make_big_xlsx -- --ignored`.
+#[test]
+#[ignore]
+fn make_big_xlsx() {
+    let Ok(path) = std::env::var("CZLOAD_BIG_XLSX") else {
+        return;
+    };
+    let rows: u32 = std::env::var("CZLOAD_BIG_ROWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut wb = Workbook::new();
+    // Shared strings, as Excel writes them (calamine holds their table whole); with
+    // `CZLOAD_BIG_INLINE` set, strings in the cells, to see the cell reader alone.
+    let ws = if std::env::var_os("CZLOAD_BIG_INLINE").is_some() {
+        wb.add_worksheet_with_constant_memory().unwrap()
+    } else {
+        wb.add_worksheet()
+    };
+    for (c, h) in ["id", "name", "city", "amount", "paid", "note"]
+        .iter()
+        .enumerate()
+    {
+        ws.write_string(0, c as u16, *h).unwrap();
+    }
+    for i in 1..=rows {
+        ws.write_number(i, 0, i).unwrap();
+        ws.write_string(i, 1, format!("Customer {i:07}")).unwrap();
+        ws.write_string(i, 2, ["Kyiv", "Lviv", "Odesa", "Dnipro"][i as usize % 4])
+            .unwrap();
+        ws.write_number(i, 3, f64::from(i) * 1.25).unwrap();
+        ws.write_boolean(i, 4, i % 3 == 0).unwrap();
+        ws.write_string(i, 5, format!("order {i} of the year"))
+            .unwrap();
+    }
+    wb.save(&path).unwrap();
+}

@@ -78,7 +78,7 @@ fn raw(a: &LoadArgs, inputs: &[Input]) -> Result<MappingConfig> {
         return Err(Error::Usage(format!(
             "--op raw reads whole ops from NDJSON or a JSON array; {} is {}",
             i.display(),
-            i.format.name()
+            i.format.name().to_uppercase()
         )));
     }
     let given = [

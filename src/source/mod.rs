@@ -158,6 +158,11 @@ const FORMATS: &[&Spec] = &[
     &sheet::ODS,
 ];
 
+/// `--format`'s parser (`cli.rs`): the registered names, each with its extensions as help.
+pub fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    Format::value_parser()
+}
+
 /// An input format: a handle on its [`Spec`] in the registry.
 #[derive(Clone, Copy)]
 pub struct Format(&'static Spec);
@@ -182,8 +187,7 @@ impl Format {
         FORMATS.iter().find(|s| s.name == name).map(|s| Format(s))
     }
 
-    /// `--format`'s parser: the registered names, each with its extensions as help.
-    pub fn value_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    fn value_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
         use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
         let values = FORMATS.iter().map(|s| {
             let exts = s.extensions.join(", ");

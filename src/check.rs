@@ -282,13 +282,14 @@ fn sample(cfg: &LoadConfig, limit: usize) -> Result<Sample> {
         if limit > 0 && s.rows as usize >= limit {
             break;
         }
-        let reader = input.open(
+        let opened = crate::read::open_input(
+            cfg,
+            input,
             Arc::new(AtomicU64::new(0)),
-            cfg.linger,
             Box::new(|| {}),
             CancellationToken::new(),
         )?;
-        match crate::read::map_input(cfg, input, reader)? {
+        match opened {
             Mapped::Fields(mut src, plan, _) => {
                 s.csv = true;
                 s.header_keys.extend(plan.data_keys(&cfg.mapping.edits));

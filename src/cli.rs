@@ -157,14 +157,6 @@ pub enum ProgressArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FormatArg {
-    Csv,
-    Ndjson,
-    /// One JSON array of objects, `[{...},{...}]`, read element by element.
-    JsonArray,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CompressionArg {
     None,
     Gzip,
@@ -194,16 +186,21 @@ pub enum EmptyArg {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Input files (CSV, TSV, NDJSON or a JSON array; optionally .gz or .zst); `-` reads
-    /// standard input.
+    /// Input files (CSV, TSV, NDJSON, a JSON array, XLSX or ODS; all but spreadsheets
+    /// optionally .gz or .zst); `-` reads standard input.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
 
-    /// Input format; by default taken from the extension (.csv, .tsv, .txt, .ndjson,
-    /// .jsonl, .json, also under .gz or .zst). A .json file whose first character is `[`
-    /// is a JSON array. Required for stdin.
-    #[arg(long, value_enum, help_heading = "Input")]
-    pub format: Option<FormatArg>,
+    /// Input format; by default taken from the extension (below; also under .gz or .zst,
+    /// but for spreadsheets). A .json file whose first character is `[` is a JSON array,
+    /// else NDJSON. Required for stdin.
+    #[arg(long, value_parser = crate::source::format_parser(), help_heading = "Input")]
+    pub format: Option<crate::source::Format>,
+
+    /// XLSX, ODS: the sheet to read, by name or by position from 1; default the first.
+    /// Other inputs ignore it (so a retry file loads with the same flags).
+    #[arg(long, value_name = "NAME|N", help_heading = "Input")]
+    pub sheet: Option<String>,
 
     /// Standard input's compression, and that of files whose name does not end in .gz or
     /// .zst.

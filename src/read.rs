@@ -130,9 +130,7 @@ fn open_mapped<F: FnMut(Batch) + 'static>(
         // A quiet stream's rejected rows reach the log and the counts too.
         hand_over(&idle_rejected, &idle_jtx);
     });
-    let opened = input
-        .open(bytes_read.clone(), cfg.linger, on_idle, stop.clone())
-        .and_then(|reader| map_input(cfg, input, reader));
+    let opened = open_input(cfg, input, bytes_read.clone(), on_idle, stop.clone());
     match opened {
         Ok(mapped) => Ok(Some(mapped)),
         Err(e) if rows.report.rows == 0 => Err(e),
@@ -147,18 +145,23 @@ fn open_mapped<F: FnMut(Batch) + 'static>(
     }
 }
 
-/// An opened input's records with their mapping (built from the header, for fields).
-pub(crate) fn map_input(
+/// Opens an input's records with their mapping (built from the header, for fields): for
+/// the reader loop, the preflight and `check`. `counter` receives the bytes read; with
+/// stdin, `on_idle` is called when it pauses.
+pub(crate) fn open_input(
     cfg: &LoadConfig,
     input: &Input,
-    reader: Box<dyn std::io::BufRead>,
+    counter: Arc<AtomicU64>,
+    on_idle: Box<dyn FnMut()>,
+    stop: CancellationToken,
 ) -> Result<Mapped> {
     let opts = ReadOptions {
         delimiter: input.delimiter,
         has_header: cfg.has_header,
+        empty: cfg.mapping.empty,
         max_row: max_row(cfg),
     };
-    let opened = input.format.open(reader, &opts, &input.display())?;
+    let opened = input.open(&opts, counter, cfg.linger, on_idle, stop)?;
     Mapped::new(&cfg.mapping, opened, &input.file_name()).map_err(|e| match input.delimiter_hint {
         // A flag naming a column the one-column header lacks: most likely the delimiter.
         Some(d) => Error::Usage(format!(
@@ -183,13 +186,13 @@ fn max_row(cfg: &LoadConfig) -> u64 {
 /// is read.
 pub(crate) fn preflight(cfg: &LoadConfig) -> Result<()> {
     for input in cfg.inputs.iter().filter(|i| i.path.is_some()) {
-        let reader = input.open(
+        open_input(
+            cfg,
+            input,
             Arc::new(AtomicU64::new(0)),
-            cfg.linger,
             Box::new(|| {}),
             CancellationToken::new(),
         )?;
-        map_input(cfg, input, reader)?;
     }
     Ok(())
 }
@@ -249,7 +252,7 @@ impl Each<'_> {
                 continue;
             }
             if let Some(shard) = self.shard {
-                let too_long = src.too_long().is_some();
+                let too_long = src.too_long().is_some() || src.unfit().is_some();
                 if !rows.in_shard(shard, plan, src.record(), row, too_long) {
                     rows.report.other_shards += 1;
                     continue;
@@ -269,7 +272,10 @@ impl Each<'_> {
                     );
                     rows.reject_unmapped(key, reason);
                 }
-                None => rows.map(key, plan, &mut retry, src.record()),
+                None => match src.unfit() {
+                    Some(reason) => rows.reject_unmapped(key, reason.to_string()),
+                    None => rows.map(key, plan, &mut retry, src.record()),
+                },
             }
         }
     }

@@ -16,6 +16,7 @@ mod sandbox;
 mod sandbox_api;
 mod secrets;
 mod shard;
+mod sheet;
 mod sync;
 mod toolchain;
 mod unattended;

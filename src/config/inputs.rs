@@ -1,17 +1,13 @@
 //! Inputs: which files, in which format, encoding and compression, and how CSV is split.
-//! In: the input paths, `--format`, `--compression`, `--encoding`, `--delimiter`. Out:
+//! In: the input paths, `--format`, `--compression`, `--encoding`, `--delimiter`, `--sheet`. Out:
 //! the resolved `Input`s (each with its delimiter: tab for .tsv unless `--delimiter`).
 
-use crate::cli::{CompressionArg, FormatArg, LoadArgs};
+use crate::cli::{CompressionArg, LoadArgs};
 use crate::error::{Error, Result};
-use crate::source::{decode, Compression, Format, Input, Reading};
+use crate::source::{decode, Compression, Input, Reading};
 
 pub(super) fn inputs(a: &LoadArgs, notes: &mut Vec<String>) -> Result<Vec<Input>> {
-    let format = a.format.map(|f| match f {
-        FormatArg::Csv => Format::Csv,
-        FormatArg::Ndjson => Format::Ndjson,
-        FormatArg::JsonArray => Format::JsonArray,
-    });
+    let format = a.format;
     let compression = match a.compression {
         CompressionArg::None => Compression::None,
         CompressionArg::Gzip => Compression::Gzip,
@@ -36,6 +32,7 @@ pub(super) fn inputs(a: &LoadArgs, notes: &mut Vec<String>) -> Result<Vec<Input>
         delimiter,
         encoding_flag: a.encoding.is_some(),
         has_header: !a.no_header,
+        sheet: a.sheet.clone(),
     };
     let inputs = a
         .inputs

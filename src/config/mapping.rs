@@ -6,7 +6,7 @@
 use crate::cli::{EmptyArg, LoadArgs};
 use crate::error::{Error, Result};
 use crate::mapping::{ColType, Edits, EmptyPolicy, MappingConfig, OpKind, RefMode, Target};
-use crate::source::{Format, Input};
+use crate::source::Input;
 
 pub(super) fn mapping(
     a: &LoadArgs,
@@ -37,9 +37,9 @@ pub(super) fn mapping(
             "--company-id is empty; leave it out instead".into(),
         ));
     }
-    if a.data_field.is_some() && inputs.iter().any(|i| i.format == Format::Csv) {
+    if a.data_field.is_some() && inputs.iter().any(|i| !i.format.json_values()) {
         return Err(Error::Usage(
-            "--data-field applies to NDJSON input only".into(),
+            "--data-field applies to NDJSON and JSON array input only".into(),
         ));
     }
     let empty = match a.empty {
@@ -73,10 +73,11 @@ pub(super) fn mapping(
 /// `--op raw`: each line is sent as written, so the flags that shape an op do not apply;
 /// refs are the ops' own `ref` fields.
 fn raw(a: &LoadArgs, op: OpKind, inputs: &[Input]) -> Result<MappingConfig> {
-    if let Some(i) = inputs.iter().find(|i| i.format == Format::Csv) {
+    if let Some(i) = inputs.iter().find(|i| !i.format.json_values()) {
         return Err(Error::Usage(format!(
-            "--op raw reads whole ops from NDJSON or a JSON array; {} is CSV",
-            i.display()
+            "--op raw reads whole ops from NDJSON or a JSON array; {} is {}",
+            i.display(),
+            i.format.name().to_uppercase()
         )));
     }
     let given = [

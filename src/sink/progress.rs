@@ -189,7 +189,6 @@ pub struct Progress {
 impl Progress {
     pub fn new(cfg: &crate::config::LoadConfig, live: Live) -> Progress {
         use crate::mapping::RefMode;
-        use crate::source::Format;
         let mode = cfg.progress;
         let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
         let compressed = cfg
@@ -197,11 +196,8 @@ impl Progress {
             .iter()
             .any(|i| i.compression != crate::source::Compression::None);
         // `,ref` after a CSV row; `"_czload_ref":"ref",` before an NDJSON object's fields.
-        let ref_overhead =
-            (cfg.mapping.ref_mode == RefMode::Auto).then(|| match cfg.inputs[0].format {
-                Format::Csv => 1,
-                Format::Ndjson | Format::JsonArray => 17,
-            });
+        let ref_overhead = (cfg.mapping.ref_mode == RefMode::Auto)
+            .then(|| cfg.inputs[0].format.retry_ref_overhead());
         use std::io::IsTerminal;
         let tty = std::io::stderr().is_terminal();
         let bar = (mode == Mode::Auto && tty).then(|| {

@@ -179,9 +179,9 @@ pub struct Manifest {
 /// belongs here, with its flag in `Reading::differences`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Reading {
-    /// Per input: its format (`csv`, `ndjson`).
+    /// Per input: its format (`csv`, `ndjson`; `xlsx --sheet S` with a sheet asked for).
     pub formats: Vec<String>,
-    /// CSV only (`None` without a CSV input): the delimiter and whether the first row is
+    /// Only when an input's format has them (`None` without): the delimiter and whether the first row is
     /// a header.
     pub delimiter: Option<String>,
     pub header: Option<bool>,
@@ -189,17 +189,15 @@ pub struct Reading {
 
 impl Reading {
     fn new(cfg: &LoadConfig) -> Reading {
-        let csv = cfg
-            .inputs
-            .iter()
-            .any(|i| i.format == crate::source::Format::Csv);
+        let delimited = cfg.inputs.iter().any(|i| i.format.delimited());
+        let header_row = cfg.inputs.iter().any(|i| i.format.header_row());
         Reading {
-            formats: cfg.inputs.iter().map(|i| i.format.ext().into()).collect(),
-            delimiter: csv.then(|| match cfg.delimiter {
+            formats: cfg.inputs.iter().map(|i| i.manifest_format()).collect(),
+            delimiter: delimited.then(|| match cfg.delimiter {
                 b'\t' => "\\t".to_string(),
                 d => char::from(d).to_string(),
             }),
-            header: csv.then_some(cfg.has_header),
+            header: header_row.then_some(cfg.has_header),
         }
     }
 

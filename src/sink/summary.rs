@@ -245,7 +245,7 @@ const NO_HEADER_HINT: &str = "retry files of --no-header CSV start with a header
 impl Summary {
     pub fn new(cfg: &LoadConfig, tally: &Tally, run: RunStats) -> Summary {
         use crate::mapping::RefMode;
-        use crate::source::Format;
+        use crate::source::Kind;
         let counts = tally.counts.clone();
         let settled_now = counts.total();
         let dry_run_rejects = if cfg.dry_run {
@@ -290,7 +290,7 @@ impl Summary {
             input_errors: tally.input_errors.clone(),
             retry_hint: (!cfg.has_header
                 && cfg.mapping.ref_mode == RefMode::Auto
-                && cfg.inputs.iter().any(|i| i.format == Format::Csv))
+                && cfg.inputs.iter().any(|i| i.format.kind() == Kind::Fields))
             .then(|| NO_HEADER_HINT.to_string()),
             interrupted: run.interrupted,
             fatal: run.fatal,

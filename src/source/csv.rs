@@ -1,14 +1,23 @@
 //! CSV records, through one `csv::ByteRecord` reused across rows.
 
 use super::ReadError;
-use super::{Header, Opened, ReadOptions, Records, Spec};
+use super::{Header, Kind, Open, Opened, ReadOptions, Records, Spec};
 use crate::error::{Error, Result};
 use std::io::BufRead;
 
 /// CSV: named fields; the retry file is CSV too.
 pub const SPEC: Spec = Spec {
+    name: "csv",
+    extensions: &[".csv", ".tsv", ".txt"],
+    claims: None,
+    kind: Kind::Fields,
+    open: Open::Stream(open),
     retry_ext: "csv",
-    open,
+    manifest: "csv",
+    delimited: true,
+    header_row: true,
+    json_values: false,
+    sheets: false,
 };
 
 fn open(reader: Box<dyn BufRead>, opts: &ReadOptions, name: &str) -> Result<Opened> {

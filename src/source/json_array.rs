@@ -10,14 +10,25 @@
 //! is rejected as the same NDJSON line is. Rows count
 //! elements from 1; an element's line is where its first byte is.
 
-use super::{Opened, ReadError, ReadOptions, Records, Spec};
+use super::{Kind, Open, Opened, ReadError, ReadOptions, Records, Spec};
 use crate::error::{Error, Result};
 use std::io::BufRead;
 
 /// A JSON array: JSON objects, one an element; the retry file is NDJSON.
 pub const SPEC: Spec = Spec {
+    name: "json-array",
+    // A `.json` file is a JSON array when its first character is `[`, else NDJSON.
+    extensions: &[".json"],
+    claims: Some(looks_like_array),
+    kind: Kind::Objects,
+    open: Open::Stream(open),
     retry_ext: "ndjson",
-    open,
+    // As logs written before the registry named it.
+    manifest: "ndjson",
+    delimited: false,
+    header_row: false,
+    json_values: true,
+    sheets: false,
 };
 
 fn open(mut reader: Box<dyn BufRead>, opts: &ReadOptions, name: &str) -> Result<Opened> {
@@ -271,6 +282,7 @@ mod tests {
     fn read(text: &str, cap: usize) -> (Vec<(String, u64)>, Option<ReadError>) {
         let rdr = std::io::BufReader::with_capacity(cap, std::io::Cursor::new(text.to_string()));
         let opts = ReadOptions {
+            empty: crate::mapping::EmptyPolicy::Keep,
             delimiter: b',',
             has_header: true,
             max_row: 1 << 20,

@@ -6,20 +6,21 @@
 //! read are counted for the progress display.
 //!
 //! A format is one file here that implements [`Records`] for its reader, yielding one of
-//! two kinds of record, each with its own mapping (`crate::mapping`): named fields
-//! (`csv::ByteRecord` with a [`Header`]: `csv.rs`) or a JSON object's text (`[u8]`:
-//! `ndjson.rs`, `json_array.rs`). The reader loop and the preflight (`crate::read`) are written once over
-//! the trait and name no format. So adding a format (a TSV; a JSON array `[{...},{...}]`
-//! streamed element by element, whose elements are JSON objects like NDJSON lines) is one
-//! new file with its `SPEC` (how to open it, its retry file's extension) and its
-//! registration: a variant of [`Format`] with its arm in `Format::spec` (the compiler
-//! asks for the arm). Outside this module: the `--format` value that names it (`cli.rs`,
-//! `config.rs`), and any file extension that should imply it (`Input::resolve`).
+//! two kinds of record ([`Kind`]), each with its own mapping (`crate::mapping`): named
+//! fields (`csv::ByteRecord` with a [`Header`]: `csv.rs`) or a JSON object's text (`[u8]`:
+//! `ndjson.rs`, `json_array.rs`, `sheet.rs`). Its [`Spec`] holds every fact the rest of
+//! the code asks about a format: its `--format` value, its extensions, its kind, how it
+//! opens (a byte stream, or a file it seeks in: XLSX and ODS are zip files), its retry
+//! file, the flags that apply to it. The reader loop and the preflight (`crate::read`)
+//! are written once over the trait, and nothing outside this module names a format. So
+//! adding one is a new file with its `Spec` and its line in [`FORMATS`]
+//! (docs/architecture.md, Where a change goes).
 
 pub mod csv;
 pub mod decode;
 pub mod json_array;
 pub mod ndjson;
+pub mod sheet;
 pub mod sniff;
 
 use crate::error::{Error, Result};
@@ -58,6 +59,12 @@ pub trait Records {
         None
     }
 
+    /// Why the current record cannot be mapped, when the source can tell (a sheet's cell
+    /// holding an error, or outside the header's columns): it is rejected with this reason.
+    fn unfit(&self) -> Option<&str> {
+        None
+    }
+
     /// Passes over the next records, unread, while `pass(row, fields)` says so, given
     /// each one's row number and field count (`--shard`: other copies' rows). Only as
     /// far as both are known for certain, exactly as `advance` would give them, without
@@ -89,42 +96,167 @@ pub enum Opened {
 pub struct ReadOptions {
     pub delimiter: u8,
     pub has_header: bool,
+    /// `--empty`: a format that writes JSON objects from cells (a sheet) writes an empty
+    /// cell as CSV's mapping would.
+    pub empty: crate::mapping::EmptyPolicy,
     /// The largest record worth reading whole (see `crate::read::max_row`).
     pub max_row: u64,
 }
 
-/// What a format is: how to open it, and the extension of its retry file.
-pub struct Spec {
-    pub retry_ext: &'static str,
-    /// Opens a reader; `name` names the input in errors. Reads at most the header.
-    pub open: fn(Box<dyn BufRead>, &ReadOptions, &str) -> Result<Opened>,
+/// The kind of record a format yields, and so the mapping that reads it (`crate::mapping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Named fields (`csv::ByteRecord` with a [`Header`]); the retry file is CSV.
+    Fields,
+    /// A JSON object's text; the retry file is NDJSON.
+    Objects,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Csv,
-    Ndjson,
-    JsonArray,
+/// How a format opens.
+pub enum Open {
+    /// From a byte stream (decompressed and decoded first; stdin too); `name` names the
+    /// input in errors. Reads at most the header.
+    Stream(fn(Box<dyn BufRead>, &ReadOptions, &str) -> Result<Opened>),
+    /// From a file it may seek in (a zip: XLSX, ODS), with the `--sheet` asked for; never
+    /// stdin, never compressed.
+    File(fn(&Path, Option<&str>, &ReadOptions) -> Result<Opened>),
+}
+
+/// What a format is: every fact about it that the rest of the code asks. Registered in
+/// [`FORMATS`]; nothing outside this module names a format.
+pub struct Spec {
+    /// Its `--format` value.
+    pub name: &'static str,
+    /// The file extensions that imply it (after `.gz`/`.zst`), lower case, with the dot.
+    pub extensions: &'static [&'static str],
+    /// For an extension two formats share (`.json`): whether the file's first bytes
+    /// (decoded) are of this format. The first format in [`FORMATS`] to claim a file wins.
+    pub claims: Option<fn(&[u8]) -> bool>,
+    pub kind: Kind,
+    pub open: Open,
+    /// The extension of its retry file (`csv` for [`Kind::Fields`], `ndjson` for
+    /// [`Kind::Objects`]).
+    pub retry_ext: &'static str,
+    /// How the results log's manifest names it (`--resume` compares).
+    pub manifest: &'static str,
+    /// `--delimiter` applies.
+    pub delimited: bool,
+    /// The first row may be a header (`--no-header` applies).
+    pub header_row: bool,
+    /// Its values may be JSON objects: `--data-field` and `--op raw` apply.
+    pub json_values: bool,
+    /// A file holds several tables: `--sheet` picks one.
+    pub sheets: bool,
+}
+
+/// Every format, registered here: the one line a new format adds. The order decides
+/// which claims a shared extension first.
+const FORMATS: &[&Spec] = &[
+    &csv::SPEC,
+    &json_array::SPEC,
+    &ndjson::SPEC,
+    &sheet::XLSX,
+    &sheet::ODS,
+];
+
+/// `--format`'s parser (`cli.rs`): the registered names, each with its extensions as help.
+pub fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    Format::value_parser()
+}
+
+/// An input format: a handle on its [`Spec`] in the registry.
+#[derive(Clone, Copy)]
+pub struct Format(&'static Spec);
+
+impl PartialEq for Format {
+    fn eq(&self, other: &Format) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Format {}
+
+impl std::fmt::Debug for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
+    }
 }
 
 impl Format {
-    /// Every format, registered here.
-    fn spec(self) -> &'static Spec {
-        match self {
-            Format::Csv => &csv::SPEC,
-            Format::Ndjson => &ndjson::SPEC,
-            Format::JsonArray => &json_array::SPEC,
-        }
+    /// The format whose `--format` value is `name`.
+    pub fn by_name(name: &str) -> Option<Format> {
+        FORMATS.iter().find(|s| s.name == name).map(|s| Format(s))
+    }
+
+    fn value_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+        use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+        let values = FORMATS.iter().map(|s| {
+            let exts = s.extensions.join(", ");
+            PossibleValue::new(s.name).help(if exts.is_empty() { String::new() } else { exts })
+        });
+        PossibleValuesParser::new(values)
+            .map(|n: String| Format::by_name(&n).expect("a registered name"))
+    }
+
+    /// The `--format` values that can read a stream (stdin), for messages.
+    fn stream_names() -> String {
+        let names: Vec<&str> = FORMATS
+            .iter()
+            .filter(|s| matches!(s.open, Open::Stream(_)))
+            .map(|s| s.name)
+            .collect();
+        names.join(", ")
+    }
+
+    /// The format a file name (less `.gz`/`.zst`) and its first bytes imply.
+    fn of_file(inner: &str, head: impl Fn() -> Vec<u8>) -> Option<Format> {
+        FORMATS
+            .iter()
+            .find(|s| {
+                s.extensions.iter().any(|e| inner.ends_with(e))
+                    && s.claims.is_none_or(|claims| claims(&head()))
+            })
+            .map(|s| Format(s))
+    }
+
+    /// Its `--format` value.
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// The kind of its records.
+    pub fn kind(self) -> Kind {
+        self.0.kind
     }
 
     /// The extension of the retry file.
     pub fn ext(self) -> &'static str {
-        self.spec().retry_ext
+        self.0.retry_ext
     }
 
-    /// Opens the records of `reader`, an input of this format named `name`.
-    pub fn open(self, reader: Box<dyn BufRead>, opts: &ReadOptions, name: &str) -> Result<Opened> {
-        (self.spec().open)(reader, opts, name)
+    /// `--delimiter` applies.
+    pub fn delimited(self) -> bool {
+        self.0.delimited
+    }
+
+    /// `--no-header` applies.
+    pub fn header_row(self) -> bool {
+        self.0.header_row
+    }
+
+    /// Its values may be JSON objects: `--data-field` and `--op raw` apply.
+    pub fn json_values(self) -> bool {
+        self.0.json_values
+    }
+
+    /// Bytes a retry row adds for a generated ref besides the ref itself: `,` after a CSV
+    /// row; `"_czload_ref":"",` before an object's fields (the progress display takes
+    /// them off the bytes sent, to compare with the bytes read).
+    pub fn retry_ref_overhead(self) -> u64 {
+        match self.0.kind {
+            Kind::Fields => 1,
+            Kind::Objects => 17,
+        }
     }
 }
 
@@ -137,7 +269,7 @@ pub enum Compression {
 }
 
 /// How the inputs are read, beyond their names: from the command line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Reading {
     /// `--format`; `None`: from each file's extension.
     pub format: Option<Format>,
@@ -151,6 +283,9 @@ pub struct Reading {
     /// `sniff::check` holds the bytes against.
     pub encoding_flag: bool,
     pub has_header: bool,
+    /// `--sheet`, for the formats whose files hold several tables (the others ignore it,
+    /// so that a retry file loads with the same flags).
+    pub sheet: Option<String>,
 }
 
 /// One input, as given on the command line.
@@ -171,17 +306,28 @@ pub struct Input {
     pub size: Option<u64>,
     /// Which reading flags were given: `sniff` holds the bytes against them.
     pub given: sniff::Given,
+    /// `--sheet`, when the format has sheets (`None`: the first).
+    pub sheet: Option<String>,
 }
 
 impl Input {
     /// Checks that the input exists and can be read, and settles its format: the run
-    /// refuses to start on a missing file rather than failing half-way. A `.json` file is
-    /// a JSON array when its first byte other than whitespace is `[`, else NDJSON.
+    /// refuses to start on a missing file rather than failing half-way. The format comes
+    /// from `--format`, else from the extension ([`Spec::extensions`], [`Spec::claims`]).
     pub fn resolve(index: u32, arg: &Path, how: &Reading) -> Result<Input> {
         if arg == Path::new("-") {
             let format = how.format.ok_or_else(|| {
-                Error::Usage("reading stdin (`-`) needs --format csv, ndjson or json-array".into())
+                Error::Usage(format!(
+                    "reading stdin (`-`) needs --format {}",
+                    Format::stream_names()
+                ))
             })?;
+            if matches!(format.0.open, Open::File(_)) {
+                return Err(Error::Usage(format!(
+                    "--format {} cannot be read from stdin (`-`): it is a zip file, read by seeking in it; save it to a file and name the file",
+                    format.name()
+                )));
+            }
             return Ok(Input {
                 index,
                 path: None,
@@ -192,6 +338,7 @@ impl Input {
                 delimiter_hint: None,
                 size: None,
                 given: sniff::Given::of(how),
+                sheet: None,
             });
         }
         let meta = std::fs::metadata(arg).map_err(|e| Error::file(arg, io_reason(&e)))?;
@@ -215,7 +362,7 @@ impl Input {
         let mut input = Input {
             index,
             path: Some(arg.to_path_buf()),
-            format: Format::Csv,
+            format: Format(&csv::SPEC),
             compression,
             encoding: how.encoding,
             delimiter: how
@@ -224,30 +371,40 @@ impl Input {
             delimiter_hint: None,
             size: Some(meta.len()),
             given: sniff::Given::of(how),
+            sheet: None,
         };
         let head = input.head(arg)?;
         // A UTF-16 file announces itself; the retry file is then written in it too.
         input.encoding = how.encoding.or_else(|| decode::sniff_bom(&head));
-        let by_ext = if [".csv", ".tsv", ".txt"].iter().any(|e| inner.ends_with(e)) {
-            Some(Format::Csv)
-        } else if inner.ends_with(".json") && json_array::looks_like_array(&input.decoded(&head)) {
-            Some(Format::JsonArray)
-        } else if [".ndjson", ".jsonl", ".json"]
-            .iter()
-            .any(|e| inner.ends_with(e))
-        {
-            Some(Format::Ndjson)
-        } else {
-            None
-        };
-        input.format = how.format.or(by_ext).ok_or_else(|| {
+        let format = how
+            .format
+            .or_else(|| Format::of_file(inner, || input.decoded(&head)));
+        input.format = format.ok_or_else(|| {
+            let names: Vec<&str> = FORMATS.iter().map(|s| s.name).collect();
             Error::file(
                 arg,
-                "cannot tell the format from the extension; pass --format csv, ndjson or json-array",
+                format!(
+                    "cannot tell the format from the extension; pass --format {}",
+                    names.join(", ")
+                ),
             )
         })?;
+        if matches!(input.format.0.open, Open::File(_)) {
+            if compression != Compression::None {
+                return Err(Error::file(
+                    arg,
+                    format!(
+                        "a compressed {} file cannot be read (it is a zip already): decompress it first",
+                        input.format.name()
+                    ),
+                ));
+            }
+            input.encoding = None;
+            input.sheet = how.sheet.clone().filter(|_| input.format.0.sheets);
+            return Ok(input);
+        }
         sniff::refuse_contradicted(&input, &head)?;
-        if input.format == Format::Csv && how.delimiter.is_none() {
+        if input.format.delimited() && how.delimiter.is_none() {
             input.delimiter_hint = csv::guess_delimiter(&input.decoded(&head), input.delimiter);
         }
         Ok(input)
@@ -321,12 +478,11 @@ impl Input {
         if let Some(x) = s.strip_suffix(".gz").or_else(|| s.strip_suffix(".zst")) {
             s = x;
         }
-        for ext in [".csv", ".tsv", ".txt", ".ndjson", ".jsonl", ".json"] {
-            if let Some(x) = s.strip_suffix(ext) {
-                return x.to_string();
-            }
+        let ext = FORMATS.iter().flat_map(|f| f.extensions);
+        match ext.filter_map(|e| s.strip_suffix(e)).next() {
+            Some(x) => x.to_string(),
+            None => s.to_string(),
         }
-        s.to_string()
     }
 
     /// The directory of the input (`.` for stdin), where default outputs go.
@@ -337,10 +493,38 @@ impl Input {
         }
     }
 
-    /// Opens the input for reading. `counter` receives the bytes read from disk.
-    /// For stdin, `on_idle` is called when no data came for `linger`, so the caller can
-    /// send a partial batch (see `IdleReader`).
+    /// Opens the input's records, as its format opens (a stream, or a file it seeks
+    /// in). `counter` receives the bytes read from disk (a file opened whole counts its
+    /// size once opened). For stdin, `on_idle` is called when no data came for `linger`,
+    /// so the caller can send a partial batch (see `IdleReader`).
     pub fn open(
+        &self,
+        opts: &ReadOptions,
+        counter: Arc<AtomicU64>,
+        linger: Duration,
+        on_idle: Box<dyn FnMut()>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<Opened> {
+        match (&self.format.0.open, &self.path) {
+            (Open::Stream(open), _) => {
+                let bytes = self.stream(counter, linger, on_idle, stop)?;
+                open(bytes, opts, &self.display())
+            }
+            (Open::File(open), Some(path)) => {
+                let opened = open(path, self.sheet.as_deref(), opts)?;
+                counter.fetch_add(self.size.unwrap_or(0), Ordering::Relaxed);
+                Ok(opened)
+            }
+            // `resolve` refuses it.
+            (Open::File(_), None) => Err(Error::Usage(format!(
+                "--format {} cannot be read from stdin",
+                self.format.name()
+            ))),
+        }
+    }
+
+    /// The input's bytes, decompressed and decoded to UTF-8.
+    fn stream(
         &self,
         counter: Arc<AtomicU64>,
         linger: Duration,
@@ -378,6 +562,15 @@ impl Input {
             None => bytes,
             Some(enc) => Box::new(decode::Decode::new(bytes, enc)),
         })
+    }
+
+    /// How the results log's manifest names the input's format (and its sheet):
+    /// `--resume` refuses another.
+    pub fn manifest_format(&self) -> String {
+        match &self.sheet {
+            Some(s) => format!("{} --sheet {s}", self.format.0.manifest),
+            None => self.format.0.manifest.to_string(),
+        }
     }
 }
 

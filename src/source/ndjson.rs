@@ -1,13 +1,22 @@
 //! NDJSON lines, read into one reused buffer. Blank lines are skipped (they are not rows).
 
-use super::{Opened, ReadError, ReadOptions, Records, Spec};
+use super::{Kind, Open, Opened, ReadError, ReadOptions, Records, Spec};
 use crate::error::Result;
 use std::io::BufRead;
 
 /// NDJSON: JSON objects, one a line; the retry file is NDJSON too.
 pub const SPEC: Spec = Spec {
+    name: "ndjson",
+    extensions: &[".ndjson", ".jsonl", ".json"],
+    claims: None,
+    kind: Kind::Objects,
+    open: Open::Stream(open),
     retry_ext: "ndjson",
-    open,
+    manifest: "ndjson",
+    delimited: false,
+    header_row: false,
+    json_values: true,
+    sheets: false,
 };
 
 fn open(reader: Box<dyn BufRead>, opts: &ReadOptions, _name: &str) -> Result<Opened> {

@@ -147,7 +147,7 @@ pub fn check(head: &[u8], truncated: bool, claim: &Claim) -> Result<(), Refusal>
         text.truncate(end);
     }
     let format = format_verdict(&text, claim, &mut r);
-    if format == Format::Csv {
+    if format.name() == "csv" {
         csv_verdict(&text, truncated, claim, &mut r);
     }
     if r.why.is_empty() {
@@ -278,6 +278,12 @@ fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         .take(200)
 }
 
+/// A format of the registry by its `--format` value (the sniffer's verdicts name the
+/// three text formats, which are always registered).
+fn named(name: &str) -> Format {
+    Format::by_name(name).expect("a registered format")
+}
+
 /// The format the sample is read as from here on, noting a contradiction in `r`.
 fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
     let first = text.iter().find(|c| !c.is_ascii_whitespace()).copied();
@@ -289,8 +295,8 @@ fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
             format!("its extension says {what}")
         }
     };
-    match claim.format {
-        Format::Ndjson
+    match claim.format.name() {
+        "ndjson"
             if array_of_objects(text)
                 || first.is_some() && !lines(text).any(|l| l.starts_with(b"{")) =>
         {
@@ -300,23 +306,23 @@ fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
                     said("NDJSON")
                 ));
                 r.flags.push("--format json-array".into());
-                Format::JsonArray
+                named("json-array")
             } else {
                 r.why.push(format!(
                     "none of its first lines is a JSON object, and {}",
                     said("NDJSON")
                 ));
                 r.flags.push("--format csv".into());
-                Format::Csv
+                named("csv")
             }
         }
-        Format::JsonArray if first.is_some_and(|c| c != b'[') => {
+        "json-array" if first.is_some_and(|c| c != b'[') => {
             let (what, flag) = if lines(text).any(|l| l.starts_with(b"{")) {
-                ("JSON objects", Format::Ndjson)
+                ("JSON objects", named("ndjson"))
             } else {
-                ("no JSON", Format::Csv)
+                ("no JSON", named("csv"))
             };
-            let name = if flag == Format::Ndjson {
+            let name = if flag.name() == "ndjson" {
                 "ndjson"
             } else {
                 "csv"
@@ -328,23 +334,23 @@ fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
             r.flags.push(format!("--format {name}"));
             flag
         }
-        Format::Csv if array_of_objects(text) => {
+        "csv" if array_of_objects(text) => {
             r.why.push(format!(
                 "it starts with `[{{`, a JSON array of objects, and {}",
                 said("CSV")
             ));
             r.flags.push("--format json-array".into());
-            Format::JsonArray
+            named("json-array")
         }
-        Format::Csv if first == Some(b'{') && lines(text).all(|l| object(&l)) => {
+        "csv" if first == Some(b'{') && lines(text).all(|l| object(&l)) => {
             r.why.push(format!(
                 "each of its first lines is a JSON object, and {}",
                 said("CSV")
             ));
             r.flags.push("--format ndjson".into());
-            Format::Ndjson
+            named("ndjson")
         }
-        f => f,
+        _ => claim.format,
     }
 }
 

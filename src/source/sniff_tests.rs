@@ -15,7 +15,7 @@ fn claim(format: Format) -> Claim {
 }
 
 fn csv() -> Claim {
-    claim(Format::Csv)
+    claim(super::named("csv"))
 }
 
 fn flags(head: &[u8], c: &Claim) -> Vec<String> {
@@ -41,7 +41,7 @@ fn plain_files_pass() {
     ] {
         assert_eq!(check(head, false, &csv()), Ok(()), "{head:?}");
     }
-    let nd = claim(Format::Ndjson);
+    let nd = claim(super::named("ndjson"));
     assert_eq!(check(b"{\"a\":1}\nnot json\n", false, &nd), Ok(()));
 }
 
@@ -156,14 +156,14 @@ fn excel_in_a_cyrillic_locale_names_both_flags() {
 
 #[test]
 fn formats_the_bytes_deny() {
-    let nd = claim(Format::Ndjson);
+    let nd = claim(super::named("ndjson"));
     assert_eq!(flags(b"id,name\n1,Ann\n", &nd), ["--format csv"]);
     assert_eq!(flags(b"[{\"a\":1}]\n", &nd), ["--format json-array"]);
     assert_eq!(
         flags(b"{\"a\":1}\n{\"a\":2}\n", &csv()),
         ["--format ndjson"]
     );
-    let arr = claim(Format::JsonArray);
+    let arr = claim(super::named("json-array"));
     assert_eq!(flags(b"{\"a\":1}\n", &arr), ["--format ndjson"]);
     assert_eq!(
         flags(b"id;name\n1;Ann\n", &arr),

@@ -102,8 +102,13 @@ fn utf16_without_a_bom_is_refused_naming_its_byte_order() {
     // A stray NUL in a cell is the cell's.
     let stray = format!("id,name\n1,a\0b\n{}", "2,some longer text\n".repeat(4));
     assert_eq!(check(stray.as_bytes(), false, &csv()), Ok(()));
+    // Compressed without saying so.
+    assert_eq!(
+        flags(b"\x1f\x8b\x08\x00\xaa\xbb", &csv()),
+        ["--compression gzip"]
+    );
     // NULs on both sides: not text.
-    let r = check(b"\x1f\x8b\x00\x00\x00\x00ab", false, &csv()).unwrap_err();
+    let r = check(b"\x00\x00\x00\x00ab", false, &csv()).unwrap_err();
     assert!(r.to_string().contains("--compression"), "{r}");
 }
 

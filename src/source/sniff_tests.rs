@@ -200,3 +200,41 @@ fn a_sample_cut_mid_character_or_mid_line_is_judged_on_what_is_whole() {
 fn flags_cut(head: &[u8]) -> Vec<String> {
     check(head, true, &csv()).expect_err("refused").flags
 }
+
+#[test]
+fn any_bytes_under_any_claim_give_a_verdict_and_a_refusal_gives_a_reason() {
+    // A fixed pseudo-random stream over the bytes that steer the checks (see
+    // fuzz/fuzz_targets/sniff.rs for the open-ended search).
+    let alphabet = b"\x00\x01\n\r\t,;|\"{}[]ab \xC3\xA9\xD0\xFF\xFE\xEF\xBB\xBF\x1f\x8b";
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..1000 {
+        let len = (next() % 200) as usize;
+        let head: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let sel = next();
+        let c = Claim {
+            format: [Format::Csv, Format::Ndjson, Format::JsonArray][(sel % 3) as usize],
+            format_flag: sel & 8 != 0,
+            encoding: [
+                None,
+                Some(UTF_16LE),
+                Some(UTF_16BE),
+                Some(encoding_rs::WINDOWS_1251),
+            ][((sel >> 4) & 3) as usize],
+            encoding_flag: sel & 64 != 0,
+            delimiter: CANDIDATES[((sel >> 7) & 3) as usize],
+            delimiter_flag: sel & 512 != 0,
+            has_header: sel & 1024 == 0,
+        };
+        if let Err(r) = check(&head, sel & 2048 != 0, &c) {
+            assert!(!r.why.is_empty(), "{head:?} {c:?}: {r:?}");
+        }
+    }
+}

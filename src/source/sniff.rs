@@ -444,10 +444,13 @@ fn csv_verdict(text: &[u8], truncated: bool, claim: &Claim, r: &mut Refusal) {
                 Some(1) if counts.iter().all(|&c| c == 1) => "1 field".to_string(),
                 _ => "fields that vary from row to row".to_string(),
             };
+            let which = match (counts.len(), share) {
+                (0 | 1, _) => "its first record splits".to_string(),
+                (k, 100) => format!("all its first {k} records split"),
+                (k, _) => format!("most of its first {k} records split"),
+            };
             r.why.push(format!(
-                "{} its first {} records split into {n} fields on {} ({got} on {}), and {said}",
-                if share == 100 { "all" } else { "most of" },
-                counts.len().max(1),
+                "{which} into {n} fields on {} ({got} on {}), and {said}",
                 shown(d),
                 shown(claim.delimiter)
             ));

@@ -31,6 +31,7 @@ pub fn config(
         },
         types,
         exclude: Vec::new(),
+        edits: Default::default(),
         empty: match (sel >> 2) & 3 {
             0 => EmptyPolicy::Keep,
             1 => EmptyPolicy::Omit,

@@ -8,8 +8,9 @@ use czload::mapping::{ColType, CsvPlan, Plan, RefMode};
 use czload::source::csv::CsvSource;
 use libfuzzer_sys::fuzz_target;
 
-const TYPES: [ColType; 5] = [
+const TYPES: [ColType; 6] = [
     ColType::Number,
+    ColType::NumberComma,
     ColType::Integer,
     ColType::Bool,
     ColType::Json,

@@ -16,10 +16,12 @@
 //!   named by `chardetng`'s guess), an `--encoding` the bytes deny (UTF-16 of a file
 //!   without NULs, a legacy encoding of a file that is UTF-8 with non-ASCII letters);
 //! - format: NDJSON with no JSON object in its first lines, CSV whose lines are all
-//!   JSON objects;
+//!   JSON objects, a JSON array not starting with `[`, a JSON array of objects read as
+//!   NDJSON or CSV;
 //! - delimiter: the sample parsed (csv crate) with the delimiter read and with `,` `;`
 //!   tab `|`; refused when the one read does not give every record the same count of
-//!   more than one field and another does;
+//!   more than one field and another gives more of them (at least `ALIKE`%) the header's
+//!   count, more than one;
 //! - rows: a CSV sample of several lines that reads as a header alone.
 
 use super::{Format, Input, Reading};
@@ -134,6 +136,16 @@ pub fn check(head: &[u8], truncated: bool, claim: &Claim) -> Result<(), Refusal>
     };
     if head.is_empty() {
         return Ok(());
+    }
+    // Compressed bytes whose name (or `--compression`) does not say so.
+    for (magic, name) in [(&b"\x1f\x8b"[..], "gzip"), (b"\x28\xb5\x2f\xfd", "zstd")] {
+        if head.starts_with(magic) {
+            r.why.push(format!(
+                "it is {name}-compressed, and its name does not end in .gz or .zst"
+            ));
+            r.flags.push(format!("--compression {name}"));
+            return Err(r);
+        }
     }
     let seen = seen(head, truncated);
     let enc = encoding_verdict(seen, claim, &mut r);
@@ -438,10 +450,13 @@ fn csv_verdict(text: &[u8], truncated: bool, claim: &Claim, r: &mut Refusal) {
                 Some(1) if counts.iter().all(|&c| c == 1) => "1 field".to_string(),
                 _ => "fields that vary from row to row".to_string(),
             };
+            let which = match (counts.len(), share) {
+                (0 | 1, _) => "its first record splits".to_string(),
+                (k, 100) => format!("all its first {k} records split"),
+                (k, _) => format!("most of its first {k} records split"),
+            };
             r.why.push(format!(
-                "{} its first {} records split into {n} fields on {} ({got} on {}), and {said}",
-                if share == 100 { "all" } else { "most of" },
-                counts.len().max(1),
+                "{which} into {n} fields on {} ({got} on {}), and {said}",
                 shown(d),
                 shown(claim.delimiter)
             ));

@@ -50,7 +50,7 @@ fn fields(i: usize) -> [String; 10] {
         "UA".to_string(),
         format!("{}.{:02}", (i * 37) % 10_000, i % 100),
         (i % 17).to_string(),
-        (i % 3 == 0).to_string(),
+        i.is_multiple_of(3).to_string(),
         format!("2024-05-{:02}T12:{:02}:00Z", 1 + i % 28, i % 60),
         "first order via web".to_string(),
     ]
@@ -91,7 +91,7 @@ fn ndjson_bytes() -> Bytes {
 
 fn mapping(types: Vec<(String, ColType)>) -> MappingConfig {
     MappingConfig {
-        op: OpKind::Create,
+        op: OpKind::CREATE,
         target: Target::Conv(555),
         company_id: None,
         ref_mode: RefMode::Auto,

@@ -83,7 +83,7 @@ pub async fn check(cfg: &LoadConfig, rows: usize) -> Result<CheckReport> {
                 .into(),
         )),
     };
-    if cfg.mapping.op == crate::op::OpKind::Raw {
+    if cfg.mapping.op.rows_are_ops {
         return Err(Error::Usage(
             "check compares task data with a process's parameters; --op raw sends ops as written, so there is nothing to compare".into(),
         ));
@@ -429,7 +429,8 @@ fn origin(key: &str, cfg: &LoadConfig, csv: bool) -> Origin {
 
 fn judge_params(list: &[Value], s: &Sample, cfg: &LoadConfig, r: &mut CheckReport) {
     let params: Vec<Declared> = list.iter().filter_map(declared).collect();
-    let create = cfg.mapping.op == crate::op::OpKind::Create;
+    // Only a whole task must hold every required parameter; a modify changes some.
+    let create = cfg.mapping.op.data == crate::op::Data::Task;
     for p in &params {
         let seen = s.keys.get(p.name);
         let present = seen.map_or(0, |k| k.rows);

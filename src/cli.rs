@@ -1,6 +1,7 @@
 //! The flags as the user types them (clap derive). Nothing past `config/` sees these
 //! types: `LoadConfig::from_args` (src/config/) validates them into plain settings.
 
+use crate::op::OpKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -8,23 +9,57 @@ use std::path::PathBuf;
 #[command(
     name = "czload",
     version,
-    about = "Load CSV and NDJSON files into Corezoid processes as tasks: streaming, batched, signed, rate-limited, exactly once",
+    about = "Load CSV, TSV, NDJSON and JSON-array files into Corezoid processes as tasks: streaming, batched, signed, rate-limited, exactly once",
     long_about = None,
+    after_help = EXAMPLES,
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The common tasks, shown after `czload --help` and in the man page's EXAMPLES.
+pub const EXAMPLES: &str = "\
+Examples:
+  Try it on the built-in sandbox (no account needed):
+    czload load samples/orders.csv --conv-id 555 --sandbox
+  Check a mapping against the process, then load with a key column as the ref:
+    czload check orders.csv --conv-id 555 --ref-column order_id --type amount:number
+    czload load orders.csv --conv-id 555 --ref-column order_id --type amount:number
+  Read, map and sign everything, send nothing:
+    czload load orders.csv --conv-id 555 --dry-run
+  After a crash, Ctrl-C or kill: go on where the results log ends:
+    czload load orders.csv --conv-id 555 --resume
+  Load the rows that failed, with the same flags:
+    czload load orders.retry.csv --conv-id 555
+  One load as 3 copies, then one results log:
+    czload load orders.csv --conv-id 555 --shard 0/3   (and 1/3, 2/3)
+    czload merge-results orders.shard-*-of-3.results.ndjson -o orders.results.ndjson
+  A report of a run:
+    czload report orders.results.ndjson -o orders.report.html
+
+The secret comes from COREZOID_API_SECRET or --secret-file, never a flag. `czload load \
+--help` lists every flag; `czload man` prints the manual.";
+
+/// `czload load --help`: its exit codes, then the examples.
+pub const LOAD_EXAMPLES: &str = "\
+Exit codes: 0 every row succeeded; 2 some did not; 1 the run could not proceed (usage, \
+input, authentication, results log in use or unfinished, server unreachable); 130 / 143 / \
+129 stopped by SIGINT / SIGTERM / SIGHUP after finishing the requests in flight (resumable \
+with --resume; a second signal exits at once).
+
+Examples:
+  czload load orders.csv --conv-id 555 --ref-column order_id --type amount:number --rate 50
+  czload load events.ndjson.gz --conv-id 555 --dry-run
+  czload load export.csv --conv-id 555 --delimiter ';' --encoding windows-1251
+  cat rows.ndjson | czload load - --conv-id 555 --results rows.results.ndjson
+  czload load orders.csv --conv-id 555 --resume        (after a stop: the rest, exactly once)
+  czload load orders.csv --conv-id 555 --restart       (start over, replacing the log)";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load rows from CSV, TSV, NDJSON or JSON-array files into a Corezoid process as tasks.
-    #[command(
-        after_help = "Exit codes: 0 every row succeeded; 2 some did not; 1 the run could not proceed \
-(usage, input, authentication, results log in use or unfinished, server unreachable); \
-130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP after finishing the requests in flight \
-(resumable with --resume; a second signal exits at once)."
-    )]
+    #[command(after_help = LOAD_EXAMPLES)]
     Load(Box<LoadArgs>),
     /// Check that a mapping fits the process before loading: map the first rows as `load`
     /// would (same flags) and compare them with the process's declared parameters.
@@ -37,7 +72,7 @@ naming the flag that fixes it. Nothing is created: it sends only `show conv` and
     )]
     Check(Box<LoadArgs>),
     /// Run a local server that speaks the Corezoid API, for trying czload and for tests.
-    Sandbox(SandboxArgs),
+    Sandbox(Box<SandboxArgs>),
     /// Write an HTML report (one self-contained file, charts included) from a results log.
     Report(ReportArgs),
     /// Join the results logs of the N copies of one load (`load --shard i/N`) into one
@@ -104,16 +139,15 @@ pub enum CompressionArg {
     Zstd,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OpArg {
-    /// Create one task per row.
-    Create,
-    /// Modify the task with the row's ref, merging the row into its data.
-    Modify,
-    /// Each NDJSON (or JSON-array) line is a whole op (`type`, `obj` and the rest, any
-    /// object kind), sent as written but for the `id` czload puts first; its own `ref`
-    /// makes retries safe.
-    Raw,
+/// `--op`: the kinds of op, from their table (`src/op.rs`), so a new kind needs no line here.
+impl ValueEnum for OpKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        OpKind::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name).help(self.help))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -169,6 +203,12 @@ pub struct LoadArgs {
     #[arg(long = "type", value_name = "COL:TYPE", help_heading = "Input")]
     pub types: Vec<String>,
 
+    /// CSV: `number` columns (--type COL:number) use a decimal comma, as Excel writes
+    /// them in many locales: `12,50` is 12.5. A value with a `.` or a second `,` (a
+    /// thousands separator?) is rejected, not guessed.
+    #[arg(long, help_heading = "Input")]
+    pub decimal_comma: bool,
+
     /// CSV: what an empty cell becomes.
     #[arg(long, value_enum, default_value = "keep", help_heading = "Input")]
     pub empty: EmptyArg,
@@ -212,7 +252,7 @@ pub struct LoadArgs {
 
     /// Operation for every row.
     #[arg(long, value_enum, default_value = "create", help_heading = "Target")]
-    pub op: OpArg,
+    pub op: OpKind,
 
     /// Take each task's ref from this column (CSV) or top-level field (NDJSON).
     #[arg(
@@ -541,6 +581,16 @@ pub struct SandboxArgs {
     #[arg(long = "param", value_name = "NAME:TYPE[:required]")]
     pub params: Vec<String>,
 
+    /// A process alias: `obj_alias` NAME (with any `company_id`) stands for process CONV,
+    /// as `--alias` on a load addresses it. Repeatable.
+    #[arg(long = "alias", value_name = "NAME=CONV")]
+    pub aliases: Vec<String>,
+
+    /// Lose every Nth task created in a process: answered ok with an obj_id, then not
+    /// kept, as a server that loses tasks would (for `czload verify`). 0: never.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub lose_every: u64,
+
     /// Write every stored task as NDJSON to this file on shutdown.
     #[arg(long, value_name = "FILE")]
     pub dump: Option<PathBuf>,
@@ -559,5 +609,32 @@ mod tests {
     #[test]
     fn flag_definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every `czload ...` line of the help's examples is a command clap accepts, so the
+    /// examples cannot drift from the flags. Shell quoting is only `'...'`; a note in
+    /// parentheses after the command is dropped, and a glob stands for its files.
+    #[test]
+    fn every_example_in_the_help_parses() {
+        let mut n = 0;
+        for line in EXAMPLES.lines().chain(LOAD_EXAMPLES.lines()) {
+            let line = line.trim();
+            let piped = line.split_once("| ").map_or(line, |(_, c)| c);
+            let Some(cmd) = piped.strip_prefix("czload ") else {
+                continue;
+            };
+            let cmd = cmd.split("  (").next().unwrap_or(cmd);
+            let words: Vec<String> = std::iter::once("czload".to_owned())
+                .chain(
+                    cmd.split_whitespace()
+                        .map(|w| w.trim_matches('\'').to_owned()),
+                )
+                .collect();
+            if let Err(e) = Cli::try_parse_from(&words) {
+                panic!("example `{line}` does not parse: {e}");
+            }
+            n += 1;
+        }
+        assert!(n >= 15, "only {n} examples found");
     }
 }

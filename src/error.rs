@@ -18,6 +18,11 @@ pub enum Error {
 
     #[error("{0}")]
     Other(String),
+
+    /// An input whose own bytes contradict how it would be read (`source::sniff`): exit
+    /// 2, before any request; the message names the flags that would read it.
+    #[error("{}: {message}", path.display())]
+    Reading { path: PathBuf, message: String },
 }
 
 impl Error {
@@ -25,6 +30,16 @@ impl Error {
         Error::File {
             path: path.into(),
             message: message.to_string(),
+        }
+    }
+}
+
+impl Error {
+    /// The exit code of a run this error stops (docs/architecture.md, Exit codes).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Reading { .. } => 2,
+            _ => 1,
         }
     }
 }

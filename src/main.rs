@@ -79,7 +79,7 @@ fn main() -> ExitCode {
                 1
             }
         },
-        Command::Sandbox(args) => match rt.block_on(czload::sandbox::run_command(args)) {
+        Command::Sandbox(args) => match rt.block_on(czload::sandbox::run_command(*args)) {
             Ok(()) => 0,
             Err(e) => {
                 say!("czload: {e}\n");
@@ -115,7 +115,7 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
         Ok(c) => c,
         Err(e) => {
             say!("czload: {e}\n");
-            return 1;
+            return e.exit_code();
         }
     };
     for n in &cfg.notes {
@@ -173,7 +173,7 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
         }
         Err(e) => {
             say!("czload: {e}\n");
-            1
+            e.exit_code()
         }
     }
 }
@@ -184,7 +184,7 @@ async fn check(args: czload::cli::LoadArgs) -> u8 {
         Ok(c) => c,
         Err(e) => {
             say!("czload: {e}\n");
-            return 1;
+            return e.exit_code();
         }
     };
     match czload::check(cfg, args.check_rows).await {
@@ -198,7 +198,7 @@ async fn check(args: czload::cli::LoadArgs) -> u8 {
         }
         Err(e) => {
             say!("czload: {e}\n");
-            1
+            e.exit_code()
         }
     }
 }
@@ -231,23 +231,105 @@ fn write_stdout(out: &[u8], what: &str) -> ExitCode {
     }
 }
 
-/// `czload man`: the man page (roff) on stdout, its subcommands' flags included.
+/// `czload man`: the man page (roff) on stdout, its subcommands' flags included, then the
+/// sections man readers look for by name: EXIT STATUS (from each command's help, so the two
+/// cannot disagree), ENVIRONMENT (from the flags' `env`) and EXAMPLES.
 fn man() -> ExitCode {
     use clap::CommandFactory;
     let cmd = Cli::command();
     let mut out = Vec::new();
-    let mut page = |c: clap::Command| clap_mangen::Man::new(c).render(&mut out);
-    let mut ok = page(cmd.clone()).is_ok();
-    // One page, with a section per subcommand after the main one (`man czload` shows all).
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-        let name = format!("czload-{}", sub.get_name());
-        ok &= page(sub.clone().name(name)).is_ok();
+    let main = clap_mangen::Man::new(cmd.clone());
+    // Its after-help (the examples) is the EXAMPLES section at the end, not "EXTRA".
+    let mut ok = main.render_title(&mut out).is_ok()
+        && main.render_name_section(&mut out).is_ok()
+        && main.render_synopsis_section(&mut out).is_ok()
+        && main.render_description_section(&mut out).is_ok()
+        && main.render_options_section(&mut out).is_ok()
+        && main.render_subcommands_section(&mut out).is_ok()
+        && main.render_version_section(&mut out).is_ok();
+    // One page, with a part per subcommand after the main one (`man czload` shows all);
+    // their after-help texts (exit codes) go to EXIT STATUS instead of "EXTRA".
+    let subs: Vec<&clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help")
+        .collect();
+    for sub in &subs {
+        let page = clap_mangen::Man::new((*sub).clone().name(format!("czload-{}", sub.get_name())));
+        ok &= page.render_name_section(&mut out).is_ok()
+            && page.render_synopsis_section(&mut out).is_ok()
+            && page.render_description_section(&mut out).is_ok()
+            && (sub.get_arguments().next().is_none()
+                || page.render_options_section(&mut out).is_ok());
     }
     if !ok {
         eprintln!("czload: cannot render the man page");
         return ExitCode::from(1);
     }
+    out.extend_from_slice(man_sections(&cmd, &subs).as_bytes());
     write_stdout(&out, "the man page")
+}
+
+/// EXIT STATUS, ENVIRONMENT and EXAMPLES in roff.
+fn man_sections(cmd: &clap::Command, subs: &[&clap::Command]) -> String {
+    // roff: a line starting with `.` or `'` is a request, and `-` should be `\-`.
+    let text = |t: &str| {
+        t.lines()
+            .map(|l| {
+                let l = l.replace('\\', "\\e").replace('-', "\\-");
+                if l.starts_with(['.', '\'']) {
+                    format!("\\&{l}")
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut s = String::from(".SH \"EXIT STATUS\"\n");
+    for sub in subs {
+        let Some(help) = sub.get_after_help() else {
+            continue;
+        };
+        let help = help.to_string();
+        let codes = help
+            .split("\n\n")
+            .find(|p| p.contains("Exit codes"))
+            .unwrap_or(&help);
+        s += &format!(
+            ".TP\n\\fBczload {}\\fR\n{}\n",
+            sub.get_name(),
+            text(&codes.replace('\n', " "))
+        );
+    }
+    s += ".SH ENVIRONMENT\n";
+    let mut seen = std::collections::BTreeMap::new();
+    for sub in std::iter::once(cmd).chain(subs.iter().copied()) {
+        for arg in sub.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let flag = arg
+                    .get_long()
+                    .map(|l| format!("\\-\\-{l}"))
+                    .unwrap_or_default();
+                seen.entry(env.to_string_lossy().into_owned())
+                    .or_insert(flag);
+            }
+        }
+    }
+    seen.insert(czload::config::SECRET_ENV.into(), String::new());
+    seen.insert("RUST_LOG".into(), String::new());
+    for (env, flag) in &seen {
+        let what = match (env.as_str(), flag.is_empty()) {
+            ("COREZOID_API_SECRET", _) => "The API key's secret (or \\-\\-secret\\-file). Never a flag, so never in \\fBps\\fR.".to_owned(),
+            ("RUST_LOG", _) => "Log filter for \\-\\-verbose\\-style logging (czload=debug); the secret is never logged.".to_owned(),
+            (_, false) => format!("The default of {flag}."),
+            _ => String::new(),
+        };
+        s += &format!(".TP\n\\fB{env}\\fR\n{what}\n");
+    }
+    s += ".SH EXAMPLES\n.nf\n";
+    s += &text(czload::cli::EXAMPLES.trim_start_matches("Examples:\n"));
+    s += "\n.fi\n";
+    s
 }
 
 fn init_logging(verbose: bool) {

@@ -1,38 +1,161 @@
-//! The kinds of operation czload sends, and what each expects back.
+//! The kinds of operation czload sends, each a value holding its facts as data.
 //!
-//! In: `--op`. Out: the op's `type` for the body (mapping), the status of a row the server
-//! applied, and what a "duplicate ref" answer means (send). A new kind is one arm in each
-//! method here plus its `--op` value (docs/architecture.md, "Where a change goes").
+//! In: `--op`. Out: what the rest of the code asks of a kind, always through its [`Spec`]
+//! and never by comparing kinds: the `type` the mapping writes, whether the rows need a
+//! ref or carry `data`, the status a success gives and the statuses a row can end in, what
+//! a "duplicate ref" answer means (send), whether the input may repeat a ref (read), and
+//! whether it may go through the Sync API. A new kind is one `const` here and its place
+//! in [`OpKind::ALL`], which is also what `--op` offers (docs/architecture.md, "Where a
+//! change goes").
 
 use crate::outcome::Status;
 
+/// What an op's `data` holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
-    Create,
-    Modify,
-    /// `--op raw`: every NDJSON line is a whole op; each row's own kind comes from its
-    /// `type` ([`OpKind::of_row`]).
-    Raw,
-    /// A raw op of another `type` (`show`, `delete`, ops on processes or folders...).
-    Other,
+pub enum Data {
+    /// The whole task: the process's required parameters must all be in it (a create).
+    Task,
+    /// Changes merged into the task the ref names (a modify).
+    Changes,
+    /// Nothing: the op names a task and reads or removes it.
+    Nothing,
+    /// Whatever each row's op says (`--op raw`: rows are ops as written).
+    AsWritten,
 }
 
+/// The facts of one kind of op.
+#[derive(Debug)]
+pub struct Spec {
+    /// Its `--op` value, and the `type` the mapping writes into each op.
+    pub name: &'static str,
+    /// What `--op NAME` does, for `--help`.
+    pub help: &'static str,
+    /// Each row is a whole op of its own `type`, sent as written ([`OpKind::of_row`]);
+    /// the mapping flags do not apply.
+    pub rows_are_ops: bool,
+    /// The op finds its task by ref, so every row needs one (`--ref-column`,
+    /// `--ref-template`): generated refs would name no task.
+    pub needs_ref: bool,
+    /// What its `data` holds.
+    pub data: Data,
+    /// The status of a row whose op the server applied.
+    pub success: Status,
+    /// Every status a row of this kind can end in.
+    pub ends_in: &'static [Status],
+    /// Whether the server's "duplicate ref" answer means the task is already there (a
+    /// create retried or re-run: `exists`), rather than a refusal.
+    pub duplicate_ref_is_exists: bool,
+    /// Whether the input may not repeat a ref: a second create with it would be refused,
+    /// while a modify file may rightly name a task twice (and a raw file may create a
+    /// task and then modify it by the same ref).
+    pub unique_refs: bool,
+    /// Whether it may go through the Sync API (`--sync`), which brings back the
+    /// process's reply.
+    pub sync: bool,
+}
+
+/// What a row's op can end in, whatever its kind, besides its success.
+const TROUBLE: [Status; 3] = [Status::Rejected, Status::Failed, Status::Ambiguous];
+
+/// A kind of op: a handle on its [`Spec`]. Deliberately without `PartialEq`: code asks a
+/// kind for a fact, and a new kind then needs no change there.
+#[derive(Clone, Copy)]
+pub struct OpKind(&'static Spec);
+
 impl OpKind {
-    /// The op's `type` in the request body.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Create => "create",
-            OpKind::Modify => "modify",
-            // Never written by czload: a raw line carries its own `type`.
-            OpKind::Raw => "raw",
-            OpKind::Other => "other",
-        }
+    /// Create one task per row.
+    pub const CREATE: OpKind = OpKind(&Spec {
+        name: "create",
+        help: "Create one task per row",
+        rows_are_ops: false,
+        needs_ref: false,
+        data: Data::Task,
+        success: Status::Created,
+        ends_in: &[
+            Status::Created,
+            Status::Exists,
+            TROUBLE[0],
+            TROUBLE[1],
+            TROUBLE[2],
+            Status::NoReply,
+        ],
+        duplicate_ref_is_exists: true,
+        unique_refs: true,
+        sync: true,
+    });
+
+    /// Modify the task with the row's ref.
+    pub const MODIFY: OpKind = OpKind(&Spec {
+        name: "modify",
+        help: "Modify the task with the row's ref, merging the row into its data",
+        rows_are_ops: false,
+        needs_ref: true,
+        data: Data::Changes,
+        success: Status::Modified,
+        ends_in: &[Status::Modified, TROUBLE[0], TROUBLE[1], TROUBLE[2]],
+        duplicate_ref_is_exists: false,
+        unique_refs: false,
+        sync: false,
+    });
+
+    /// `--op raw`: every line is a whole op, whose row is of its own `type`.
+    pub const RAW: OpKind = OpKind(&Spec {
+        name: "raw",
+        help: "Each NDJSON (or JSON-array) line is a whole op (`type`, `obj` and the rest, any object kind), sent as written but for the `id` czload puts first; its own `ref` makes retries safe",
+        rows_are_ops: true,
+        needs_ref: false,
+        data: Data::AsWritten,
+        success: Status::Done,
+        ends_in: &[
+            Status::Created,
+            Status::Modified,
+            Status::Exists,
+            Status::Done,
+            TROUBLE[0],
+            TROUBLE[1],
+            TROUBLE[2],
+        ],
+        duplicate_ref_is_exists: false,
+        unique_refs: false,
+        sync: false,
+    });
+
+    /// A raw op of a `type` no kind here has (ops on processes or folders...).
+    pub const OTHER: OpKind = OpKind(&Spec {
+        name: "other",
+        help: "",
+        rows_are_ops: false,
+        needs_ref: false,
+        data: Data::AsWritten,
+        success: Status::Done,
+        ends_in: &[Status::Done, TROUBLE[0], TROUBLE[1], TROUBLE[2]],
+        duplicate_ref_is_exists: false,
+        unique_refs: false,
+        sync: false,
+    });
+
+    /// The kinds `--op` offers, in the order its help lists them.
+    pub const ALL: &'static [OpKind] = &[OpKind::CREATE, OpKind::MODIFY, OpKind::RAW];
+
+    /// Its facts.
+    pub fn spec(self) -> &'static Spec {
+        self.0
     }
 
-    /// The kind of the op a row sent: `self`, but for `--op raw`, where it is the line's
-    /// `type` (create and modify as for tasks, anything else `Other`).
+    /// The kind `--op NAME` names.
+    pub fn named(name: &str) -> Option<OpKind> {
+        OpKind::ALL.iter().copied().find(|k| k.0.name == name)
+    }
+
+    /// The op's `type` in the request body.
+    pub fn as_str(self) -> &'static str {
+        self.0.name
+    }
+
+    /// The kind of the op a row sent: `self`, but where rows are ops, the kind its
+    /// `type` names (`OTHER` for a type no kind has).
     pub fn of_row(self, op: &[u8]) -> OpKind {
-        if self != OpKind::Raw {
+        if !self.0.rows_are_ops {
             return self;
         }
         #[derive(serde::Deserialize)]
@@ -40,37 +163,44 @@ impl OpKind {
             #[serde(borrow, rename = "type")]
             t: Option<std::borrow::Cow<'a, str>>,
         }
-        match serde_json::from_slice::<Type>(op)
-            .ok()
-            .and_then(|t| t.t)
-            .as_deref()
-        {
-            Some("create") => OpKind::Create,
-            Some("modify") => OpKind::Modify,
-            _ => OpKind::Other,
-        }
+        let t = serde_json::from_slice::<Type>(op).ok().and_then(|t| t.t);
+        t.and_then(|t| OpKind::named(&t))
+            .filter(|k| !k.0.rows_are_ops)
+            .unwrap_or(OpKind::OTHER)
     }
 
     /// The status of a row whose op the server applied.
     pub fn success(self) -> Status {
-        match self {
-            OpKind::Create => Status::Created,
-            OpKind::Modify => Status::Modified,
-            OpKind::Raw | OpKind::Other => Status::Done,
-        }
+        self.0.success
     }
 
-    /// Whether the server's "duplicate ref" answer means the task is already there (a
-    /// create retried or re-run: `exists`), rather than a refusal.
+    /// See [`Spec::duplicate_ref_is_exists`].
     pub fn duplicate_ref_is_exists(self) -> bool {
-        self == OpKind::Create
+        self.0.duplicate_ref_is_exists
     }
 
-    /// Whether the input may not repeat a ref: a second create with it would be refused,
-    /// while a modify file may rightly name a task twice (and a raw file may create a
-    /// task and then modify it by the same ref).
+    /// See [`Spec::unique_refs`].
     pub fn refs_are_unique(self) -> bool {
-        self == OpKind::Create
+        self.0.unique_refs
+    }
+}
+
+impl std::ops::Deref for OpKind {
+    type Target = Spec;
+    fn deref(&self) -> &Spec {
+        self.0
+    }
+}
+
+/// As the enum it was printed (`Create`, `Raw`): the mapping's fingerprint in a results
+/// log's manifest holds it, and `--resume` compares it.
+impl std::fmt::Debug for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut c = self.0.name.chars();
+        if let Some(first) = c.next() {
+            write!(f, "{}{}", first.to_ascii_uppercase(), c.as_str())?;
+        }
+        Ok(())
     }
 }
 
@@ -80,25 +210,54 @@ mod tests {
 
     #[test]
     fn a_raw_row_is_of_its_type() {
-        let raw = OpKind::Raw;
+        let name = |k: OpKind| k.name;
+        let raw = OpKind::RAW;
         assert_eq!(
-            raw.of_row(br#"{"id":"1","type":"create","obj":"task"}"#),
-            OpKind::Create
+            name(raw.of_row(br#"{"id":"1","type":"create","obj":"task"}"#)),
+            "create"
         );
         assert_eq!(
-            raw.of_row(br#"{"obj":"task","type":"modify","ref":"a"}"#),
-            OpKind::Modify
+            name(raw.of_row(br#"{"obj":"task","type":"modify","ref":"a"}"#)),
+            "modify"
         );
         assert_eq!(
-            raw.of_row(br#"{"type":"delete","obj":"task"}"#),
-            OpKind::Other
+            name(raw.of_row(br#"{"type":"delete","obj":"task"}"#)),
+            "other"
         );
-        assert_eq!(raw.of_row(b"{}"), OpKind::Other);
+        assert_eq!(name(raw.of_row(br#"{"type":"raw"}"#)), "other");
+        assert_eq!(name(raw.of_row(b"{}")), "other");
         assert_eq!(
-            OpKind::Modify.of_row(br#"{"type":"create"}"#),
-            OpKind::Modify
+            name(OpKind::MODIFY.of_row(br#"{"type":"create"}"#)),
+            "modify"
         );
-        assert_eq!(OpKind::Other.success(), Status::Done);
-        assert!(OpKind::Create.of_row(b"").duplicate_ref_is_exists());
+        assert_eq!(OpKind::OTHER.success(), Status::Done);
+        assert!(OpKind::CREATE.of_row(b"").duplicate_ref_is_exists());
+    }
+
+    #[test]
+    fn every_kind_ends_in_its_success_and_the_troubles() {
+        for k in OpKind::ALL.iter().chain([&OpKind::OTHER]) {
+            assert!(k.ends_in.contains(&k.success), "{k:?}");
+            for t in TROUBLE {
+                assert!(k.ends_in.contains(&t), "{k:?}");
+            }
+            assert_eq!(
+                k.ends_in.contains(&Status::Exists),
+                k.duplicate_ref_is_exists || k.rows_are_ops,
+                "{k:?}"
+            );
+            assert_eq!(k.ends_in.contains(&Status::NoReply), k.sync, "{k:?}");
+        }
+        for k in OpKind::ALL {
+            assert_eq!(OpKind::named(k.name).map(|n| n.name), Some(k.name));
+        }
+        assert!(OpKind::named("other").is_none(), "not an --op value");
+    }
+
+    #[test]
+    fn debug_is_the_fingerprint_s_old_spelling() {
+        let names: Vec<String> = OpKind::ALL.iter().map(|k| format!("{k:?}")).collect();
+        assert_eq!(names, ["Create", "Modify", "Raw"]);
+        assert_eq!(format!("{:?}", OpKind::OTHER), "Other");
     }
 }

@@ -740,7 +740,7 @@ fn fuzz_finding_a_lone_surrogate_is_rejected_not_sent() {
     write_typed(&mut buf, r#"{"a":"\ud83d\ude00"}"#, ColType::Json).unwrap();
 
     let cfg = MappingConfig {
-        op: OpKind::Create,
+        op: OpKind::CREATE,
         target: Target::Conv(555),
         company_id: None,
         ref_mode: RefMode::Auto,

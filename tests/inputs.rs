@@ -50,15 +50,16 @@ async fn windows_1251_cyrillic_is_stored_as_unicode_and_retried_in_1251() {
         "the input is untouched"
     );
 
-    // Without --encoding the same bytes are not UTF-8: rejected, naming the line.
+    // Without --encoding the same bytes are not UTF-8: refused, naming the flag.
     let sb2 = sandbox().await;
     let out = load(&sb2.url(), &[s(&input), "--conv-id", "555"], None).await;
     assert_eq!(out.code, 2, "{out:?}");
-    let lines = results(&dir.path().join("cp.results.ndjson"));
-    assert!(lines.iter().all(|l| l["status"] == "rejected"), "{lines:?}");
-    assert_eq!(lines[0]["line"], 2);
-    assert!(lines[0]["error"].as_str().unwrap().contains("UTF-8"));
-    assert!(sb2.tasks().is_empty());
+    assert!(
+        out.stderr.contains("--encoding windows-1251"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb2.stats().requests, 0);
 
     // The retry file is in the input's encoding, and the same command loads it.
     let bad = broken().await;
@@ -395,23 +396,17 @@ async fn tsv_means_tab_and_a_semicolon_file_gets_the_delimiter_suggested() {
 
     let semi = dir.path().join("semi.csv");
     std::fs::write(&semi, "id;name\n1;ann\n2;bob\n").unwrap();
-    // It loads (one column), with a warning that names the delimiter.
+    // It is refused before anything is sent, naming the delimiter (docs/architecture.md,
+    // Reading that checks itself), with or without a flag naming a column.
     let sb = sandbox().await;
-    let out = load(&sb.url(), &[s(&semi), "--conv-id", "555"], None).await;
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("warning: "), "{out:?}");
-    assert!(out.stderr.contains("--delimiter ';'"), "{out:?}");
-    assert_eq!(sb.stats().created, 2);
-    // A flag naming a column fails, and the error says why.
-    let out = load(
-        &sb.url(),
-        &[s(&semi), "--conv-id", "555", "--ref-column", "id"],
-        None,
-    )
-    .await;
-    assert_eq!(out.code, 1, "{out:?}");
-    let err = out.stderr.lines().last().unwrap();
-    assert!(err.contains("--delimiter ';'"), "{out:?}");
+    for extra in [&[][..], &["--ref-column", "id"]] {
+        let mut args = vec![s(&semi), "--conv-id", "555"];
+        args.extend(extra);
+        let out = load(&sb.url(), &args, None).await;
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(out.stderr.contains("--delimiter ';'"), "{out:?}");
+        assert_eq!(sb.stats().requests, 0);
+    }
     // With the delimiter given, no warning.
     let sb = sandbox().await;
     let out = load(

@@ -3,14 +3,17 @@
 mod bad_input;
 mod check;
 mod common;
+mod deploy;
 mod hostile;
 mod inputs;
 mod load;
 mod options;
 mod raw;
+mod reading;
 mod recovery;
 mod report;
 mod sandbox;
+mod sandbox_api;
 mod secrets;
 mod shard;
 mod sheet;

@@ -385,11 +385,25 @@ fn completions_and_the_man_page_come_from_the_flags() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.starts_with(".ie") || out.stdout.contains(".TH czload"));
     for what in [
-        ".TH czload-load",
+        "czload\\-load \\-",
         "\\-\\-report",
         "\\-\\-progress",
-        ".TH czload-report",
+        "czload\\-report \\-",
+        // The sections man readers look for, and what they must hold.
+        ".SH \"EXIT STATUS\"",
+        "130 / 143 / 129",
+        ".SH ENVIRONMENT",
+        "COREZOID_API_SECRET",
+        "COREZOID_URL",
+        ".SH EXAMPLES",
+        "czload merge\\-results",
     ] {
         assert!(out.stdout.contains(what), "{what} not in the man page");
     }
+    // Exit codes have their own section, not clap_mangen's catch-all.
+    assert!(
+        !out.stdout.contains(".SH EXTRA"),
+        "an EXTRA section is left"
+    );
+    assert_eq!(out.stdout.matches(".TH ").count(), 1, "one page, one title");
 }

@@ -277,7 +277,7 @@ async fn invalid_ops_get_a_per_op_error_naming_the_field() {
     let mut bad_obj = create("obj", None, json!({}));
     bad_obj["obj"] = json!("folder");
     let mut bad_type = create("type", None, json!({}));
-    bad_type["type"] = json!("delete");
+    bad_type["type"] = json!("archive");
     let mut company = create("company", None, json!({}));
     company["company_id"] = json!("");
     let mut company_ok = create("company_ok", None, json!({}));

@@ -13,9 +13,9 @@ pub fn config(
 ) -> MappingConfig {
     MappingConfig {
         op: if sel & 0x40 == 0 {
-            OpKind::Create
+            OpKind::CREATE
         } else {
-            OpKind::Modify
+            OpKind::MODIFY
         },
         target: if sel & 0x80 == 0 {
             Target::Conv(555)

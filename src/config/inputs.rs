@@ -31,6 +31,8 @@ pub(super) fn inputs(a: &LoadArgs, notes: &mut Vec<String>) -> Result<Vec<Input>
         encoding,
         delimiter,
         sheet: a.sheet.clone(),
+        encoding_flag: a.encoding.is_some(),
+        has_header: !a.no_header,
     };
     let inputs = a
         .inputs

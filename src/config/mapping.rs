@@ -3,7 +3,7 @@
 //! `--max-task-bytes`, `--set`, `--rename`, and the inputs (their names make the generated refs). Out: a
 //! checked `MappingConfig`, and notes for the user.
 
-use crate::cli::{EmptyArg, LoadArgs, OpArg};
+use crate::cli::{EmptyArg, LoadArgs};
 use crate::error::{Error, Result};
 use crate::mapping::{ColType, Edits, EmptyPolicy, MappingConfig, OpKind, RefMode, Target};
 use crate::source::Input;
@@ -13,25 +13,24 @@ pub(super) fn mapping(
     inputs: &[Input],
     notes: &mut Vec<String>,
 ) -> Result<MappingConfig> {
-    let types = types(&a.types)?;
-    let op = match a.op {
-        OpArg::Create => OpKind::Create,
-        OpArg::Modify => OpKind::Modify,
-        OpArg::Raw => OpKind::Raw,
-    };
-    if op == OpKind::Raw {
-        return raw(a, inputs);
+    let mut types = types(&a.types)?;
+    if a.decimal_comma {
+        decimal_comma(&mut types)?;
+    }
+    let op = a.op;
+    if op.rows_are_ops {
+        return raw(a, op, inputs);
     }
     let target = target(a)?;
     let ref_mode = ref_mode(a)?;
     if ref_mode == RefMode::Auto {
         check_generated_refs(inputs, op, notes)?;
     }
-    if op == OpKind::Modify && matches!(ref_mode, RefMode::None | RefMode::Auto) {
-        return Err(Error::Usage(
-            "--op modify finds each task by its ref: pass --ref-column COL or --ref-template"
-                .into(),
-        ));
+    if op.needs_ref && matches!(ref_mode, RefMode::None | RefMode::Auto) {
+        return Err(Error::Usage(format!(
+            "--op {} finds each task by its ref: pass --ref-column COL or --ref-template",
+            op.name
+        )));
     }
     if a.company_id.as_ref().is_some_and(String::is_empty) {
         return Err(Error::Usage(
@@ -73,7 +72,7 @@ pub(super) fn mapping(
 
 /// `--op raw`: each line is sent as written, so the flags that shape an op do not apply;
 /// refs are the ops' own `ref` fields.
-fn raw(a: &LoadArgs, inputs: &[Input]) -> Result<MappingConfig> {
+fn raw(a: &LoadArgs, op: OpKind, inputs: &[Input]) -> Result<MappingConfig> {
     if let Some(i) = inputs.iter().find(|i| !i.format.json_values()) {
         return Err(Error::Usage(format!(
             "--op raw reads whole ops from NDJSON or a JSON array; {} is {}",
@@ -88,6 +87,7 @@ fn raw(a: &LoadArgs, inputs: &[Input]) -> Result<MappingConfig> {
         ("--ref-template", a.ref_template.is_some()),
         ("--no-ref", a.no_ref),
         ("--type", !a.types.is_empty()),
+        ("--decimal-comma", a.decimal_comma),
         ("--exclude", !a.exclude.is_empty()),
         ("--set", !a.set.is_empty()),
         ("--rename", !a.rename.is_empty()),
@@ -107,7 +107,7 @@ fn raw(a: &LoadArgs, inputs: &[Input]) -> Result<MappingConfig> {
         return Err(Error::Usage("--max-task-bytes must be positive".into()));
     }
     Ok(MappingConfig {
-        op: OpKind::Raw,
+        op,
         // The ops name their processes; --conv-id only names the sandbox's.
         target: match a.conv_id {
             Some(c) if c > 0 => Target::Conv(c),
@@ -122,6 +122,21 @@ fn raw(a: &LoadArgs, inputs: &[Input]) -> Result<MappingConfig> {
         max_task_bytes: a.max_task_bytes,
         edits: Edits::default(),
     })
+}
+
+/// `--decimal-comma`: the `number` columns read `12,50` as 12.5.
+fn decimal_comma(types: &mut [(String, ColType)]) -> Result<()> {
+    let mut any = false;
+    for (_, ty) in types.iter_mut().filter(|(_, t)| *t == ColType::Number) {
+        *ty = ColType::NumberComma;
+        any = true;
+    }
+    if !any {
+        return Err(Error::Usage(
+            "--decimal-comma reads the number columns, and there is none: add --type COL:number for each".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// `--type COL:TYPE`, each.
@@ -186,7 +201,7 @@ fn check_generated_refs(inputs: &[Input], op: OpKind, notes: &mut Vec<String>) -
             )));
         }
     }
-    if op == OpKind::Create && inputs.iter().any(|i| i.path.is_none()) {
+    if op.duplicate_ref_is_exists && inputs.iter().any(|i| i.path.is_none()) {
         notes.push(
             "warning: rows read from stdin get the refs stdin:1, stdin:2, ...; another stdin load into the same process would find them taken and load nothing (exists): pass --ref-column or --ref-template for stdin".into(),
         );

@@ -153,7 +153,7 @@ fn url(a: &LoadArgs, notes: &mut Vec<String>) -> Result<String> {
 
 /// `--sync`, `--sync-url`, `--sync-timeout`: task creates through the Sync API.
 fn sync(a: &LoadArgs, op: OpKind) -> Result<SyncApi> {
-    if op != OpKind::Create {
+    if !op.sync {
         return Err(Error::Usage(format!(
             "--sync creates tasks and waits for their replies: it cannot take --op {}",
             op.as_str()

@@ -150,6 +150,7 @@ pub fn write_typed(buf: &mut Vec<u8>, text: &str, ty: ColType) -> std::result::R
             push_int(buf, v)?;
         }
         ColType::Number => write_number(buf, text.trim())?,
+        ColType::NumberComma => write_number_comma(buf, text.trim())?,
         ColType::Bool => {
             let t = text.trim();
             let v = if ["true", "1", "yes", "y", "t"]
@@ -208,7 +209,7 @@ fn write_number(buf: &mut Vec<u8>, t: &str) -> std::result::Result<(), String> {
     }
     let v: f64 = t.parse().map_err(|_| {
         if t.contains(',') {
-            format!("{t:?} is not a number (use '.' as the decimal separator)")
+            format!("{t:?} is not a number (if ',' is its decimal mark, pass --decimal-comma)")
         } else {
             format!("{t:?} is not a number")
         }
@@ -221,6 +222,31 @@ fn write_number(buf: &mut Vec<u8>, t: &str) -> std::result::Result<(), String> {
     }
     buf.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
     Ok(())
+}
+
+/// A `number` cell under `--decimal-comma`: one `,` is the decimal mark. A `.` or a
+/// second `,` could be a thousands separator (`1.234,5`, `1,234,5`) or a decimal mark:
+/// refused rather than guessed.
+fn write_number_comma(buf: &mut Vec<u8>, t: &str) -> std::result::Result<(), String> {
+    if t.contains('.') {
+        return Err(format!(
+            "{t:?} holds a '.', but --decimal-comma makes ',' the decimal mark, and a thousands separator is not read: write it without one"
+        ));
+    }
+    if t.matches(',').count() > 1 {
+        return Err(format!(
+            "{t:?} holds more than one ',': with --decimal-comma one ',' is the decimal mark, and a thousands separator is not read"
+        ));
+    }
+    let mut dotted = t.replacen(',', ".", 1);
+    if let Some(i) = t.find(',') {
+        // `,5`, `5,` and `-,5`: a digit on each side of the mark, as Excel writes it.
+        let digit = |b: Option<&u8>| b.is_some_and(u8::is_ascii_digit);
+        if !digit(t.as_bytes().get(i.wrapping_sub(1))) || !digit(t.as_bytes().get(i + 1)) {
+            dotted.clear();
+        }
+    }
+    write_number(buf, &dotted).map_err(|_| format!("{t:?} is not a number"))
 }
 
 /// Valid JSON that every strict parser reads back: unlike `IgnoredAny` and `RawValue`,
@@ -337,6 +363,34 @@ mod tests {
         assert_eq!(openings(b"[{\"a\":[1]}] {}"), 4);
         assert_eq!(openings("[".repeat(600).as_bytes()), 600);
         assert_eq!(openings(b"]};:[{ZzKk"), 2);
+    }
+
+    #[test]
+    fn decimal_commas_read_one_comma_and_refuse_what_is_ambiguous() {
+        let mut buf = Vec::new();
+        for (cell, want) in [
+            ("12,50", "12.5"),
+            (" -3,25 ", "-3.25"),
+            ("7", "7"),
+            ("1,5e3", "1500.0"),
+        ] {
+            buf.clear();
+            write_typed(&mut buf, cell, ColType::NumberComma).unwrap();
+            assert_eq!(String::from_utf8_lossy(&buf), want, "{cell}");
+        }
+        for (cell, why) in [
+            ("1,234,5", "more than one"),
+            ("1.234,5", "'.'"),
+            ("12.5", "'.'"),
+            (",5", "not a number"),
+            ("5,", "not a number"),
+            ("12,5x", "not a number"),
+        ] {
+            let err = write_typed(&mut buf, cell, ColType::NumberComma).unwrap_err();
+            assert!(err.contains(why), "{cell}: {err}");
+        }
+        let err = write_typed(&mut buf, "12,5", ColType::Number).unwrap_err();
+        assert!(err.contains("--decimal-comma"), "{err}");
     }
 
     #[test]

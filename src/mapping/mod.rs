@@ -115,6 +115,8 @@ impl Mapped {
 pub enum ColType {
     String,
     Number,
+    /// A `number` column under `--decimal-comma`: `12,50` is 12.5.
+    NumberComma,
     Integer,
     Bool,
     Json,
@@ -269,7 +271,7 @@ pub(crate) mod tests {
     /// Settings for the plans' tests: auto refs into process 555, column `n` an integer.
     pub(crate) fn cfg() -> MappingConfig {
         MappingConfig {
-            op: OpKind::Create,
+            op: OpKind::CREATE,
             target: Target::Conv(555),
             company_id: None,
             ref_mode: RefMode::Auto,

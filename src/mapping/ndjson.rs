@@ -189,8 +189,34 @@ impl NdjsonPlan {
             constants: cfg.edits.constants(),
             wanted,
             max_task_bytes: cfg.max_task_bytes,
-            raw: cfg.op == super::OpKind::Raw,
+            raw: cfg.op.rows_are_ops,
         })
+    }
+
+    /// A line whose renamed field would meet another of the same name in the task is
+    /// rejected: it would carry the key twice (`{"b":1,"b":2}`), and a server keeps one.
+    /// CSV refuses the same rename from the header, before the run.
+    fn check_renames(
+        &self,
+        top: &TopLevel,
+        drop_key: &dyn Fn(&str) -> bool,
+    ) -> std::result::Result<(), Reject> {
+        for (old, new) in &self.edits.rename {
+            if self.edits.renamed(old) != new.as_str() || !top.fields.iter().any(|(k, _)| k == old)
+            {
+                continue;
+            }
+            let clash = top
+                .fields
+                .iter()
+                .find(|(k, _)| k != old && !drop_key(k) && self.edits.renamed(k) == new);
+            if let Some((other, _)) = clash {
+                return Err(Reject(format!(
+                    "--rename {old}:{new}: the line has a field \"{other}\" that the task would hold as \"{new}\" too; rename or --exclude one of them"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn auto_ref(&self) -> bool {
@@ -221,6 +247,7 @@ impl NdjsonPlan {
             let drop_key = |k: &str| {
                 k == REF_COLUMN || self.exclude.iter().any(|e| e == k) || self.edits.replaced(k)
             };
+            self.check_renames(top, &drop_key)?;
             buf.push(b'{');
             let mut first = true;
             for (k, v) in top.fields.iter().filter(|(k, _)| !drop_key(k)) {
@@ -584,7 +611,7 @@ mod tests {
     #[test]
     fn raw_lines_are_sent_as_written_with_our_id_in_place_of_theirs() {
         let c = MappingConfig {
-            op: crate::op::OpKind::Raw,
+            op: crate::op::OpKind::RAW,
             ref_mode: RefMode::Column("ref".into()),
             ..cfg_no_types()
         };

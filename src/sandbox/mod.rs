@@ -41,6 +41,7 @@ mod server;
 mod stats;
 mod store;
 mod sync;
+mod validate;
 
 pub use limit::RpsShape;
 pub use meta::Param;
@@ -93,9 +94,30 @@ pub struct SandboxConfig {
     /// The input parameters every process declares (`list conv_params`); none: anything
     /// goes.
     pub params: Vec<Param>,
+    /// `obj_alias` names that stand for a process (`--alias NAME=CONV`), with any
+    /// non-empty `company_id`.
+    pub aliases: Vec<(String, u64)>,
+    /// Every Nth create in a process is answered ok and then not kept (0: never), so
+    /// `czload verify` can be shown a server that loses tasks.
+    pub lose_every: u64,
     /// The Sync API: how long the process takes to reply to a created task (a task's
     /// `sync_delay_ms` field overrides it).
     pub sync_delay_ms: u64,
+}
+
+/// `--alias NAME=CONV`, for a process the sandbox has.
+fn parse_alias(a: &str, convs: &[u64]) -> Result<(String, u64)> {
+    let bad = || {
+        Error::Usage(format!(
+            "--alias {a:?}: give NAME=CONV, CONV one of the --conv ids"
+        ))
+    };
+    let (name, conv) = a.split_once('=').ok_or_else(bad)?;
+    let conv: u64 = conv.parse().map_err(|_| bad())?;
+    if name.is_empty() || !convs.contains(&conv) {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), conv))
 }
 
 /// How the RPS limit refuses the excess.
@@ -128,6 +150,8 @@ impl SandboxConfig {
             max_task_bytes: 131_072,
             max_body_bytes: 32 * 1024 * 1024,
             params: Vec::new(),
+            aliases: Vec::new(),
+            lose_every: 0,
             sync_delay_ms: 0,
         }
     }
@@ -200,6 +224,12 @@ impl SandboxConfig {
                 .iter()
                 .map(|p| Param::parse(p))
                 .collect::<Result<_>>()?,
+            aliases: args
+                .aliases
+                .iter()
+                .map(|a| parse_alias(a, &args.convs))
+                .collect::<Result<_>>()?,
+            lose_every: args.lose_every,
             ..SandboxConfig::new(args.api_login.clone(), secret, args.convs.clone())
         })
     }

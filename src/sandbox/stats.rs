@@ -4,7 +4,7 @@
 //! independent tallies, read as a snapshot). Out: [`Stats`], a plain copy served at
 //! `GET /__sandbox/stats` and returned by `Sandbox::stats`.
 //!
-//! Invariant the tests lean on: `ops == created + modified + shown + op_errors`, where `ops`
+//! Invariant the tests lean on: `ops == created + modified + shown + deleted + op_errors`, where `ops`
 //! counts the operations that were answered one by one (including those of requests whose
 //! answer was then lost to `--fail-after` or `--drop-after`).
 
@@ -46,6 +46,13 @@ pub struct Stats {
     pub too_large: u64,
     /// Tasks in the store now.
     pub tasks: u64,
+    /// Tasks deleted (`delete` answered ok); they are no longer in `tasks`.
+    #[serde(default)]
+    pub deleted: u64,
+    /// Creates answered ok whose task was then not kept (`--lose-every`): what a server
+    /// that loses tasks looks like to `czload verify`.
+    #[serde(default)]
+    pub lost: u64,
 }
 
 /// The live counters; one field per `Stats` field.
@@ -67,6 +74,8 @@ pub(crate) struct Counters {
     pub faults_drop_after: AtomicU64,
     pub too_large: AtomicU64,
     pub tasks: AtomicU64,
+    pub deleted: AtomicU64,
+    pub lost: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -100,6 +109,8 @@ impl Counters {
             faults_drop_after: self.faults_drop_after.load(Relaxed),
             too_large: self.too_large.load(Relaxed),
             tasks: self.tasks.load(Relaxed),
+            deleted: self.deleted.load(Relaxed),
+            lost: self.lost.load(Relaxed),
         }
     }
 }

@@ -78,6 +78,30 @@ pub(crate) struct StoredTask {
     pub ref_: Option<Box<str>>,
     pub obj_id: ObjId,
     pub data: Box<RawValue>,
+    /// Unix seconds of the create and of the last change (`show` gives both).
+    pub create_time: u32,
+    pub change_time: u32,
+    /// A deleted task stays in `tasks` (so obj_ids stay sorted for the binary search and
+    /// a delete costs no shift of millions of entries) but is found by nothing, and its
+    /// ref is free again.
+    pub deleted: bool,
+}
+
+/// The sandbox's processes have no nodes of their own: every task rests in one node, the
+/// same for the whole process, reached from one start node. Derived from the conv id so a
+/// test can name the right one and a wrong one; `delete` checks it as Corezoid does.
+pub(crate) fn node_of(conv_id: u64, start: bool) -> ObjId {
+    let mut id = [0u8; 12];
+    id[..4].copy_from_slice(if start { b"strt" } else { b"node" });
+    id[4..].copy_from_slice(&conv_id.to_be_bytes());
+    ObjId(id)
+}
+
+/// Unix seconds now, as the store keeps them.
+pub(crate) fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
 /// One process's tasks in creation order, found by ref through `by_ref` and by obj_id
@@ -93,6 +117,8 @@ pub(crate) struct StoredTask {
 #[derive(Debug, Default)]
 pub(crate) struct ShardInner {
     pub tasks: Vec<StoredTask>,
+    /// Creates answered ok, for `--lose-every`.
+    pub created: u64,
     by_ref: HashTable<(u32, u32)>,
     hasher: foldhash::fast::FixedState,
 }
@@ -134,8 +160,42 @@ impl ShardInner {
             }
         }
         let obj_id = ids.next();
-        self.tasks.push(StoredTask { ref_, obj_id, data });
+        let now = unix_now();
+        self.tasks.push(StoredTask {
+            ref_,
+            obj_id,
+            data,
+            create_time: now,
+            change_time: now,
+            deleted: false,
+        });
         Some(obj_id)
+    }
+
+    /// Deletes a task found by obj_id: it is found by nothing after, and its ref may be
+    /// used again. `false` when no live task has that id.
+    pub fn delete(&mut self, id: ObjId) -> bool {
+        let Ok(i) = self.tasks.binary_search_by(|t| t.obj_id.cmp(&id)) else {
+            return false;
+        };
+        if self.tasks[i].deleted {
+            return false;
+        }
+        self.tasks[i].deleted = true;
+        if let Some(r) = self.tasks[i].ref_.take() {
+            let h = self.hash(&r);
+            let same = |&(eh, j): &(u32, u32)| eh == h && j as usize == i;
+            if let Ok(e) = self.by_ref.find_entry(spread(h), same) {
+                e.remove();
+            }
+            self.tasks[i].ref_ = Some(r);
+        }
+        true
+    }
+
+    /// The live tasks, in creation order.
+    pub fn live(&self) -> impl Iterator<Item = &StoredTask> {
+        self.tasks.iter().filter(|t| !t.deleted)
     }
 
     fn hash(&self, r: &str) -> u32 {
@@ -144,7 +204,13 @@ impl ShardInner {
 
     pub fn find_mut(&mut self, t: Target<'_>) -> Option<&mut StoredTask> {
         let i = match t {
-            Target::Obj(id) => self.tasks.binary_search_by(|t| t.obj_id.cmp(&id)).ok()?,
+            Target::Obj(id) => {
+                let i = self.tasks.binary_search_by(|t| t.obj_id.cmp(&id)).ok()?;
+                if self.tasks[i].deleted {
+                    return None;
+                }
+                i
+            }
             Target::BadObj => return None,
             Target::Ref(r) => {
                 let h = self.hash(r);
@@ -182,7 +248,7 @@ impl Shard {
     /// Writes this shard's tasks as NDJSON lines into `out`.
     pub fn write_ndjson(&self, out: &mut Vec<u8>) {
         let g = self.lock();
-        for t in &g.tasks {
+        for t in g.live() {
             #[derive(Serialize)]
             struct Line<'a> {
                 conv_id: u64,
@@ -207,8 +273,7 @@ impl Shard {
 
     pub fn tasks(&self) -> Vec<Task> {
         let g = self.lock();
-        g.tasks
-            .iter()
+        g.live()
             .map(|t| Task {
                 conv_id: self.conv_id,
                 ref_: t.ref_.as_ref().map(|r| r.to_string()),

@@ -10,7 +10,7 @@
 //! attempts (docs/architecture.md, "Sender tasks").
 
 use super::http::Reply;
-use super::retry::Transport;
+use super::retry::TransportError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -163,23 +163,23 @@ impl Breaker {
         }
     }
 
-    /// Takes in what `reply` says of the server. False when it could not be reached at
-    /// all (the attempt is then not charged to the rows).
-    pub fn track(&self, reply: &Reply, probe: bool) -> bool {
+    /// Takes in what `reply`, come at `now`, says of the server. False when it could not
+    /// be reached at all (the attempt is then not charged to the rows).
+    pub fn track(&self, reply: &Reply, probe: bool, now: Instant) -> bool {
         match reply {
             Reply::Http { .. } => {
                 self.answered();
                 true
             }
-            Reply::Transport(Transport::Connect, msg) => {
-                self.unreachable(Instant::now(), probe, msg);
+            Reply::Transport(TransportError::Connect, msg) => {
+                self.unreachable(now, probe, msg);
                 false
             }
             Reply::Transport(_, msg) => {
                 // Connected, then no answer: not an outage by itself, but a probe that
                 // got no answer did not find the server back.
                 if probe {
-                    self.unreachable(Instant::now(), true, msg);
+                    self.unreachable(now, true, msg);
                 }
                 true
             }

@@ -1,29 +1,81 @@
-//! One POST and its answer, read up to a cap: what `Sender` classifies.
+//! HTTP behind a small trait: one POST of a signed body and its answer, read up to a cap,
+//! or how it failed. `Sender` classifies the [`Reply`]; it never sees the HTTP client.
+//!
+//! [`Reqwest`] is the one implementation a run uses; the sender's unit tests give a
+//! scripted one (`send/scripted.rs`) that answers from a queue and records what it was
+//! sent, so every verdict is tested without a server (docs/architecture.md, "Where a
+//! change goes").
 
-use super::retry::{self, Transport};
+use super::retry::{self, TransportError};
 use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 /// The largest answer read; a bigger one is treated as unreadable (and retried).
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 /// One attempt's result, before classification.
+#[derive(Debug, Clone)]
 pub enum Reply {
-    Transport(Transport, String),
+    /// No HTTP answer: how the attempt failed, and what the client said.
+    Transport(TransportError, String),
     Http {
         status: u16,
         retry_after: Option<Duration>,
         location: Option<String>,
         /// The server's `Date` header: its clock.
         date: Option<SystemTime>,
+        /// `None` when the answer was larger than `MAX_ANSWER_BYTES` (not read).
         body: Option<Bytes>,
     },
 }
 
+/// The future of one POST. Boxed so that `Sender` holds any transport as
+/// `Arc<dyn Transport>`: one allocation per request, next to a round trip.
+pub type Posting<'a> = Pin<Box<dyn Future<Output = Reply> + Send + 'a>>;
+
+/// Sends a signed request body and brings back what came of it.
+pub trait Transport: Send + Sync {
+    /// Posts `body` to the signed `url`; no answer within `timeout` is
+    /// `TransportError::Timeout`.
+    fn post<'a>(&'a self, url: &'a str, body: Bytes, timeout: Duration) -> Posting<'a>;
+}
+
+/// The transport of a run: a reqwest client with keep-alive connections.
+pub struct Reqwest {
+    client: reqwest::Client,
+}
+
+impl Reqwest {
+    /// `timeout` also bounds connecting (at most 10 s); `pool`: idle connections kept.
+    pub fn new(timeout: Duration, pool: usize, insecure: bool) -> crate::Result<Reqwest> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(pool)
+            .tcp_nodelay(true)
+            // A POST redirected becomes a GET elsewhere: never follow, report it.
+            .redirect(reqwest::redirect::Policy::none())
+            .danger_accept_invalid_certs(insecure)
+            .user_agent(concat!("czload/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::Error::Other(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Reqwest { client })
+    }
+}
+
+impl Transport for Reqwest {
+    fn post<'a>(&'a self, url: &'a str, body: Bytes, timeout: Duration) -> Posting<'a> {
+        Box::pin(post(&self.client, url, body, timeout))
+    }
+}
+
 /// Posts `body` to the signed `url` and reads the answer (up to `MAX_ANSWER_BYTES`).
-pub async fn post(client: &reqwest::Client, url: &str, body: Bytes) -> Reply {
+async fn post(client: &reqwest::Client, url: &str, body: Bytes, timeout: Duration) -> Reply {
     let resp = client
         .post(url)
+        .timeout(timeout)
         .header("content-type", "application/json; charset=utf8")
         .body(body)
         .send()
@@ -85,9 +137,9 @@ pub async fn post(client: &reqwest::Client, url: &str, body: Bytes) -> Reply {
             Err(e) => {
                 // The answer had begun: nothing here can be a connect or TLS failure.
                 let kind = if e.is_timeout() {
-                    Transport::Timeout
+                    TransportError::Timeout
                 } else {
-                    Transport::Broken
+                    TransportError::Broken
                 };
                 return Reply::Transport(kind, error_chain(&e));
             }

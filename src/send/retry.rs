@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// How a request failed below HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub enum TransportError {
     /// Could not connect: nothing was sent.
     Connect,
     /// No answer in time: the server may have applied the request.
@@ -72,27 +72,27 @@ fn throttle_words(low: &str) -> bool {
 /// for TLS failures, and rustls says what went wrong only in its messages
 /// ("invalid peer certificate: UnknownIssuer", "received corrupt message of type
 /// InvalidContentType").
-pub fn transport_kind(is_timeout: bool, is_connect: bool, chain: &str) -> Transport {
+pub fn transport_kind(is_timeout: bool, is_connect: bool, chain: &str) -> TransportError {
     let s = chain.to_ascii_lowercase();
     if is_timeout {
-        Transport::Timeout
+        TransportError::Timeout
     } else if s.contains("invalid peer certificate")
         || s.contains("certificate verify failed")
         || s.contains("self-signed certificate")
         || s.contains("self signed certificate")
     {
-        Transport::Certificate
+        TransportError::Certificate
     } else if s.contains("invalidcontenttype") || s.contains("wrong version number") {
-        Transport::NotTls
+        TransportError::NotTls
     } else if is_connect {
-        Transport::Connect
+        TransportError::Connect
     } else {
-        Transport::Broken
+        TransportError::Broken
     }
 }
 
 /// Decides from a transport failure; `detail` is what the HTTP client said.
-pub fn classify_transport(t: Transport, detail: &str) -> Verdict {
+pub fn classify_transport(t: TransportError, detail: &str) -> Verdict {
     let retry = |what: &str, maybe_applied: bool| Verdict::Retry {
         reason: format!("{what}: {detail}"),
         maybe_applied,
@@ -100,15 +100,15 @@ pub fn classify_transport(t: Transport, detail: &str) -> Verdict {
         pause: None,
     };
     match t {
-        Transport::Connect => retry("could not connect", false),
-        Transport::Timeout => retry("no answer before the timeout", true),
-        Transport::Broken => retry("connection closed before the answer", true),
-        Transport::Certificate => Verdict::Fatal {
+        TransportError::Connect => retry("could not connect", false),
+        TransportError::Timeout => retry("no answer before the timeout", true),
+        TransportError::Broken => retry("connection closed before the answer", true),
+        TransportError::Certificate => Verdict::Fatal {
             reason: format!(
                 "the server's TLS certificate does not verify ({detail}); check --url, or pass --insecure if you trust this server"
             ),
         },
-        Transport::NotTls => Verdict::Fatal {
+        TransportError::NotTls => Verdict::Fatal {
             reason: format!(
                 "the server does not speak TLS ({detail}); check the scheme of --url (http:// or https://)"
             ),
@@ -409,11 +409,11 @@ mod tests {
     fn transport_table() {
         // (kind, maybe applied if retried; None: fatal)
         for (t, want) in [
-            (Transport::Connect, Some(false)),
-            (Transport::Timeout, Some(true)),
-            (Transport::Broken, Some(true)),
-            (Transport::Certificate, None),
-            (Transport::NotTls, None),
+            (TransportError::Connect, Some(false)),
+            (TransportError::Timeout, Some(true)),
+            (TransportError::Broken, Some(true)),
+            (TransportError::Certificate, None),
+            (TransportError::NotTls, None),
         ] {
             let v = classify_transport(t, "detail");
             match (want, &v) {
@@ -433,7 +433,7 @@ mod tests {
                         reason.contains("--url") && reason.contains("detail"),
                         "{reason}"
                     );
-                    if t == Transport::Certificate {
+                    if t == TransportError::Certificate {
                         assert!(reason.contains("certificate") && reason.contains("--insecure"));
                     }
                 }
@@ -444,9 +444,9 @@ mod tests {
 
     #[test]
     fn transport_kinds_from_reqwest_errors() {
-        use Transport::*;
+        use TransportError::*;
         // (is_timeout, is_connect, chain) -> kind
-        let table: &[(bool, bool, &str, Transport)] = &[
+        let table: &[(bool, bool, &str, TransportError)] = &[
             (false, true, "error sending request for url (https://127.0.0.1:1/api/2/json/1/2/3): client error (Connect): invalid peer certificate: UnknownIssuer", Certificate),
             (false, true, "client error (Connect): invalid peer certificate: NotValidForName", Certificate),
             (false, true, "invalid peer certificate: Expired", Certificate),

@@ -5,8 +5,9 @@
 //! The scanner only finds where each element ends (a `,` or the closing `]` outside any
 //! string, object or array); whether the element is a valid object is the plan's
 //! question, so a bad element is rejected alone and the rest loads. Line ends between an
-//! element's tokens become spaces: JSON allows no raw line end inside a string, so the
-//! element means the same, and it goes to the retry file (NDJSON) as one line. Rows count
+//! element's tokens become spaces, so the element means the same and goes to the retry
+//! file (NDJSON) as one line; one inside a string (invalid JSON) stays, and the element
+//! is rejected as the same NDJSON line is. Rows count
 //! elements from 1; an element's line is where its first byte is.
 
 use super::{Kind, Open, Opened, ReadError, ReadOptions, Records, Spec};
@@ -106,7 +107,7 @@ pub struct JsonArraySource {
 }
 
 /// Where the scan of an element is.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Scan {
     depth: u32,
     in_string: bool,
@@ -117,26 +118,43 @@ impl Scan {
     /// Feeds `bytes`; returns the position of the byte that ends the element (a `,` or
     /// `]` at depth 0, outside strings), if it is in them.
     fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
-        for (i, &c) in bytes.iter().enumerate() {
-            if self.in_string {
-                if self.escaped {
-                    self.escaped = false;
-                } else if c == b'\\' {
-                    self.escaped = true;
-                } else if c == b'"' {
-                    self.in_string = false;
-                }
-                continue;
+        bytes.iter().position(|&c| self.step(c))
+    }
+
+    /// Takes one byte; `true` when it ends the element.
+    fn step(&mut self, c: u8) -> bool {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if c == b'\\' {
+                self.escaped = true;
+            } else if c == b'"' {
+                self.in_string = false;
             }
-            match c {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => self.depth += 1,
-                b'}' | b']' if self.depth > 0 => self.depth -= 1,
-                b',' | b']' if self.depth == 0 => return Some(i),
-                _ => {}
-            }
+            return false;
         }
-        None
+        match c {
+            b'"' => self.in_string = true,
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' if self.depth > 0 => self.depth -= 1,
+            b',' | b']' if self.depth == 0 => return true,
+            _ => {}
+        }
+        false
+    }
+}
+
+/// Makes the line ends of `part` spaces where they are between tokens; `scan` is the
+/// state before its first byte. One inside a string is left as it is: JSON allows none
+/// there, so the element is rejected as the same NDJSON line would be, not loaded with a
+/// space the file does not hold.
+fn blank_line_ends(part: &mut [u8], mut scan: Scan) {
+    for c in part {
+        let between = !scan.in_string;
+        scan.step(*c);
+        if between && (*c == b'\n' || *c == b'\r') {
+            *c = b' ';
+        }
     }
 }
 
@@ -165,6 +183,7 @@ impl JsonArraySource {
             if avail.is_empty() {
                 return Ok(None);
             }
+            let before = scan.clone();
             let end = scan.feed(avail);
             let part = &avail[..end.unwrap_or(avail.len())];
             let ends = part.iter().filter(|&&c| c == b'\n').count() as u64;
@@ -173,11 +192,7 @@ impl JsonArraySource {
                 let from = self.buf.len();
                 self.buf.extend_from_slice(part);
                 if ends > 0 || part.contains(&b'\r') {
-                    for c in &mut self.buf[from..] {
-                        if *c == b'\n' || *c == b'\r' {
-                            *c = b' ';
-                        }
-                    }
+                    blank_line_ends(&mut self.buf[from..], before);
                 }
             } else {
                 self.buf.clear();
@@ -308,6 +323,23 @@ mod tests {
                 ],
                 "cap {cap}"
             );
+        }
+    }
+
+    #[test]
+    fn a_line_end_inside_a_string_stays_for_the_plan_to_reject() {
+        let text = "[{\"a\":\n\"x\ny\"},\r\n{\"b\":\"\\\"\n\"}]";
+        for cap in [1, 3, 4096] {
+            let (got, err) = read(text, cap);
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(got[0], ("{\"a\": \"x\ny\"}".to_string(), 1), "cap {cap}");
+            assert_eq!(got[1].0, "{\"b\":\"\\\"\n\"}", "cap {cap}");
+            for (el, _) in &got {
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(el).is_err(),
+                    "{el}"
+                );
+            }
         }
     }
 

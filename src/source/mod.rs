@@ -21,6 +21,7 @@ pub mod decode;
 pub mod json_array;
 pub mod ndjson;
 pub mod sheet;
+pub mod sniff;
 
 use crate::error::{Error, Result};
 use encoding_rs::Encoding;
@@ -169,7 +170,8 @@ pub struct Format(&'static Spec);
 
 impl PartialEq for Format {
     fn eq(&self, other: &Format) -> bool {
-        std::ptr::eq(self.0, other.0)
+        // By name: a `const` may be copied, so its address is no identity.
+        self.0.name == other.0.name
     }
 }
 
@@ -182,6 +184,11 @@ impl std::fmt::Debug for Format {
 }
 
 impl Format {
+    /// The formats that `sniff.rs` tells apart by their first bytes.
+    pub(super) const CSV: Format = Format(&csv::SPEC);
+    pub(super) const NDJSON: Format = Format(&ndjson::SPEC);
+    pub(super) const JSON_ARRAY: Format = Format(&json_array::SPEC);
+
     /// The format whose `--format` value is `name`.
     pub fn by_name(name: &str) -> Option<Format> {
         FORMATS.iter().find(|s| s.name == name).map(|s| Format(s))
@@ -281,6 +288,10 @@ pub struct Reading {
     /// `--sheet`, for the formats whose files hold several tables (the others ignore it,
     /// so that a retry file loads with the same flags).
     pub sheet: Option<String>,
+    /// `--encoding` was given (`--encoding utf-8` too), and CSV has a header: what
+    /// `sniff::check` holds the bytes against.
+    pub encoding_flag: bool,
+    pub has_header: bool,
 }
 
 /// One input, as given on the command line.
@@ -301,6 +312,8 @@ pub struct Input {
     pub size: Option<u64>,
     /// `--sheet`, when the format has sheets (`None`: the first).
     pub sheet: Option<String>,
+    /// Which reading flags were given: `sniff` holds the bytes against them.
+    pub given: sniff::Given,
 }
 
 impl Input {
@@ -331,6 +344,7 @@ impl Input {
                 delimiter_hint: None,
                 size: None,
                 sheet: None,
+                given: sniff::Given::of(how),
             });
         }
         let meta = std::fs::metadata(arg).map_err(|e| Error::file(arg, io_reason(&e)))?;
@@ -363,6 +377,7 @@ impl Input {
             delimiter_hint: None,
             size: Some(meta.len()),
             sheet: None,
+            given: sniff::Given::of(how),
         };
         let head = input.head(arg)?;
         // A UTF-16 file announces itself; the retry file is then written in it too.
@@ -394,18 +409,20 @@ impl Input {
             input.sheet = how.sheet.clone().filter(|_| input.format.0.sheets);
             return Ok(input);
         }
+        sniff::refuse_contradicted(&input, &head)?;
         if input.format.delimited() && how.delimiter.is_none() {
             input.delimiter_hint = csv::guess_delimiter(&input.decoded(&head), input.delimiter);
         }
         Ok(input)
     }
 
-    /// The first bytes of the file, decompressed (up to 4 KiB).
+    /// The first bytes of the file, decompressed (up to `sniff::SAMPLE`, and one more
+    /// byte when there are more).
     fn head(&self, path: &Path) -> Result<Vec<u8>> {
         let file = std::fs::File::open(path).map_err(|e| Error::file(path, io_reason(&e)))?;
         let mut head = Vec::with_capacity(4096);
         self.decompress(Box::new(file))?
-            .take(4096)
+            .take(sniff::SAMPLE as u64 + 1)
             .read_to_end(&mut head)
             .map_err(|e| Error::file(path, format!("cannot read it: {e}")))?;
         Ok(head)
@@ -531,13 +548,19 @@ impl Input {
             }),
         };
         let mut bytes = self.decompress(raw)?;
-        // Stdin's encoding is known only now: a UTF-16 byte order mark.
-        let bom = match (self.encoding, &self.path) {
-            (None, None) => decode::sniff_bom(
-                bytes
+        // Stdin's encoding is known only now: a UTF-16 byte order mark; and its first
+        // bytes are checked only now (`sniff`).
+        let bom = match &self.path {
+            None => {
+                let head = bytes
                     .fill_buf()
-                    .map_err(|e| Error::file(self.display(), format!("cannot read it: {e}")))?,
-            ),
+                    .map_err(|e| Error::file(self.display(), format!("cannot read it: {e}")))?;
+                sniff::refuse_contradicted(self, head)?;
+                self.encoding
+                    .is_none()
+                    .then(|| decode::sniff_bom(head))
+                    .flatten()
+            }
             _ => None,
         };
         Ok(match self.encoding.or(bom) {

@@ -194,11 +194,14 @@ async fn fetch(cfg: &LoadConfig, conv: u64) -> Result<(Value, Value)> {
             .ok_or_else(|| cannot(format!("the answer has no reply to the {id} op")))?;
         match a.get("proc").and_then(Value::as_str) {
             Some("ok") => Ok(a.clone()),
-            p => Err(cannot(format!(
-                "{} ({})",
-                description(a),
-                p.unwrap_or("no proc")
-            ))),
+            p => {
+                let d = description(a);
+                // The same words a load stops on (docs/protocol.md, Errors).
+                let check = crate::send::retry::process_refusal(p.unwrap_or(""), Some(&d))
+                    .map(|c| format!("; {c}"))
+                    .unwrap_or_default();
+                Err(cannot(format!("{d} ({}){check}", p.unwrap_or("no proc"))))
+            }
         }
     };
     Ok((op("show")?, op("params")?))
@@ -243,6 +246,9 @@ struct Sample {
     keys: BTreeMap<String, KeySeen>,
     /// Whether any input is CSV (its columns take --type and --exclude).
     csv: bool,
+    /// The data keys the CSV inputs' headers give: with no row read, the header alone
+    /// still shows a required parameter no column supplies.
+    header_keys: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -272,7 +278,8 @@ fn kind(v: &Value) -> &'static str {
 fn sample(cfg: &LoadConfig, limit: usize) -> Result<Sample> {
     let mut s = Sample::default();
     for input in &cfg.inputs {
-        if s.rows as usize >= limit {
+        // With no row to read, every input is still opened: its header is checked.
+        if limit > 0 && s.rows as usize >= limit {
             break;
         }
         let opened = crate::read::open_input(
@@ -285,6 +292,7 @@ fn sample(cfg: &LoadConfig, limit: usize) -> Result<Sample> {
         match opened {
             Mapped::Fields(mut src, plan, _) => {
                 s.csv = true;
+                s.header_keys.extend(plan.data_keys(&cfg.mapping.edits));
                 take(&mut *src, &plan, limit, &mut s)
             }
             Mapped::Objects(mut src, plan, _) => take(&mut *src, &plan, limit, &mut s),
@@ -431,14 +439,25 @@ fn judge_params(list: &[Value], s: &Sample, cfg: &LoadConfig, r: &mut CheckRepor
     let params: Vec<Declared> = list.iter().filter_map(declared).collect();
     // Only a whole task must hold every required parameter; a modify changes some.
     let create = cfg.mapping.op.data == crate::op::Data::Task;
+    if s.rows == 0 {
+        r.notes.push(if s.csv {
+            "no row was read (--check-rows 0, or no data rows): only the header's columns were compared with the declared parameters".into()
+        } else {
+            "no row was read (--check-rows 0, or no data rows): the values and the fields were not compared".into()
+        });
+    }
     for p in &params {
         let seen = s.keys.get(p.name);
         let present = seen.map_or(0, |k| k.rows);
-        if p.required && create && present < s.rows {
+        // With no row, the header stands for the rows (a header-only file, --check-rows 0).
+        let by_header = s.rows == 0 && s.csv && !s.header_keys.contains(p.name);
+        if p.required && create && (present < s.rows || by_header) {
             r.problems.push(if present == 0 {
                 format!(
                     "required parameter {:?} is supplied by no column or field: map one to it with --rename COL:{}, or give every task a value with --set {}=VALUE",
-                    p.name, p.name, p.name
+                    p.name,
+                    p.name,
+                    set_key(p)
                 )
             } else {
                 format!(
@@ -477,6 +496,15 @@ fn judge_params(list: &[Value], s: &Sample, cfg: &LoadConfig, r: &mut CheckRepor
                 r.conv
             ));
         }
+    }
+}
+
+/// `--set`'s key for a parameter: typed when it is not a string, so that the advice,
+/// followed, gives the declared type (a plain `--set K=V` sets a string).
+fn set_key(p: &Declared) -> String {
+    match (fits(p.type_, "string"), col_type(p.type_)) {
+        (Some(false), ty) => format!("{}:{ty}", p.name),
+        _ => p.name.to_string(),
     }
 }
 

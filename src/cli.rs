@@ -16,6 +16,30 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Colour in messages on stderr: auto (only on a terminal, and not when NO_COLOR is
+    /// set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorArg::Auto, value_name = "WHEN")]
+    pub color: ColorArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorArg {
+    /// Whether to colour stderr: `auto` colours a terminal only, and honours `NO_COLOR`
+    /// (no-color.org: set and not empty) so that a log file or a CI log gets plain text.
+    pub fn colors(self, stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorArg::Always => true,
+            ColorArg::Never => false,
+            ColorArg::Auto => stderr_is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 /// The common tasks, shown after `czload --help` and in the man page's EXAMPLES.
@@ -385,14 +409,16 @@ pub struct LoadArgs {
     #[arg(long, help_heading = "Sending")]
     pub sync: bool,
 
-    /// The Sync API's base URL.
+    /// The Sync API's base URL: https://sync-api.corezoid.com when --url is the public
+    /// API (its default); required with --sync against any other --url (an on-premise
+    /// install has its own), so that no task goes to a host the user did not name.
     #[arg(
         long,
         env = "COREZOID_SYNC_URL",
-        default_value = "https://sync-api.corezoid.com",
+        value_name = "URL",
         help_heading = "Sending"
     )]
-    pub sync_url: String,
+    pub sync_url: Option<String>,
 
     /// Seconds the process has to reply to each task (sent with each request).
     #[arg(

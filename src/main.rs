@@ -48,7 +48,12 @@ fn main() -> ExitCode {
         _ => {}
     }
     let verbose = matches!(&cli.command, Command::Load(a) | Command::Check(a) if a.verbose);
-    init_logging(verbose);
+    use std::io::IsTerminal as _;
+    let color = cli.color.colors(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    init_logging(verbose, color);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Command::Sandbox(a) = &cli.command {
         if let Some(n) = a.threads {
@@ -332,7 +337,8 @@ fn man_sections(cmd: &clap::Command, subs: &[&clap::Command]) -> String {
     s
 }
 
-fn init_logging(verbose: bool) {
+/// `color`: `--color` decided (`ColorArg::colors`): escape codes in a file are noise.
+fn init_logging(verbose: bool, color: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if verbose {
             "czload=debug"
@@ -343,6 +349,7 @@ fn init_logging(verbose: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(color)
         // Its own failed writes are reported with eprintln!, which panics on a closed
         // stderr: a log line is not worth the run.
         .log_internal_errors(false)

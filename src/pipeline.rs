@@ -66,7 +66,12 @@ pub async fn run(
     let journal_thread = sink::spawn(journal, jrx, move || jcancel.cancel())?;
     // The reader thread: source -> mapping -> batcher.
     let (rcfg, rjtx) = (cfg.clone(), jtx.clone());
-    let Resumed { settled, seen, .. } = earlier_run;
+    let Resumed {
+        settled,
+        seen,
+        notes: resume_notes,
+        ..
+    } = earlier_run;
     let reader_thread = std::thread::Builder::new()
         .name("czload-reader".into())
         .spawn(move || read_inputs(&rcfg, &settled, seen, batch_tx, rjtx, cancel, bytes_read))
@@ -102,6 +107,7 @@ pub async fn run(
         },
     );
     let mut summary = summary;
+    summary.notes.extend(resume_notes);
     if let Some(kept) = claim.and_then(|c| c.kept) {
         summary.notes.push(format!(
             "--restart: the unfinished results log was kept as {}",
@@ -121,6 +127,8 @@ struct Resumed {
     earlier: sink::Counts,
     /// The refs they sent, so a row repeating one is refused.
     seen: SeenRefs,
+    /// What the user should know about the log (lines a crash cut short).
+    notes: Vec<String>,
 }
 
 fn resumed(cfg: &LoadConfig, manifest: &Manifest) -> Result<Resumed> {
@@ -129,6 +137,7 @@ fn resumed(cfg: &LoadConfig, manifest: &Manifest) -> Result<Resumed> {
         settled: vec![RowSet::default(); cfg.inputs.len()],
         earlier: sink::Counts::default(),
         seen: SeenRefs::new(cfg),
+        notes: Vec::new(),
     };
     if !cfg.resume {
         return Ok(r);
@@ -145,7 +154,15 @@ fn resumed(cfg: &LoadConfig, manifest: &Manifest) -> Result<Resumed> {
     // An empty log is one the claim just created.
     if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
         let seen = &mut r.seen;
-        (r.settled, r.earlier) = sink::read_settled(path, manifest, |x, _, _| seen.seed(x))?;
+        let mut cut = Vec::new();
+        (r.settled, r.earlier) =
+            sink::read_settled(path, manifest, |x, _, _| seen.seed(x), &mut cut)?;
+        r.notes.extend(cut.iter().map(|n| {
+            format!(
+                "{} line {n} was cut short (a crash while it was written): its row is sent again",
+                path.display()
+            )
+        }));
     } else {
         // The config told the user (LoadConfig::notes).
         r.resume = false;

@@ -20,3 +20,5 @@ mod sheet;
 mod sync;
 mod toolchain;
 mod unattended;
+mod words;
+mod words_logs;

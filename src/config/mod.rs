@@ -114,7 +114,9 @@ impl LoadConfig {
             .transpose()?;
         let inputs = inputs::inputs(a, &mut notes)?;
         let mapping = mapping::mapping(a, &inputs, &mut notes)?;
-        let send = sending::sending(a, mapping.op, shard, &mut notes)?;
+        let mut send = sending::sending(a, mapping.op, shard, &mut notes)?;
+        send.one_process =
+            !mapping.op.rows_are_ops && matches!(mapping.target, crate::mapping::Target::Conv(_));
         let out = outputs::outputs(a, &inputs, shard, &mut notes)?;
         Ok(LoadConfig {
             inputs,

@@ -24,9 +24,21 @@ pub fn read_secret(secret_file: Option<&Path>) -> Result<Option<Secret>> {
     }
 }
 
+/// A `--secret-file` that cannot be found is not named: the value may be the secret itself,
+/// typed where its file's path belongs (docs/architecture.md, Secrets).
+fn unnamed(e: &std::io::Error) -> Error {
+    Error::Usage(format!(
+        "--secret-file: cannot open the file given ({}); the value is not shown, as it may be the secret itself: --secret-file takes the path of a file that holds the secret (or set {SECRET_ENV})",
+        match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".into(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+            k => k.to_string(),
+        }
+    ))
+}
+
 fn read_file(path: &Path) -> Result<Secret> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| Error::file(path, format!("--secret-file: {e}")))?;
+    let meta = std::fs::metadata(path).map_err(|e| unnamed(&e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

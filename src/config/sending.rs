@@ -45,6 +45,8 @@ pub(super) fn sending(
         insecure: a.insecure,
         op,
         sync,
+        // Set by `LoadConfig::from_args`, which knows the mapping's target.
+        one_process: false,
         backoff_base: Duration::from_millis(100),
         backoff_cap: Duration::from_secs(30),
     })
@@ -138,6 +140,11 @@ fn per_copy(total: u32, shard: Option<Shard>) -> Result<u32> {
 /// machine.
 fn url(a: &LoadArgs, notes: &mut Vec<String>) -> Result<String> {
     let url = a.url.trim_end_matches('/').to_string();
+    if has_userinfo(&url) {
+        return Err(Error::Usage(
+            "--url holds a user name or password (user:password@host; the value is not shown): requests are signed with the secret, which belongs in COREZOID_API_SECRET or --secret-file; give --url as https://host".into(),
+        ));
+    }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(Error::Usage(format!(
             "--url {url:?}: must start with https:// (or http:// for a local test server)"
@@ -151,6 +158,17 @@ fn url(a: &LoadArgs, notes: &mut Vec<String>) -> Result<String> {
     Ok(url)
 }
 
+/// Whether a URL's authority holds `user[:password]@`.
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
+}
+
+/// The public API and its Sync API (docs/protocol.md, Request and Sync API).
+const PUBLIC_API: &str = "https://api.corezoid.com";
+const PUBLIC_SYNC: &str = "https://sync-api.corezoid.com";
+
 /// `--sync`, `--sync-url`, `--sync-timeout`: task creates through the Sync API.
 fn sync(a: &LoadArgs, op: OpKind) -> Result<SyncApi> {
     if !op.sync {
@@ -159,7 +177,23 @@ fn sync(a: &LoadArgs, op: OpKind) -> Result<SyncApi> {
             op.as_str()
         )));
     }
-    let url = a.sync_url.trim_end_matches('/').to_string();
+    let url = match a.sync_url.as_deref() {
+        Some(u) if has_userinfo(u) => {
+            return Err(Error::Usage(
+                "--sync-url holds a user name or password (user:password@host; the value is not shown): give it as https://host".into(),
+            ))
+        }
+        Some(u) => u.trim_end_matches('/').to_string(),
+        // The public Sync API serves the public API's accounts only: an on-premise
+        // install's tasks and signed requests must not go there unasked.
+        None if a.url.trim_end_matches('/') == PUBLIC_API || a.sandbox => PUBLIC_SYNC.into(),
+        None => {
+            return Err(Error::Usage(format!(
+                "--sync with --url {}: pass --sync-url URL, the Sync API of that install (the default, {PUBLIC_SYNC}, serves only {PUBLIC_API})",
+                a.url.trim_end_matches('/')
+            )))
+        }
+    };
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(Error::Usage(format!(
             "--sync-url {url:?}: must start with https:// (or http:// for a local test server)"
@@ -210,10 +244,17 @@ fn credentials(a: &LoadArgs, notes: &mut Vec<String>) -> Result<(String, Secret)
         })?;
         (login, secret)
     };
+    // The login goes into every URL: neither message shows it, as it may be the secret
+    // typed in the wrong place.
+    if !a.sandbox && login.as_bytes() == secret.expose() {
+        return Err(Error::Usage(
+            "--api-login is the API secret itself (not shown): pass the numeric id of the API key as --api-login, and keep the secret in COREZOID_API_SECRET or --secret-file".into(),
+        ));
+    }
     if login.contains('/') {
-        return Err(Error::Usage(format!(
-            "--api-login {login:?}: must not contain '/'"
-        )));
+        return Err(Error::Usage(
+            "--api-login must not contain '/' (the value is not shown): it is the numeric id of the API key".into(),
+        ));
     }
     Ok((login, secret))
 }

@@ -141,6 +141,15 @@ impl CsvPlan {
         })
     }
 
+    /// The data keys every row of this header gives (renamed; `--set` keys included):
+    /// what the header alone says a task carries, for `czload check` of no rows.
+    pub fn data_keys(&self, edits: &super::Edits) -> Vec<String> {
+        let cols = self.cols.iter().flatten();
+        cols.map(|c| edits.renamed(&c.name).to_string())
+            .chain(edits.set.iter().map(|(k, _, _)| k.clone()))
+            .collect()
+    }
+
     /// Whether refs are generated (so a retry file must carry them).
     pub fn auto_ref(&self) -> bool {
         self.reference.is_auto()

@@ -29,7 +29,12 @@
 //! - every op, `show` included, counts toward the RPS limit, by default in a fixed window
 //!   per wall-clock second (`rps_shape`: also a token bucket or a sliding window);
 //! - faults are drawn independently in order: fail-before, then (after applying)
-//!   fail-after, then drop-after.
+//!   fail-after, then drop-after;
+//! - the process-level refusals (docs/protocol.md, Errors) as per-op errors: "Object conv
+//!   with id N does not exist", "bad object", and, for the processes of `denied`,
+//!   `inactive` and a `company` other than the op's, `proc` `access_denied`,
+//!   `conveyor_is_not_active` and "Company of object do not matches companyId of
+//!   request".
 //!
 //! Layout: `server` (HTTP, auth, limits, faults) → `ops` (parse, validate, apply, answer)
 //! → `store` (a locked shard per process); `stats` and `limit` are lock-free.
@@ -103,6 +108,13 @@ pub struct SandboxConfig {
     /// The Sync API: how long the process takes to reply to a created task (a task's
     /// `sync_delay_ms` field overrides it).
     pub sync_delay_ms: u64,
+    /// Processes that exist but refuse the key every task op: `proc: "access_denied"`.
+    pub denied: Vec<u64>,
+    /// Processes that exist but are not active: `proc: "conveyor_is_not_active"`.
+    pub inactive: Vec<u64>,
+    /// The company every process belongs to: an op naming another `company_id` is
+    /// refused, "Company of object do not matches companyId of request".
+    pub company: Option<String>,
 }
 
 /// `--alias NAME=CONV`, for a process the sandbox has.
@@ -153,6 +165,9 @@ impl SandboxConfig {
             aliases: Vec::new(),
             lose_every: 0,
             sync_delay_ms: 0,
+            denied: Vec::new(),
+            inactive: Vec::new(),
+            company: None,
         }
     }
 
@@ -165,10 +180,9 @@ impl SandboxConfig {
             ))
         })?;
         if args.api_login.is_empty() || args.api_login.contains('/') {
-            return Err(Error::Usage(format!(
-                "--api-login {:?} cannot appear in a URL path",
-                args.api_login
-            )));
+            return Err(Error::Usage(
+                "--api-login cannot appear in a URL path (the value is not shown, as it may be the secret)".into(),
+            ));
         }
         if args.convs.is_empty() {
             return Err(Error::Usage("--conv: give at least one process id".into()));

@@ -280,6 +280,7 @@ fn apply_one<'a, 's>(
             }
         }
         Action::Refuse { key, description } => Answer::error(echo, "error", key, description),
+        Action::Tagged { proc_, description } => Answer::error(echo, proc_, None, description),
         Action::Create { shard, ref_, data } => {
             let store = held.lock(shard);
             match store.create(ref_, data, &state.ids) {

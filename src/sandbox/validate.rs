@@ -64,6 +64,11 @@ pub(crate) enum Action<'a, 's> {
     },
     /// `show conv`, `list conv_params`: the answer's fields (`meta.rs`).
     Meta(Map<String, Value>),
+    /// Refused with a tag of its own as the `proc` (`access_denied`, ...).
+    Tagged {
+        proc_: &'static str,
+        description: &'static str,
+    },
     /// Refused before reaching the store.
     Refuse {
         key: Option<&'static str>,
@@ -174,6 +179,7 @@ pub(crate) fn validate<'a, 's>(
             format!("Object conv with id {conv_id} does not exist"),
         )
     })?;
+    process_refusal(op, conv_id, cfg)?;
     let ref_ = op.ref_.map(checked_ref).transpose()?.flatten();
     let data = match op.data {
         Some(d) if d.get().trim_start().starts_with('{') => Some(d),
@@ -286,6 +292,37 @@ fn empty_object() -> &'static RawValue {
     serde_json::from_str("{}").expect("{} is JSON")
 }
 
+/// The refusals of a process that exists (`denied`, `inactive`, another `company`), with
+/// the tags Corezoid uses.
+fn process_refusal<'a, 's>(
+    op: &OpIn<'a>,
+    conv: u64,
+    cfg: &super::SandboxConfig,
+) -> Result<(), Action<'a, 's>> {
+    if cfg.denied.contains(&conv) {
+        return Err(Action::Tagged {
+            proc_: "access_denied",
+            description: "Access denied",
+        });
+    }
+    if cfg.inactive.contains(&conv) {
+        return Err(Action::Tagged {
+            proc_: "conveyor_is_not_active",
+            description: "Process is not active",
+        });
+    }
+    let asked = op.company_id.and_then(string);
+    if let (Some(ours), Some(asked)) = (&cfg.company, asked) {
+        if *ours != asked {
+            return Err(refuse(
+                Some("company_id"),
+                "Company of object do not matches companyId of request",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `show conv` / `list conv_params` on a process that exists; `None` for any other op.
 fn meta_op<'a, 's>(
     op: &OpIn<'a>,
@@ -307,11 +344,17 @@ fn meta_op<'a, 's>(
             format!("Object conv with id {conv} does not exist"),
         ));
     }
-    Ok(Some(Action::Meta(super::meta::answer(
-        &t,
-        conv,
-        &state.cfg.params,
-    ))))
+    if state.cfg.denied.contains(&conv) {
+        return Err(Action::Tagged {
+            proc_: "access_denied",
+            description: "Access denied",
+        });
+    }
+    let mut fields = super::meta::answer(&t, conv, &state.cfg.params);
+    if state.cfg.inactive.contains(&conv) && fields.contains_key("status") {
+        fields.insert("status".into(), "paused".into());
+    }
+    Ok(Some(Action::Meta(fields)))
 }
 
 /// A JSON string's text, borrowed when it has no escapes.

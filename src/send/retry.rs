@@ -274,6 +274,75 @@ pub fn classify_op(is_create: bool, proc_: &str, description: Option<&str>) -> O
     OpVerdict::Reject { reason }
 }
 
+/// Op refusals that speak of the process or of the API key's rights on it, not of the row:
+/// when every op goes to the one process of `--conv-id`, every row would get the same, so
+/// the first stops the run (docs/protocol.md, Errors: process-level refusals). Each is a
+/// tag or a lowercase piece of the description, and what the user should check.
+pub const PROCESS_REFUSALS: &[(&str, &str)] = &[
+    (
+        "does not exist",
+        "no such process on this server for this API key: check --conv-id (and --url)",
+    ),
+    (
+        "access_denied",
+        "the API key has no rights on the process: check --conv-id, and that --api-login's key may create and modify tasks in it (the process's sharing settings)",
+    ),
+    (
+        "access denied",
+        "the API key has no rights on the process: check --conv-id, and that --api-login's key may create and modify tasks in it (the process's sharing settings)",
+    ),
+    (
+        "conveyor_is_not_active",
+        "the process is not active: activate it in Corezoid, or check --conv-id",
+    ),
+    (
+        "bad object",
+        "the server does not take task operations here: check --url (a Corezoid API) and --conv-id",
+    ),
+    (
+        "between companies",
+        "the process belongs to another company: check --company-id (and --conv-id)",
+    ),
+    (
+        "do not matches companyid",
+        "the process belongs to another company: check --company-id (and --conv-id)",
+    ),
+];
+
+/// What to check when an op's refusal is about the process (`PROCESS_REFUSALS`), or `None`
+/// when it is about the row. "does not exist" counts only for a process ("Object conv with
+/// id N"), not for a task a modify did not find.
+pub fn process_refusal(proc_: &str, description: Option<&str>) -> Option<&'static str> {
+    let low = description.unwrap_or("").to_ascii_lowercase();
+    PROCESS_REFUSALS.iter().find_map(|&(what, check)| {
+        let hit = if what == "does not exist" {
+            low.contains("object conv") && low.contains(what)
+        } else {
+            proc_ == what || low.contains(what)
+        };
+        hit.then_some(check)
+    })
+}
+
+/// `classify_op` for a run whose ops all go to one process (`--conv-id`): a refusal of the
+/// process itself stops the run, with the server's words and what to check, instead of
+/// rejecting every row with it.
+pub fn classify_op_in_one_process(
+    is_create: bool,
+    proc_: &str,
+    description: Option<&str>,
+) -> OpVerdict {
+    match classify_op(is_create, proc_, description) {
+        OpVerdict::Reject { reason } => match process_refusal(proc_, description) {
+            Some(check) => OpVerdict::Fatal {
+                reason: format!("the server refused the process: {reason}; {check}"),
+            },
+            None => OpVerdict::Reject { reason },
+        },
+        v => v,
+    }
+}
+
 /// `--sync`, a create's answer that says the task is there but brings no reply: the Sync
 /// API's timeout (the task was created and runs on), or a duplicate ref (a resent create
 /// whose first attempt created the task; its reply went to that attempt). The reason, or
@@ -462,6 +531,62 @@ mod tests {
         ];
         for &(timeout, connect, text, want) in table {
             assert_eq!(transport_kind(timeout, connect, text), want, "{text}");
+        }
+    }
+
+    /// Each process-level refusal stops a one-process run, naming what to check; the
+    /// same texts on a row of its own process (or a task not found) stay rejections.
+    #[test]
+    fn refusals_of_the_process_stop_a_one_process_run() {
+        let table: &[(&str, Option<&str>, &str)] = &[
+            (
+                "error",
+                Some("Object conv with id 556 does not exist"),
+                "--conv-id",
+            ),
+            ("access_denied", None, "--api-login"),
+            ("error", Some("Access denied"), "--api-login"),
+            ("conveyor_is_not_active", None, "activate"),
+            ("error", Some("bad object"), "--url"),
+            (
+                "error",
+                Some("Task operations between companies is not allowed"),
+                "--company-id",
+            ),
+            (
+                "error",
+                Some("Company of object do not matches companyId of request"),
+                "--company-id",
+            ),
+        ];
+        for &(p, d, check) in table {
+            for create in [true, false] {
+                let OpVerdict::Fatal { reason } = classify_op_in_one_process(create, p, d) else {
+                    panic!("{p} {d:?}: not fatal");
+                };
+                assert!(reason.contains(check), "{reason}");
+                assert!(
+                    reason.contains(d.unwrap_or(p)),
+                    "the server's words: {reason}"
+                );
+                assert!(matches!(
+                    classify_op(create, p, d),
+                    OpVerdict::Reject { .. }
+                ));
+            }
+        }
+        for (p, d) in [
+            ("not_found_task", None),
+            ("error", Some("Task does not exist")),
+            ("error", Some("Value is not valid")),
+            ("ok", None),
+            ("not_unical_ref", None),
+        ] {
+            assert_eq!(
+                classify_op_in_one_process(true, p, d),
+                classify_op(true, p, d),
+                "{p} {d:?}"
+            );
         }
     }
 

@@ -48,6 +48,9 @@ pub struct SendConfig {
     pub op: OpKind,
     /// `--sync`: send through the Sync API instead.
     pub sync: Option<SyncApi>,
+    /// Every op goes to the one process of `--conv-id` (not `--conv-id-column`, not raw
+    /// lines): a refusal of that process stops the run (`retry::process_refusal`).
+    pub one_process: bool,
     /// Backoff: first delay and cap.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,

@@ -35,6 +35,7 @@ fn cfg() -> SendConfig {
         insecure: false,
         op: OpKind::CREATE,
         sync: None,
+        one_process: false,
         backoff_base: 100 * MS,
         backoff_cap: 2 * S,
     }

@@ -332,7 +332,12 @@ impl Sender {
                     continue;
                 }
             }
-            st.out[i] = match retry::classify_op(dup_is_exists, proc_, a.description.as_deref()) {
+            let classify = if self.cfg.one_process {
+                retry::classify_op_in_one_process
+            } else {
+                retry::classify_op
+            };
+            st.out[i] = match classify(dup_is_exists, proc_, a.description.as_deref()) {
                 OpVerdict::Ok => Some(with_obj_id(
                     Outcome {
                         reply: a.data.map(Box::from),

@@ -5,8 +5,8 @@
 //!   advisory and belongs to the open file, so the kernel drops it when the process dies
 //!   (even by SIGKILL): a crash never leaves a stale lock behind.
 //! - A log is replaced only when it is a finished czload log (its last line is
-//!   `results::END_LINE`), or holds no row (empty, or a manifest alone: a re-run then
-//!   does all that a resume would). An unfinished one (a crash, a stop, a czload older
+//!   `results::END_LINE`), or holds no row (empty, or a manifest and the closing lines of
+//!   runs that settled none: a re-run then does all that a resume would). An unfinished one (a crash, a stop, a czload older
 //!   than the end line) wants `--resume`, or `--restart`, which keeps it beside under a
 //!   new name. A file that is not a czload log at all is never replaced.
 
@@ -127,22 +127,17 @@ fn state(path: &Path) -> State {
     }
 }
 
-/// Whether anything but blank space follows the first line.
+/// Whether a row line follows the first line. The runs' closing lines are not rows: a
+/// run stopped before it settled any row (a refused login, a process that does not
+/// exist) leaves nothing to resume, and a corrected plain re-run may replace its log.
+/// That is safe because every op the server may have applied gets a line (applied:
+/// settled; maybe applied without a ref: `ambiguous`; with a ref, a re-run finds it
+/// `exists`). A line that cannot be read counts as a row: the log is not replaced.
 fn has_rows(f: &mut File) -> bool {
-    use std::io::{BufRead, Read};
-    let mut r = std::io::BufReader::new(f);
-    let mut first = Vec::new();
-    if r.read_until(b'\n', &mut first).is_err() {
-        return true;
-    }
-    let mut rest = [0u8; 64];
-    loop {
-        match r.read(&mut rest) {
-            Ok(0) => return false,
-            Ok(n) if rest[..n].iter().all(u8::is_ascii_whitespace) => {}
-            _ => return true,
-        }
-    }
+    use super::results::LogLine;
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(f).split(b'\n').skip(1);
+    lines.any(|l| l.map_or(true, |l| !matches!(LogLine::of(&l), LogLine::Other)))
 }
 
 /// Renames the unfinished log at `path` to the first free `<path>.unfinished-N`.

@@ -194,13 +194,26 @@ fn copy_rows(
     let mut finished = false;
     let mut mine = RowSet::default();
     let mut n = 0u64;
-    for line in BufReader::new(f).split(b'\n').skip(1) {
+    for (no, line) in BufReader::new(f).split(b'\n').enumerate().skip(1) {
         let line = line.map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         finished = line == END_LINE;
-        if let Ok(r) = serde_json::from_slice::<ResultLine>(&line) {
+        let parsed = match super::results::LogLine::of(&line) {
+            super::results::LogLine::Row(r) => Some(r),
+            // A row whose line is damaged would be missing from the merged log.
+            super::results::LogLine::Damaged(why) => {
+                return Ok(Err(format!(
+                    "{} line {} is not a results line ({why}): repair or delete that line, resume that shard (`czload load ... --shard {} --resume`), then merge again",
+                    path.display(),
+                    no + 1,
+                    s.shard
+                )))
+            }
+            _ => None,
+        };
+        if let Some(r) = parsed {
             let input = r.input.unwrap_or(0);
             let Some(set) = seen.get_mut(input as usize) else {
                 return Ok(Err(format!(

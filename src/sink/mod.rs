@@ -31,6 +31,7 @@
 pub mod claim;
 pub mod merge;
 pub mod progress;
+pub mod reasons;
 pub mod report;
 pub mod results;
 pub mod retry_file;
@@ -114,10 +115,12 @@ pub trait Sink: Send {
 pub struct Journal {
     sinks: Vec<Box<dyn Sink>>,
     tally: Tally,
-    /// `--max-errors`, and the token that stops the run when it is reached.
+    /// `--max-errors`, the token that stops the run when it is reached, and what to do
+    /// then (`max_errors_advice`).
     max_errors: Option<(
         crate::config::MaxErrors,
         tokio_util::sync::CancellationToken,
+        &'static str,
     )>,
     /// Why the journal stopped the run (`--max-errors`).
     limit_reached: Option<String>,
@@ -165,26 +168,51 @@ impl Journal {
         cfg: &LoadConfig,
         stop: tokio_util::sync::CancellationToken,
     ) {
-        self.max_errors = cfg.max_errors.map(|m| (m, stop));
+        let advice = max_errors_advice(&cfg.mapping.ref_mode);
+        self.max_errors = cfg.max_errors.map(|m| (m, stop, advice));
     }
 
     /// Checks `--max-errors` against the tally.
     fn check_errors(&mut self) {
-        let Some((limit, stop)) = &self.max_errors else {
+        let Some((limit, stop, advice)) = &self.max_errors else {
             return;
         };
         let c = &self.tally.counts;
         let rejected = c.get(crate::Status::Rejected);
         if self.limit_reached.is_none() && limit.reached(rejected, c.total()) {
             self.limit_reached = Some(format!(
-                "{limit} reached: {rejected} of {} rows rejected; fix the input, then run the same command with --resume",
+                "{limit} reached: {rejected} of {} rows rejected (the results log and the reasons above say why); {advice}",
                 c.total()
             ));
             stop.cancel();
         }
     }
 
-    fn handle(&mut self, ev: Event) -> Result<()> {
+    /// Rows the reader rejected, as far as `--max-errors N` lets them count: once the
+    /// limit is reached, the rows read past it are not settled (no line, no count), so
+    /// the run stops at the limit rather than some thousands of rows on (the reader
+    /// hands rejected rows over 256 at a time, and runs ahead of the journal). Rows the
+    /// server rejected are always settled: they were sent (docs/architecture.md, Threads
+    /// and channels: the bound is the limit and the requests already in flight).
+    fn admit_rejected(&self, rows: &mut Vec<crate::outcome::RejectedRow>) {
+        let Some((limit, ..)) = &self.max_errors else {
+            return;
+        };
+        if self.limit_reached.is_some() {
+            rows.clear();
+        } else if let crate::config::MaxErrors::Rows(n) = limit {
+            let so_far = self.tally.counts.get(crate::Status::Rejected);
+            rows.truncate(n.max(&1).saturating_sub(so_far) as usize);
+        }
+    }
+
+    fn handle(&mut self, mut ev: Event) -> Result<()> {
+        if let Event::Rejected(rows) = &mut ev {
+            self.admit_rejected(rows);
+            if rows.is_empty() {
+                return Ok(());
+            }
+        }
         self.tally.record(&ev);
         for s in &mut self.sinks {
             match &ev {
@@ -198,6 +226,8 @@ impl Journal {
                 } => s.on_input_error(*input, *line, message),
             }?;
         }
+        // Per event, not per wake-up: a wake-up handles up to 257 events of 256 rows.
+        self.check_errors();
         Ok(())
     }
 
@@ -283,6 +313,17 @@ impl Journal {
             self.checkpoint()?;
         }
         self.finish()
+    }
+}
+
+/// What to do once `--max-errors` stopped the run: advice that works when followed
+/// (tests/words_logs.rs follows each literally). Fixing the input changes it, so
+/// `--resume` refuses it; a `--restart` sends every row again, which refs make safe and
+/// `--no-ref` does not; a resume counts its own rejections, so it needs the limit gone.
+pub fn max_errors_advice(refs: &crate::mapping::RefMode) -> &'static str {
+    match refs {
+        crate::mapping::RefMode::None => "to load the rest, run the same command with --resume, the input unchanged and no --max-errors (the rejected rows stay rejected, listed in the results log: fix them into a file of their own and load that); never run it again without --resume: without refs (--no-ref) the rows loaded already would be created twice",
+        _ => "fix those rows in place (each on its own line, so that their refs stay the same), then run the same command with --restart: the rows loaded already come back exists; or, to load the rest and leave those rows rejected, run it with --resume, the input unchanged and no --max-errors",
     }
 }
 

@@ -450,10 +450,13 @@ impl Sink for ResultsLog {
 /// returns, per input, the rows that already reached a final status.
 /// `on_ref` sees the ref of every row that was sent (all but `rejected`), so that the
 /// resumed run can refuse a repeat of it.
+/// `cut` gets the line numbers of lines a crash cut short (their rows are sent again);
+/// any other line that is not a results line stops the resume, naming it.
 pub fn read_settled(
     path: &Path,
     expected: &Manifest,
     mut on_ref: impl FnMut(&str, u32, u64),
+    cut: &mut Vec<u64>,
 ) -> Result<(Vec<RowSet>, Counts)> {
     use std::io::BufRead;
     let f = File::open(path).map_err(|e| {
@@ -479,13 +482,14 @@ pub fn read_settled(
     let mut earlier = Counts::default();
     for (n, line) in lines.enumerate() {
         let line = line.map_err(|e| Error::Resume(format!("{}: {e}", path.display())))?;
-        if line.iter().all(u8::is_ascii_whitespace) || line == END_LINE {
-            continue;
-        }
-        // A line cut by a crash is the last one; it is incomplete, so that row is redone.
-        let Ok(r) = serde_json::from_slice::<ResultLine>(&line) else {
-            tracing::debug!("results log line {} is incomplete; ignored", n + 2);
-            continue;
+        let r = match LogLine::of(&line) {
+            LogLine::Row(r) => r,
+            LogLine::Other => continue,
+            LogLine::Cut => {
+                cut.push(n as u64 + 2);
+                continue;
+            }
+            LogLine::Damaged(why) => return Err(damaged(path, n as u64 + 2, &why)),
         };
         if let Some(s) = sets.get_mut(r.input.unwrap_or(0) as usize) {
             if !s.contains(r.row) {
@@ -498,6 +502,60 @@ pub fn read_settled(
         }
     }
     Ok((sets, earlier))
+}
+
+/// What a line of a results log after the manifest is (docs/architecture.md, Exactly
+/// once: the log is the checkpoint, so a line that cannot be read is never passed over
+/// in silence).
+pub enum LogLine<'a> {
+    Row(ResultLine<'a>),
+    /// Blank, a run's closing line, the end line.
+    Other,
+    /// The start of a line, cut short by a crash while it was written: its row has no
+    /// line and is redone.
+    Cut,
+    /// Anything else: the log was damaged or edited, and the row it held is unknown.
+    Damaged(String),
+}
+
+impl<'a> LogLine<'a> {
+    pub fn of(line: &'a [u8]) -> LogLine<'a> {
+        if line.iter().all(u8::is_ascii_whitespace) || line == END_LINE {
+            return LogLine::Other;
+        }
+        let e = match serde_json::from_slice::<ResultLine>(line) {
+            Ok(r) => return LogLine::Row(r),
+            Err(e) => e,
+        };
+        #[derive(Deserialize)]
+        struct Run {
+            #[allow(dead_code)]
+            run: serde::de::IgnoredAny,
+        }
+        if serde_json::from_slice::<Run>(line).is_ok() {
+            return LogLine::Other;
+        }
+        // A write cut short ends inside the JSON (or inside a UTF-8 character), maybe
+        // followed by the zero bytes a file system leaves in a block a crash did not fill.
+        let kept = line.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let head = &line[..kept];
+        let cut_utf8 = std::str::from_utf8(head).is_err_and(|u| u.error_len().is_none());
+        let eof = kept < line.len()
+            && serde_json::from_slice::<ResultLine>(head).is_err_and(|e| e.is_eof());
+        if e.is_eof() || cut_utf8 || eof || head.is_empty() {
+            LogLine::Cut
+        } else {
+            LogLine::Damaged(e.to_string())
+        }
+    }
+}
+
+/// The refusal of a log with a damaged line: which line, and the two ways on.
+fn damaged(path: &Path, line: u64, why: &str) -> Error {
+    Error::Resume(format!(
+        "{} line {line} is not a results line ({why}): the log was damaged or edited, and which row that line settled is unknown; repair or delete that line (a deleted line's row is sent again), or start over with --restart instead of --resume (rows with refs then come back exists; with --no-ref every row is created again)",
+        path.display()
+    ))
 }
 
 /// Refuses a log whose manifest (its first line) is not this run's.
@@ -549,7 +607,7 @@ fn check_manifest(path: &Path, first: &[u8], expected: &Manifest) -> Result<()> 
     for (was, now) in manifest.inputs.iter().zip(&expected.inputs) {
         if was.size != now.size || was.sample_sha1 != now.sample_sha1 {
             return Err(Error::Resume(format!(
-                "input {} changed since the run that wrote {} (size or content differs); start a new run without --resume",
+                "input {} changed since the run that wrote {} (size or content differs); start over without --resume (with --restart if that run is unfinished)",
                 now.path,
                 path.display()
             )));

@@ -97,6 +97,8 @@ pub struct Tally {
     pub sample_rejects: Vec<RejectedRow>,
     /// Why rows failed: the cause (an error up to its first `:`) and how many rows.
     pub failed_causes: Vec<(String, u64)>,
+    /// Why rows did not succeed, in full (the summary's top reasons).
+    pub reasons: super::reasons::Reasons,
 }
 
 /// Rejected rows kept for the dry-run report.
@@ -110,6 +112,7 @@ impl Tally {
             Event::Rejected(rows) => {
                 for r in rows {
                     self.counts.add(Status::Rejected);
+                    self.reasons.add(Status::Rejected, Some(&r.reason));
                     if self.sample_rejects.len() < SAMPLE_REJECTS {
                         self.sample_rejects.push(r.clone());
                     }
@@ -119,6 +122,7 @@ impl Tally {
                 // A row a stop left unsettled (`None`) is not counted: --resume picks it up.
                 for o in outcomes.iter().flatten() {
                     self.counts.add(o.status);
+                    self.reasons.add(o.status, o.error.as_deref());
                     if o.status == Status::Failed {
                         self.failed_cause(o.error.as_deref().unwrap_or("unknown"));
                     }
@@ -208,6 +212,12 @@ pub struct Summary {
     /// Why most failed rows failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_cause: Option<String>,
+    /// The most common reasons rows did not succeed, in the words given (the server's, or
+    /// the mapping's), with their row counts: up to `reasons::TOP` per status.
+    pub reasons: Vec<super::reasons::Reason>,
+    /// Per status, the rows whose reason `reasons` leaves out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_reasons: Vec<(crate::outcome::Status, u64)>,
     /// The rate asked and what the controller found (`--rate auto`) or could not hold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<crate::send::RateReport>,
@@ -255,7 +265,10 @@ impl Summary {
         } else {
             Vec::new()
         };
+        let (reasons, other_reasons) = tally.reasons.top();
         Summary {
+            reasons,
+            other_reasons,
             rows: run.rows,
             skipped: run.skipped,
             earlier: run.earlier,
@@ -315,6 +328,26 @@ impl Summary {
         }
     }
 
+    /// What to do about rows a stop left unsettled.
+    fn unsettled_line(&self) -> Option<String> {
+        if self.unsettled == 0 {
+            return None;
+        }
+        Some(if self.counts.total() == 0 && self.skipped == 0 {
+            // Nothing to resume, and a fix of --conv-id (say) is a new mapping that
+            // --resume would refuse: a plain run starts over (sink::claim::has_rows).
+            format!(
+                "{} rows were not settled, and no row was: once the cause is fixed, run the command again (without --resume: the results log holds no row, so the run starts over)",
+                self.unsettled
+            )
+        } else {
+            format!(
+                "{} rows were not settled; run the same command with --resume to finish them",
+                self.unsettled
+            )
+        })
+    }
+
     /// The human summary, as printed on stderr.
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -347,6 +380,7 @@ impl Summary {
             if let Some(c) = &self.failed_cause {
                 let _ = writeln!(s, "failed rows, mostly: {c}");
             }
+            super::reasons::render(&self.reasons, &self.other_reasons, &mut s);
             if let Some(line) = self.rate.as_ref().and_then(|r| r.line()) {
                 let _ = writeln!(s, "{line}");
             }
@@ -372,12 +406,8 @@ impl Summary {
                 self.skipped, self.earlier
             );
         }
-        if self.unsettled > 0 {
-            let _ = writeln!(
-                s,
-                "{} rows were not settled; run the same command with --resume to finish them",
-                self.unsettled
-            );
+        if let Some(l) = self.unsettled_line() {
+            let _ = writeln!(s, "{l}");
         }
         for e in &self.input_errors {
             let _ = writeln!(s, "input error: {e}");

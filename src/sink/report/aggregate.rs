@@ -291,7 +291,9 @@ impl Stats {
 
     /// One line of the log after the manifest.
     pub fn add_line(&mut self, line: &[u8]) {
-        if line.iter().all(u8::is_ascii_whitespace) {
+        // The end line of a finished run is no row and no damage (issue 23 found every
+        // clean run reported "1 lines could not be read").
+        if line.iter().all(u8::is_ascii_whitespace) || line == crate::sink::results::END_LINE {
             return;
         }
         match serde_json::from_slice::<ResultLine>(line) {
@@ -401,6 +403,7 @@ mod tests {
         st.add_line(br#"{"run":{"elapsed_ms":5000,"requests":2,"retries":1,"throttled":0}}"#);
         st.add_line(br#"{"row":3,"line":4,"status":"failed","attempts":8,"throttled":8,"t":1000,"error":"throttled"}"#);
         st.add_line(b"{\"row\":4,\"li");
+        st.add_line(crate::sink::results::END_LINE);
         // A crash: no run line, and the times start again.
         st.add_line(br#"{"row":5,"line":6,"status":"exists","attempts":1,"ms":3,"t":500}"#);
         assert_eq!(st.slots.v[6].ok, 1);

@@ -18,6 +18,8 @@ mod aggregate;
 mod html;
 mod svg;
 
+/// How the summary groups reasons too (`sink::reasons`).
+pub(crate) use aggregate::shape;
 pub use aggregate::Stats;
 
 use super::{Sink, Summary};

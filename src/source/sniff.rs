@@ -159,7 +159,7 @@ pub fn check(head: &[u8], truncated: bool, claim: &Claim) -> Result<(), Refusal>
         text.truncate(end);
     }
     let format = format_verdict(&text, claim, &mut r);
-    if format.name() == "csv" {
+    if format == Format::CSV {
         csv_verdict(&text, truncated, claim, &mut r);
     }
     if r.why.is_empty() {
@@ -290,12 +290,6 @@ fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         .take(200)
 }
 
-/// A format of the registry by its `--format` value (the sniffer's verdicts name the
-/// three text formats, which are always registered).
-fn named(name: &str) -> Format {
-    Format::by_name(name).expect("a registered format")
-}
-
 /// The format the sample is read as from here on, noting a contradiction in `r`.
 fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
     let first = text.iter().find(|c| !c.is_ascii_whitespace()).copied();
@@ -318,23 +312,23 @@ fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
                     said("NDJSON")
                 ));
                 r.flags.push("--format json-array".into());
-                named("json-array")
+                Format::JSON_ARRAY
             } else {
                 r.why.push(format!(
                     "none of its first lines is a JSON object, and {}",
                     said("NDJSON")
                 ));
                 r.flags.push("--format csv".into());
-                named("csv")
+                Format::CSV
             }
         }
         "json-array" if first.is_some_and(|c| c != b'[') => {
             let (what, flag) = if lines(text).any(|l| l.starts_with(b"{")) {
-                ("JSON objects", named("ndjson"))
+                ("JSON objects", Format::NDJSON)
             } else {
-                ("no JSON", named("csv"))
+                ("no JSON", Format::CSV)
             };
-            let name = if flag.name() == "ndjson" {
+            let name = if flag == Format::NDJSON {
                 "ndjson"
             } else {
                 "csv"
@@ -352,7 +346,7 @@ fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
                 said("CSV")
             ));
             r.flags.push("--format json-array".into());
-            named("json-array")
+            Format::JSON_ARRAY
         }
         "csv" if first == Some(b'{') && lines(text).all(|l| object(&l)) => {
             r.why.push(format!(
@@ -360,7 +354,7 @@ fn format_verdict(text: &[u8], claim: &Claim, r: &mut Refusal) -> Format {
                 said("CSV")
             ));
             r.flags.push("--format ndjson".into());
-            named("ndjson")
+            Format::NDJSON
         }
         _ => claim.format,
     }

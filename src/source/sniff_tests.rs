@@ -15,7 +15,7 @@ fn claim(format: Format) -> Claim {
 }
 
 fn csv() -> Claim {
-    claim(super::named("csv"))
+    claim(Format::CSV)
 }
 
 fn flags(head: &[u8], c: &Claim) -> Vec<String> {
@@ -41,7 +41,7 @@ fn plain_files_pass() {
     ] {
         assert_eq!(check(head, false, &csv()), Ok(()), "{head:?}");
     }
-    let nd = claim(super::named("ndjson"));
+    let nd = claim(Format::NDJSON);
     assert_eq!(check(b"{\"a\":1}\nnot json\n", false, &nd), Ok(()));
 }
 
@@ -161,14 +161,14 @@ fn excel_in_a_cyrillic_locale_names_both_flags() {
 
 #[test]
 fn formats_the_bytes_deny() {
-    let nd = claim(super::named("ndjson"));
+    let nd = claim(Format::NDJSON);
     assert_eq!(flags(b"id,name\n1,Ann\n", &nd), ["--format csv"]);
     assert_eq!(flags(b"[{\"a\":1}]\n", &nd), ["--format json-array"]);
     assert_eq!(
         flags(b"{\"a\":1}\n{\"a\":2}\n", &csv()),
         ["--format ndjson"]
     );
-    let arr = claim(super::named("json-array"));
+    let arr = claim(Format::JSON_ARRAY);
     assert_eq!(flags(b"{\"a\":1}\n", &arr), ["--format ndjson"]);
     assert_eq!(
         flags(b"id;name\n1;Ann\n", &arr),
@@ -220,11 +220,7 @@ fn any_bytes_under_any_claim_give_a_verdict_and_a_refusal_gives_a_reason() {
             .collect();
         let sel = next();
         let c = Claim {
-            format: [
-                super::named("csv"),
-                super::named("ndjson"),
-                super::named("json-array"),
-            ][(sel % 3) as usize],
+            format: [Format::CSV, Format::NDJSON, Format::JSON_ARRAY][(sel % 3) as usize],
             format_flag: sel & 8 != 0,
             encoding: [
                 None,

@@ -155,56 +155,10 @@ pub(crate) fn validate<'a, 's>(
         }
         None => return Err(refuse(Some("type"), "type is required (a string)")),
     };
-    if let Some(c) = op.company_id {
-        if string(c).as_deref() == Some("") {
-            return Err(refuse(
-                Some("company_id"),
-                "Value is not valid: company_id is empty",
-            ));
-        }
-    }
-    let conv_id = match op.conv_id {
-        Some(raw) => number(raw).ok_or_else(|| {
-            refuse(
-                Some("conv_id"),
-                "Value is not valid: conv_id is not a number",
-            )
-        })?,
-        None if op.obj_alias.is_some() => by_alias(op, state)?,
-        None => return Err(refuse(Some("conv_id"), "conv_id is required")),
-    };
-    let shard = state.store.shard(conv_id).ok_or_else(|| {
-        refuse(
-            None,
-            format!("Object conv with id {conv_id} does not exist"),
-        )
-    })?;
+    let (conv_id, shard) = process(op, state)?;
     process_refusal(op, conv_id, cfg)?;
     let ref_ = op.ref_.map(checked_ref).transpose()?.flatten();
-    let data = match op.data {
-        Some(d) if d.get().trim_start().starts_with('{') => Some(d),
-        // PHP's json_encode writes an empty array for an empty map; the API takes `[]`.
-        Some(d) if is_empty_array(d) => Some(empty_object()),
-        Some(_) => {
-            return Err(refuse(
-                Some("data"),
-                "Value is not valid: data is not an object",
-            ))
-        }
-        None => None,
-    };
-    if let Some(d) = data {
-        if d.get().len() > cfg.max_task_bytes {
-            return Err(refuse(
-                Some("data"),
-                format!(
-                    "task size overflow limit: {} bytes of data, the limit is {}",
-                    d.get().len(),
-                    cfg.max_task_bytes
-                ),
-            ));
-        }
-    }
+    let data = checked_data(op.data, cfg.max_task_bytes)?;
     if kind == "create" {
         let data = data.ok_or_else(|| refuse(Some("data"), "data is required (an object)"))?;
         return Ok(Action::Create {
@@ -250,6 +204,67 @@ pub(crate) fn validate<'a, 's>(
     let data: Map<String, Value> = serde_json::from_str(d.get())
         .map_err(|e| refuse(Some("data"), format!("Value is not valid: {e}")))?;
     Ok(Action::Modify { shard, by, data })
+}
+
+/// The process an op names (`conv_id`, or `obj_alias` with `company_id`) and its shard.
+fn process<'a, 's>(op: &OpIn<'a>, state: &'s State) -> Result<(u64, &'s Shard), Action<'a, 's>> {
+    if let Some(c) = op.company_id {
+        if string(c).as_deref() == Some("") {
+            return Err(refuse(
+                Some("company_id"),
+                "Value is not valid: company_id is empty",
+            ));
+        }
+    }
+    let conv_id = match op.conv_id {
+        Some(raw) => number(raw).ok_or_else(|| {
+            refuse(
+                Some("conv_id"),
+                "Value is not valid: conv_id is not a number",
+            )
+        })?,
+        None if op.obj_alias.is_some() => by_alias(op, state)?,
+        None => return Err(refuse(Some("conv_id"), "conv_id is required")),
+    };
+    let shard = state.store.shard(conv_id).ok_or_else(|| {
+        refuse(
+            None,
+            format!("Object conv with id {conv_id} does not exist"),
+        )
+    })?;
+    Ok((conv_id, shard))
+}
+
+/// `data` as the API takes it: an object (or `[]`, an empty one), within the task size.
+fn checked_data<'a, 's>(
+    data: Option<&'a RawValue>,
+    max_task_bytes: usize,
+) -> Result<Option<&'a RawValue>, Action<'a, 's>> {
+    let data = match data {
+        Some(d) if d.get().trim_start().starts_with('{') => Some(d),
+        // PHP's json_encode writes an empty array for an empty map; the API takes `[]`.
+        Some(d) if is_empty_array(d) => Some(empty_object()),
+        Some(_) => {
+            return Err(refuse(
+                Some("data"),
+                "Value is not valid: data is not an object",
+            ))
+        }
+        None => None,
+    };
+    if let Some(d) = data {
+        if d.get().len() > max_task_bytes {
+            return Err(refuse(
+                Some("data"),
+                format!(
+                    "task size overflow limit: {} bytes of data, the limit is {}",
+                    d.get().len(),
+                    max_task_bytes
+                ),
+            ));
+        }
+    }
+    Ok(data)
 }
 
 /// `obj_alias` with `company_id` in place of `conv_id`: the process the sandbox's

@@ -176,6 +176,11 @@ impl<F: FnMut(Batch)> Batcher<F> {
         &mut self.body
     }
 
+    /// The op written since `at` (`begin`).
+    pub fn op_since(&self, at: &OpStart) -> &[u8] {
+        &self.body[at.op_at..]
+    }
+
     /// Drops a partly written op (the row was rejected).
     pub fn abort(&mut self, at: OpStart) {
         self.body.truncate(at.sep_at);

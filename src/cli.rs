@@ -301,6 +301,11 @@ pub struct LoadArgs {
     #[arg(long, group = "refmode", help_heading = "Ref (exactly once)")]
     pub no_ref: bool,
 
+    /// Generated refs are NAME:ROW instead of FILE:ROW (once per input, in order): a
+    /// renamed or linked file keeps the refs it was first loaded under.
+    #[arg(long, value_name = "NAME", help_heading = "Ref (exactly once)")]
+    pub ref_prefix: Vec<String>,
+
     /// Operations per request.
     #[arg(
         long,

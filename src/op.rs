@@ -204,6 +204,34 @@ impl std::fmt::Debug for OpKind {
     }
 }
 
+/// `--op raw`: what the one-ref-once rule keys a create by, its process and ref
+/// (`555` NUL `r-1`, into `out`), so that a second create of the ref is refused by the
+/// reader as a repeated ref column is; `false` for an op that may name a ref again (a
+/// modify, a show) or has none.
+pub fn raw_create_key(op: &[u8], reference: &str, out: &mut String) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow, rename = "type")]
+        t: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        conv_id: Option<&'a serde_json::value::RawValue>,
+    }
+    out.clear();
+    if reference.is_empty() {
+        return false;
+    }
+    match serde_json::from_slice::<Head>(op) {
+        Ok(h) if h.t.as_deref() == Some("create") => {
+            let conv = h.conv_id.map_or("", |c| c.get().trim_matches('"'));
+            out.push_str(conv);
+            out.push('\0');
+            out.push_str(reference);
+            true
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +287,32 @@ mod tests {
         let names: Vec<String> = OpKind::ALL.iter().map(|k| format!("{k:?}")).collect();
         assert_eq!(names, ["Create", "Modify", "Raw"]);
         assert_eq!(format!("{:?}", OpKind::OTHER), "Other");
+    }
+
+    #[test]
+    fn raw_creates_are_keyed_by_process_and_ref() {
+        let mut k = String::new();
+        assert!(raw_create_key(
+            br#"{"type":"create","conv_id":555}"#,
+            "r",
+            &mut k
+        ));
+        assert_eq!(k, "555\0r");
+        assert!(raw_create_key(
+            br#"{"type":"create","conv_id":"555"}"#,
+            "r",
+            &mut k
+        ));
+        assert_eq!(k, "555\0r");
+        assert!(!raw_create_key(
+            br#"{"type":"modify","conv_id":555}"#,
+            "r",
+            &mut k
+        ));
+        assert!(!raw_create_key(
+            br#"{"type":"create","conv_id":555}"#,
+            "",
+            &mut k
+        ));
     }
 }

@@ -48,8 +48,9 @@ statuses! {
     Exists = "exists", success: true, retry: false;
     Rejected = "rejected", success: false, retry: false;
     Failed = "failed", success: false, retry: true;
-    /// The request may or may not have reached the server, and no ref tells which.
-    Ambiguous = "ambiguous", success: false, retry: true;
+    /// The request may or may not have reached the server, and no ref tells which. Not
+    /// retried: its own file (`sink/retry_file.rs`), for a human to check.
+    Ambiguous = "ambiguous", success: false, retry: false;
     /// `--op raw`: an op other than create or modify that the server applied. Last, so
     /// that the counts of task loads read as before.
     Done = "done", success: true, retry: false;
@@ -168,7 +169,9 @@ mod tests {
         }
         assert_eq!(Status::COUNT, 8);
         assert!(Status::Exists.is_success() && !Status::Rejected.is_success());
-        assert!(Status::Ambiguous.to_retry_file() && !Status::Rejected.to_retry_file());
+        assert!(Status::Failed.to_retry_file() && !Status::Rejected.to_retry_file());
+        // Its fate is unknown: never in a file whose advice is to load it again.
+        assert!(!Status::Ambiguous.to_retry_file());
     }
 
     #[test]

@@ -38,7 +38,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(Summary, Option<DryRunRequest>)> {
     let started = Instant::now();
+    let mut cfg = cfg;
+    // A renamed or linked input keeps the refs of the run it resumes.
+    let mut notes = sink::manifest::keep_first_refs(&mut cfg);
     let manifest = Manifest::new(&cfg);
+    sink::manifest::check_before_reading(&cfg, &manifest)?;
+    // A file of the same name that begins otherwise gets the same refs.
+    notes.extend(sink::manifest::another_file(&cfg));
     // Every input whose header or mapping is unusable is refused now, before the journal
     // truncates the results log of an earlier run and before anything is sent.
     preflight(&cfg)?;
@@ -108,6 +114,7 @@ pub async fn run(
     );
     let mut summary = summary;
     summary.notes.extend(resume_notes);
+    summary.notes.extend(notes);
     if let Some(kept) = claim.and_then(|c| c.kept) {
         summary.notes.push(format!(
             "--restart: the unfinished results log was kept as {}",

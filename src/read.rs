@@ -14,6 +14,7 @@ use crate::batch::{Batch, Batcher, RowKey};
 use crate::config::LoadConfig;
 use crate::error::{Error, Result};
 use crate::mapping::{Mapped, Plan, RetryRows};
+use crate::op::raw_create_key;
 use crate::outcome::RejectedRow;
 use crate::shard::{RowShards, Shard};
 use crate::sink::{Event, RowSet};
@@ -61,6 +62,8 @@ pub(crate) fn read_inputs(
         batcher: batcher.clone(),
         seen,
         ref_buf: String::with_capacity(64),
+        raw: cfg.mapping.op.rows_are_ops,
+        key_buf: String::new(),
         next_id: 1,
         report: ReadReport::default(),
         jtx: &jtx,
@@ -162,14 +165,17 @@ pub(crate) fn open_input(
         max_row: max_row(cfg),
     };
     let opened = input.open(&opts, counter, cfg.linger, on_idle, stop)?;
-    Mapped::new(&cfg.mapping, opened, &input.file_name()).map_err(|e| match input.delimiter_hint {
-        // A flag naming a column the one-column header lacks: most likely the delimiter.
-        Some(d) => Error::Usage(format!(
-            "{e}\n{}: {}",
-            input.display(),
-            crate::source::csv::delimiter_hint(d)
-        )),
-        None => e,
+    let ref_name = &cfg.ref_names[input.index as usize];
+    Mapped::new(&cfg.mapping, opened, &input.file_name(), ref_name).map_err(|e| {
+        match input.delimiter_hint {
+            // A flag naming a column the one-column header lacks: most likely the delimiter.
+            Some(d) => Error::Usage(format!(
+                "{e}\n{}: {}",
+                input.display(),
+                crate::source::csv::delimiter_hint(d)
+            )),
+            None => e,
+        }
     })
 }
 
@@ -249,6 +255,9 @@ impl Each<'_> {
             }
             if self.done.contains(row) {
                 rows.report.skipped += 1;
+                if rows.raw {
+                    rows.seed_settled(plan, src.record(), row);
+                }
                 continue;
             }
             if let Some(shard) = self.shard {
@@ -307,6 +316,9 @@ struct Rows<'a, F: FnMut(Batch)> {
     batcher: Rc<RefCell<Batcher<F>>>,
     seen: SeenRefs,
     ref_buf: String,
+    /// `--op raw`: creates obey the one-ref-once rule by `key_buf` (`raw_create_key`).
+    raw: bool,
+    key_buf: String,
     next_id: u64,
     report: ReadReport,
     jtx: &'a mpsc::Sender<Event>,
@@ -346,7 +358,14 @@ impl<F: FnMut(Batch)> Rows<'_, F> {
         let res = plan
             .write_op(rec, key.id, key.row, b.buf(), &mut self.ref_buf)
             .map_err(|r| r.0)
-            .and_then(|()| self.seen.check(&self.ref_buf));
+            .and_then(|()| match self.raw {
+                // `--op raw`: only creates, by process and ref.
+                true if raw_create_key(b.op_since(&at), &self.ref_buf, &mut self.key_buf) => {
+                    self.seen.check_as(&self.key_buf, &self.ref_buf)
+                }
+                true => Ok(None),
+                false => self.seen.check(&self.ref_buf),
+            });
         let res = match res {
             Ok(hash) => {
                 let r = &self.ref_buf;
@@ -389,6 +408,19 @@ impl<F: FnMut(Batch)> Rows<'_, F> {
             shard.of_row(row)
         };
         of == shard.index
+    }
+
+    /// `--op raw` resumed: a create the earlier run settled still takes its ref, so a
+    /// later create of it is refused as in one run (the log keeps refs, not processes).
+    fn seed_settled<P: Plan>(&mut self, plan: &P, rec: &P::Record, row: u64) {
+        let mut op = Vec::new();
+        if plan
+            .write_op(rec, 0, row, &mut op, &mut self.ref_buf)
+            .is_ok()
+            && raw_create_key(&op, &self.ref_buf, &mut self.key_buf)
+        {
+            self.seen.seed(&self.key_buf);
+        }
     }
 
     /// Rejects a row before any mapping (it has no ref), counting it like `map` does.

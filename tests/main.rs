@@ -12,6 +12,8 @@ mod raw;
 mod reading;
 mod recovery;
 mod report;
+mod resume_matrix;
+mod retry_matrix;
 mod sandbox;
 mod sandbox_api;
 mod secrets;

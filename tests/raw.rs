@@ -137,8 +137,9 @@ async fn raw_ops_with_a_ref_are_retried_safely_and_without_one_are_ambiguous() {
         .filter(|l| l["status"] == "ambiguous")
         .collect();
     assert!(!ambiguous.is_empty());
-    // The retry file holds the ambiguous ops as written, ready for a human to decide.
-    let retry = std::fs::read_to_string(dir.path().join("ops.retry.ndjson")).unwrap();
+    // The ambiguous file holds them as written, ready for a human to decide (the retry
+    // file, whose advice is to load it again, does not).
+    let retry = std::fs::read_to_string(dir.path().join("ops.ambiguous.ndjson")).unwrap();
     assert_eq!(retry.lines().count(), ambiguous.len());
     for l in retry.lines() {
         let op: Value = serde_json::from_str(l).unwrap();

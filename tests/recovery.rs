@@ -134,9 +134,10 @@ async fn without_refs_unknown_outcomes_are_ambiguous_and_never_resent() {
     let ambiguous = lines.iter().filter(|l| l["status"] == "ambiguous").count();
     assert!(ambiguous > 0);
     assert!(lines.iter().all(|l| l["attempts"] == 1), "nothing resent");
-    // They are in the retry file, for a human to decide.
-    let retry = std::fs::read_to_string(dir.path().join("noref.retry.csv")).unwrap();
-    assert_eq!(retry.lines().count(), ambiguous + 1);
+    // They are in their own file, for a human to decide, and not in the retry file.
+    let amb = std::fs::read_to_string(dir.path().join("noref.ambiguous.csv")).unwrap();
+    assert_eq!(amb.lines().count(), ambiguous + 1);
+    assert!(!dir.path().join("noref.retry.csv").exists());
     assert_eq!(sb.stats().requests, (n as u64).div_ceil(100));
 }
 

@@ -288,7 +288,7 @@ async fn resume_refuses_another_reading_of_the_input_naming_the_flag() {
     for (extra, code, says) in [
         // A delimiter the bytes deny is refused before the log is read (exit 2).
         (&["--delimiter", ";"][..], 2, "pass --delimiter ','"),
-        (&["--no-header"][..], 1, "--no-header (was without it)"),
+        (&["--no-header"][..], 1, "--no-header (was: no --no-header)"),
     ] {
         let mut a = args.to_vec();
         a.push("--resume");

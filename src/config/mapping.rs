@@ -24,7 +24,7 @@ pub(super) fn mapping(
     let target = target(a)?;
     let ref_mode = ref_mode(a)?;
     if ref_mode == RefMode::Auto {
-        check_generated_refs(inputs, op, notes)?;
+        check_generated_refs(a, inputs, op, notes)?;
     }
     if op.needs_ref && matches!(ref_mode, RefMode::None | RefMode::Auto) {
         return Err(Error::Usage(format!(
@@ -86,6 +86,7 @@ fn raw(a: &LoadArgs, op: OpKind, inputs: &[Input]) -> Result<MappingConfig> {
         ("--ref-column", a.ref_column.is_some()),
         ("--ref-template", a.ref_template.is_some()),
         ("--no-ref", a.no_ref),
+        ("--ref-prefix", !a.ref_prefix.is_empty()),
         ("--type", !a.types.is_empty()),
         ("--decimal-comma", a.decimal_comma),
         ("--exclude", !a.exclude.is_empty()),
@@ -188,22 +189,64 @@ fn ref_mode(a: &LoadArgs) -> Result<RefMode> {
     })
 }
 
-/// Generated refs are `{file name}:{row}`: two inputs of the same name would give the
-/// same refs, and the second one's rows would come back `exists`, unloaded.
-fn check_generated_refs(inputs: &[Input], op: OpKind, notes: &mut Vec<String>) -> Result<()> {
-    for (i, a) in inputs.iter().enumerate() {
-        if let Some(b) = inputs[..i].iter().find(|b| b.file_name() == a.file_name()) {
+/// The name each input's generated refs start with (`{name}:{row}`): its file name, or
+/// `--ref-prefix` (one per input, in order). A resume may put the first run's in their
+/// place (`pipeline.rs`).
+pub(super) fn ref_names(a: &LoadArgs, inputs: &[Input]) -> Result<Vec<String>> {
+    if a.ref_prefix.is_empty() {
+        return Ok(inputs.iter().map(Input::file_name).collect());
+    }
+    if a.no_ref || a.ref_column.is_some() || a.ref_template.is_some() {
+        return Err(Error::Usage(
+            "--ref-prefix names generated refs (NAME:ROW); it does not go with --ref-column, --ref-template or --no-ref".into(),
+        ));
+    }
+    if a.ref_prefix.len() != inputs.len() {
+        return Err(Error::Usage(format!(
+            "--ref-prefix is given {} times for {} inputs: give it once per input, in the order of the inputs",
+            a.ref_prefix.len(),
+            inputs.len()
+        )));
+    }
+    if let Some(p) = a.ref_prefix.iter().find(|p| p.is_empty()) {
+        return Err(Error::Usage(format!(
+            "--ref-prefix {p:?}: a name is needed, e.g. --ref-prefix orders.csv"
+        )));
+    }
+    Ok(a.ref_prefix.clone())
+}
+
+/// Generated refs are `{name}:{row}` (the file name, or `--ref-prefix`): two inputs of
+/// the same name would give the same refs, and the second one's rows would come back
+/// `exists`, unloaded.
+fn check_generated_refs(
+    a: &LoadArgs,
+    inputs: &[Input],
+    op: OpKind,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let names = ref_names(a, inputs)?;
+    for (i, x) in inputs.iter().enumerate() {
+        if let Some(k) = names[..i].iter().position(|n| *n == names[i]) {
+            let why = if a.ref_prefix.is_empty() {
+                "have the same file name"
+            } else {
+                "are given the same --ref-prefix"
+            };
             return Err(Error::Usage(format!(
-                "inputs {} and {} have the same file name, so their generated refs ({}:ROW) would collide; rename one, or pass --ref-column or --ref-template",
-                b.display(),
-                a.display(),
-                a.file_name()
+                "inputs {} and {} {why}, so their generated refs ({}:ROW) would collide; rename one, or pass --ref-prefix once per input, or --ref-column or --ref-template",
+                inputs[k].display(),
+                x.display(),
+                names[i]
             )));
         }
     }
-    if op.duplicate_ref_is_exists && inputs.iter().any(|i| i.path.is_none()) {
+    if op.duplicate_ref_is_exists
+        && inputs.iter().any(|i| i.path.is_none())
+        && a.ref_prefix.is_empty()
+    {
         notes.push(
-            "warning: rows read from stdin get the refs stdin:1, stdin:2, ...; another stdin load into the same process would find them taken and load nothing (exists): pass --ref-column or --ref-template for stdin".into(),
+            "warning: rows read from stdin get the refs stdin:1, stdin:2, ...; another stdin load into the same process would find them taken and load nothing (exists): pass --ref-prefix, --ref-column or --ref-template for stdin".into(),
         );
     }
     Ok(())

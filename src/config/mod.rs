@@ -39,6 +39,9 @@ pub struct LoadConfig {
     pub results: Option<PathBuf>,
     /// One per input.
     pub retry_files: Vec<PathBuf>,
+    /// One per input, beside its retry file: the rows whose fate is unknown (`ambiguous`),
+    /// to check on the server rather than load again.
+    pub ambiguous_files: Vec<PathBuf>,
     pub summary_json: Option<PathBuf>,
     /// `--report`: the HTML report written at the end.
     pub report: Option<PathBuf>,
@@ -54,6 +57,12 @@ pub struct LoadConfig {
     pub sandbox: bool,
     /// `--shard i/N`: this copy loads only its shard's rows.
     pub shard: Option<crate::shard::Shard>,
+    /// Per input, the name its generated refs start with (`{name}:{row}`): the file name
+    /// or `--ref-prefix`; on `--resume`, the one the log's run used (`pipeline.rs`).
+    pub ref_names: Vec<String>,
+    /// Whether `ref_names` came from `--ref-prefix` (a resume then refuses other names
+    /// rather than taking the log's).
+    pub ref_names_given: bool,
     /// Notes for the user about adjusted settings, printed before the run.
     pub notes: Vec<String>,
 }
@@ -114,10 +123,13 @@ impl LoadConfig {
             .transpose()?;
         let inputs = inputs::inputs(a, &mut notes)?;
         let mapping = mapping::mapping(a, &inputs, &mut notes)?;
+        let ref_names = mapping::ref_names(a, &inputs)?;
         let mut send = sending::sending(a, mapping.op, shard, &mut notes)?;
         send.one_process =
             !mapping.op.rows_are_ops && matches!(mapping.target, crate::mapping::Target::Conv(_));
         let out = outputs::outputs(a, &inputs, shard, &mut notes)?;
+        let ambiguous_files =
+            crate::sink::retry_file::ambiguous_files(out.results.as_deref(), &out.retry_files)?;
         Ok(LoadConfig {
             inputs,
             mapping,
@@ -131,6 +143,7 @@ impl LoadConfig {
             linger: Duration::from_millis(a.linger_ms.max(1)),
             send,
             results: out.results,
+            ambiguous_files,
             retry_files: out.retry_files,
             summary_json: out.summary_json,
             report: out.report,
@@ -147,6 +160,8 @@ impl LoadConfig {
             dry_run: a.dry_run,
             sandbox: a.sandbox,
             shard,
+            ref_names,
+            ref_names_given: !a.ref_prefix.is_empty(),
             notes,
         })
     }

@@ -52,6 +52,11 @@ pub(super) fn outputs(
     );
     outs.extend(a.report.iter().map(|r| ("--report", r.as_path())));
     distinct(&outs, inputs)?;
+    if let Some(p) = &a.retry_file {
+        // Loaded back with the same command: its name must say what the input's does.
+        let (format, delimiter) = (a.format.is_some(), a.delimiter.is_some());
+        crate::sink::retry_file::check_name(&inputs[0], p, format, delimiter)?;
+    }
     if let (Some(r), Some(explicit), false) = (&results, &a.retry_file, a.resume) {
         foreign_retry_file(r, explicit)?;
     }
@@ -101,8 +106,8 @@ fn retry_files(a: &LoadArgs, inputs: &[Input], tag: &str) -> Result<Vec<PathBuf>
         None => inputs
             .iter()
             .map(|i| {
-                i.dir()
-                    .join(format!("{}{tag}.retry.{}", i.stem(), i.format.ext()))
+                let ext = crate::sink::retry_file::default_ext(i);
+                i.dir().join(format!("{}{tag}.retry.{ext}", i.stem()))
             })
             .collect(),
     };

@@ -69,6 +69,11 @@ fn check_header(header: &[String], file_name: &str) -> Result<()> {
 }
 
 impl CsvPlan {
+    /// Generated refs are `{name}:{row}` (`--ref-prefix`, or the name a resumed run used).
+    pub(crate) fn name_refs(&mut self, name: &str) {
+        self.reference.rename(name);
+    }
+
     /// `header` is the list of column names; `file_name` seeds auto refs.
     pub fn new(cfg: &MappingConfig, header: &[String], file_name: &str) -> Result<CsvPlan> {
         let find = |name: &str, flag: &str| -> Result<usize> {

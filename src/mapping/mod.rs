@@ -94,17 +94,25 @@ pub enum Mapped {
 
 impl Mapped {
     /// Builds the mapping of an opened input (from its header, for named fields): a flag
-    /// naming no column fails here, before any row is read.
-    pub fn new(cfg: &MappingConfig, opened: Opened, file_name: &str) -> Result<Mapped> {
+    /// naming no column fails here, before any row is read. `file_name` names the input
+    /// in errors; generated refs are `{ref_name}:{row}`.
+    pub fn new(
+        cfg: &MappingConfig,
+        opened: Opened,
+        file_name: &str,
+        ref_name: &str,
+    ) -> Result<Mapped> {
         Ok(match opened {
             Opened::Fields(src, header) => {
-                let plan = CsvPlan::new(cfg, &header.names, file_name)?;
+                let mut plan = CsvPlan::new(cfg, &header.names, file_name)?;
+                plan.name_refs(ref_name);
                 let retry = Box::new(CsvRetry::new(&plan, header));
                 Mapped::Fields(src, plan, retry)
             }
             Opened::Objects(src) => {
-                let plan = NdjsonPlan::new(cfg, file_name)?;
-                let retry = ObjectRetry::new(&plan, file_name);
+                let mut plan = NdjsonPlan::new(cfg, file_name)?;
+                plan.name_refs(ref_name);
+                let retry = ObjectRetry::new(&plan, ref_name);
                 Mapped::Objects(src, plan, retry)
             }
         })
@@ -132,6 +140,18 @@ impl ColType {
             "json" | "array" | "object" => ColType::Json,
             _ => return None,
         })
+    }
+
+    /// The name `--type` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColType::String => "string",
+            // `--decimal-comma` makes every `number` column this one (`flags` says so).
+            ColType::Number | ColType::NumberComma => "number",
+            ColType::Integer => "integer",
+            ColType::Bool => "bool",
+            ColType::Json => "json",
+        }
     }
 }
 
@@ -196,6 +216,66 @@ impl MappingConfig {
                 format!(";set={:?};rename={:?}", self.edits.set, self.edits.rename)
             }
         )
+    }
+}
+
+impl MappingConfig {
+    /// The mapping as the flags that make it, one item each, as typed (`--op create`,
+    /// `--conv-id 555`, `--type amount:number`, `--set batch=1`): the manifest keeps them
+    /// so that a refused resume or merge names the flag that differs. Equal flags are an
+    /// equal mapping (`fingerprint` stays the check of last resort).
+    pub fn flags(&self) -> Vec<String> {
+        let raw = self.op.rows_are_ops;
+        let mut f = vec![format!("--op {}", self.op.name)];
+        match &self.target {
+            Target::Conv(c) => f.push(format!("--conv-id {c}")),
+            // Raw ops name their own processes.
+            Target::Column(_) if raw => {}
+            Target::Column(c) => f.push(format!("--conv-id-column {c}")),
+        }
+        if let Some(c) = &self.company_id {
+            f.push(format!("--company-id {c}"));
+        }
+        match &self.ref_mode {
+            // Per input: `--ref-prefix` (sink/manifest.rs); raw ops carry their own.
+            RefMode::Auto => {}
+            RefMode::Column(_) if raw => {}
+            RefMode::Column(c) => f.push(format!("--ref-column {c}")),
+            RefMode::Template(t) => f.push(format!("--ref-template {t}")),
+            RefMode::None => f.push("--no-ref".into()),
+        }
+        f.extend(
+            self.types
+                .iter()
+                .map(|(c, t)| format!("--type {c}:{}", t.name())),
+        );
+        if self.types.iter().any(|(_, t)| *t == ColType::NumberComma) {
+            f.push("--decimal-comma".into());
+        }
+        f.extend(self.exclude.iter().map(|c| format!("--exclude {c}")));
+        f.push(format!(
+            "--empty {}",
+            match self.empty {
+                EmptyPolicy::Keep => "keep",
+                EmptyPolicy::Omit => "omit",
+                EmptyPolicy::Null => "null",
+            }
+        ));
+        if let Some(d) = &self.data_field {
+            f.push(format!("--data-field {d}"));
+        }
+        f.push(format!("--max-task-bytes {}", self.max_task_bytes));
+        f.extend(self.edits.set.iter().map(|(k, t, v)| match t {
+            ColType::String => format!("--set {k}={v}"),
+            t => format!("--set {k}:{}={v}", t.name()),
+        }));
+        f.extend(
+            self.edits
+                .rename
+                .iter()
+                .map(|(o, n)| format!("--rename {o}:{n}")),
+        );
+        f
     }
 }
 

@@ -157,6 +157,11 @@ fn scalar_text(v: &RawValue, out: &mut String) -> std::result::Result<(), &'stat
 }
 
 impl NdjsonPlan {
+    /// Generated refs are `{name}:{row}` (`--ref-prefix`, or the name a resumed run used).
+    pub(crate) fn name_refs(&mut self, name: &str) {
+        self.reference.rename(name);
+    }
+
     pub fn new(cfg: &MappingConfig, file_name: &str) -> Result<NdjsonPlan> {
         if !cfg.types.is_empty() {
             return Err(Error::Usage(

@@ -153,6 +153,13 @@ impl<F> RefSource<F> {
         })
     }
 
+    /// Generated refs start with `name` instead (`--ref-prefix`, or a resumed run's).
+    pub(super) fn rename(&mut self, name: &str) {
+        if let RefSource::Auto(prefix) = self {
+            *prefix = format!("{name}:");
+        }
+    }
+
     /// Whether refs are generated (so a retry file must carry them).
     pub(super) fn is_auto(&self) -> bool {
         matches!(self, RefSource::Auto(_))

@@ -6,7 +6,8 @@
 //! In: each row's ref (and, with `--resume`, the refs the earlier run sent). Out: the
 //! rejection reason for a repeat. Only for creates with refs from the data
 //! (`--ref-column`, `--ref-template`) into one process: generated refs are unique by
-//! construction, and a modify file may rightly name a task twice.
+//! construction, and a modify file may rightly name a task twice. With `--op raw`, for
+//! the creates, keyed by their process and ref (`op::raw_create_key`).
 
 use crate::config::LoadConfig;
 use hashbrown::HashTable;
@@ -32,12 +33,13 @@ const RESUMED: u64 = 1;
 impl SeenRefs {
     pub(crate) fn new(cfg: &LoadConfig) -> SeenRefs {
         use crate::mapping::{RefMode, Target};
-        let on = cfg.mapping.op.refs_are_unique()
-            && matches!(
-                cfg.mapping.ref_mode,
-                RefMode::Column(_) | RefMode::Template(_)
-            )
-            && matches!(cfg.mapping.target, Target::Conv(_));
+        let on = cfg.mapping.op.rows_are_ops
+            || cfg.mapping.op.refs_are_unique()
+                && matches!(
+                    cfg.mapping.ref_mode,
+                    RefMode::Column(_) | RefMode::Template(_)
+                )
+                && matches!(cfg.mapping.target, Target::Conv(_));
         SeenRefs {
             tables: on.then(Default::default),
         }
@@ -67,10 +69,16 @@ impl SeenRefs {
     /// Refuses a ref seen before; otherwise gives its hash (when refs are tracked) for
     /// `insert` once the row is in a batch, so each ref is hashed once.
     pub(crate) fn check(&self, r: &str) -> std::result::Result<Option<u64>, String> {
+        self.check_as(r, r)
+    }
+
+    /// `check` of `key`, a ref with what else tells it apart (a raw create's process),
+    /// named `r` in the refusal.
+    pub(crate) fn check_as(&self, key: &str, r: &str) -> std::result::Result<Option<u64>, String> {
         let Some(tables) = &self.tables else {
             return Ok(None);
         };
-        let h = Self::hash(r);
+        let h = Self::hash(key);
         match tables[Self::part(h)].find(Self::spread(h), |&s| s & !RESUMED == h) {
             Some(&s) => Err(format!(
                 "duplicate ref {r:?}: {} has it already, and the server would refuse it (not unical reference)",

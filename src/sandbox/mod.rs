@@ -258,6 +258,8 @@ pub(crate) struct State {
     pub ids: store::IdGen,
     pub rps: Option<limit::RpsLimit>,
     pub seed: u64,
+    /// Set by [`Sandbox::heal`]: no more injected faults.
+    pub healed: std::sync::atomic::AtomicBool,
 }
 
 /// A running sandbox. Dropping it stops the server too; [`Sandbox::shutdown`] also waits
@@ -289,6 +291,7 @@ impl Sandbox {
             rps: cfg.rps.map(|n| limit::RpsLimit::new(cfg.rps_shape, n)),
             seed,
             cfg,
+            healed: Default::default(),
         });
         let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(server::serve(listener, state.clone(), stopped));
@@ -307,6 +310,15 @@ impl Sandbox {
     /// `http://IP:PORT`, the base URL to give czload.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Stops injecting faults (`fail_before`, `fail_after`, `drop_after`) from the next
+    /// request on: a test loads through a faulty server, then retries through a sound one
+    /// that still holds what the first run stored.
+    pub fn heal(&self) {
+        self.state
+            .healed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The counters now.

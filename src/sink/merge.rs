@@ -124,11 +124,14 @@ fn shard_logs(logs: &[PathBuf]) -> Result<std::result::Result<Vec<ShardLog<'_>>,
 fn other_load(first: &ShardLog, path: &Path, m: &Manifest, shard: Shard) -> Option<String> {
     let (a, b) = (first.path.display(), path.display());
     let f = &first.manifest;
+    let d = super::manifest::differences(m, f, &a.to_string());
     let what = if shard.count != first.shard.count {
         format!(
             "{a} is a shard of {}, {b} of {}",
             first.shard.count, shard.count
         )
+    } else if !d.is_empty() {
+        format!("{b} was read or mapped with other flags: {}", d.join(", "))
     } else if f.mapping != m.mapping {
         format!(
             "the mapping differs (in {a}: {}; in {b}: {})",

@@ -10,12 +10,14 @@
 //!
 //! The outputs, one file each:
 //! - `results.rs`: the results log (and `read_settled`, its reader for `--resume`);
-//! - `retry_file.rs`: the retry files;
+//! - `retry_file.rs`: the retry files, and the ambiguous files beside them;
 //! - `progress.rs`: the progress display (bar, plain lines or JSON lines);
 //! - `summary_json.rs`: `--summary-json`, written at the end;
 //! - `report/`: `--report`, the HTML report, written at the end from the results log;
 
 //! - `summary.rs`: not a sink, the `Summary` built from the tally;
+//! - `manifest.rs`: not a sink, the manifest's reading and flags, checked by `--resume`
+//!   and `merge-results`, and the refs a resume keeps;
 //! - `claim.rs`: not a sink, the run's lock on the results log and whether it may be
 //!   replaced, taken before anything is sent.
 //! - `merge.rs`: not a sink, `czload merge-results`: the results logs of the N copies of
@@ -29,6 +31,7 @@
 //! `sinks.push(Box::new(report::HtmlReport::new(log, out)));`.
 
 pub mod claim;
+pub mod manifest;
 pub mod merge;
 pub mod progress;
 pub mod reasons;
@@ -143,7 +146,16 @@ impl Journal {
         // written there again). A dry run writes neither.
         if let Some(log) = results::ResultsLog::create(cfg, resume, manifest)? {
             sinks.push(Box::new(log));
-            sinks.push(Box::new(retry_file::RetryFiles::new(cfg, resume)));
+            sinks.push(Box::new(retry_file::RetryFiles::new(
+                cfg,
+                resume,
+                retry_file::Kind::Retry,
+            )));
+            sinks.push(Box::new(retry_file::RetryFiles::new(
+                cfg,
+                resume,
+                retry_file::Kind::Ambiguous,
+            )));
         }
         sinks.push(Box::new(progress::Progress::new(cfg, live)));
         if let Some(p) = &cfg.summary_json {

@@ -7,6 +7,7 @@
 //! (crash, stop, or a log of a czload before the line existed): `claim.rs` will not
 //! replace it without `--restart`.
 
+use super::manifest::Reading;
 use super::{Sink, Summary, Tally};
 use crate::batch::Batch;
 use crate::config::LoadConfig;
@@ -162,6 +163,10 @@ pub struct Manifest {
     pub mapping: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reading: Option<Reading>,
+    /// The mapping in flag syntax (`--op create`, `--conv-id 555`, `--type n:number`):
+    /// what a refused resume or merge names. Absent in older logs (`mapping` alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
     /// The retry files this run writes, as given: a later run may replace them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry_files: Vec<String>,
@@ -172,56 +177,6 @@ pub struct Manifest {
     /// `czload merge-results`: how many copies' logs this one joins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_from: Option<u32>,
-}
-
-/// How input bytes become rows. A resume that read them otherwise would take row N for
-/// another row. Whatever later changes the reading (an encoding, a quote character)
-/// belongs here, with its flag in `Reading::differences`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Reading {
-    /// Per input: its format (`csv`, `ndjson`; `xlsx --sheet S` with a sheet asked for).
-    pub formats: Vec<String>,
-    /// Only when an input's format has them (`None` without): the delimiter and whether the first row is
-    /// a header.
-    pub delimiter: Option<String>,
-    pub header: Option<bool>,
-}
-
-impl Reading {
-    fn new(cfg: &LoadConfig) -> Reading {
-        let delimited = cfg.inputs.iter().any(|i| i.format.delimited());
-        let header_row = cfg.inputs.iter().any(|i| i.format.header_row());
-        Reading {
-            formats: cfg.inputs.iter().map(|i| i.manifest_format()).collect(),
-            delimiter: delimited.then(|| match cfg.delimiter {
-                b'\t' => "\\t".to_string(),
-                d => char::from(d).to_string(),
-            }),
-            header: header_row.then_some(cfg.has_header),
-        }
-    }
-
-    /// What differs from `was`, one item per flag, in flag syntax: `--delimiter ';'
-    /// (was ',')`.
-    fn differences(&self, was: &Reading) -> Vec<String> {
-        let mut d = Vec::new();
-        for (now, then) in self.formats.iter().zip(&was.formats) {
-            if now != then {
-                d.push(format!("--format {now} (was {then})"));
-            }
-        }
-        if let (Some(now), Some(then)) = (&self.delimiter, &was.delimiter) {
-            if now != then {
-                d.push(format!("--delimiter '{now}' (was '{then}')"));
-            }
-        }
-        match (self.header, was.header) {
-            (Some(false), Some(true)) => d.push("--no-header (was without it)".into()),
-            (Some(true), Some(false)) => d.push("no --no-header (was --no-header)".into()),
-            _ => {}
-        }
-        d
-    }
 }
 
 impl Manifest {
@@ -236,9 +191,11 @@ impl Manifest {
                 .collect(),
             mapping: cfg.mapping.fingerprint(),
             reading: Some(Reading::new(cfg)),
+            flags: cfg.mapping.flags(),
             retry_files: cfg
                 .retry_files
                 .iter()
+                .chain(&cfg.ambiguous_files)
                 .map(|p| p.display().to_string())
                 .collect(),
             shard: cfg.shard.map(|s| s.to_string()),
@@ -266,6 +223,10 @@ pub struct InputId {
     pub path: String,
     pub size: Option<u64>,
     pub sample_sha1: Option<String>,
+    /// `LEN:SHA1` of its first LEN bytes (up to 64 KiB): whether a file of the same name
+    /// that a later run loads begins as this one did (`manifest::another_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
 }
 
 /// Creates a file only its owner can read: results and retry files hold the loaded data.
@@ -477,7 +438,7 @@ pub fn read_settled(
             )))
         }
     };
-    check_manifest(path, &first, expected)?;
+    super::manifest::check(path, &first, expected)?;
     let mut sets = vec![RowSet::default(); expected.inputs.len()];
     let mut earlier = Counts::default();
     for (n, line) in lines.enumerate() {
@@ -558,64 +519,6 @@ fn damaged(path: &Path, line: u64, why: &str) -> Error {
     ))
 }
 
-/// Refuses a log whose manifest (its first line) is not this run's.
-fn check_manifest(path: &Path, first: &[u8], expected: &Manifest) -> Result<()> {
-    let manifest: Manifest = serde_json::from_slice(first).map_err(|_| {
-        Error::Resume(format!(
-            "{} does not start with a czload manifest",
-            path.display()
-        ))
-    })?;
-    if let (Some(was), Some(now)) = (&manifest.reading, &expected.reading) {
-        let d = now.differences(was);
-        if !d.is_empty() {
-            return Err(Error::Resume(format!(
-                "{} was written reading the input otherwise: {}; resume with the flags of that run, or start over without --resume (with --restart if that run is unfinished)",
-                path.display(),
-                d.join(", ")
-            )));
-        }
-    }
-    if manifest.shard != expected.shard {
-        let name = |s: &Option<String>| {
-            s.as_ref()
-                .map_or("no --shard".into(), |s| format!("--shard {s}"))
-        };
-        return Err(Error::Resume(format!(
-            "{} was written by the copy with {}; this run has {}: resume each copy with its own shard and log",
-            path.display(),
-            name(&manifest.shard),
-            name(&expected.shard)
-        )));
-    }
-    if manifest.mapping != expected.mapping {
-        return Err(Error::Resume(format!(
-            "the mapping flags differ from those of the run that wrote {} (was: {}; now: {})",
-            path.display(),
-            manifest.mapping,
-            expected.mapping
-        )));
-    }
-    if manifest.inputs.len() != expected.inputs.len() {
-        return Err(Error::Resume(format!(
-            "{} was written for {} input(s), this run has {}",
-            path.display(),
-            manifest.inputs.len(),
-            expected.inputs.len()
-        )));
-    }
-    for (was, now) in manifest.inputs.iter().zip(&expected.inputs) {
-        if was.size != now.size || was.sample_sha1 != now.sample_sha1 {
-            return Err(Error::Resume(format!(
-                "input {} changed since the run that wrote {} (size or content differs); start over without --resume (with --restart if that run is unfinished)",
-                now.path,
-                path.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// A set of row numbers as a bitmap: a million rows cost 125 KB.
 #[derive(Debug, Clone, Default)]
 pub struct RowSet {
@@ -646,20 +549,23 @@ pub fn input_id(path: Option<&Path>) -> InputId {
             path: "-".into(),
             size: None,
             sample_sha1: None,
+            head: None,
         };
     };
     let mut id = InputId {
         path: p.display().to_string(),
         size: None,
         sample_sha1: None,
+        head: None,
     };
     if let Ok(mut f) = File::open(p) {
         let size = f.metadata().map(|m| m.len()).unwrap_or(0);
         id.size = Some(size);
         let mut h = Sha1::new();
         let mut buf = vec![0u8; 64 * 1024];
-        let n = f.read(&mut buf).unwrap_or(0);
+        let n = head(&mut f, &mut buf);
         h.update(&buf[..n]);
+        id.head = Some(format!("{n}:{}", hex::encode(Sha1::digest(&buf[..n]))));
         if size > 128 * 1024 && f.seek(SeekFrom::End(-(64 * 1024))).is_ok() {
             let n = f.read(&mut buf).unwrap_or(0);
             h.update(&buf[..n]);
@@ -667,6 +573,18 @@ pub fn input_id(path: Option<&Path>) -> InputId {
         id.sample_sha1 = Some(hex::encode(h.finalize()));
     }
     id
+}
+
+/// Reads the start of `f` into `buf` (as far as it goes), giving its length.
+pub(crate) fn head(f: &mut impl Read, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n
 }
 
 /// Whether a file's last byte is something other than a newline.

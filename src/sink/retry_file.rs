@@ -1,28 +1,50 @@
-//! The retry files: per input, the rows that may load on a second try (`failed`,
-//! `ambiguous`; see `Status::to_retry_file`), as the input held them, so that the same
-//! command loads them again, in the input's encoding (`--encoding`). In: input headers and settled batches. Out: one file per
-//! input, opened at its first such row, flushed at each checkpoint after the results log.
+//! The retry files and the ambiguous files: per input, the rows that may load on a second
+//! try (`failed`; `Status::to_retry_file`), and apart from them the rows whose fate is
+//! unknown (`ambiguous`: sent without a ref, the request may have created them), as the
+//! input held them. A retry file loads back with the same command, so it is written the
+//! way that command reads it: in the input's format (a JSON array as an array), encoding
+//! (with a byte order mark for UTF-16, and for UTF-8 when the input had one), delimiter,
+//! and compressed when the command would decompress it (its name ends `.gz`/`.zst`, or
+//! `--compression` named the input's). An ambiguous file is the same, but the summary
+//! says to check its rows on the server first: loading it again may create them twice.
+//! In: input headers and settled batches. Out: the files, opened at their first row,
+//! flushed at each checkpoint after the results log (a compressed one as a complete gzip
+//! member or zstd frame, so a crash leaves every row before the last checkpoint readable).
 
 use super::results::create_private;
 use super::{Sink, Tally};
 use crate::batch::Batch;
 use crate::config::LoadConfig;
 use crate::error::{Error, Result};
-use crate::outcome::Outcome;
-use crate::source::decode;
+use crate::outcome::{Outcome, Status};
+use crate::source::{decode, Compression, Input};
+use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Which rows a set of files takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `failed`: load them again with the same command.
+    Retry,
+    /// `ambiguous`: check on the server first.
+    Ambiguous,
+}
+
+impl Kind {
+    fn takes(self, s: Status) -> bool {
+        match self {
+            Kind::Retry => s.to_retry_file(),
+            Kind::Ambiguous => s == Status::Ambiguous,
+        }
+    }
+}
 
 pub struct RetryFiles {
+    kind: Kind,
     /// Per input.
-    paths: Vec<PathBuf>,
-    /// Per input: open once a row went to it.
-    out: Vec<Option<BufWriter<File>>>,
-    /// Per input: its header line (CSV), already encoded.
-    headers: Vec<Option<Vec<u8>>>,
-    /// Per input: the encoding to write (`None`: UTF-8, as the rows are).
-    encodings: Vec<Option<&'static encoding_rs::Encoding>>,
+    files: Vec<OneFile>,
     /// A row re-encoded.
     encoded: Vec<u8>,
     /// Append to the files of the earlier run, whose header is already there.
@@ -31,20 +53,59 @@ pub struct RetryFiles {
     dirty: bool,
 }
 
+/// How one input's file is written.
+struct OneFile {
+    path: PathBuf,
+    /// Open once a row went to it.
+    out: Option<Writer>,
+    /// Its header line (CSV), as UTF-8.
+    header: Option<Vec<u8>>,
+    /// The encoding to write (`None`: UTF-8, as the rows are).
+    enc: Option<&'static Encoding>,
+    /// A new file starts with the byte order mark of `enc` (or UTF-8's).
+    bom: bool,
+    zip: Compression,
+    /// A JSON array: `[`, the elements between commas, `]`.
+    array: bool,
+    /// Elements in the array so far (the next needs a comma).
+    elements: u64,
+    /// Rows written since the last checkpoint (a compressed file then ends a member).
+    pending: bool,
+}
+
 impl RetryFiles {
-    pub fn new(cfg: &LoadConfig, resume: bool) -> RetryFiles {
-        // A retry file from an earlier run would list rows this run settles anew.
+    pub fn new(cfg: &LoadConfig, resume: bool, kind: Kind) -> RetryFiles {
+        let paths = match kind {
+            Kind::Retry => &cfg.retry_files,
+            Kind::Ambiguous => &cfg.ambiguous_files,
+        };
+        // A file from an earlier run would list rows this run settles anew.
         if !resume {
-            for r in &cfg.retry_files {
+            for r in paths {
                 let _ = std::fs::remove_file(r);
             }
         }
-        let n = cfg.retry_files.len();
+        let files = paths
+            .iter()
+            .zip(&cfg.inputs)
+            .map(|(p, i)| OneFile {
+                path: p.clone(),
+                out: None,
+                header: None,
+                enc: i.encoding,
+                bom: match i.encoding {
+                    Some(e) => e == UTF_16LE || e == UTF_16BE,
+                    None => has_utf8_bom(i),
+                },
+                zip: compression_of(i, p),
+                array: i.format.name() == JSON_ARRAY,
+                elements: 0,
+                pending: false,
+            })
+            .collect();
         RetryFiles {
-            paths: cfg.retry_files.clone(),
-            out: (0..n).map(|_| None).collect(),
-            headers: vec![None; n],
-            encodings: cfg.inputs.iter().map(|i| i.encoding).collect(),
+            kind,
+            files,
             encoded: Vec::new(),
             resume,
             dirty: false,
@@ -52,60 +113,188 @@ impl RetryFiles {
     }
 
     fn write(&mut self, input: u32, raw: &[u8]) -> Result<()> {
-        let i = input as usize;
-        let path = &self.paths[i];
-        if self.out[i].is_none() {
-            let existed = self.resume && std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-            let f = create_private(path, self.resume)
-                .map_err(|e| Error::file(path, format!("cannot write the retry file: {e}")))?;
-            let mut w = BufWriter::new(f);
-            if !existed {
-                if let Some(h) = &self.headers[i] {
-                    let h = match self.encodings[i] {
-                        Some(enc) => {
-                            let mut v = Vec::new();
-                            decode::encode(enc, h, &mut v);
-                            v
-                        }
-                        None => h.clone(),
-                    };
-                    w.write_all(&h).map_err(|e| Error::file(path, e))?;
-                }
-            }
-            self.out[i] = Some(w);
+        let f = &mut self.files[input as usize];
+        if f.out.is_none() {
+            f.open(self.resume)?;
         }
-        let w = self.out[i].as_mut().expect("opened above");
-        let raw = match self.encodings[i] {
-            Some(enc) => {
-                self.encoded.clear();
-                decode::encode(enc, raw, &mut self.encoded);
-                &self.encoded
+        let mut row = raw;
+        let mut sep: &[u8] = b"";
+        if f.array {
+            row = row.strip_suffix(b"\n").unwrap_or(row);
+            sep = if f.elements > 0 { b",\n" } else { b"" };
+            f.elements += 1;
+        }
+        self.encoded.clear();
+        f.encode(sep, &mut self.encoded);
+        f.encode(row, &mut self.encoded);
+        let w = f.out.as_mut().expect("opened above");
+        w.write_all(&self.encoded)
+            .map_err(|e| Error::file(&f.path, e))
+    }
+}
+
+impl OneFile {
+    /// Appends `utf8` to `out` in the file's encoding.
+    fn encode(&self, utf8: &[u8], out: &mut Vec<u8>) {
+        match self.enc {
+            Some(enc) => decode::encode(enc, utf8, out),
+            None => out.extend_from_slice(utf8),
+        }
+    }
+
+    /// Opens the file at its first row: new, with its mark, header or `[`; or, resuming,
+    /// after what the earlier run wrote (a JSON array reopened before its `]`).
+    fn open(&mut self, resume: bool) -> Result<()> {
+        let path = &self.path;
+        let err =
+            |e: std::io::Error| Error::file(path, format!("cannot write the retry file: {e}"));
+        let existed = resume && std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        let mut start = Vec::new();
+        if existed && self.array {
+            // The earlier run closed the array: the file is rewritten without its `]`.
+            let text = self.read_back().map_err(err)?;
+            let body = text.trim_end();
+            let body = body.strip_suffix(']').unwrap_or(body).trim_end();
+            self.elements = u64::from(!body.ends_with('['));
+            self.start_of_file(&mut start);
+            self.encode(body.as_bytes(), &mut start);
+        } else if !existed {
+            self.start_of_file(&mut start);
+            if let Some(h) = &self.header {
+                self.encode(h, &mut start);
             }
-            None => raw,
+            if self.array {
+                self.encode(b"[\n", &mut start);
+            }
+        }
+        let append = existed && !self.array;
+        let file = create_private(path, append).map_err(err)?;
+        let mut w = Writer::new(BufWriter::new(file), self.zip).map_err(err)?;
+        w.write_all(&start).map_err(err)?;
+        self.out = Some(w);
+        Ok(())
+    }
+
+    fn start_of_file(&self, out: &mut Vec<u8>) {
+        if self.bom {
+            out.extend_from_slice(match self.enc {
+                Some(e) if e == UTF_16LE => b"\xFF\xFE",
+                Some(e) if e == UTF_16BE => b"\xFE\xFF",
+                _ => b"\xEF\xBB\xBF",
+            });
+        }
+    }
+
+    /// The file as text (decompressed, decoded).
+    fn read_back(&self) -> std::io::Result<String> {
+        let mut raw = File::open(&self.path)?;
+        let mut bytes = Vec::new();
+        match self.zip {
+            Compression::None => raw.read_to_end(&mut bytes)?,
+            Compression::Gzip => flate2::read::MultiGzDecoder::new(raw).read_to_end(&mut bytes)?,
+            Compression::Zstd => zstd::stream::read::Decoder::new(raw)?.read_to_end(&mut bytes)?,
         };
-        w.write_all(raw).map_err(|e| Error::file(path, e))
+        Ok(self.enc.unwrap_or(UTF_8).decode(&bytes).0.into_owned())
     }
 
     fn flush(&mut self) -> Result<()> {
-        for (w, path) in self.out.iter_mut().zip(&self.paths) {
-            if let Some(w) = w {
-                w.flush().map_err(|e| Error::file(path, e))?;
-            }
+        if !std::mem::take(&mut self.pending) {
+            return Ok(());
+        }
+        if let Some(w) = &mut self.out {
+            w.checkpoint().map_err(|e| Error::file(&self.path, e))?;
         }
         Ok(())
+    }
+
+    /// The end: a JSON array's `]`, the last member or frame.
+    fn finish(&mut self) -> Result<()> {
+        let Some(mut w) = self.out.take() else {
+            return Ok(());
+        };
+        let mut end = Vec::new();
+        if self.array {
+            self.encode(b"\n]\n", &mut end);
+        }
+        w.write_all(&end)
+            .and_then(|()| w.finish())
+            .map_err(|e| Error::file(&self.path, e))
+    }
+}
+
+/// The file's bytes on their way to disk: as they are, or compressed in members (gzip)
+/// or frames (zstd) that each checkpoint completes.
+enum Writer {
+    Plain(BufWriter<File>),
+    Gzip(Option<flate2::write::GzEncoder<BufWriter<File>>>),
+    Zstd(Option<zstd::stream::write::Encoder<'static, BufWriter<File>>>),
+}
+
+impl Writer {
+    fn new(w: BufWriter<File>, zip: Compression) -> std::io::Result<Writer> {
+        Ok(match zip {
+            Compression::None => Writer::Plain(w),
+            Compression::Gzip => Writer::Gzip(Some(flate2::write::GzEncoder::new(
+                w,
+                flate2::Compression::default(),
+            ))),
+            Compression::Zstd => Writer::Zstd(Some(zstd::stream::write::Encoder::new(w, 3)?)),
+        })
+    }
+
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Writer::Plain(w) => w.write_all(b),
+            Writer::Gzip(Some(w)) => w.write_all(b),
+            Writer::Zstd(Some(w)) => w.write_all(b),
+            _ => Err(std::io::Error::other("the retry file is closed")),
+        }
+    }
+
+    /// Everything so far on disk, readable: a compressed file's member or frame ends here
+    /// and the next starts.
+    fn checkpoint(&mut self) -> std::io::Result<()> {
+        match self {
+            Writer::Plain(w) => w.flush(),
+            Writer::Gzip(g) => {
+                let mut w = g.take().expect("open").finish()?;
+                w.flush()?;
+                *g = Some(flate2::write::GzEncoder::new(
+                    w,
+                    flate2::Compression::default(),
+                ));
+                Ok(())
+            }
+            Writer::Zstd(z) => {
+                let mut w = z.take().expect("open").finish()?;
+                w.flush()?;
+                *z = Some(zstd::stream::write::Encoder::new(w, 3)?);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        let mut w = match self {
+            Writer::Plain(w) => w,
+            Writer::Gzip(Some(g)) => g.finish()?,
+            Writer::Zstd(Some(z)) => z.finish()?,
+            _ => return Ok(()),
+        };
+        w.flush()
     }
 }
 
 impl Sink for RetryFiles {
     fn on_input_start(&mut self, input: u32, header: Option<&[u8]>) -> Result<()> {
-        self.headers[input as usize] = header.map(<[u8]>::to_vec);
+        self.files[input as usize].header = header.map(<[u8]>::to_vec);
         Ok(())
     }
 
     fn on_batch(&mut self, batch: &Batch, outcomes: &[Option<Outcome>]) -> Result<()> {
         self.dirty = true;
         for (i, o) in outcomes.iter().enumerate() {
-            if o.as_ref().is_some_and(|o| o.status.to_retry_file()) {
+            if o.as_ref().is_some_and(|o| self.kind.takes(o.status)) {
                 self.write(batch.rows[i].input, batch.raw(i))?;
             }
         }
@@ -114,25 +303,200 @@ impl Sink for RetryFiles {
 
     fn checkpoint(&mut self, _: &Tally) -> Result<()> {
         if std::mem::take(&mut self.dirty) {
-            self.flush()?;
+            for f in &mut self.files {
+                f.flush()?;
+            }
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.flush()
+        for f in &mut self.files {
+            f.finish()?;
+        }
+        Ok(())
     }
 }
 
-/// The retry files that hold rows, from this run or (resuming) an earlier one. None in a
-/// dry run, which writes nothing.
-pub fn written(cfg: &LoadConfig) -> Vec<PathBuf> {
+/// Whether a UTF-8 input starts with a byte order mark (its retry file then does too:
+/// spreadsheets read UTF-8 by it). Only a regular file is read again for it.
+fn has_utf8_bom(input: &Input) -> bool {
+    // Not a FIFO or a device: opening one again may block or take its data.
+    let regular = input
+        .path
+        .as_deref()
+        .is_some_and(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()));
+    if !regular {
+        return false;
+    }
+    let Some(path) = input.path.as_deref() else {
+        return false;
+    };
+    input
+        .head(path)
+        .is_ok_and(|head| head.starts_with(b"\xEF\xBB\xBF"))
+}
+
+/// Whether a name says how it is compressed.
+fn named_compression(name: &str) -> Option<Compression> {
+    let n = name.to_ascii_lowercase();
+    if n.ends_with(".gz") {
+        Some(Compression::Gzip)
+    } else if n.ends_with(".zst") {
+        Some(Compression::Zstd)
+    } else {
+        None
+    }
+}
+
+/// How the same command reads the file at `retry`: by its name, or else by
+/// `--compression` when that is what named the input's (its name did not say).
+fn compression_of(input: &Input, retry: &Path) -> Compression {
+    if let Some(c) = named_compression(&retry.to_string_lossy()) {
+        return c;
+    }
+    match input.path.as_deref() {
+        Some(p) if named_compression(&p.to_string_lossy()).is_some() => Compression::None,
+        _ => input.compression,
+    }
+}
+
+/// The `--format` value whose retry file is an array, not lines. The registry
+/// (src/source/mod.rs) gives each format's retry extension; a JSON array's retry file
+/// also keeps the array's shape, which only this writer knows how to do.
+const JSON_ARRAY: &str = "json-array";
+
+/// The extensions that name a format.
+const EXTS: [&str; 6] = ["csv", "tsv", "txt", "ndjson", "jsonl", "json"];
+
+/// The extension of an input's default retry file: the input's own (`.tsv` is read with
+/// tabs, `.json` holds an array), else its format's. Not its compression: a default
+/// retry file is plain, unless `--compression` must read it.
+pub fn default_ext(input: &Input) -> String {
+    let name = input.file_name();
+    let inner = match named_compression(&name) {
+        Some(_) => &name[..name.rfind('.').unwrap_or(name.len())],
+        None => &name[..],
+    };
+    match inner.rsplit_once('.') {
+        Some((_, ext)) if EXTS.contains(&ext.to_ascii_lowercase().as_str()) => ext.to_string(),
+        _ if input.format.name() == JSON_ARRAY => "json".into(),
+        _ => input.format.ext().into(),
+    }
+}
+
+/// The ambiguous file beside a retry file: `orders.retry.csv` -> `orders.ambiguous.csv`,
+/// `failed.csv.gz` -> `failed.ambiguous.csv.gz`.
+pub fn ambiguous_path(retry: &Path) -> PathBuf {
+    let name = retry
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let new = match name.rfind(".retry.") {
+        Some(i) => format!("{}.ambiguous.{}", &name[..i], &name[i + 7..]),
+        None => match name[1.min(name.len())..].find('.') {
+            Some(i) => format!("{}.ambiguous{}", &name[..i + 1], &name[i + 1..]),
+            None => format!("{name}.ambiguous"),
+        },
+    };
+    retry.with_file_name(new)
+}
+
+/// The ambiguous files beside `retry_files`. One that is there must be czload's: listed
+/// by the manifest of the results log (`results`), else it is someone's file, which a
+/// run would remove or write into; refused, naming the flag that moves it.
+pub fn ambiguous_files(results: Option<&Path>, retry_files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let listed: Vec<PathBuf> = results
+        .filter(|r| std::fs::metadata(r).is_ok_and(|m| m.is_file()))
+        .and_then(super::Manifest::read)
+        .map(|m| m.retry_files.iter().map(PathBuf::from).collect())
+        .unwrap_or_default();
+    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    };
+    let paths: Vec<PathBuf> = retry_files.iter().map(|r| ambiguous_path(r)).collect();
+    // A dry run writes nothing.
+    for p in paths.iter().filter(|_| results.is_some()) {
+        let there = std::fs::symlink_metadata(p).is_ok();
+        if there && !listed.iter().any(|l| same(l, p)) {
+            return Err(Error::Usage(format!(
+                "{}: czload writes the rows whose fate is unknown there (beside the retry file), but the file exists and no earlier run with this results log wrote it; move it, or pass --retry-file to put both elsewhere",
+                p.display()
+            )));
+        }
+    }
+    Ok(paths)
+}
+
+/// `--retry-file PATH` must read back with the same command: without `--format`, its
+/// name must say the input's format, and without `--delimiter`, a CSV's name must say
+/// the same delimiter (`.tsv`: tab).
+pub fn check_name(
+    input: &Input,
+    path: &Path,
+    format_given: bool,
+    delimiter_given: bool,
+) -> Result<()> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let inner = match named_compression(&name) {
+        Some(_) => &name[..name.rfind('.').unwrap_or(name.len())],
+        None => &name[..],
+    };
+    let ext = inner.rsplit_once('.').map_or("", |(_, e)| e);
+    let csv = input.format.delimited();
+    let fits = format_given
+        || match ext {
+            "csv" | "tsv" | "txt" => csv,
+            // A sheet's retry file is NDJSON too (its format's retry extension).
+            "ndjson" | "jsonl" => input.format.ext() == "ndjson",
+            "json" => input.format.name() == JSON_ARRAY,
+            _ => false,
+        };
+    let tabs = |e: &str| e == "tsv";
+    let input_ext = default_ext(input);
+    let same_delimiter = !csv || delimiter_given || tabs(ext) == tabs(&input_ext);
+    if fits && same_delimiter {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "--retry-file {}: the same command would not read it as it reads {} (its name must end .{input_ext}, as the input's does); name it so, or leave the flag out",
+        path.display(),
+        input.display(),
+    )))
+}
+
+/// The files of `kind` that hold rows, from this run or (resuming) an earlier one. None
+/// in a dry run, which writes nothing.
+pub fn written(cfg: &LoadConfig, kind: Kind) -> Vec<PathBuf> {
     if cfg.results.is_none() {
         return Vec::new();
     }
-    cfg.retry_files
+    let paths = match kind {
+        Kind::Retry => &cfg.retry_files,
+        Kind::Ambiguous => &cfg.ambiguous_files,
+    };
+    paths
         .iter()
         .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ambiguous_files_sit_beside_retry_files() {
+        let a = |p: &str| ambiguous_path(Path::new(p)).display().to_string();
+        assert_eq!(a("/d/orders.retry.csv"), "/d/orders.ambiguous.csv");
+        assert_eq!(
+            a("o.shard-0-of-2.retry.ndjson"),
+            "o.shard-0-of-2.ambiguous.ndjson"
+        );
+        assert_eq!(a("failed.csv.gz"), "failed.ambiguous.csv.gz");
+        assert_eq!(a(".hidden.csv"), ".hidden.ambiguous.csv");
+        assert_eq!(a("failed"), "failed.ambiguous");
+    }
 }

@@ -200,6 +200,9 @@ pub struct Summary {
     pub rows_per_sec: f64,
     pub results_log: Option<PathBuf>,
     pub retry_files: Vec<PathBuf>,
+    /// The rows whose fate is unknown (`ambiguous`), apart from the retry files: to be
+    /// checked on the server, never loaded again blindly.
+    pub ambiguous_files: Vec<PathBuf>,
     /// How to load the retry files, when it is not the same command.
     pub retry_hint: Option<String>,
     pub input_errors: Vec<String>,
@@ -240,12 +243,8 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-const NO_HEADER_HINT: &str = "retry files of --no-header CSV start with a header line (key1, key2, ..., _czload_ref): load them without --no-header";
-
 impl Summary {
     pub fn new(cfg: &LoadConfig, tally: &Tally, run: RunStats) -> Summary {
-        use crate::mapping::RefMode;
-        use crate::source::Kind;
         let counts = tally.counts.clone();
         let settled_now = counts.total();
         let dry_run_rejects = if cfg.dry_run {
@@ -286,12 +285,10 @@ impl Summary {
             elapsed_secs: run.elapsed_secs,
             rows_per_sec: settled_now as f64 / run.elapsed_secs.max(1e-9),
             results_log: cfg.results.clone(),
-            retry_files: super::retry_file::written(cfg),
+            retry_files: super::retry_file::written(cfg, super::retry_file::Kind::Retry),
+            ambiguous_files: super::retry_file::written(cfg, super::retry_file::Kind::Ambiguous),
             input_errors: tally.input_errors.clone(),
-            retry_hint: (!cfg.has_header
-                && cfg.mapping.ref_mode == RefMode::Auto
-                && cfg.inputs.iter().any(|i| i.format.kind() == Kind::Fields))
-            .then(|| NO_HEADER_HINT.to_string()),
+            retry_hint: None,
             interrupted: run.interrupted,
             fatal: run.fatal,
             failed_cause: tally.main_failure(),
@@ -425,6 +422,13 @@ impl Summary {
             let _ = writeln!(
                 s,
                 "retry file: {} (load it with the same command to retry those rows)",
+                p.display()
+            );
+        }
+        for p in &self.ambiguous_files {
+            let _ = writeln!(
+                s,
+                "ambiguous file: {} (rows sent without a ref whose request may or may not have created them: check on the server which exist, and load only the missing ones; loading it as it is may create them twice)",
                 p.display()
             );
         }

@@ -217,6 +217,10 @@ impl CsvSource {
         let last_line = first.position().map_or(1, |p| p.line());
         // With a header, the first record is it; without, it is the first row, given
         // out by the first `advance`.
+        // A retry file of a `--no-header` input starts with the names czload gave its
+        // columns and the ref column (`key1,key2,_czload_ref`): a header, so that the
+        // same command loads it (docs/architecture.md, Exactly once).
+        let has_header = has_header || is_retry_header(&first);
         let (header, header_record, rec) = if has_header {
             (
                 header_names(&first, name)?,
@@ -528,6 +532,19 @@ pub fn delimiter_hint(d: u8) -> String {
         "the header has one column, but the first lines each hold the same number of {:?}: is that the delimiter? pass --delimiter '{shown}'",
         d as char
     )
+}
+
+/// Whether `first` is `key1,...,keyN,_czload_ref`: the header czload writes into the
+/// retry file of a `--no-header` CSV input with generated refs.
+fn is_retry_header(first: &csv::ByteRecord) -> bool {
+    let n = first.len();
+    n >= 2
+        && first.get(n - 1) == Some(crate::mapping::REF_COLUMN.as_bytes())
+        && first
+            .iter()
+            .take(n - 1)
+            .enumerate()
+            .all(|(i, f)| f == format!("key{}", i + 1).as_bytes())
 }
 
 fn strip_bom(rec: &mut csv::ByteRecord) {

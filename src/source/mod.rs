@@ -418,14 +418,32 @@ impl Input {
 
     /// The first bytes of the file, decompressed (up to `sniff::SAMPLE`, and one more
     /// byte when there are more).
-    fn head(&self, path: &Path) -> Result<Vec<u8>> {
+    pub(crate) fn head(&self, path: &Path) -> Result<Vec<u8>> {
         let file = std::fs::File::open(path).map_err(|e| Error::file(path, io_reason(&e)))?;
         let mut head = Vec::with_capacity(4096);
         self.decompress(Box::new(file))?
             .take(sniff::SAMPLE as u64 + 1)
             .read_to_end(&mut head)
-            .map_err(|e| Error::file(path, format!("cannot read it: {e}")))?;
+            .map_err(|e| {
+                Error::file(path, format!("cannot read it{}: {e}", self.compressed_by()))
+            })?;
         Ok(head)
+    }
+
+    /// How the input is decompressed, for a message that it cannot be: ` as gzip
+    /// (--compression gzip)` when the flag said so (the name did not), so that a wrong
+    /// flag is named.
+    fn compressed_by(&self) -> String {
+        let (name, ext) = match self.compression {
+            Compression::None => return String::new(),
+            Compression::Gzip => ("gzip", ".gz"),
+            Compression::Zstd => ("zstd", ".zst"),
+        };
+        let named = self.display().to_ascii_lowercase().ends_with(ext);
+        match named {
+            true => format!(" as {name}"),
+            false => format!(" as {name} (--compression {name})"),
+        }
     }
 
     /// `head` as UTF-8, for a look at its first characters.
@@ -450,7 +468,10 @@ impl Input {
                 let dec =
                     zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(CAP, raw))
                         .map_err(|e| {
-                            Error::file(self.display(), format!("cannot read it as zstd: {e}"))
+                            Error::file(
+                                self.display(),
+                                format!("cannot read it{}: {e}", self.compressed_by()),
+                            )
                         })?;
                 Box::new(BufReader::with_capacity(CAP, dec))
             }

@@ -366,6 +366,7 @@ mod tests {
             inputs: vec![],
             mapping: "op=Create".into(),
             reading: None,
+            flags: vec![],
             retry_files: vec![],
             shard: None,
             merged_from: None,

@@ -300,7 +300,7 @@ async fn a_sheet_resumes_after_a_partial_run_and_shards_split_it() {
     )
     .await;
     assert_eq!(other.code, 1, "{other:?}");
-    assert!(other.stderr.contains("--format xlsx"), "{}", other.stderr);
+    assert!(other.stderr.contains("--sheet Orders"), "{}", other.stderr);
 
     // Three shards load every row once between them.
     let sb = sandbox().await;

@@ -224,7 +224,7 @@ pub fn check(path: &Path, first: &[u8], expected: &Manifest) -> Result<()> {
     for (was, now) in manifest.inputs.iter().zip(&expected.inputs) {
         if was.size != now.size || was.sample_sha1 != now.sample_sha1 {
             return Err(Error::Resume(format!(
-                "input {} changed since the run that wrote {} (size or content differs); start a new run without --resume",
+                "input {} changed since the run that wrote {} (size or content differs), so the log's rows are not this file's: to load it, run again with --restart in place of --resume (rows whose refs that run stored come back `exists`, and their new data is not stored)",
                 now.path,
                 path.display()
             )));

@@ -67,9 +67,10 @@ The secret comes from COREZOID_API_SECRET or --secret-file, never a flag. `czloa
 
 /// `czload load --help`: its exit codes, then the examples.
 pub const LOAD_EXAMPLES: &str = "\
-Exit codes: 0 every row succeeded; 2 some did not; 1 the run could not proceed (usage, \
-input, authentication, results log in use or unfinished, server unreachable); 130 / 143 / \
-129 stopped by SIGINT / SIGTERM / SIGHUP after finishing the requests in flight (resumable \
+Exit codes: 0 every row succeeded; 2 some did not; 1 the run could not proceed and a \
+retry would not help (usage, input, authentication, a refusal of the process, results log \
+in use or unfinished); 75 the server was away longer than --max-retry-time (or never \
+answered): worth running again later, with --resume; 130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP after finishing the requests in flight (resumable \
 with --resume; a second signal exits at once).
 
 Examples:

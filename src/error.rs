@@ -44,4 +44,10 @@ impl Error {
     }
 }
 
+/// The exit code of a run the server's absence stopped (longer than `--max-retry-time`,
+/// or never answering): sysexits.h's EX_TEMPFAIL, "try again later", so that a scheduler
+/// can retry it and not exit 1 (a configuration to fix first). docs/architecture.md,
+/// Exit codes.
+pub const EXIT_OUTAGE: i32 = 75;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -31,7 +31,7 @@ pub mod sink;
 pub mod source;
 mod swar;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, EXIT_OUTAGE};
 pub use outcome::Status;
 pub use sink::Summary;
 

@@ -109,6 +109,7 @@ pub async fn run(
             elapsed_secs: started.elapsed().as_secs_f64(),
             interrupted,
             fatal: sender.fatal(),
+            outage: sender.outage(),
             rate: (!cfg.dry_run).then(|| sender.control.report()),
         },
     );

@@ -66,3 +66,40 @@ fn every_pod_is_restricted_drains_in_time_and_survives_node_drains() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Each loading Job fails an index at once on the exit codes a retry cannot change (1 a
+/// configuration to fix, 2 rows that did not succeed), and retries an outage
+/// (`EXIT_OUTAGE`): the codes are czload's, so a change of them fails here.
+#[test]
+fn every_job_fails_an_index_on_configuration_errors_and_retries_outages() {
+    let mut problems = Vec::new();
+    for (name, text) in manifests() {
+        if !text.contains("completionMode: Indexed") {
+            continue;
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let codes = lines
+            .iter()
+            .position(|l| l.trim() == "- action: FailIndex")
+            .and_then(|i| {
+                lines[i..]
+                    .iter()
+                    .find_map(|l| l.trim().strip_prefix("values:"))
+            })
+            .map(|v| {
+                v.trim()
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .split(',')
+                    .filter_map(|c| c.trim().parse::<i32>().ok())
+                    .collect::<Vec<_>>()
+            });
+        match codes {
+            Some(c) if c.contains(&1) && c.contains(&2) && !c.contains(&czload::EXIT_OUTAGE) => {}
+            other => problems.push(format!(
+                "{name}: FailIndex exit codes {other:?}, want 1 and 2 and not {}",
+                czload::EXIT_OUTAGE
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

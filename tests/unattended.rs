@@ -361,8 +361,10 @@ async fn an_outage_shorter_than_the_retry_time_fails_no_row() {
     assert!(sb2.stats().requests > 0);
 }
 
-/// A server that never answers stops the run early, saying why; no row is failed, so
-/// all stay resumable.
+/// A server that never answers stops the run early, saying why, with the exit code of
+/// an outage (75, worth starting again later; a refusal such as a wrong secret is 1, see
+/// `words::stderr_to_a_file_has_no_colour_codes`); no row is failed, so all stay
+/// resumable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_never_reached_stops_the_run_with_the_cause() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -373,11 +375,22 @@ async fn a_server_never_reached_stops_the_run_with_the_cause() {
     let t0 = Instant::now();
     let out = load(
         &url,
-        &[s(&input), "--conv-id", "555", "--max-retry-time", "2"],
+        &[
+            s(&input),
+            "--conv-id",
+            "555",
+            "--max-retry-time",
+            "2",
+            "--summary-json",
+            s(&dir.path().join("sum.json")),
+        ],
         None,
     )
     .await;
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 75, "{out:?}");
+    let sum: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("sum.json")).unwrap()).unwrap();
+    assert_eq!(sum["outage"], true, "{sum}");
     assert!(
         out.stderr.contains("could not connect to"),
         "{}",

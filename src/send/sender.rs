@@ -106,6 +106,9 @@ pub struct Sender {
     pause_until: Mutex<Option<Instant>>,
     cancel: CancellationToken,
     fatal: Mutex<Option<String>>,
+    /// The stop was the server away (`Breaker::give_up`), not an answer refusing the
+    /// run: worth starting again later (exit 75), where a refusal is not.
+    outage: std::sync::atomic::AtomicBool,
     pub(super) breaker: Breaker,
     /// Shared with the progress display.
     pub stats: Arc<SendStats>,
@@ -148,6 +151,7 @@ impl Sender {
             pause_until: Mutex::new(None),
             cancel,
             fatal: Mutex::new(None),
+            outage: std::sync::atomic::AtomicBool::new(false),
             breaker: Breaker::new(cfg.backoff_base.saturating_mul(2)),
             stats: Arc::default(),
             cfg,
@@ -188,6 +192,20 @@ impl Sender {
     /// Why the run had to stop, if it did.
     pub fn fatal(&self) -> Option<String> {
         self.fatal.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// The run stopped because the server was away, not because it refused the run.
+    pub fn outage(&self) -> bool {
+        self.outage.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops the run for a server away longer than it may be (`set_fatal` otherwise).
+    pub(super) fn set_outage(&self, reason: String) {
+        if self.fatal().is_none() {
+            self.outage
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.set_fatal(reason);
     }
 
     pub(super) fn set_fatal(&self, reason: String) {

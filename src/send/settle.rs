@@ -173,7 +173,7 @@ impl Sender {
             .breaker
             .give_up(now(), self.cfg.max_retry_time, &self.cfg.base);
         if let Some(reason) = give_up {
-            self.set_fatal(reason);
+            self.set_outage(reason);
             return false;
         }
         st.queue.push_front(group);

@@ -169,6 +169,8 @@ pub struct RunStats {
     pub elapsed_secs: f64,
     pub interrupted: bool,
     pub fatal: Option<String>,
+    /// The stop was the server away, not a refusal (`Sender::outage`).
+    pub outage: bool,
     /// What the rate controller learnt; `None` in a dry run.
     pub rate: Option<crate::send::RateReport>,
 }
@@ -209,6 +211,10 @@ pub struct Summary {
     pub interrupted: bool,
     /// Why the run stopped early (authentication, ...).
     pub fatal: Option<String>,
+    /// The stop was the server away longer than `--max-retry-time` (exit 75: worth
+    /// starting again later), not a refusal of the run (exit 1: fix something first).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub outage: bool,
     /// `--max-errors` stopped the run: why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_reached: Option<String>,
@@ -291,6 +297,7 @@ impl Summary {
             retry_hint: None,
             interrupted: run.interrupted,
             fatal: run.fatal,
+            outage: run.outage,
             failed_cause: tally.main_failure(),
             limit_reached: None,
             rate: run.rate,
@@ -316,6 +323,8 @@ impl Summary {
         };
         if self.interrupted {
             130
+        } else if self.fatal.is_some() && self.outage {
+            crate::error::EXIT_OUTAGE
         } else if self.fatal.is_some() {
             1
         } else if clean && self.input_errors.is_empty() {

@@ -30,6 +30,7 @@ pub mod sign;
 pub mod sink;
 pub mod source;
 mod swar;
+pub mod term;
 
 pub use error::{Error, Result, EXIT_OUTAGE};
 pub use outcome::Status;
@@ -139,8 +140,10 @@ fn sandbox_report(sb: &sandbox::Sandbox) -> String {
         st.duplicate_refs
     );
     if let Some(t) = tasks.first() {
-        s.push_str("sandbox: one of them: ");
-        s.push_str(&serde_json::to_string(t).unwrap_or_default());
+        // Pretty: one field a line reads within 80 columns, where one line of JSON
+        // would be wrapped inside its strings.
+        s.push_str("sandbox: one of them:\n");
+        s.push_str(&serde_json::to_string_pretty(t).unwrap_or_default());
         s.push('\n');
     }
     s

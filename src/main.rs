@@ -12,11 +12,17 @@ use czload::config::LoadConfig;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// `eprint!` that ignores a failed write.
+/// `--color` as decided for stderr (`ColorArg::colors`), for `say!`.
+static COLOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `eprint!` that ignores a failed write, its text wrapped to stderr's width (80 off a
+/// terminal: a cron log or a mail reads it) and its alarms painted where colour is on.
 macro_rules! say {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($t)*);
+        let text = czload::term::wrap(&format!($($t)*), czload::term::width());
+        let text = czload::term::paint(&text, COLOR.load(Ordering::Relaxed));
+        let _ = write!(std::io::stderr(), "{text}");
     }};
 }
 
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
         std::env::var_os("NO_COLOR").as_deref(),
     );
     init_logging(verbose, color);
+    COLOR.store(color, Ordering::Relaxed);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Command::Sandbox(a) = &cli.command {
         if let Some(n) = a.threads {
@@ -94,15 +101,15 @@ fn main() -> ExitCode {
         Command::Report(args) => {
             match czload::sink::report::write_report(&args.results, &args.output) {
                 Ok(n) => {
-                    eprintln!(
-                        "czload: wrote {} ({n} rows from {})",
+                    say!(
+                        "czload: wrote {} ({n} rows from {})\n",
                         args.output.display(),
                         args.results.display()
                     );
                     0
                 }
                 Err(e) => {
-                    eprintln!("czload: {e}");
+                    say!("czload: {e}\n");
                     1
                 }
             }
@@ -428,8 +435,8 @@ fn merge_results(args: &czload::cli::MergeArgs) -> u8 {
                 .enumerate()
                 .map(|(i, n)| format!("shard {i}/{shards}: {n}"))
                 .collect();
-            eprintln!(
-                "czload: wrote {}: {} rows from {shards} shards ({})",
+            say!(
+                "czload: wrote {}: {} rows from {shards} shards ({})\n",
                 args.output.display(),
                 rows.iter().sum::<u64>(),
                 per.join(", ")
@@ -437,11 +444,11 @@ fn merge_results(args: &czload::cli::MergeArgs) -> u8 {
             0
         }
         Ok(Merge::Refused(why)) => {
-            eprintln!("czload: merge-results: {why}; nothing was written");
+            say!("czload: merge-results: {why}; nothing was written\n");
             2
         }
         Err(e) => {
-            eprintln!("czload: merge-results: {e}");
+            say!("czload: merge-results: {e}\n");
             1
         }
     }

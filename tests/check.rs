@@ -5,7 +5,7 @@
 
 use crate::common::{self, s, CONV, LOGIN, SECRET};
 use czload::sandbox::{Param, Sandbox, SandboxConfig};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 async fn sandbox_with(params: &[&str]) -> Sandbox {
     Sandbox::start(SandboxConfig {
@@ -18,7 +18,7 @@ async fn sandbox_with(params: &[&str]) -> Sandbox {
 
 /// `czload SUB --url URL --api-login LOGIN ARGS` with the test secret.
 async fn czload(sub: &str, url: &str, args: &[&str]) -> common::Out {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
+    let mut cmd = crate::common::czload();
     cmd.arg(sub)
         .args(["--url", url, "--api-login", LOGIN, "--quiet"])
         .args(args)
@@ -200,7 +200,7 @@ async fn no_such_process_or_bad_auth_cannot_be_checked_and_no_params_pass_with_a
         out.stdout
     );
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
+    let mut cmd = crate::common::czload();
     cmd.args([
         "check",
         s(&input),

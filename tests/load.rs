@@ -9,7 +9,6 @@ use czload::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_csv_sample_row_is_created_once_with_its_ref_and_typed_data() {
@@ -493,7 +492,7 @@ async fn the_readme_sandbox_command_loads_the_sample() {
     let dir = tempfile::tempdir().unwrap();
     let input = copy_sample("orders.csv", dir.path());
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_czload"))
+        crate::common::czload()
             .args([
                 "load",
                 s(&input),

@@ -20,6 +20,7 @@ mod secrets;
 mod shard;
 mod sheet;
 mod sync;
+mod terminal;
 mod toolchain;
 mod unattended;
 mod words;

@@ -7,7 +7,7 @@ use crate::common::{by_ref, load};
 use czload::sandbox::Sandbox;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +232,7 @@ async fn summary_json_and_plain_progress_lines() {
     let out = tokio::task::spawn_blocking({
         let (input, summary) = (input.clone(), summary.clone());
         move || {
-            Command::new(env!("CARGO_BIN_EXE_czload"))
+            crate::common::czload()
                 .args([
                     "load",
                     s(&input),
@@ -253,10 +253,24 @@ async fn summary_json_and_plain_progress_lines() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Each line after an RFC 3339 time, so that nights appended to one log are told
+    // apart; the first says what this run is.
+    let timed = |l: &str, rest: &str| {
+        l.len() > 21 && humantime::parse_rfc3339(&l[..20]).is_ok() && l[21..].starts_with(rest)
+    };
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        timed(
+            first,
+            &format!("czload {}: loading ", env!("CARGO_PKG_VERSION"))
+        ) && first.contains("--conv-id 555")
+            && first.contains("--rate auto"),
+        "a start line: {stderr}"
+    );
     assert!(
         stderr
             .lines()
-            .any(|l| l.starts_with("czload: ") && l.contains("% ") && l.contains(" in flight ")),
+            .any(|l| timed(l, "czload: ") && l.contains("% ") && l.contains(" in flight ")),
         "a progress line every 5 s, by rows: {stderr}"
     );
     let sum: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();

@@ -25,7 +25,7 @@ fn csv_with_bad_rows(dir: &Path, n: usize) -> std::path::PathBuf {
 }
 
 fn czload(args: &[&str]) -> common::Out {
-    Command::new(env!("CARGO_BIN_EXE_czload"))
+    crate::common::czload()
         .args(args)
         .output()
         .expect("czload runs")
@@ -349,7 +349,7 @@ async fn progress_json_is_one_object_per_line_on_stderr() {
         .await
         .unwrap();
     assert!(!out.stderr.contains("\"rows\""), "{out:?}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
+    let mut cmd = crate::common::czload();
     cmd.args(["load", s(&input), "--conv-id", "555", "--url", &sb.url()])
         .args(["--api-login", common::LOGIN, "--progress", "json"])
         .env("COREZOID_API_SECRET", common::SECRET);

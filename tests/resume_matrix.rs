@@ -440,7 +440,7 @@ async fn merge_results_refuses_shards_read_otherwise() {
         logs.push(log);
     }
     let merged = dir.path().join("merged.ndjson");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_czload"))
+    let out = crate::common::czload()
         .arg("merge-results")
         .args(&logs)
         .arg("-o")

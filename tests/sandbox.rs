@@ -807,7 +807,7 @@ async fn the_sandbox_command_serves_and_dumps_its_tasks() {
         }
     }
     let mut child = Reap(
-        Command::new(env!("CARGO_BIN_EXE_czload"))
+        crate::common::czload()
             .args([
                 "sandbox",
                 "--listen",
@@ -871,7 +871,7 @@ async fn the_sandbox_command_serves_and_dumps_its_tasks() {
 #[test]
 fn the_sandbox_command_refuses_bad_settings_naming_the_flag() {
     let run = |args: &[&str], secret: bool| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_czload"));
+        let mut c = crate::common::czload();
         c.arg("sandbox")
             .args(["--listen", "127.0.0.1:0", "--conv", "1"])
             .args(args);

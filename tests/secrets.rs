@@ -9,7 +9,6 @@ use czload::sandbox::{Sandbox, SandboxConfig};
 use czload::sign::Secret;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 const MARK: &str = "Zebra-9f2c-Secret-Marker";
 
@@ -24,7 +23,7 @@ async fn run(dir: &Path, secret: &str, args: Vec<String>) -> Run {
     let secret = secret.to_string();
     let d = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_czload"))
+        let out = crate::common::czload()
             .arg("load")
             .args(&args)
             .args(["--api-login", LOGIN, "--quiet"])
@@ -134,7 +133,7 @@ async fn results_and_retry_files_are_private() {
 }
 
 fn czload(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_czload"));
+    let mut c = crate::common::czload();
     c.args(args).env_remove("COREZOID_API_SECRET");
     for (k, v) in envs {
         c.env(k, v);

@@ -32,7 +32,7 @@ async fn czload(mut cmd: Command) -> Out {
 }
 
 fn merge(logs: &[&Path], out: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
+    let mut cmd = crate::common::czload();
     cmd.arg("merge-results").args(logs).arg("-o").arg(out);
     cmd
 }
@@ -146,7 +146,7 @@ async fn three_copies_under_one_license_load_every_row_once_and_merge() {
     merged.sort_unstable();
     assert_eq!(merged, (1..=ROWS as u64).collect::<Vec<_>>());
     // `czload report` reads a merged log like any other.
-    let mut report = Command::new(env!("CARGO_BIN_EXE_czload"));
+    let mut report = crate::common::czload();
     report
         .arg("report")
         .arg(&out)

@@ -163,7 +163,7 @@ async fn sync_takes_only_creates_and_the_in_process_sandbox_serves_it() {
         out.stderr
     );
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_czload"))
+    let out = crate::common::czload()
         .args([
             "load",
             s(&input),

@@ -25,7 +25,7 @@ fn rows(dir: &Path, name: &str, n: usize) -> PathBuf {
 /// Runs `czload ARGS` (no implicit flags) with `env`, stdin closed; stderr to a file
 /// when `stderr_file` is given (so it is not a terminal, nor a pipe the test reads).
 fn run(args: &[&str], env: &[(&str, &str)], stderr_file: Option<&Path>) -> Out {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
+    let mut cmd = crate::common::czload();
     cmd.args(args)
         .env_remove("COREZOID_API_LOGIN")
         .env_remove("COREZOID_API_SECRET")
@@ -506,6 +506,13 @@ async fn stderr_to_a_file_has_no_colour_codes() {
         let out = run(&args, &env, Some(&log));
         assert_eq!(out.code, 1, "{extra:?}: {out:?}");
         assert!(out.stderr.contains("stopped"), "{}", out.stderr);
+        // The cause is said once (the summary's `stopped:` line), not again as a log line.
+        assert_eq!(
+            out.stderr.matches("wrong signature").count(),
+            1,
+            "{}",
+            out.stderr
+        );
         assert_eq!(
             out.stderr.contains('\x1b'),
             coloured,

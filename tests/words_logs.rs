@@ -193,7 +193,7 @@ async fn the_report_of_a_clean_run_reads_every_line() {
     assert_eq!(out.code, 0, "{out:?}");
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(!html.contains("could not be read"), "a clean run's report");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_czload"))
+    let out = crate::common::czload()
         .args(["report", s(&dir.path().join("r.results.ndjson")), "-o"])
         .arg(&report)
         .output()
@@ -412,7 +412,7 @@ async fn merge_refuses_a_damaged_line_and_its_advice_works() {
     std::fs::write(&logs[1], lines.join("\n") + "\n").unwrap();
     let merged = dir.path().join("all.ndjson");
     let merge = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_czload"))
+        crate::common::czload()
             .arg("merge-results")
             .args(&logs)
             .arg("-o")

@@ -211,7 +211,8 @@ impl Sender {
     pub(super) fn set_fatal(&self, reason: String) {
         if let Ok(mut f) = self.fatal.lock() {
             if f.is_none() {
-                tracing::error!("stopping: {reason}");
+                // Debug only: the summary's `stopped:` line says it, once.
+                tracing::debug!("stopping: {reason}");
                 *f = Some(reason);
             }
         }

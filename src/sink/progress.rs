@@ -1,7 +1,10 @@
 //! Progress while loading, on stderr, by rows settled: two lines on a terminal (a bar,
 //! the percentage and ETA; rows, rows/s, in flight, retries, throttled), a plain line
 //! every few seconds otherwise, one JSON object per line with `--progress json`, nothing
-//! with `--quiet` (or in a dry run). Everything fits in 80 columns.
+//! with `--quiet` (or in a dry run). Every line fits the width of stderr (`term::width`:
+//! the terminal's, else 80), and every plain line and JSON event carries an RFC 3339 time;
+//! a start line (version, inputs, target, rate) comes first, so that nights appended to
+//! one log can be told apart.
 //!
 //! In: the journal's counts and settled batches, the bytes the reader has read and the
 //! senders' counters (`Live`). The total number of rows is not known before the end:
@@ -42,8 +45,8 @@ pub struct Live {
     pub earlier: u64,
 }
 
-/// Lines are this wide at most.
-const WIDTH: usize = 80;
+/// The bar's length at most; a narrower terminal shortens it.
+const BAR: usize = 40;
 /// Plain and JSON lines, this often.
 const EVERY: Duration = Duration::from_secs(5);
 /// The rate (and so the ETA) is taken over this much recent time.
@@ -52,6 +55,10 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 /// What one frame shows.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Snapshot {
+    /// When, RFC 3339 UTC (`term::now_rfc3339`).
+    pub time: String,
+    /// `progress` while the run goes on, `done` for the last counts.
+    pub event: &'static str,
     pub elapsed_s: f64,
     /// Rows settled (by this run).
     pub rows: u64,
@@ -71,28 +78,33 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The two terminal lines: the bar, then the counts.
-    pub fn tty_lines(&self) -> (String, String) {
-        const BAR: usize = 40;
+    /// The two terminal lines, `width` columns at most: the bar, then the counts.
+    pub fn tty_lines(&self, width: usize) -> (String, String) {
+        // `[`, `]`, the percentage, ETA and clock take about 26 columns.
+        let bar = BAR.min(width.saturating_sub(26)).max(10);
         let filled = self
             .percent
-            .map_or(0, |p| ((p / 100.0) * BAR as f64).round() as usize)
-            .min(BAR);
+            .map_or(0, |p| ((p / 100.0) * bar as f64).round() as usize)
+            .min(bar);
         let pct = self
             .percent
             .map_or("  ?%".to_string(), |p| format!("{p:>3.0}%"));
-        let first = fit(&[
-            format!("[{}{}]", "#".repeat(filled), "-".repeat(BAR - filled)),
-            pct,
-            format!("ETA {}", self.eta_s.map_or("?".into(), clock)),
-            clock(self.elapsed_s),
-        ]);
-        (first, fit(&self.parts()))
+        let first = fit(
+            &[
+                format!("[{}{}]", "#".repeat(filled), "-".repeat(bar - filled)),
+                pct,
+                format!("ETA {}", self.eta_s.map_or("?".into(), clock)),
+                clock(self.elapsed_s),
+            ],
+            width,
+        );
+        // The counts are drawn indented by two.
+        (first, fit(&self.parts(), width.saturating_sub(2)))
     }
 
-    /// The plain line (no terminal).
-    pub fn plain_line(&self) -> String {
-        let mut parts = vec!["czload:".to_string()];
+    /// The plain line (no terminal), `width` columns at most, after its time.
+    pub fn plain_line(&self, width: usize) -> String {
+        let mut parts = vec![format!("{} czload:", self.time)];
         if let Some(p) = self.percent {
             parts.push(format!("{p:.0}%"));
         }
@@ -102,7 +114,7 @@ impl Snapshot {
             counts.insert(2, format!("ETA {}", clock(e)));
         }
         parts.extend(counts);
-        fit(&parts).replacen("czload:  ", "czload: ", 1)
+        fit(&parts, width + 1).replacen("czload:  ", "czload: ", 1)
     }
 
     fn parts(&self) -> Vec<String> {
@@ -126,16 +138,69 @@ impl Snapshot {
     }
 }
 
-/// Joins `parts` with two spaces, dropping parts from the end until it fits `WIDTH` - 1
+/// Joins `parts` with two spaces, dropping parts from the end until it fits `width` - 1
 /// (the last column of a terminal wraps on some).
-fn fit(parts: &[String]) -> String {
+fn fit(parts: &[String], width: usize) -> String {
     let mut n = parts.len();
     loop {
         let s = parts[..n].join("  ");
-        if s.chars().count() < WIDTH || n == 1 {
-            return s.chars().take(WIDTH - 1).collect();
+        if s.chars().count() < width || n == 1 {
+            return s.chars().take(width.saturating_sub(1)).collect();
         }
         n -= 1;
+    }
+}
+
+/// The first line of a run: version, inputs, target and rate, plain or as a JSON event.
+fn start_line(cfg: &crate::config::LoadConfig, json: bool) -> String {
+    let time = crate::term::now_rfc3339();
+    let version = env!("CARGO_PKG_VERSION");
+    let inputs: Vec<String> = cfg.inputs.iter().map(|i| i.display()).collect();
+    // The flags that name the process (`--conv-id 555`), not Rust's names for them.
+    let target = cfg
+        .mapping
+        .flags()
+        .into_iter()
+        .filter(|f| f.starts_with("--conv-id") || f.starts_with("--company-id"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let rate = rate_text(cfg.send.rate);
+    let url = &cfg.send.base;
+    if json {
+        serde_json::json!({
+            "time": time,
+            "event": "start",
+            "version": version,
+            "inputs": inputs,
+            "target": target,
+            "url": url,
+            "rate": rate,
+            "shard": cfg.shard.map(|s| s.to_string()),
+        })
+        .to_string()
+    } else {
+        let target = if target.is_empty() {
+            "the rows' own processes".into()
+        } else {
+            target
+        };
+        let shard = cfg
+            .shard
+            .map_or(String::new(), |s| format!(", --shard {s}"));
+        format!(
+            "{time} czload {version}: loading {} into {target} at {url}, --rate {rate}{shard}",
+            inputs.join(", ")
+        )
+    }
+}
+
+/// `--rate` as typed.
+fn rate_text(rate: crate::send::Rate) -> String {
+    use crate::send::Rate;
+    match rate {
+        Rate::Unlimited => "unlimited".into(),
+        Rate::Fixed(n) => n.to_string(),
+        Rate::Auto => "auto".into(),
     }
 }
 
@@ -161,6 +226,8 @@ fn clock(s: f64) -> String {
 }
 
 pub struct Progress {
+    /// Of stderr's lines (`term::width`), taken once: a resized terminal keeps it.
+    width: usize,
     mode: Mode,
     bar: Option<indicatif::ProgressBar>,
     last_line: Instant,
@@ -209,7 +276,19 @@ impl Progress {
             b
         });
         let now = Instant::now();
+        let width = crate::term::width();
+        if mode != Mode::Off {
+            let line = start_line(cfg, mode == Mode::Json);
+            let line = if mode == Mode::Json {
+                line
+            } else {
+                crate::term::wrap(&line, width)
+            };
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
         Progress {
+            width,
             mode,
             bar,
             last_line: now,
@@ -260,6 +339,8 @@ impl Progress {
             .filter(|_| rate > 0.0)
             .map(|t| t.saturating_sub(rows_all) as f64 / rate);
         Snapshot {
+            time: crate::term::now_rfc3339(),
+            event: if self.finished { "done" } else { "progress" },
             elapsed_s: self.started.elapsed().as_secs_f64(),
             rows,
             rows_total_est: total,
@@ -323,7 +404,7 @@ impl Sink for Progress {
         if let Some(b) = &self.bar {
             // One message for both lines: one redraw, never a bar of one frame over the
             // counts of the one before.
-            let (first, second) = snap.tty_lines();
+            let (first, second) = snap.tty_lines(self.width);
             b.set_message(format!("{first}\n  {second}"));
         } else if self.last_line.elapsed() >= EVERY {
             self.last_line = Instant::now();
@@ -332,7 +413,7 @@ impl Sink for Progress {
             use std::io::Write as _;
             let line = match self.mode {
                 Mode::Json => serde_json::to_string(&snap).unwrap_or_default(),
-                _ => snap.plain_line(),
+                _ => snap.plain_line(self.width),
             };
             let _ = writeln!(std::io::stderr(), "{line}");
         }
@@ -365,6 +446,8 @@ mod tests {
     fn snap(big: bool) -> Snapshot {
         let n = if big { 987_654_321_012.0 } else { 3.0 };
         Snapshot {
+            time: "2026-12-04T14:55:03Z".into(),
+            event: "progress",
             elapsed_s: n,
             rows: n as u64,
             rows_total_est: Some(n as u64 * 3),
@@ -384,12 +467,12 @@ mod tests {
     fn a_rate_not_held_is_shown_before_the_counts() {
         let mut s = snap(false);
         s.short_of_rate = Some(12_800.0);
-        let (_, b) = s.tty_lines();
+        let (_, b) = s.tty_lines(80);
         assert!(
             b.starts_with("3/~9 rows  3/s  --rate not held (max ~13k/s)"),
             "{b}"
         );
-        assert!(b.chars().count() < WIDTH, "{b}");
+        assert!(b.chars().count() < 78, "{b}");
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains(r#""short_of_rate":12800.0"#), "{json}");
         assert!(!serde_json::to_string(&snap(false))
@@ -398,24 +481,43 @@ mod tests {
     }
 
     #[test]
-    fn every_line_fits_80_columns_whatever_the_numbers() {
-        for big in [false, true] {
-            let s = snap(big);
-            let (a, b) = s.tty_lines();
-            for l in [&a, &b, &s.plain_line()] {
-                assert!(l.chars().count() < WIDTH, "{} columns: {l}", l.len());
+    fn every_line_fits_its_width_whatever_the_numbers() {
+        for width in [40, 60, 80, 132] {
+            for big in [false, true] {
+                let s = snap(big);
+                let (a, b) = s.tty_lines(width);
+                // The counts line is drawn after two spaces.
+                for (l, w) in [
+                    (&a, width),
+                    (&b, width - 2),
+                    (&s.plain_line(width), width + 1),
+                ] {
+                    assert!(l.chars().count() < w, "{width}: {} columns: {l}", l.len());
+                }
+                assert!(a.contains(" 33%"), "{a}");
+                assert!(s
+                    .plain_line(width)
+                    .starts_with("2026-12-04T14:55:03Z czload: "));
             }
-            assert!(a.contains(" 33%"), "{a}");
         }
-        let (a, b) = snap(false).tty_lines();
+        let json = serde_json::to_string(&snap(false)).unwrap();
+        assert!(
+            json.starts_with(r#"{"time":"2026-12-04T14:55:03Z","event":"progress","#),
+            "{json}"
+        );
+        let (a, b) = snap(false).tty_lines(80);
         assert_eq!(
             a,
             "[#############---------------------------]   33%  ETA 0:03  0:03"
         );
         assert_eq!(b, "3/~9 rows  3/s  in flight 3  retries 3  throttled 3");
         assert_eq!(
-            snap(false).plain_line(),
-            "czload: 33%  3/~9 rows  3/s  ETA 0:03  in flight 3  retries 3  throttled 3"
+            snap(false).plain_line(80),
+            "2026-12-04T14:55:03Z czload: 33%  3/~9 rows  3/s  ETA 0:03  in flight 3"
+        );
+        assert_eq!(
+            snap(false).plain_line(132),
+            "2026-12-04T14:55:03Z czload: 33%  3/~9 rows  3/s  ETA 0:03  in flight 3  retries 3  throttled 3"
         );
         assert_eq!(compact(12_345.0), "12k");
         assert_eq!(clock(3725.0), "1:02:05");

@@ -226,10 +226,19 @@ impl From<std::process::Output> for Out {
     }
 }
 
+/// The czload binary, its messages one line each: `$COLUMNS` set wide, so that what a
+/// test looks for is not broken across lines by the wrapping to 80 columns that stderr
+/// gets off a terminal (`term::wrap`; tests/words_logs.rs tests that wrapping itself).
+pub fn czload() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
+    cmd.env("COLUMNS", "100000");
+    cmd
+}
+
 /// `czload load --url URL --api-login LOGIN --quiet` with `secret` in the environment and
 /// no other czload setting inherited from it; the caller adds the input and its flags.
 pub fn load_command(url: &str, secret: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
+    let mut cmd = czload();
     cmd.arg("load")
         .args(["--url", url, "--api-login", LOGIN, "--quiet"])
         .env("COREZOID_API_SECRET", secret)

@@ -19,6 +19,8 @@ mod estimator;
 mod inflight;
 mod pacer;
 mod phases;
+#[cfg(test)]
+mod sim;
 mod tuning;
 
 use estimator::{add_to, count_in};

@@ -379,11 +379,13 @@ pub struct LoadArgs {
     pub max_concurrency: usize,
 
     /// Tasks per second, counted in operations (not requests). `auto` (the default) finds
-    /// the server's limit: it doubles the rate until the first throttling answer, takes
-    /// what the server accepted in that second as the limit, holds 99% of it, and tries 1%
-    /// more every 10 seconds; the summary says the limit found. A number holds that rate
-    /// at any latency. `unlimited`: no pacing, --concurrency requests in flight.
-    #[arg(long, value_name = "N|auto|unlimited", help_heading = "Sending")]
+    /// the server's limit whatever way it counts: it grows the rate until refused, takes
+    /// what the server accepted over the last second as the limit, holds just under it
+    /// and probes for more now and then; copies (--shard) settle on fair shares. It keeps
+    /// the limit found in the state directory ($XDG_STATE_HOME/czload) and the next run
+    /// against the same URL, login and process starts there; `auto:N` starts at N. A
+    /// number holds that rate at any latency (a cap). `unlimited`: no pacing.
+    #[arg(long, value_name = "N|auto|auto:N|unlimited", help_heading = "Sending")]
     pub rate: Option<String>,
 
     /// Seconds to wait for one request's answer.

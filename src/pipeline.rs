@@ -113,6 +113,7 @@ pub async fn run(
             rate: (!cfg.dry_run).then(|| sender.control.report()),
         },
     );
+    sender.keep_limit();
     let mut summary = summary;
     summary.notes.extend(resume_notes);
     summary.notes.extend(notes);

@@ -6,6 +6,7 @@ mod common;
 mod deploy;
 mod hostile;
 mod inputs;
+mod learned;
 mod load;
 mod options;
 mod raw;

@@ -426,8 +426,7 @@ async fn rate_auto_finds_the_limit_and_loses_nothing() {
     assert!((1700.0..=2300.0).contains(&found), "found {found}: {sum}");
     assert_eq!(sum["rate"]["asked"], "auto");
     assert!(
-        out.stderr
-            .contains("rate: auto found the server's limit at"),
+        out.stderr.contains("the server's limit was found at"),
         "{out:?}"
     );
 }

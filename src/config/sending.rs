@@ -9,6 +9,8 @@ use super::secret::{read_secret, SECRET_ENV};
 use crate::cli::LoadArgs;
 use crate::error::{Error, Result};
 use crate::mapping::OpKind;
+use crate::send::control::learned::{self, LearnedKey};
+use crate::send::control::{Start, StartFrom};
 use crate::send::{Rate, SendConfig, SyncApi};
 use crate::shard::Shard;
 use crate::sign::Secret;
@@ -21,9 +23,35 @@ pub(super) fn sending(
     notes: &mut Vec<String>,
 ) -> Result<SendConfig> {
     check_sizes(a)?;
-    let (rate, batch_size) = rate(a, shard, notes)?;
+    let (rate, batch_size, asked_start) = rate(a, shard, notes)?;
     let url = url(a, notes)?;
     let (login, secret) = credentials(a, notes)?;
+    let share = shard.map_or(1.0, |s| 1.0 / f64::from(s.count));
+    // A sandbox's URL is new every run, and a dry run learns nothing: neither keeps a limit.
+    let learned = (rate == Rate::Auto && !a.dry_run && !a.sandbox)
+        .then(learned::state_dir)
+        .flatten()
+        .map(|dir| {
+            let key = LearnedKey {
+                url: url.clone(),
+                login: login.clone(),
+                process: process(a),
+            };
+            (dir, key)
+        });
+    let auto_start = match asked_start {
+        Some(total) => Some(Start {
+            rate: f64::from(total) * share,
+            from: StartFrom::Asked,
+        }),
+        None => learned
+            .as_ref()
+            .and_then(|(dir, key)| learned::load(dir, key))
+            .map(|total| Start {
+                rate: total * share,
+                from: StartFrom::Learned,
+            }),
+    };
     let sync = a.sync.then(|| sync(a, op)).transpose()?;
     let mut timeout = seconds("--timeout", a.timeout)?;
     if let Some(s) = &sync {
@@ -37,8 +65,10 @@ pub(super) fn sending(
         concurrency: a.concurrency,
         max_concurrency: a.max_concurrency,
         rate,
-        share: shard.map_or(1.0, |s| 1.0 / f64::from(s.count)),
+        share,
         batch_size,
+        auto_start,
+        learned,
         timeout,
         max_attempts: a.max_attempts,
         max_retry_time: seconds("--max-retry-time", a.max_retry_time)?,
@@ -86,8 +116,21 @@ fn check_sizes(a: &LoadArgs) -> Result<()> {
 /// that no second holds more than the rate.
 ///
 /// With `--shard i/N` the rate is the total of the N copies: each sends its share.
-fn rate(a: &LoadArgs, shard: Option<Shard>, notes: &mut Vec<String>) -> Result<(Rate, usize)> {
+/// `auto:N` is `auto` starting at N (the copies' total), given back third.
+fn rate(
+    a: &LoadArgs,
+    shard: Option<Shard>,
+    notes: &mut Vec<String>,
+) -> Result<(Rate, usize, Option<u32>)> {
     let batch_size = a.batch_size;
+    if let Some(n) = a.rate.as_deref().and_then(|r| r.strip_prefix("auto:")) {
+        let n: u32 = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+            Error::Usage(format!(
+                "--rate auto:{n}: the start, a positive number of tasks per second"
+            ))
+        })?;
+        return Ok((Rate::Auto, batch_size, Some(n)));
+    }
     let rate = match a.rate.as_deref() {
         None | Some("auto") => {
             if let Some(s) = shard {
@@ -102,7 +145,7 @@ fn rate(a: &LoadArgs, shard: Option<Shard>, notes: &mut Vec<String>) -> Result<(
         Some(r) => {
             let total: u32 = r.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
                 Error::Usage(format!(
-                    "--rate {r:?}: a positive number of tasks per second, auto or unlimited"
+                    "--rate {r:?}: a positive number of tasks per second, auto, auto:N or unlimited"
                 ))
             })?;
             let n = per_copy(total, shard)?;
@@ -116,12 +159,21 @@ fn rate(a: &LoadArgs, shard: Option<Shard>, notes: &mut Vec<String>) -> Result<(
                 notes.push(format!(
                     "--rate {n} is below --batch-size {batch_size}: sending {n} ops per request so no second holds more than {n} tasks"
                 ));
-                return Ok((Rate::Fixed(n), n as usize));
+                return Ok((Rate::Fixed(n), n as usize, None));
             }
             Rate::Fixed(n)
         }
     };
-    Ok((rate, batch_size))
+    Ok((rate, batch_size, None))
+}
+
+/// The process a limit is kept for: `--conv-id N`, or how the ops choose theirs.
+fn process(a: &LoadArgs) -> String {
+    match (a.conv_id, &a.conv_id_column) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(col)) => format!("column:{col}"),
+        (None, None) => "ops".into(),
+    }
 }
 
 /// This copy's part of a total rate: rounded down, so the copies together stay within it.

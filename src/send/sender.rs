@@ -41,6 +41,11 @@ pub struct SendConfig {
     pub share: f64,
     /// Largest op count of a request.
     pub batch_size: usize,
+    /// `--rate auto`'s start, when known (`ControlConfig::start`).
+    pub auto_start: Option<super::control::Start>,
+    /// Where `--rate auto` keeps the limit it finds for the next run (`control::learned`):
+    /// the state directory and the key; `None` to keep nothing.
+    pub learned: Option<(std::path::PathBuf, super::control::learned::LearnedKey)>,
     pub timeout: Duration,
     pub max_attempts: u32,
     pub max_retry_time: Duration,
@@ -112,6 +117,23 @@ pub struct Sender {
     pub(super) breaker: Breaker,
     /// Shared with the progress display.
     pub stats: Arc<SendStats>,
+}
+
+impl Sender {
+    /// With `--rate auto`, keeps the limit found for the next run's start
+    /// (`control::learned`): as the license (this copy's rate divided by its share), so a
+    /// run with another number of copies starts at its own share. A state directory that
+    /// cannot be written costs the next run its learned start, not this run its result.
+    pub fn keep_limit(&self) {
+        let (Some((dir, key)), Some(found)) = (&self.cfg.learned, self.control.limit_found())
+        else {
+            return;
+        };
+        let total = found / self.cfg.share.clamp(1e-6, 1.0);
+        if let Err(e) = super::control::learned::save(dir, key, total) {
+            tracing::warn!("could not keep the rate found in {}: {e}", dir.display());
+        }
+    }
 }
 
 impl Sender {
@@ -386,6 +408,7 @@ fn control(cfg: &SendConfig) -> Control {
             concurrency: cfg.concurrency,
             max_concurrency: cfg.max_concurrency,
             batch_size: cfg.batch_size,
+            start: cfg.auto_start,
         },
         now(),
         SystemTime::now()

@@ -29,6 +29,8 @@ fn cfg() -> SendConfig {
         rate: Rate::Unlimited,
         share: 1.0,
         batch_size: 100,
+        auto_start: None,
+        learned: None,
         timeout: 5 * S,
         max_attempts: 5,
         max_retry_time: 60 * S,

@@ -232,6 +232,12 @@ impl From<std::process::Output> for Out {
 pub fn czload() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
     cmd.env("COLUMNS", "100000");
+    // `--rate auto` keeps the limit it finds in the state directory: the tests' own, never
+    // the user's (a test that checks it sets its own).
+    cmd.env(
+        "XDG_STATE_HOME",
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/state"),
+    );
     cmd
 }
 

@@ -1,76 +1,76 @@
-//! The accepted-rate estimator: ops the server took, per second of its clock.
+//! The accepted-rate estimator: what the server took of this copy's requests lately.
 //!
-//! In: each answer's accepted ops and when the server saw them (sent + half the round
-//! trip, on this machine's clock). Out: what a second took (`accepted_in`), what a span
-//! took pro rata (`accepted_since`), the rate lately (`through`).
+//! In: each answer, by when its request left (this machine's clock, seconds) with its ops
+//! accepted and refused. Out: the ops per second accepted over a horizon ending at a given
+//! send time (`accepted_rate`). Requests are placed by when they left, not when answered:
+//! the rate measured is then the one the sending produced, whatever the round trip.
+//!
+//! It assumes nothing about how the server counts: over a horizon of a second or more,
+//! what a server of a flat license rate takes of a load above it is that rate (a window,
+//! a sliding log or counter exactly; a token bucket once its burst is spent).
 
-use super::phases::Auto;
-use super::tuning::TUNING;
 use std::collections::VecDeque;
 
-pub(super) fn add_to(counts: &mut VecDeque<(u64, f64)>, sec: u64, ok: f64) {
-    match counts.iter_mut().find(|(s, _)| *s == sec) {
-        Some((_, n)) => *n += ok,
-        None => {
-            counts.push_back((sec, ok));
-            if counts.len() > 8 {
-                counts.pop_front();
-            }
-        }
-    }
+/// Answers of the last few seconds.
+#[derive(Debug, Default)]
+pub struct Estimator {
+    /// (sent, accepted ops), in the order answered (about the order sent).
+    answers: VecDeque<(f64, f64)>,
 }
 
-pub(super) fn count_in(counts: &VecDeque<(u64, f64)>, sec: u64) -> f64 {
-    counts
-        .iter()
-        .find(|(s, _)| *s == sec)
-        .map_or(0.0, |(_, n)| *n)
-}
+/// How much history is kept (s): the longest horizon asked and the round trip.
+const KEEP: f64 = 4.0;
 
-impl Auto {
-    /// Counts `ok` ops accepted by a server that saw them at `seen` (its clock, seconds).
-    /// Those seen within `TUNING.edge` (and 5% of the round trip) of a second's turn may have been
-    /// the other second's on the server's clock, as the round trip is not split exactly in
-    /// two: they are also noted as the neighbour's (`edges`).
-    pub(super) fn count(&mut self, seen: f64, ok: f64, srtt: f64) {
-        let sec = seen as u64;
-        add_to(&mut self.seconds, sec, ok);
-        let near = TUNING.edge + 0.05 * srtt;
-        let into = seen - sec as f64;
-        if into < near && sec > 0 {
-            add_to(&mut self.edges, sec - 1, ok);
-        } else if into > 1.0 - near {
-            add_to(&mut self.edges, sec + 1, ok);
+impl Estimator {
+    pub fn record(&mut self, sent: f64, ok: f64) {
+        self.answers.push_back((sent, ok));
+        while self.answers.front().is_some_and(|&(t, _)| t < sent - KEEP) {
+            self.answers.pop_front();
         }
     }
 
-    /// Ops accepted from `from` to `to` (server time, seconds), the seconds at either end
-    /// taken pro rata. The counts are complete up to `horizon`: a second that ends after
-    /// it holds only the ops seen before it, spread over that part (taken as the whole
-    /// second, the second under way would count a tenth of its rate a tenth of the way
-    /// in, and startup's cap fell at every turn of a second).
-    pub(super) fn accepted_since(&self, from: f64, to: f64, horizon: f64) -> f64 {
-        self.seconds
+    /// Ops per second accepted of the requests sent in the `horizon` seconds up to `until`
+    /// (less, when the answers cover less: early in a run), or `None` if they cover less
+    /// than a tenth of a second.
+    pub fn accepted_rate(&self, until: f64, horizon: f64) -> Option<f64> {
+        let oldest = self
+            .answers
             .iter()
-            .map(|&(s, n)| {
-                let a = s as f64;
-                let b = (a + 1.0).min(horizon.max(a + 0.05));
-                let overlap = (b.min(to) - a.max(from)).max(0.0);
-                n * overlap / (b - a)
-            })
-            .sum()
+            .map(|a| a.0)
+            .fold(f64::INFINITY, f64::min);
+        let horizon = horizon.min(until - oldest);
+        if horizon < 0.1 {
+            return None;
+        }
+        let from = until - horizon;
+        let ok: f64 = self
+            .answers
+            .iter()
+            .filter(|&&(t, _)| t > from && t <= until)
+            .map(|a| a.1)
+            .sum();
+        Some(ok / horizon)
     }
+}
 
-    pub(super) fn accepted_in(&self, sec: u64) -> f64 {
-        count_in(&self.seconds, sec)
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Ops per second accepted up to `known` (server time): over the last second, or ten
-    /// round trips if shorter (what is refused in a round trip is all an overshoot costs,
-    /// so a near server may grow faster), or since the start.
-    pub(super) fn through(&self, known: f64, srtt: f64) -> f64 {
-        let longest = (10.0 * srtt).clamp(0.1, 1.0);
-        let span = (known - self.started).clamp(0.1, longest);
-        self.accepted_since(known - span, known, known) / span
+    #[test]
+    fn the_rate_is_what_was_accepted_of_what_left_in_the_horizon() {
+        let mut e = Estimator::default();
+        assert_eq!(e.accepted_rate(1.0, 1.0), None);
+        e.record(0.0, 100.0);
+        assert_eq!(e.accepted_rate(0.05, 1.0), None);
+        // 100 ops every 10 ms for 3 s, half of them accepted in the last second.
+        for i in 0..300 {
+            let t = i as f64 * 0.01;
+            e.record(t, if t >= 2.0 { 50.0 } else { 100.0 });
+        }
+        let r = e.accepted_rate(2.995, 1.0).expect("covered");
+        assert!((r - 5_000.0).abs() < 60.0, "{r}");
+        let r = e.accepted_rate(1.995, 1.0).expect("covered");
+        assert!((r - 10_000.0).abs() < 110.0, "{r}");
     }
 }

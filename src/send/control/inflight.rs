@@ -42,6 +42,10 @@ impl Control {
             return c;
         }
         let s = self.lock();
+        if s.auto.as_ref().is_some_and(|a| a.probing.is_some()) {
+            // Waiting out an overrun: one request at a time finds when it is over.
+            return 1;
+        }
         match (s.rate, s.srtt) {
             (Some(r), Some(l)) => {
                 // Half again what Little's law asks: latency varies, and a request waiting

@@ -17,17 +17,16 @@
 
 mod estimator;
 mod inflight;
+pub mod learned;
 mod pacer;
 mod phases;
 #[cfg(test)]
 mod sim;
 mod tuning;
 
-use estimator::{add_to, count_in};
 pub use inflight::Shortfall;
 use pacer::Pacer;
-use phases::{Auto, Phase};
-use std::collections::VecDeque;
+use phases::Auto;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tuning::TUNING;
@@ -60,6 +59,25 @@ pub struct ControlConfig {
     pub max_concurrency: usize,
     /// Ops in a full request.
     pub batch_size: usize,
+    /// `--rate auto`'s start, when one is known (`--rate auto:N`, or the last run's limit
+    /// kept in the state directory): this copy's rate, and where it came from.
+    pub start: Option<Start>,
+}
+
+/// Where `--rate auto` starts, other than from a few requests a second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Start {
+    /// This copy's rate, ops/s.
+    pub rate: f64,
+    pub from: StartFrom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StartFrom {
+    /// `--rate auto:N`.
+    Asked,
+    /// The limit the last run found (`learned.rs`).
+    Learned,
 }
 
 /// In-flight limit with no rate to follow, and the start of an adaptive one.
@@ -100,29 +118,22 @@ impl Control {
         let (rate, auto) = match cfg.rate {
             Rate::Unlimited => (None, None),
             Rate::Fixed(r) => (Some(f64::from(r.max(1))), None),
-            Rate::Auto => (
-                Some(
-                    (TUNING.start_requests * batch * cfg.share.clamp(1e-6, 1.0))
-                        .max(TUNING.min_rate),
+            Rate::Auto => match cfg.start {
+                Some(s) => {
+                    let r = s.rate.clamp(TUNING.min_rate, TUNING.max_rate);
+                    (
+                        Some(r * TUNING.plateau),
+                        Some(Auto::known(unix.as_secs_f64(), r)),
+                    )
+                }
+                None => (
+                    Some(
+                        (TUNING.start_requests * batch * cfg.share.clamp(1e-6, 1.0))
+                            .max(TUNING.min_rate),
+                    ),
+                    Some(Auto::new(unix.as_secs_f64())),
                 ),
-                Some(Auto {
-                    phase: Phase::Startup,
-                    step_start: now,
-                    grown: now,
-                    step_ops: 0.0,
-                    seconds: VecDeque::new(),
-                    edges: VecDeque::new(),
-                    sent: VecDeque::new(),
-                    found: None,
-                    probe: TUNING.probe,
-                    probe_step: 0.01,
-                    quick: false,
-                    backoff: 0.0,
-                    budget: f64::INFINITY,
-                    started: unix.as_secs_f64(),
-                    share: cfg.share.clamp(1e-6, 1.0),
-                }),
-            ),
+            },
         };
         Control {
             cfg,
@@ -154,24 +165,9 @@ impl Control {
     /// when due, so a change of rate applies to every later request.
     pub fn claim(&self, now: Instant, n: usize) -> Option<Duration> {
         let mut s = self.lock();
-        self.settle_measure(&mut s, now);
+        self.tick(&mut s, now);
         let rate = s.rate?;
         let n_ops = n.max(1);
-        let n = n_ops as f64;
-        let lands = s.srtt.map_or(0, |l| (self.wall(now) + l / 2.0) as u64);
-        if let (Some(a), Some(l)) = (&s.auto, s.srtt) {
-            // No server second gets more than the limit measured (or the rate, when a
-            // probe or a climb goes past it): what an overshoot or a burst already sent
-            // into a second counts against it. (At 500/s, two requests of startup's last
-            // burst landed in the second after the throttled one, the rate then held
-            // added four more, and that second was throttled too.) One request a second
-            // goes whatever its size.
-            let sent = count_in(&a.sent, lands);
-            if sent > 0.0 && sent + n > a.budget.max(rate) {
-                let next = (lands + 1) as f64 - l / 2.0 + TUNING.resume_margin - self.wall(now);
-                return Some(Duration::from_secs_f64(next.max(0.001)));
-            }
-        }
         let batch = self.cfg.batch_size;
         let pacer = s.pacer.get_or_insert_with(|| Pacer::new(rate, batch, now));
         pacer.set_rate(rate, batch, now);
@@ -179,27 +175,19 @@ impl Control {
             return Some(wait);
         }
         if let Some(a) = &mut s.auto {
-            a.step_ops += n;
-            add_to(&mut a.sent, lands, n);
+            a.claimed(n_ops as f64);
         }
         None
     }
 
-    /// With `--rate auto`, ends a measure whose second is over and answered, at the first
-    /// request after the pause rather than at the first answer after it: sending at the
-    /// interim rate for a round trip first is what overran the next second at 200 ms
-    /// (benches/grid.sh), and a refusal then halved the rate again. Startup's steps are
-    /// taken here too: at 3 requests a second, answers come too seldom to step every 25 ms.
-    /// (Its cap still counts only what answers said went through.)
-    fn settle_measure(&self, s: &mut State, now: Instant) {
+    /// With `--rate auto`, moves the rate on with time (at every request and answer:
+    /// at a few requests a second, answers come too seldom to step on alone).
+    fn tick(&self, s: &mut State, now: Instant) {
         // Before the first answer the round trip is unknown: nothing to step on.
         let Some(srtt) = s.srtt else { return };
         let State { rate, auto, .. } = s;
         if let (Some(a), Some(r)) = (auto.as_mut(), rate.as_mut()) {
-            if matches!(a.phase, Phase::Measure(..) | Phase::Startup) {
-                let batch = self.cfg.batch_size.max(1) as f64;
-                a.advance(now, r, self.wall(now), srtt, batch);
-            }
+            a.tick(self.wall(now), r, srtt, self.cfg.batch_size.max(1) as f64);
         }
     }
 
@@ -223,26 +211,19 @@ impl Control {
         if ops > 0.0 {
             s.ops_per_request += (ops - s.ops_per_request) / 16.0;
         }
+        let (wall_now, wall_sent) = (self.wall(now), self.wall(sent));
         let State { rate, auto, .. } = &mut *s;
         let (Some(a), Some(r)) = (auto.as_mut(), rate.as_mut()) else {
             return None;
         };
-        // The second in which the server saw the request.
-        let seen = self.wall(sent) + l / 2.0;
-        a.count(seen, ok as f64, srtt);
-        let wall_now = self.wall(now);
-        let pause = if throttled > 0 {
-            a.throttled(now, r, seen, wall_now, srtt)
-        } else {
-            None
-        };
-        a.advance(now, r, wall_now, srtt, self.cfg.batch_size.max(1) as f64);
-        pause
+        let pause = a.answer(wall_now, wall_sent, (ok as f64, throttled as f64), srtt, r);
+        self.tick(&mut s, now);
+        pause.map(Duration::from_secs_f64)
     }
 
     /// Whether a `Retry-After` pauses every sender, or only the request it refused. With
-    /// `--rate auto` a pause of a second or less is what the controller's own pause to the
-    /// end of the throttled second already does; a longer one (maintenance) holds everyone.
+    /// `--rate auto` a pause of a second or less is what the controller's own pauses after
+    /// a cut already do; a longer one (maintenance) holds everyone.
     pub fn pause_all(&self, pause: Duration) -> bool {
         self.cfg.rate != Rate::Auto || pause > Duration::from_secs(1)
     }
@@ -263,7 +244,8 @@ impl Control {
 pub struct RateReport {
     /// `auto`, `unlimited`, or the number asked.
     pub asked: String,
-    /// `--rate auto`: the ops the server accepted in a throttled second (its limit).
+    /// `--rate auto`: the rate the server accepted when it last refused (its limit, or this
+    /// copy's share of it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_found: Option<f64>,
     /// `--rate auto`: the rate being sent at the end.
@@ -272,6 +254,12 @@ pub struct RateReport {
     /// A fixed rate that the in-flight ceiling could not hold, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shortfall: Option<String>,
+    /// `--rate auto`: where it started: `probe` (a few requests a second, climbing),
+    /// `asked` (`--rate auto:N`) or `learned` (the last run's limit), and at what rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
 }
 
 impl RateReport {
@@ -280,13 +268,20 @@ impl RateReport {
         if let Some(s) = &self.shortfall {
             return Some(format!("rate: --rate {} not held: {s}", self.asked));
         }
+        let start = match (self.start.as_deref(), self.started_at) {
+            (Some("learned"), Some(r)) => format!(
+                "started at {r:.0} tasks/s, the limit the last run found (kept in the state directory)"
+            ),
+            (Some("asked"), Some(r)) => format!("started at {r:.0} tasks/s (--rate auto:N)"),
+            _ => "started from a few requests a second".to_string(),
+        };
         match (self.asked.as_str(), self.limit_found, self.final_rate) {
             ("auto", Some(l), _) => Some(format!(
-                "rate: auto found the server's limit at {l:.0} tasks/s; to load at a set rate next time, pass --rate N (e.g. --rate {:.0})",
-                l * TUNING.hold_share
+                "rate: auto {start}; the server's limit was found at {l:.0} tasks/s; to load at a set rate next time, pass --rate N (e.g. --rate {:.0})",
+                l * TUNING.plateau
             )),
             ("auto", None, Some(r)) => Some(format!(
-                "rate: auto was never throttled (last paced at {r:.0} tasks/s)"
+                "rate: auto {start}, never throttled (last paced at {r:.0} tasks/s)"
             )),
             _ => None,
         }
@@ -304,6 +299,15 @@ impl Control {
             },
             limit_found: self.limit_found(),
             final_rate: (self.cfg.rate == Rate::Auto).then(|| self.rate()).flatten(),
+            started_at: self.cfg.start.map(|s| s.rate.round()),
+            start: (self.cfg.rate == Rate::Auto).then(|| {
+                match self.cfg.start.map(|s| s.from) {
+                    Some(StartFrom::Asked) => "asked",
+                    Some(StartFrom::Learned) => "learned",
+                    None => "probe",
+                }
+                .to_string()
+            }),
             shortfall: self.shortfall().map(|s| s.to_string()),
         }
     }

@@ -1,59 +1,58 @@
 //! Every number `--rate auto` is tuned by, in one place, each with the invariant it protects.
 //!
-//! The controller reads them from [`TUNING`]; nothing else in `control/` holds a tuned number
-//! (unit conversions and the ratios of a formula's derivation aside). Changing one is a
-//! change of behaviour: the simulator's property test (`sim.rs`) is what says whether the
-//! goals still hold over the whole family of servers, never a single cell.
+//! The controller reads them from [`TUNING`]; nothing else in `control/` holds a tuned
+//! number. Changing one is a change of behaviour: the simulator's property test
+//! (`sim/family.rs`) says whether the goals still hold over the whole family of servers,
+//! never a single cell.
 
-use std::time::Duration;
-
-/// The controller's numbers. See the field docs for why each has its value.
+/// The controller's numbers. See each field for why it has its value.
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {
-    /// First rate, in full requests per second (times `share`): low enough that a server of
-    /// the smallest license in the family (100/s) is not refused for long, high enough that
-    /// startup reaches 50,000/s within a few seconds.
+    /// First rate, in full requests per second (times `share`), when no start is known:
+    /// low enough that the smallest license of the family (100/s) is not refused long.
     pub start_requests: f64,
-    /// The rate never goes below this (ops/s): a run always makes progress.
+    /// The rate stays within these (ops/s): a run always makes progress, and the pacer's
+    /// interval stays above a nanosecond.
     pub min_rate: f64,
-    /// ... nor above this: keeps the pacer's interval above a nanosecond.
     pub max_rate: f64,
-    /// Near startup's step (seconds, lowest and highest): ten round trips within it. An
-    /// overshoot on a near server is stopped a round trip later, so it may step often.
-    pub startup_step: (f64, f64),
-    /// Startup's rate stays within this many times what went through lately, at most and at
-    /// least (`startup_cap`): the first throttled second costs the rate then times a round
-    /// trip, so the farther the server the closer the cap.
-    pub startup_cap: (f64, f64),
-    /// Far startup's cap, lowest and highest (`far_cap`): K × limit × round trip is what an
-    /// overshoot can cost; 2.5 kept the simulated grid under 1.9% refused at 200 ms.
-    pub far_cap: (f64, f64),
-    /// `0.3 / srtt` is both caps before clamping: 16 at 19 ms, 4 at 75 ms.
-    pub cap_scale: f64,
-    /// How near the turn of a second (and 5% of the round trip) a request may be seen and
-    /// still be the other second's on the server's clock (seconds).
-    pub edge: f64,
-    /// Requests in a second below which one counted in the wrong second matters.
-    pub few: f64,
-    /// A round trip from which startup follows the server's count answer by answer (s).
-    pub far: f64,
-    /// A climb's step: a limit counted per second shows once a second's worth has gone.
-    pub climb_step: Duration,
-    /// A climb's factor per step.
-    pub climb: f64,
-    /// The share of a measured limit that `hold` sends: room for one request more or less
-    /// in a second and for the pacer's wake-ups.
-    pub hold_share: f64,
-    /// How long after the turn of a server second a paused sender resumes (s): the round
-    /// trip is not always split evenly.
-    pub resume_margin: f64,
-    /// How long `hold` goes unthrottled before it tries 1% more.
-    pub probe: Duration,
-    /// After a short first measure, quick probes double from 1% up to this.
-    pub quick_probe_max: f64,
-    /// Once a probe found the limit where it was, the next probe waits this long: a probe
-    /// over the limit costs a round trip of refusals, and a license seldom changes.
-    pub probe_again: Duration,
+    /// Startup multiplies the rate by `startup_growth` every `startup_rtts` round trips (at
+    /// least `startup_step` seconds). A limit counted over a second (or a bucket's burst)
+    /// refuses only once a second's worth (the burst) has gone, and all sent in the round
+    /// trip before the first refusal returns is refused too: about limit × ln(growth) ×
+    /// round trip / step ops, whatever the round trip. Startup takes step × ln(limit /
+    /// start) / ln(growth): 1.65 (ln 0.5) keeps the first at about 0.5 s of the limit
+    /// (under 2% of 30 s) and reaches 50,000/s from 300 in 2.6 s at 250 ms.
+    pub startup_growth: f64,
+    pub startup_rtts: f64,
+    pub startup_step: f64,
+    /// A cut sets the rate to this share of what the server took over `horizon` seconds
+    /// (multiplicative decrease): below the limit by more than a request's lumpiness, so
+    /// the next seconds are not refused, and (as in AIMD) a copy sending more than its
+    /// share, refused more often, gives more back, so copies converge to fair shares.
+    pub cut: f64,
+    /// The accepted rate is measured over this many seconds (and two round trips): a
+    /// license counted per second shows its rate over a second, whatever its shape.
+    pub horizon: f64,
+    /// After a cut the rate grows back to `plateau` × the rate found in `regrow` seconds
+    /// (concave, as CUBIC's), and stays there `hold` seconds: most of the time is spent
+    /// just under the limit, which is the steady state's share.
+    pub regrow: f64,
+    pub plateau: f64,
+    pub hold: f64,
+    /// Then it probes: × exp(`probe` · t²), t seconds into the probe (convex): 1% after
+    /// 0.45 s, 2.2 times after 4 s, so a license freed by other clients is found within
+    /// seconds, while crossing the old limit is quick and so refused for little.
+    pub probe: f64,
+    /// A refusal of a request that left within `cover` seconds after a cut is the same
+    /// overrun (a window or a log still counting it): it does not cut again, it pauses.
+    pub cover: f64,
+    /// Such refusals pause the copy, from `pause_min` seconds doubling to `pause_max`, one
+    /// request in flight until one is accepted: a full window costs a request a pause.
+    pub pause_min: f64,
+    pub pause_max: f64,
+    /// The sender kept up with the rate if it claimed this share of it: if not,
+    /// something else binds (the in-flight ceiling, the input) and more proves nothing.
+    pub kept_up: f64,
     /// The pacer may run ahead of now by one request and this share of a second's worth:
     /// each wait wakes a little late, and with no slack that time is lost for good (2.2%
     /// low at 5,000/s); 1% more in one second stays within a license.
@@ -61,8 +60,8 @@ pub struct Tuning {
     /// The in-flight limit is this many times what Little's law asks (rate × latency /
     /// ops a request): latency varies, and a request waiting for a slot is rate lost.
     pub inflight_headroom: f64,
-    /// ... with the latency counted at most this many times the lowest seen: slower answers
-    /// wait in a queue, and more in flight would only lengthen it.
+    /// ... with the latency counted at most this many times the lowest seen: slower
+    /// answers wait in a queue, and more in flight would only lengthen it.
     pub queue_latency: f64,
 }
 
@@ -71,20 +70,19 @@ pub const TUNING: Tuning = Tuning {
     start_requests: 3.0,
     min_rate: 1.0,
     max_rate: 10_000_000.0,
-    startup_step: (0.025, 0.1),
-    startup_cap: (3.0, 16.0),
-    far_cap: (2.5, 4.0),
-    cap_scale: 0.3,
-    edge: 0.01,
-    few: 20.0,
-    far: 0.075,
-    climb_step: Duration::from_millis(1100),
-    climb: 1.1,
-    hold_share: 0.99,
-    resume_margin: 0.02,
-    probe: Duration::from_secs(10),
-    quick_probe_max: 0.25,
-    probe_again: Duration::from_secs(60),
+    startup_growth: 1.65,
+    startup_rtts: 1.0,
+    startup_step: 0.05,
+    cut: 0.95,
+    horizon: 1.0,
+    regrow: 1.0,
+    plateau: 0.985,
+    hold: 6.0,
+    probe: 0.05,
+    cover: 1.0,
+    pause_min: 0.01,
+    pause_max: 1.0,
+    kept_up: 0.8,
     pacer_slack: 0.01,
     inflight_headroom: 1.5,
     queue_latency: 2.0,

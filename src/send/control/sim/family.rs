@@ -36,6 +36,8 @@ pub struct Case {
     pub secs: f64,
     /// The steady state is measured from here.
     pub steady_from: f64,
+    /// A start known (the last run's limit), for every copy.
+    pub start: Option<crate::send::control::Start>,
 }
 
 impl Case {
@@ -104,6 +106,7 @@ pub fn draw(seed: u64, secs: f64) -> Case {
         clock: 1_000_000.0 + r.random_range(0.0..1.0),
         secs,
         steady_from: secs / 2.0,
+        start: None,
     }
 }
 
@@ -166,6 +169,24 @@ pub fn sweep(seed: u64, n: u64) -> (Vec<String>, String) {
         let o = run(&case, Rate::Auto);
         shares.push(o.share());
         thr.push(o.throttled(case.whole));
+        if env("CZLOAD_SIM_VERBOSE", 0) > 0 {
+            eprintln!(
+                "{:>4} {:<9} L={:<6} whole={:<5} rtt={:>3.0}ms n={} b={:<3} bg={:.2}->{:.2}: share {:.3} thr {:.2}% unfair {:.2} steady {:.3}",
+                case.seed,
+                format!("{:?}", case.shape).split(' ').next().unwrap_or(""),
+                case.limit,
+                case.whole,
+                case.rtt * 1e3,
+                case.copies,
+                case.batch,
+                case.background,
+                case.background_after,
+                o.share(),
+                100.0 * o.throttled(case.whole),
+                o.unfairness(),
+                o.steady_share()
+            );
+        }
         if let Err(e) = check(&case, &o, steady) {
             fails.push(e);
         }
@@ -182,8 +203,9 @@ pub fn sweep(seed: u64, n: u64) -> (Vec<String>, String) {
     (fails, line)
 }
 
-/// The property: every drawn server meets the goals. (Ignored until the controller that
-/// assumes nothing of the limiter's shape: the one tuned to a wall-clock second fails it.)
+/// The property: every drawn server meets the goals. Ignored while the controller is
+/// tuned: it fails most cases still (`CZLOAD_SIM_VERBOSE=1` lists them), by a few points
+/// of throttling and of share; run it with `--ignored`.
 #[test]
 #[ignore]
 fn auto_meets_the_goals_on_every_server_of_the_family() {
@@ -207,4 +229,22 @@ fn a_fixed_rate_is_held_within_2_percent_at_200_ms() {
     let o = run(&case, Rate::Fixed(5_000));
     let got = o.copies[0].accepted / 30.0;
     assert!((4_900.0..=5_100.0).contains(&got), "{got}");
+}
+
+/// One case, its figures and trace, whatever the outcome: `CZLOAD_SIM_ONE=seed cargo test
+/// --lib one_case -- --ignored --nocapture` (`CZLOAD_SIM_SECS` for its length).
+#[test]
+#[ignore]
+fn one_case() {
+    let case = draw(env("CZLOAD_SIM_ONE", 24), env("CZLOAD_SIM_SECS", 30) as f64);
+    let o = run(&case, Rate::Auto);
+    match check(&case, &o, case.secs > 30.0) {
+        Ok(()) => eprintln!(
+            "ok\n  {case:?}\n  share {:.3}, throttled {:.2}%\n{}",
+            o.share(),
+            100.0 * o.throttled(case.whole),
+            o.trace_text()
+        ),
+        Err(e) => eprintln!("{e}"),
+    }
 }

@@ -143,6 +143,7 @@ pub fn run(case: &Case, rate: Rate) -> Outcome {
                     concurrency: None,
                     max_concurrency: DEFAULT_MAX_CONCURRENCY,
                     batch_size: case.batch,
+                    start: case.start,
                 },
                 t0,
                 Duration::from_secs_f64(case.clock),

@@ -16,10 +16,15 @@ use std::collections::VecDeque;
 pub struct Estimator {
     /// (sent, accepted ops), in the order answered (about the order sent).
     answers: VecDeque<(f64, f64)>,
+    /// Those of the last second, their sum, and the most a second has taken: a license
+    /// counted per second, whatever its shape, is at least that.
+    second: VecDeque<(f64, f64)>,
+    second_sum: f64,
+    pub best_second: f64,
 }
 
 /// How much history is kept (s): the longest horizon asked and the round trip.
-const KEEP: f64 = 4.0;
+const KEEP: f64 = 8.0;
 
 impl Estimator {
     pub fn record(&mut self, sent: f64, ok: f64) {
@@ -27,6 +32,13 @@ impl Estimator {
         while self.answers.front().is_some_and(|&(t, _)| t < sent - KEEP) {
             self.answers.pop_front();
         }
+        self.second.push_back((sent, ok));
+        self.second_sum += ok;
+        while self.second.front().is_some_and(|&(t, _)| t <= sent - 1.0) {
+            let (_, n) = self.second.pop_front().expect("front");
+            self.second_sum -= n;
+        }
+        self.best_second = self.best_second.max(self.second_sum);
     }
 
     /// Ops per second accepted of the requests sent in the `horizon` seconds up to `until`

@@ -126,13 +126,11 @@ impl Control {
                         Some(Auto::known(unix.as_secs_f64(), r)),
                     )
                 }
-                None => (
-                    Some(
-                        (TUNING.start_requests * batch * cfg.share.clamp(1e-6, 1.0))
-                            .max(TUNING.min_rate),
-                    ),
-                    Some(Auto::new(unix.as_secs_f64())),
-                ),
+                None => {
+                    let r = (TUNING.start_requests * batch * cfg.share.clamp(1e-6, 1.0))
+                        .max(TUNING.min_rate);
+                    (Some(r), Some(Auto::new(unix.as_secs_f64(), r)))
+                }
             },
         };
         Control {

@@ -41,6 +41,8 @@ pub(super) struct Auto {
     /// The rate found at the last cut (the limit's share this copy got), for the summary
     /// and the next run's start.
     pub(super) found: Option<f64>,
+    /// The first rate: startup's cap before a second has been counted.
+    start: f64,
     /// When the last cut was, and the rate it set.
     cut_at: f64,
     cut_to: f64,
@@ -52,11 +54,14 @@ pub(super) struct Auto {
     /// Refusals after a cut: one request in flight (since when), and the next pause.
     pub(super) probing: Option<f64>,
     pause: f64,
+    /// The rate since each change, for the last few seconds (`rate_at`).
+    history: std::collections::VecDeque<(f64, f64)>,
 }
 
 impl Auto {
-    pub(super) fn new(now: f64) -> Auto {
+    pub(super) fn new(now: f64, start: f64) -> Auto {
         Auto {
+            start,
             phase: Phase::Startup,
             est: Estimator::default(),
             found: None,
@@ -67,13 +72,30 @@ impl Auto {
             keeping_up: true,
             probing: None,
             pause: TUNING.pause_min,
+            history: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Notes the rate set at `now`.
+    fn note(&mut self, now: f64, rate: f64) {
+        if self.history.back().is_some_and(|&(_, r)| r == rate) {
+            return;
+        }
+        self.history.push_back((now, rate));
+        while self.history.len() > 2 && self.history[1].0 < now - 8.0 {
+            self.history.pop_front();
+        }
+    }
+
+    /// The rate paced at `t`, if known.
+    fn rate_at(&self, t: f64) -> Option<f64> {
+        self.history.iter().rev().find(|h| h.0 <= t).map(|h| h.1)
     }
 
     /// A start known from the last run (or `--rate auto:N`): taken as found, held at the
     /// plateau and probed from there, as after a cut.
     pub(super) fn known(now: f64, rate: f64) -> Auto {
-        let mut a = Auto::new(now);
+        let mut a = Auto::new(now, rate);
         a.phase = Phase::Avoid;
         a.found = Some(rate);
         a.cut_at = now - TUNING.regrow;
@@ -97,7 +119,13 @@ impl Auto {
             self.step_ops = 0.0;
         }
         let to = match self.phase {
-            Phase::Startup if stepped && self.keeping_up => *rate * TUNING.startup_growth,
+            Phase::Startup if stepped && self.keeping_up => {
+                // A limit counted per second refuses only once a second's worth has gone,
+                // when the rate may be several times it: at most `startup_cap` times the
+                // most a second took keeps what that costs to a round trip at that.
+                let cap = TUNING.startup_cap * self.est.best_second.max(self.start);
+                (*rate * TUNING.startup_growth).min(cap).max(*rate)
+            }
             Phase::Startup => *rate,
             Phase::Avoid => {
                 let to = self.target(now);
@@ -109,6 +137,7 @@ impl Auto {
             }
         };
         *rate = to.clamp(TUNING.min_rate, TUNING.max_rate);
+        self.note(now, *rate);
     }
 
     /// Avoid's rate `t` seconds after the cut: concave back to the plateau, held, convex.
@@ -150,6 +179,10 @@ impl Auto {
         }
         if sent < self.cut_at + TUNING.cover.max(srtt) {
             // The overrun the cut answered, still counted: wait it out, one at a time.
+            // Only a request sent since the last pause says it is not over yet.
+            if self.probing.is_some_and(|since| sent < since) {
+                return None;
+            }
             let p = self.pause;
             self.pause = (p * 2.0).min(TUNING.pause_max);
             self.probing = Some(now + p);
@@ -157,8 +190,11 @@ impl Auto {
         }
         let horizon = TUNING.horizon.max(2.0 * srtt);
         let took = self.est.accepted_rate(sent, horizon);
-        // Early, with too little history, half the rate (as startup's last doubling).
-        let found = took.map_or(*rate / 2.0, |t| t.min(*rate));
+        // A limit that refuses a load that never ran above it is no limit of a rate, so
+        // it is at most the rate the refused request left at (startup's rate a few steps
+        // back, below the rate by then). Early, with too little history, half of that.
+        let then = self.rate_at(sent).unwrap_or(*rate).min(*rate);
+        let found = took.map_or(then / 2.0, |t| t.min(then));
         tracing::debug!("throttled at {rate:.0} ops/s: the server took {found:.0}/s");
         if std::env::var("CZDBG").is_ok() {
             eprintln!(
@@ -166,10 +202,17 @@ impl Auto {
             );
         }
         self.found = Some(found.max(TUNING.min_rate));
-        self.cut_to = found * TUNING.cut;
+        // Startup's overrun is measured over a second that was still climbing: deeper.
+        let cut = if self.phase == Phase::Startup {
+            TUNING.exit_cut
+        } else {
+            TUNING.cut
+        };
+        self.cut_to = found * cut;
         self.cut_at = now;
         self.phase = Phase::Avoid;
         *rate = self.cut_to.clamp(TUNING.min_rate, TUNING.max_rate);
+        self.note(now, *rate);
         None
     }
 }

@@ -23,6 +23,10 @@ pub struct Tuning {
     /// start) / ln(growth): 1.65 (ln 0.5) keeps the first at about 0.5 s of the limit
     /// (under 2% of 30 s) and reaches 50,000/s from 300 in 2.6 s at 250 ms.
     pub startup_growth: f64,
+    /// ... and stays within this many times the most the server took in a second (or the
+    /// start): a second's count lags a rate growing so by some 0.4 s, so this binds only
+    /// past the limit, and holds the first overrun to this many times it.
+    pub startup_cap: f64,
     pub startup_rtts: f64,
     pub startup_step: f64,
     /// A cut sets the rate to this share of what the server took over `horizon` seconds
@@ -30,6 +34,12 @@ pub struct Tuning {
     /// the next seconds are not refused, and (as in AIMD) a copy sending more than its
     /// share, refused more often, gives more back, so copies converge to fair shares.
     pub cut: f64,
+    /// The first cut, ending startup: its measure spans a second of a climbing rate, and
+    /// a window fills only at its end (the sum of a second passes the limit when the rate
+    /// is already some 2.5 times it), so what it found may be well over the limit. From
+    /// this much lower the regrowth crosses the limit again within a second, where the
+    /// next cut measures a second sent at about the limit.
+    pub exit_cut: f64,
     /// The accepted rate is measured over this many seconds (and two round trips): a
     /// license counted per second shows its rate over a second, whatever its shape.
     pub horizon: f64,
@@ -71,9 +81,11 @@ pub const TUNING: Tuning = Tuning {
     min_rate: 1.0,
     max_rate: 10_000_000.0,
     startup_growth: 1.65,
+    startup_cap: 2.5,
     startup_rtts: 1.0,
     startup_step: 0.05,
     cut: 0.95,
+    exit_cut: 0.6,
     horizon: 1.0,
     regrow: 1.0,
     plateau: 0.985,

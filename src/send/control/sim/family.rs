@@ -248,3 +248,84 @@ fn one_case() {
         Err(e) => eprintln!("{e}"),
     }
 }
+
+/// A cell of the grid: czload's defaults (100-op requests) against `shape`.
+pub fn cell(shape: Shape, limit: f64, rtt: f64, whole: bool, copies: usize, seed: u64) -> Case {
+    let mut c = draw(seed, 30.0);
+    (c.shape, c.limit, c.rtt, c.whole, c.copies) = (shape, limit, rtt, whole, copies);
+    (c.batch, c.background, c.background_after) = (100, 0.0, 0.0);
+    c.jitter = 0.05 * rtt.min(0.05);
+    c
+}
+
+/// The grid (shapes × round trips × limits × refusal forms, 30 s each), printed:
+/// `cargo test --lib sim_grid -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn sim_grid() {
+    let shapes = [
+        Shape::Window { phase: 0.37 },
+        Shape::Sliding { phase: 0.61 },
+        Shape::Log,
+        Shape::Bucket { burst: 1.0 },
+        Shape::Leaky,
+    ];
+    let copies = env("CZLOAD_SIM_COPIES", 1) as usize;
+    let shown = std::env::var("CZLOAD_SIM_SHAPES").unwrap_or_default();
+    for shape in shapes {
+        let name = format!("{shape:?}").to_lowercase();
+        if !shown.is_empty() && !shown.split(",").any(|s| name.starts_with(s)) {
+            continue;
+        }
+        for whole in [true, false] {
+            for limit in [500.0, 2000.0, 20_000.0] {
+                for rtt in [0.0, 0.05, 0.1, 0.2] {
+                    let case = cell(shape, limit, rtt, whole, copies, 1);
+                    let o = run(&case, Rate::Auto);
+                    eprintln!(
+                        "{:<28} whole={whole:<5} L={limit:<6} rtt={:>3.0}: share {:.3} thr {:.2}% unfair {:.2}",
+                        format!("{shape:?}"),
+                        rtt * 1e3,
+                        o.share(),
+                        100.0 * o.throttled(whole),
+                        o.unfairness()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One cell of the grid with its trace: `CZLOAD_SIM_CELL=shape,limit,rtt_ms,whole,copies`
+/// (shape: window, sliding, log, bucket, leaky).
+#[test]
+#[ignore]
+fn sim_cell() {
+    let spec = std::env::var("CZLOAD_SIM_CELL").unwrap_or("window,2000,200,true,1".into());
+    let f: Vec<&str> = spec.split(',').collect();
+    let shape = match f[0] {
+        "sliding" => Shape::Sliding { phase: 0.61 },
+        "log" => Shape::Log,
+        "bucket" => Shape::Bucket { burst: 1.0 },
+        "leaky" => Shape::Leaky,
+        _ => Shape::Window { phase: 0.37 },
+    };
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(1.0);
+    let case = cell(
+        shape,
+        num(1),
+        num(2) / 1e3,
+        f.get(3) != Some(&"false"),
+        num(4) as usize,
+        1,
+    );
+    let o = run(&case, Rate::Auto);
+    eprintln!(
+        "{case:?}\nshare {:.3} thr {:.2}% unfair {:.2} copies {:?}\n{}",
+        o.share(),
+        100.0 * o.throttled(case.whole),
+        o.unfairness(),
+        o.copies.iter().map(|c| c.accepted).collect::<Vec<_>>(),
+        o.trace_text()
+    );
+}

@@ -19,8 +19,8 @@ pub enum Shape {
     /// A token bucket refilled at the limit, holding `burst` seconds' worth (at least one
     /// request); it starts full.
     Bucket { burst: f64 },
-    /// A leaky bucket without burst: room for two requests (one paced a little early) and
-    /// the network's jitter only.
+    /// A leaky bucket without burst: room for two requests (one paced a little early), 20 ms
+    /// and the network's jitter only.
     Leaky,
 }
 
@@ -50,7 +50,7 @@ impl Limiter {
     pub fn new(shape: Shape, limit: f64, whole: bool, batch: f64, jitter: f64) -> Limiter {
         let capacity = match shape {
             Shape::Bucket { burst } => (burst * limit).max(batch),
-            Shape::Leaky => 2.0 * batch + 2.0 * jitter * limit,
+            Shape::Leaky => 2.0 * batch + (0.02 + 2.0 * jitter) * limit,
             _ => 0.0,
         };
         Limiter {

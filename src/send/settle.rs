@@ -112,10 +112,17 @@ impl Sender {
         }
         let mut again = Again::default();
         let verdict = self.read_reply(st, &group, &reply, &mut again);
-        let throttled_ops = match &verdict {
-            Verdict::Retry {
-                throttled: true, ..
-            } => group.len(),
+        let throttled_ops = match (&verdict, &reply) {
+            (
+                Verdict::Retry {
+                    throttled: true, ..
+                },
+                _,
+            ) => group.len(),
+            // A bare 503 is how many limiters refuse (and an overloaded server answers):
+            // to the rate it says "less", as a refusal does, though its rows are resent as
+            // any failure is (`retry::classify_response`).
+            (Verdict::Retry { .. }, Reply::Http { status: 503, .. }) => group.len(),
             _ => again.throttled,
         };
         if matches!(reply, Reply::Http { .. }) {

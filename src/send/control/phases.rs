@@ -54,6 +54,8 @@ pub(super) struct Auto {
     /// Refusals after a cut: one request in flight (since when), and the next pause.
     pub(super) probing: Option<f64>,
     pause: f64,
+    /// The plateau's length now (`holding`).
+    hold: f64,
     /// The rate since each change, for the last few seconds (`rate_at`).
     history: std::collections::VecDeque<(f64, f64)>,
 }
@@ -73,6 +75,7 @@ impl Auto {
             probing: None,
             pause: TUNING.pause_min,
             history: std::collections::VecDeque::new(),
+            hold: TUNING.hold,
         }
     }
 
@@ -85,6 +88,12 @@ impl Auto {
         while self.history.len() > 2 && self.history[1].0 < now - 8.0 {
             self.history.pop_front();
         }
+    }
+
+    /// How long avoid holds at the plateau before it probes: `hold`, twice that each
+    /// time a cut finds the limit where the last one did (up to `hold_max`).
+    fn holding(&self) -> f64 {
+        self.hold
     }
 
     /// The rate paced at `t`, if known.
@@ -148,10 +157,10 @@ impl Auto {
         if t < TUNING.regrow {
             let gap = (w - self.cut_to).max(0.0);
             w - gap * (1.0 - t / TUNING.regrow).powi(3)
-        } else if t < TUNING.regrow + TUNING.hold {
+        } else if t < TUNING.regrow + self.holding() {
             w
         } else {
-            let p = t - TUNING.regrow - TUNING.hold;
+            let p = t - TUNING.regrow - self.holding();
             w * (TUNING.probe * p * p).min(20.0).exp()
         }
     }
@@ -201,6 +210,15 @@ impl Auto {
                 "cut at {now:.3} sent {sent:.3} rate {rate:.0} found {found:.0} took {took:?}"
             );
         }
+        // A license seldom moves: found where it was, the next probe waits longer.
+        let same = self
+            .found
+            .is_some_and(|f| (found - f).abs() <= TUNING.same * f);
+        self.hold = if same {
+            (self.hold * 2.0).min(TUNING.hold_max)
+        } else {
+            TUNING.hold
+        };
         self.found = Some(found.max(TUNING.min_rate));
         // Startup's overrun is measured over a second that was still climbing: deeper.
         let cut = if self.phase == Phase::Startup {

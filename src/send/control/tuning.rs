@@ -49,6 +49,11 @@ pub struct Tuning {
     pub regrow: f64,
     pub plateau: f64,
     pub hold: f64,
+    /// ... twice as long each time a cut finds the limit within `same` of the last, up to
+    /// `hold_max`: each probe past a limit costs a round trip of refusals, and a license
+    /// seldom moves; a change is found at the next probe, or by the refusals it causes.
+    pub hold_max: f64,
+    pub same: f64,
     /// Then it probes: × exp(`probe` · t²), t seconds into the probe (convex): 1% after
     /// 0.45 s, 2.2 times after 4 s, so a license freed by other clients is found within
     /// seconds, while crossing the old limit is quick and so refused for little.
@@ -84,12 +89,14 @@ pub const TUNING: Tuning = Tuning {
     startup_cap: 2.5,
     startup_rtts: 1.0,
     startup_step: 0.05,
-    cut: 0.95,
+    cut: 0.92,
     exit_cut: 0.6,
     horizon: 1.0,
     regrow: 1.0,
     plateau: 0.985,
     hold: 6.0,
+    hold_max: 12.0,
+    same: 0.03,
     probe: 0.05,
     cover: 1.0,
     pause_min: 0.01,

@@ -193,9 +193,19 @@ pub fn sweep(seed: u64, n: u64) -> (Vec<String>, String) {
     }
     shares.sort_by(f64::total_cmp);
     let worst_thr = thr.iter().copied().fold(0.0, f64::max);
+    let by = |what: &str| {
+        fails
+            .iter()
+            .filter(|f| f.lines().next().is_some_and(|l| l.contains(what)))
+            .count()
+    };
     let line = format!(
-        "{n} cases from seed {seed}: {} failed; share min {:.3} median {:.3}; throttled max {:.2}%",
+        "{n} cases from seed {seed}: {} failed (share {}, throttled {}, fairness {}, steady {}); share min {:.3} median {:.3}; throttled max {:.2}%",
         fails.len(),
+        fails.iter().filter(|f| f.starts_with("share")).count(),
+        by("throttled"),
+        by("fair share"),
+        by("steady"),
         shares.first().copied().unwrap_or(0.0),
         shares.get(shares.len() / 2).copied().unwrap_or(0.0),
         100.0 * worst_thr

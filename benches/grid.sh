@@ -30,7 +30,9 @@
 # Environment: DURATION (30), RTTS ("0 50 100 200"), LIMITS ("500 2000 20000"),
 # MODES ("request op"), SHAPES ("window"), RATE (auto; the --rate of limited cells),
 # CZLOAD_FLAGS (extra `czload load` flags, e.g. "--concurrency 16 --batch-size 50"),
-# SANDBOX_FLAGS (extra `czload sandbox` flags), NO_BUILD=1 (use the release binary as is).
+# SANDBOX_FLAGS (extra `czload sandbox` flags, e.g. "--delay-jitter-ms 5"), SHARE (other
+# clients' percent of the license, `30`, or `30,0@15` for 30% then none from 15 s; share
+# is then of what they leave), NO_BUILD=1 (use the release binary as is).
 # Loopback only; not run in CI. Takes the machine's CPU: run it on a quiet machine.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -91,8 +93,16 @@ for cell in "${CELL_LIST[@]}"; do
         start_sandbox --delay-ms "$rtt" "${EXTRA_SANDBOX[@]}"
     else
         rate=$RATE mode=$third shape=${shape:-window} rows=$(rows_for "$limit")
+        others=()
+        if [[ -n ${SHARE:-} ]]; then
+            # Other clients take SHARE% of the license (`A,B@T`: A%, then B% from T s).
+            IFS=',@' read -r s1 s2 st <<< "$SHARE"
+            bg=$((limit * s1 / 100))
+            [[ -n ${s2:-} ]] && bg="$bg,$((limit * s2 / 100))@$st"
+            others=(--background-rps "$bg")
+        fi
         start_sandbox --delay-ms "$rtt" --rps "$limit" --rps-mode "$mode" \
-            --rps-shape "$shape" "${EXTRA_SANDBOX[@]}"
+            --rps-shape "$shape" "${others[@]}" "${EXTRA_SANDBOX[@]}"
     fi
     echo "== cell $cell: $rows rows, --rate $rate, $DURATION s" >&2
     head -n $((rows + 1)) "$WORK/all.csv" > "$WORK/cell.csv"
@@ -108,13 +118,21 @@ for cell in "${CELL_LIST[@]}"; do
     curl -sf --max-time 5 "$URL/__sandbox/stats" > "$WORK/stats.json"
     stop_sandbox
     [[ -s $WORK/cell.json ]] || { echo "cell $cell: no summary (exit $code)" >&2; continue; }
-    python3 - "$WORK/cell.json" "$WORK/stats.json" "$rtt" "$limit" "$mode" "$shape" "$rate" "$code" <<'PY'
+    python3 - "$WORK/cell.json" "$WORK/stats.json" "$rtt" "$limit" "$mode" "$shape" "$rate" "$code" "${SHARE:-0}" "$DURATION" <<'PY'
 import json, sys
 s, st = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-rtt, limit, mode, shape, rate, code = sys.argv[3:9]
+rtt, limit, mode, shape, rate, code, others, secs = sys.argv[3:11]
 done = s["created"] + s["exists"]
 rps = done / max(s["elapsed_secs"], 1e-9)
-share = f"{100 * rps / int(limit):.1f}%" if limit.isdigit() else (
+# What the license leaves czload: the limit less the other clients' share (averaged over
+# the run when it changes at T seconds).
+parts = others.replace("@", ",").split(",")
+a = float(parts[0]) / 100
+if len(parts) == 3:
+    b, t = float(parts[1]) / 100, min(float(parts[2]), float(secs))
+    a = (a * t + b * (float(secs) - t)) / float(secs)
+left = int(limit) * (1 - a) if limit.isdigit() else 0
+share = f"{100 * rps / left:.1f}%" if limit.isdigit() else (
     f"{100 * rps / int(rate):.1f}%r" if rate.isdigit() else "-")
 if mode == "op":
     thr = 100 * st["throttled_ops"] / max(st["ops"], 1)

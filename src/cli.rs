@@ -597,6 +597,16 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub delay_ms: u64,
 
+    /// Up to this many milliseconds more on each request's way in, drawn per request:
+    /// a network's jitter on top of --delay-ms.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub delay_jitter_ms: u64,
+
+    /// Other clients of the license (the account's live processes): they take N tasks/s
+    /// of --rps; `N,M@T`: M from T seconds after the start.
+    #[arg(long, value_name = "N[,M@T]")]
+    pub background_rps: Option<String>,
+
     /// Seed for shuffling and fault injection, for repeatable runs.
     #[arg(long)]
     pub seed: Option<u64>,

@@ -90,6 +90,12 @@ pub struct SandboxConfig {
     /// The round trip: each API request waits half of it before it is handled and half
     /// before its answer goes.
     pub delay_ms: u64,
+    /// Up to this much more on the way in, drawn per request: a network's jitter.
+    pub delay_jitter_ms: u64,
+    /// Other clients of the license (the account's live processes): tasks per second
+    /// taken from `rps` in steps of 10 ms, and what that becomes after some seconds.
+    pub background_rps: u32,
+    pub background_after: Option<(u64, u32)>,
     /// Seed for shuffles, faults and ids; random when `None`.
     pub seed: Option<u64>,
     /// Largest task data (serialized JSON) in bytes.
@@ -158,6 +164,9 @@ impl SandboxConfig {
             fail_after: 0.0,
             drop_after: 0.0,
             delay_ms: 0,
+            delay_jitter_ms: 0,
+            background_rps: 0,
+            background_after: None,
             seed: None,
             max_task_bytes: 131_072,
             max_body_bytes: 32 * 1024 * 1024,
@@ -216,6 +225,10 @@ impl SandboxConfig {
                 )));
             }
         }
+        let background = match &args.background_rps {
+            None => (0, None),
+            Some(b) => parse_background(b)?,
+        };
         Ok(SandboxConfig {
             max_skew: args.max_skew,
             ordered: args.ordered,
@@ -229,6 +242,9 @@ impl SandboxConfig {
             fail_after: args.fail_after,
             drop_after: args.drop_after,
             delay_ms: args.delay_ms,
+            delay_jitter_ms: args.delay_jitter_ms,
+            background_rps: background.0,
+            background_after: background.1,
             sync_delay_ms: args.sync_delay_ms,
             seed: args.seed,
             max_task_bytes: args.max_task_bytes,
@@ -272,6 +288,56 @@ pub struct Sandbox {
     server: Option<JoinHandle<()>>,
 }
 
+/// `--background-rps N` or `N,M@T` (M from T seconds on).
+fn parse_background(s: &str) -> Result<(u32, Option<(u64, u32)>)> {
+    let bad = || {
+        Error::Usage(format!(
+            "--background-rps {s:?}: tasks per second other clients take, N or N,M@SECONDS"
+        ))
+    };
+    let (first, then) = match s.split_once(',') {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    };
+    let n = first.trim().parse().map_err(|_| bad())?;
+    let after = match then {
+        None => None,
+        Some(t) => {
+            let (m, at) = t.split_once('@').ok_or_else(bad)?;
+            Some((
+                at.trim().parse().map_err(|_| bad())?,
+                m.trim().parse().map_err(|_| bad())?,
+            ))
+        }
+    };
+    Ok((n, after))
+}
+
+/// Other clients: every 10 ms, their share of the second is taken from the limit (as
+/// many of it as fit: a live process is refused too when the license is spent).
+async fn background(state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let Some(limit) = &state.rps else { return };
+    let started = tokio::time::Instant::now();
+    let mut owed = 0.0f64;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let rate = match state.cfg.background_after {
+            Some((at, m)) if started.elapsed().as_secs() >= at => m,
+            _ => state.cfg.background_rps,
+        };
+        owed += f64::from(rate) / 100.0;
+        let n = owed.floor();
+        if n >= 1.0 {
+            owed -= n;
+            limit.admit_some(n as usize);
+        }
+    }
+}
+
 impl Sandbox {
     /// Starts a sandbox on `127.0.0.1` at a free port.
     pub async fn start(cfg: SandboxConfig) -> std::io::Result<Sandbox> {
@@ -294,6 +360,11 @@ impl Sandbox {
             healed: Default::default(),
         });
         let (stop, stopped) = watch::channel(false);
+        if state.rps.is_some()
+            && (state.cfg.background_rps > 0 || state.cfg.background_after.is_some())
+        {
+            tokio::spawn(background(state.clone(), stopped.clone()));
+        }
         let server = tokio::spawn(server::serve(listener, state.clone(), stopped));
         Ok(Sandbox {
             addr,
@@ -432,5 +503,42 @@ async fn stop_signal() -> Result<()> {
     #[cfg(not(unix))]
     {
         tokio::signal::ctrl_c().await.map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod background_tests {
+    use super::*;
+
+    #[test]
+    fn background_rps_parses_a_change() {
+        assert_eq!(parse_background("300").ok(), Some((300, None)));
+        assert_eq!(
+            parse_background("300,900@15").ok(),
+            Some((300, Some((15, 900))))
+        );
+        assert!(parse_background("300,900").is_err());
+        assert!(parse_background("x").is_err());
+    }
+
+    /// Other clients that take the whole license leave nothing: a request is refused
+    /// (but for one landing in the first 10 ms of a second, before they take it again).
+    #[tokio::test]
+    async fn other_clients_take_their_share_of_the_limit() {
+        let sb = Sandbox::start(SandboxConfig {
+            rps: Some(100),
+            background_rps: 1_000_000,
+            ..SandboxConfig::new("1", Secret::new("s"), vec![1])
+        })
+        .await
+        .expect("starts");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let limit = sb.state.rps.as_ref().expect("a limit");
+        let mut admitted = 0;
+        for _ in 0..10 {
+            admitted += limit.admit_some(10);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(admitted <= 10, "{admitted} of 100 admitted");
     }
 }

@@ -186,8 +186,14 @@ async fn api(
     // `--delay-ms` is a round trip: half of it before the request is handled (it travels
     // to the server), half after (the answer travels back), so that the server counts a
     // request against its limit when a real one far away would.
-    if cfg.delay_ms / 2 > 0 {
-        tokio::time::sleep(Duration::from_millis(cfg.delay_ms / 2)).await;
+    let jitter = if cfg.delay_jitter_ms > 0 {
+        rand::random_range(0..=cfg.delay_jitter_ms * 1000)
+    } else {
+        0
+    };
+    let there = Duration::from_millis(cfg.delay_ms / 2) + Duration::from_micros(jitter);
+    if !there.is_zero() {
+        tokio::time::sleep(there).await;
     }
 
     let body = match read_body(state, body, declared_len).await? {

@@ -170,7 +170,12 @@ impl Control {
         let pacer = s.pacer.get_or_insert_with(|| Pacer::new(rate, batch, now));
         pacer.set_rate(rate, batch, now);
         if let Some(wait) = pacer.claim(now, n_ops, batch) {
-            return Some(wait);
+            // `--rate auto` steps at least every `startup_step`: a wait of seconds at a
+            // low start would hold the rate where it was until it ended.
+            return Some(match s.auto {
+                Some(_) => wait.min(Duration::from_secs_f64(TUNING.startup_step)),
+                None => wait,
+            });
         }
         if let Some(a) = &mut s.auto {
             a.claimed(n_ops as f64);

@@ -7,8 +7,8 @@
 //! `now`, so the simulator (`sim.rs`) and the tests run it on virtual time, through the same
 //! code a run uses. What governor lacks is wrapped here:
 //! - a quota that changes (`--rate auto` moves the rate): the limiter is rebuilt, and the
-//!   debt the old one carried (how far ahead of now its bookings ran) is charged to the new
-//!   one, so a change of rate applies to later requests only and never forgives a burst;
+//!   debt the old one carried (the ops booked ahead of now) is charged to the new one at
+//!   the new rate, so a change never forgives a burst;
 //! - ops of a fractional rate: the quota is one op per `1/rate` (nanoseconds), its burst
 //!   one full request and `pacer_slack` of a second's worth (`Tuning::pacer_slack`).
 
@@ -107,10 +107,13 @@ impl Pacer {
         }
         let (at, ahead) = self.debt;
         let left = ahead.saturating_sub(now.saturating_duration_since(at));
+        // The debt is ops booked and not yet due: owed at the new rate (a cut slows what
+        // is booked at once, a rise speeds it; carried as time, one request booked at 38
+        // ops/s held the next 2.6 s whatever the rate became).
+        let owed = (left.as_secs_f64() / self.per_op).round();
         let (limiter, per_op, burst) = build(rate, batch, &self.clock);
         (self.limiter, self.rate, self.per_op, self.burst) = (limiter, rate, per_op, burst);
         self.set_clock(now);
-        let owed = (left.as_secs_f64() / per_op).round();
         self.hold_until = None;
         if owed <= f64::from(burst) {
             self.charge(owed as u32);
@@ -118,7 +121,7 @@ impl Pacer {
             let excess = (owed - f64::from(burst)) * per_op;
             self.hold_until = Some(now + Duration::from_secs_f64(excess));
         }
-        self.debt = (now, left);
+        self.debt = (now, Duration::from_secs_f64(owed * per_op));
     }
 
     /// Books `n` ops (at most a burst) at the clock's time, whatever the limiter says.
@@ -188,12 +191,12 @@ mod tests {
         let mut p = Pacer::new(1000.0, 100, t0);
         let sent = run(&mut p, t0, 0.0, 10.0, 100);
         assert!((10_000..=10_200).contains(&sent), "{sent}");
-        // Ten times the rate: the debt of the last booking at 1,000/s (its slack, 0.11 s
-        // ahead) is not forgiven, so the first second at 10,000/s sends 0.9 s of it and
-        // its burst (200 ops), not a burst more.
+        // Ten times the rate: the debt of the last bookings at 1,000/s (its burst, 110
+        // ops) is not forgiven but owed at the new rate, so the first second at 10,000/s
+        // sends that second's worth and the new burst (200 ops) less the debt.
         p.set_rate(10_000.0, 100, t0 + Duration::from_secs(10));
         let sent = run(&mut p, t0, 10.0, 1.0, 100);
-        assert!((9_100..=9_400).contains(&sent), "{sent}");
+        assert!((9_900..=10_300).contains(&sent), "{sent}");
         // Down to 100/s: one request a second.
         p.set_rate(100.0, 100, t0 + Duration::from_secs(11));
         let sent = run(&mut p, t0, 11.0, 10.0, 100);

@@ -87,10 +87,12 @@ pub fn draw(seed: u64, secs: f64) -> Case {
         (b, after)
     };
     let rtt = r.random_range(0.0..0.25);
-    // The share one copy gets of what is left: a request carries at most a fifth of a
-    // second of it (a loader of 100 ops/s does not send 100-op requests), at most 100.
+    // The share one copy gets of what is left: a request carries at most a tenth of a
+    // second of it (a loader of 100 ops/s does not send 100-op requests; and at fewer
+    // requests a second, 2% of a 30 s run is fewer refusals than a probe costs), at
+    // most 100.
     let least = limit * (1.0 - background.max(background_after)) / copies as f64;
-    let batch = (least / 5.0).floor().clamp(1.0, 100.0) as usize;
+    let batch = (least / 10.0).floor().clamp(1.0, 100.0) as usize;
     Case {
         seed,
         shape,

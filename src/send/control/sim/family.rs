@@ -215,6 +215,33 @@ pub fn sweep(seed: u64, n: u64) -> (Vec<String>, String) {
     (fails, line)
 }
 
+/// What the family shows of the controller today, so that tuning cannot lose ground while
+/// the goals (below) are not met: no server of the family takes it below 0.7 of what the
+/// license leaves or refuses over 15% of it, and the median case gets 0.9.
+#[test]
+fn auto_never_collapses_on_the_family() {
+    let seed = env("CZLOAD_SIM_SEED", 24);
+    let n = env("CZLOAD_SIM_CASES", 48);
+    let mut shares = Vec::new();
+    let mut bad = Vec::new();
+    for i in 0..n {
+        let case = draw(seed.wrapping_add(i), 30.0);
+        let o = run(&case, Rate::Auto);
+        let (share, thr) = (o.share(), o.throttled(case.whole));
+        if share < 0.7 || thr > 0.15 {
+            bad.push(format!(
+                "share {share:.3}, throttled {:.2}%: {case:?}",
+                100.0 * thr
+            ));
+        }
+        shares.push(share);
+    }
+    shares.sort_by(f64::total_cmp);
+    let median = shares[shares.len() / 2];
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert!(median >= 0.9, "median share {median:.3}");
+}
+
 /// The property: every drawn server meets the goals. Ignored while the controller is
 /// tuned: it fails most cases still (`CZLOAD_SIM_VERBOSE=1` lists them), by a few points
 /// of throttling and of share; run it with `--ignored`.

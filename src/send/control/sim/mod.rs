@@ -121,20 +121,24 @@ fn ns(s: f64) -> u64 {
     (s.max(0.0) * NS) as u64
 }
 
-/// Runs `case` for its length: every copy at `--rate auto` (or `rate`), from `start`.
+/// A run under way: the server, the copies, the events to come.
+struct Sim<'a> {
+    case: &'a Case,
+    rng: StdRng,
+    t0: Instant,
+    server: Limiter,
+    copies: Vec<Copy>,
+    heap: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    seq: u64,
+    /// Per second: copy 0's rate, ops accepted and refused.
+    trace: Vec<(f64, f64, f64)>,
+}
+
+/// Runs `case` for its length: every copy at `rate` (`--rate auto`, or a fixed one).
 pub fn run(case: &Case, rate: Rate) -> Outcome {
-    let mut rng = StdRng::seed_from_u64(case.seed);
     let t0 = Instant::now();
-    let at = |t: u64| t0 + Duration::from_nanos(t);
-    let mut server = Limiter::new(
-        case.shape,
-        case.limit,
-        case.whole,
-        case.batch as f64,
-        case.jitter,
-    );
     let share = 1.0 / case.copies as f64;
-    let mut copies: Vec<Copy> = (0..case.copies)
+    let copies = (0..case.copies)
         .map(|_| Copy {
             control: Control::new(
                 ControlConfig {
@@ -154,168 +158,188 @@ pub fn run(case: &Case, rate: Rate) -> Outcome {
             stats: CopyStats::default(),
         })
         .collect();
-    let end = ns(case.secs);
-    let steady_from = ns(case.steady_from);
-    let mut heap = BinaryHeap::new();
-    let mut seq = 0u64;
-    let mut push = |heap: &mut BinaryHeap<_>, t: u64, e: Event| {
-        seq += 1;
-        heap.push(Reverse((t, seq, e)));
+    let mut sim = Sim {
+        case,
+        rng: StdRng::seed_from_u64(case.seed),
+        t0,
+        server: Limiter::new(
+            case.shape,
+            case.limit,
+            case.whole,
+            case.batch as f64,
+            case.jitter,
+        ),
+        copies,
+        heap: BinaryHeap::new(),
+        seq: 0,
+        trace: vec![(0.0, 0.0, 0.0); case.secs.ceil() as usize],
     };
-    for (i, c) in copies.iter_mut().enumerate() {
+    for i in 0..case.copies {
         // Copies of a Job start within a few hundred milliseconds of each other.
         let t = if i == 0 {
             0
         } else {
-            ns(rng.random_range(0.0..0.3))
+            ns(sim.rng.random_range(0.0..0.3))
         };
-        c.wake_at = Some(t);
-        push(&mut heap, t, Event::Wake { copy: i });
+        sim.copies[i].wake_at = Some(t);
+        sim.push(t, Event::Wake { copy: i });
     }
-    push(&mut heap, 0, Event::Background);
-    let mut trace = vec![(0.0, 0.0, 0.0); case.secs.ceil() as usize];
-    let (mut left, mut left_late) = (0.0, 0.0);
-    let step = 0.01;
-    let mut t_left = 0.0;
-    while t_left < case.secs {
-        let others = case.background_at(t_left) * case.limit * step;
-        left += case.limit * step - others;
-        if t_left >= case.steady_from {
-            left_late += case.limit * step - others;
-        }
-        t_left += step;
-    }
-    while let Some(Reverse((t, _, e))) = heap.pop() {
+    sim.push(0, Event::Background);
+    let end = ns(case.secs);
+    while let Some(Reverse((t, _, e))) = sim.heap.pop() {
         if t >= end {
             break;
         }
+        sim.step(t, e);
+    }
+    let (left, left_late) = left_over(case);
+    Outcome {
+        found: sim.copies[0].control.limit_found(),
+        copies: sim.copies.into_iter().map(|c| c.stats).collect(),
+        left,
+        left_late,
+        trace: sim.trace,
+    }
+}
+
+/// The ops the license leaves the copies over the run, and over its steady part.
+fn left_over(case: &Case) -> (f64, f64) {
+    let (mut left, mut left_late) = (0.0, 0.0);
+    let step = 0.01;
+    let mut t = 0.0;
+    while t < case.secs {
+        let here = case.limit * step * (1.0 - case.background_at(t));
+        left += here;
+        if t >= case.steady_from {
+            left_late += here;
+        }
+        t += step;
+    }
+    (left, left_late)
+}
+
+impl Sim<'_> {
+    fn push(&mut self, t: u64, e: Event) {
+        self.seq += 1;
+        self.heap.push(Reverse((t, self.seq, e)));
+    }
+
+    fn at(&self, t: u64) -> Instant {
+        self.t0 + Duration::from_nanos(t)
+    }
+
+    fn second(&self, t: u64) -> usize {
+        ((t as f64 / NS) as usize).min(self.trace.len() - 1)
+    }
+
+    fn step(&mut self, t: u64, e: Event) {
+        let case = self.case;
         let secs = t as f64 / NS;
         match e {
             Event::Background => {
                 let b = case.background_at(secs) * case.limit;
                 let n = (case.limit / 200.0).clamp(1.0, 100.0);
                 if b > 0.0 {
-                    server.take(case.clock + secs, n);
+                    self.server.take(case.clock + secs, n);
                 }
                 let every = if b > 0.0 { n / b } else { 0.1 };
-                push(&mut heap, t + ns(every), Event::Background);
+                self.push(t + ns(every), Event::Background);
             }
             Event::Arrive { copy, sent, ops } => {
-                let ok = server.admit(case.clock + secs, ops);
-                let back = one_way(case, &mut rng);
+                let ok = self.server.admit(case.clock + secs, ops);
                 let refused = ops - ok;
-                let idx = (secs as usize).min(trace.len() - 1);
-                trace[idx].1 += ok as f64;
-                trace[idx].2 += refused as f64;
-                push(
-                    &mut heap,
-                    t + ns(back),
-                    Event::Answer {
-                        copy,
-                        sent,
-                        ok,
-                        refused,
-                    },
-                );
+                let i = self.second(t);
+                self.trace[i].1 += ok as f64;
+                self.trace[i].2 += refused as f64;
+                let back = one_way(case, &mut self.rng);
+                let e = Event::Answer {
+                    copy,
+                    sent,
+                    ok,
+                    refused,
+                };
+                self.push(t + ns(back), e);
             }
             Event::Answer {
                 copy,
                 sent,
                 ok,
                 refused,
-            } => {
-                let c = &mut copies[copy];
-                c.inflight -= 1;
-                // A whole refusal is a 429: the sender counts the request's ops throttled.
-                let (ok, thr) = (ok, refused);
-                c.stats.accepted += ok as f64;
-                if t >= steady_from {
-                    c.stats.accepted_late += ok as f64;
-                }
-                if thr > 0 {
-                    c.stats.refused_requests += 1;
-                    c.stats.refused_ops += thr as u64;
-                }
-                let latency = Duration::from_nanos(t - sent);
-                if let Some(p) = c.control.on_answer(at(t), at(sent), ok, thr, latency) {
-                    c.pause_until = c.pause_until.max(t + p.as_nanos() as u64);
-                }
-                wake(c, copy, t, &mut heap, &mut push);
-            }
+            } => self.answer(t, copy, sent, (ok, refused)),
             Event::Wake { copy } => {
-                let c = &mut copies[copy];
-                if c.wake_at != Some(t) {
-                    continue;
+                if self.copies[copy].wake_at == Some(t) {
+                    self.copies[copy].wake_at = None;
+                    self.send(copy, t);
                 }
-                c.wake_at = None;
-                send(c, copy, t, case, &mut rng, &mut heap, &mut push);
             }
         }
-        let idx = (secs as usize).min(trace.len() - 1);
-        trace[idx].0 = copies[0].control.rate().unwrap_or(0.0);
+        let i = self.second(t);
+        self.trace[i].0 = self.copies[0].control.rate().unwrap_or(0.0);
     }
-    Outcome {
-        found: copies[0].control.limit_found(),
-        copies: copies.into_iter().map(|c| c.stats).collect(),
-        left,
-        left_late,
-        trace,
-    }
-}
 
-type Push<'a> = dyn FnMut(&mut BinaryHeap<Reverse<(u64, u64, Event)>>, u64, Event) + 'a;
-
-/// Wakes a copy at `t` unless it is already to wake sooner.
-fn wake(
-    c: &mut Copy,
-    copy: usize,
-    t: u64,
-    heap: &mut BinaryHeap<Reverse<(u64, u64, Event)>>,
-    push: &mut Push<'_>,
-) {
-    let t = t.max(c.pause_until);
-    if c.wake_at.is_none_or(|w| w > t) {
-        c.wake_at = Some(t);
-        push(heap, t, Event::Wake { copy });
+    /// An answer back at `t`, as the sender takes it in (`send/settle.rs`).
+    fn answer(&mut self, t: u64, copy: usize, sent: u64, (ok, thr): (usize, usize)) {
+        let (now, left) = (self.at(t), self.at(sent));
+        let steady = t >= ns(self.case.steady_from);
+        let c = &mut self.copies[copy];
+        c.inflight -= 1;
+        c.stats.accepted += ok as f64;
+        if steady {
+            c.stats.accepted_late += ok as f64;
+        }
+        if thr > 0 {
+            c.stats.refused_requests += 1;
+            c.stats.refused_ops += thr as u64;
+        }
+        let latency = Duration::from_nanos(t - sent);
+        if let Some(p) = c.control.on_answer(now, left, ok, thr, latency) {
+            c.pause_until = c.pause_until.max(t + p.as_nanos() as u64);
+        }
+        self.wake(copy, t);
     }
-}
 
-/// Sends what the copy's slots and pacer allow at `t`, and sets its next wake-up.
-fn send(
-    c: &mut Copy,
-    copy: usize,
-    t: u64,
-    case: &Case,
-    rng: &mut StdRng,
-    heap: &mut BinaryHeap<Reverse<(u64, u64, Event)>>,
-    push: &mut Push<'_>,
-) {
-    if t < c.pause_until {
-        return wake(c, copy, t, heap, push);
-    }
-    while c.inflight < c.control.inflight_limit() {
-        let now = c.control.start + Duration::from_nanos(t);
-        match c.control.claim(now, case.batch) {
-            None => {
-                c.inflight += 1;
-                c.stats.requests += 1;
-                c.stats.ops += case.batch as u64;
-                let there = one_way(case, rng);
-                let e = Event::Arrive {
-                    copy,
-                    sent: t,
-                    ops: case.batch,
-                };
-                push(heap, t + ns(there), e);
-            }
-            Some(w) => {
-                // The sender sleeps what the pacer says; tokio wakes it a little late.
-                let w = w.as_nanos() as u64 + 50_000;
-                return wake(c, copy, t + w, heap, push);
-            }
+    /// Wakes a copy at `t` (or its pause's end) unless it is already to wake sooner.
+    fn wake(&mut self, copy: usize, t: u64) {
+        let c = &mut self.copies[copy];
+        let t = t.max(c.pause_until);
+        if c.wake_at.is_none_or(|w| w > t) {
+            c.wake_at = Some(t);
+            self.push(t, Event::Wake { copy });
         }
     }
-    // All slots taken: the next answer wakes it.
+
+    /// Sends what the copy's slots and pacer allow at `t`, and sets its next wake-up, as
+    /// the sender does (`send/sender.rs`: a slot, then the pacer, waiting what it says).
+    fn send(&mut self, copy: usize, t: u64) {
+        if t < self.copies[copy].pause_until {
+            return self.wake(copy, t);
+        }
+        let batch = self.case.batch;
+        let now = self.at(t);
+        while self.copies[copy].inflight < self.copies[copy].control.inflight_limit() {
+            let c = &mut self.copies[copy];
+            match c.control.claim(now, batch) {
+                None => {
+                    c.inflight += 1;
+                    c.stats.requests += 1;
+                    c.stats.ops += batch as u64;
+                    let there = one_way(self.case, &mut self.rng);
+                    let e = Event::Arrive {
+                        copy,
+                        sent: t,
+                        ops: batch,
+                    };
+                    self.push(t + ns(there), e);
+                }
+                Some(w) => {
+                    // The sender sleeps what the pacer says; tokio wakes it a little late.
+                    let w = w.as_nanos() as u64 + 50_000;
+                    return self.wake(copy, t + w);
+                }
+            }
+        }
+        // All slots taken: the next answer wakes it.
+    }
 }
 
 /// A one-way trip: half the round trip, and up to the jitter more.

@@ -1,8 +1,9 @@
 //! `--rate auto`: a controller that assumes nothing about how the server counts.
 //!
 //! It sees what any limiter shows a client: refusals (a 429 with or without Retry-After,
-//! a 503, per-op "RPS limit" / "too many requests" answers, all passed in as throttled
-//! ops) and the rate the server accepted over a horizon (`estimator.rs`). Phases:
+//! a 503 or per-op answer saying "RPS limit" / "too many requests"; not a bare 503, which a
+//! fault on one request answers too), all passed in as throttled ops, and the rate the
+//! server accepted over a horizon (`estimator.rs`). Phases:
 //! - **startup**: the rate grows `startup_growth` times every round trip
 //!   (`Tuning::startup_rtts`) while the sender keeps up with it, until the first refusal;
 //! - **cut** (at a refusal of a request that left after the last cut and its cover): the

@@ -368,3 +368,34 @@ fn sim_cell() {
         o.trace_text()
     );
 }
+
+/// A nightly run that starts where the last ended: each case of the family run twice, the
+/// second from the limit the first found (as `learned.rs` keeps it: the copy's rate over
+/// its share), printed: `cargo test --lib sim_learned -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn sim_learned() {
+    let n = env("CZLOAD_SIM_CASES", 48);
+    let mut shares = Vec::new();
+    for i in 0..n {
+        let mut case = draw(env("CZLOAD_SIM_SEED", 24).wrapping_add(i), 30.0);
+        let first = run(&case, Rate::Auto);
+        let Some(found) = first.found else { continue };
+        case.start = Some(crate::send::control::Start {
+            rate: found,
+            from: crate::send::control::StartFrom::Learned,
+        });
+        case.seed = case.seed.wrapping_add(1_000_000);
+        let second = run(&case, Rate::Auto);
+        shares.push((second.share(), second.throttled(case.whole)));
+    }
+    shares.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let ok = shares.iter().filter(|s| s.0 >= 0.97).count();
+    eprintln!(
+        "{} second runs: share min {:.3} median {:.3}, {ok} at 0.97 or more; throttled max {:.2}%",
+        shares.len(),
+        shares[0].0,
+        shares[shares.len() / 2].0,
+        100.0 * shares.iter().map(|s| s.1).fold(0.0, f64::max)
+    );
+}

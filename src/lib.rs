@@ -13,6 +13,7 @@
 //! display the user asked for) nor exits: what the user should read comes back in
 //! `Done`, `LoadConfig::notes` and `Summary`, and `main` prints it.
 
+pub mod after;
 pub mod batch;
 pub mod check;
 pub mod cli;

@@ -88,7 +88,17 @@ pub async fn run(
         drop(jtx);
         (false, Some(dry_run(&sender, batch_rx).await))
     } else {
-        (dispatch(&sender, batch_rx, jtx, shutdown).await, None)
+        // `--op delete`: a show first where a row does not give the node (src/after/).
+        let two_step = cfg.mapping.op.finds_node_first.then(|| {
+            matches!(
+                cfg.mapping.ref_mode,
+                crate::mapping::RefMode::Column(_) | crate::mapping::RefMode::Template(_)
+            )
+        });
+        (
+            dispatch(&sender, batch_rx, jtx, shutdown, two_step).await,
+            None,
+        )
     };
     let report = join(reader_thread, "reader").await??;
     let mut journal = join(journal_thread, "journal").await??;
@@ -208,11 +218,13 @@ async fn dry_run(sender: &Sender, mut batch_rx: mpsc::Receiver<Batch>) -> DryRun
 
 /// Hands each batch to a sender task as soon as one more batch may be alive, until the
 /// input ends or the run stops; then waits for the tasks. True when `shutdown` stopped it.
+/// `two_step`: the kind finds the node first (`--op delete`), and whether refs name tasks.
 async fn dispatch(
     sender: &Arc<Sender>,
     mut batch_rx: mpsc::Receiver<Batch>,
     jtx: mpsc::Sender<Event>,
     shutdown: impl Future<Output = ()>,
+    two_step: Option<bool>,
 ) -> bool {
     let mut tasks = tokio::task::JoinSet::new();
     let mut interrupted = false;
@@ -229,7 +241,10 @@ async fn dispatch(
         let Some((batch, permit)) = batch else { break };
         let (s, jtx) = (sender.clone(), jtx.clone());
         tasks.spawn(async move {
-            let outcomes = s.process(&batch).await;
+            let outcomes = match two_step {
+                Some(refs) => crate::after::delete_rows(&s, &batch, refs).await,
+                None => s.process(&batch).await,
+            };
             let _ = jtx.send(Event::Batch { batch, outcomes }).await;
             drop(permit);
         });

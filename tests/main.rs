@@ -1,5 +1,6 @@
 //! The integration tests, as one binary (one link, shared helpers).
 
+mod after;
 mod bad_input;
 mod check;
 mod common;

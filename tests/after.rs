@@ -1,0 +1,144 @@
+//! After a load: `--op delete` on an input of obj_id / ref rows, `czload verify` and
+//! `czload undo`, against the sandbox: what it received and kept, the results logs and
+//! the exit codes.
+
+use crate::common::{self, load, results, s, CONV};
+use crate::recovery::make_csv;
+use serde_json::Value;
+use std::path::Path;
+
+/// The node every task of `conv` rests in, in the sandbox (docs/protocol.md): `node`
+/// and the conv id, as 24 hex digits.
+pub(crate) fn sandbox_node(conv: u64) -> String {
+    format!("{}{:016x}", hex_of(b"node"), conv)
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Loads `n` rows into the sandbox at `url`; the results log's row lines.
+pub(crate) async fn loaded(url: &str, dir: &Path, n: usize) -> (std::path::PathBuf, Vec<Value>) {
+    let input = make_csv(dir, "orders.csv", n);
+    let log = dir.join("orders.results.ndjson");
+    let out = load(
+        url,
+        &[s(&input), "--conv-id", "555", "--results", s(&log)],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    (log, results(&dir.join("orders.results.ndjson")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn op_delete_takes_obj_ids_with_or_without_the_node_and_refs() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, lines) = loaded(&sb.url(), dir.path(), 50).await;
+    let node = sandbox_node(CONV);
+    // Rows 1-20 by obj_id (shown first for the node), 21-30 by obj_id and node (no
+    // show), and an obj_id no task has; then rows 31-40 by ref alone, another input.
+    let (mut ids, mut refs) = (String::from("obj_id,node_id\n"), String::from("ref\n"));
+    for l in &lines {
+        let row = l["row"].as_u64().unwrap();
+        let (obj, r) = (l["obj_id"].as_str().unwrap(), l["ref"].as_str().unwrap());
+        match row {
+            1..=20 => ids.push_str(&format!("{obj},\n")),
+            21..=30 => ids.push_str(&format!("{obj},{node}\n")),
+            31..=40 => refs.push_str(&format!("{r}\n")),
+            _ => {}
+        }
+    }
+    ids.push_str("0123456789abcdef01234567,\n");
+    let (by_id, by_ref) = (dir.path().join("ids.csv"), dir.path().join("refs.csv"));
+    std::fs::write(&by_id, ids).unwrap();
+    std::fs::write(&by_ref, refs).unwrap();
+    let before = sb.stats();
+    let delete = |input: &Path, log: &Path, more: &[&str]| {
+        let mut a: Vec<String> = [
+            s(input),
+            "--op",
+            "delete",
+            "--conv-id",
+            "555",
+            "--results",
+            s(log),
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        a.extend(more.iter().map(|x| x.to_string()));
+        a
+    };
+    let run = |args: Vec<String>| {
+        let url = sb.url();
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            load(&url, &a, None).await
+        }
+    };
+    let log = dir.path().join("ids.results.ndjson");
+    let out = run(delete(&by_id, &log, &[])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mid = sb.stats();
+    assert_eq!(mid.deleted - before.deleted, 30);
+    // A show for each row without a node: 20 by obj_id, and the one not there.
+    assert_eq!(mid.shown - before.shown, 20);
+    let got = results(&log);
+    let count = |st: &str| got.iter().filter(|l| l["status"] == st).count();
+    assert_eq!(
+        (got.len(), count("deleted"), count("gone")),
+        (31, 30, 1),
+        "{got:?}"
+    );
+    assert!(out.stderr.contains("30 deleted, 1 gone"), "{}", out.stderr);
+
+    let log = dir.path().join("refs.results.ndjson");
+    let out = run(delete(&by_ref, &log, &["--ref-column", "ref"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let after = sb.stats();
+    assert_eq!(
+        (after.deleted - mid.deleted, after.shown - mid.shown),
+        (10, 10)
+    );
+    assert!(results(&log).iter().all(|l| l["status"] == "deleted"));
+    let left: Vec<String> = sb.tasks().iter().filter_map(|t| t.ref_.clone()).collect();
+    let want: Vec<String> = (41..=50).map(|i| format!("orders.csv:{i}")).collect();
+    assert_eq!(left, want, "only rows 41-50 are left");
+
+    // Again: every task is gone already, settled, exit 0, nothing more deleted.
+    let again = dir.path().join("again.results.ndjson");
+    let out = run(delete(&by_id, &again, &[])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(sb.stats().deleted, after.deleted);
+    assert!(results(&again).iter().all(|l| l["status"] == "gone"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn op_delete_refuses_a_row_that_names_no_task() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ids.csv");
+    std::fs::write(&input, "obj_id,x\n,1\n").unwrap();
+    let log = dir.path().join("ids.results.ndjson");
+    let out = load(
+        &sb.url(),
+        &[
+            s(&input),
+            "--op",
+            "delete",
+            "--conv-id",
+            "555",
+            "--results",
+            s(&log),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let got = results(&log);
+    assert_eq!(got[0]["status"], "rejected");
+    assert!(got[0]["error"].as_str().unwrap().contains("no obj_id"));
+    assert_eq!(sb.stats().requests, 0, "nothing was sent");
+}

@@ -271,6 +271,12 @@ pub struct LoadArgs {
     )]
     pub conv_id_column: Option<String>,
 
+    /// Address the process by its alias instead of --conv-id (with --company-id: an alias
+    /// names a process within a company), as one configuration serves a develop and a
+    /// production stage. Each op then carries `obj_alias` and `company_id`.
+    #[arg(long, value_name = "NAME", help_heading = "Target")]
+    pub alias: Option<String>,
+
     /// Company id, for processes that belong to a company.
     #[arg(long, value_name = "ID", help_heading = "Target")]
     pub company_id: Option<String>,

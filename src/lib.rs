@@ -95,9 +95,9 @@ async fn start_sandbox(cfg: &mut LoadConfig) -> Result<sandbox::Sandbox> {
     use rand::Rng;
     let conv = match &cfg.mapping.target {
         mapping::Target::Conv(c) => *c,
-        mapping::Target::Column(_) => {
+        mapping::Target::Column(_) | mapping::Target::Alias(_) => {
             return Err(Error::Usage(
-                "--sandbox creates one process, the one named by --conv-id N; it cannot take --conv-id-column".into(),
+                "--sandbox creates one process, the one named by --conv-id N; it cannot take --conv-id-column or --alias".into(),
             ))
         }
     };

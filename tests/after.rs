@@ -142,3 +142,96 @@ async fn op_delete_refuses_a_row_that_names_no_task() {
     assert!(got[0]["error"].as_str().unwrap().contains("no obj_id"));
     assert_eq!(sb.stats().requests, 0, "nothing was sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_addresses_the_process_and_a_resume_keeps_it() {
+    let sb = czload::sandbox::Sandbox::start(czload::sandbox::SandboxConfig {
+        aliases: vec![("orders".into(), CONV)],
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_csv(dir.path(), "a.csv", 20);
+    let log = dir.path().join("a.results.ndjson");
+    let args = |more: &[&'static str]| -> Vec<String> {
+        let mut a = vec![s(&input).to_owned(), "--results".into(), s(&log).to_owned()];
+        a.extend(more.iter().map(|x| x.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| {
+        let url = sb.url();
+        async move {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            load(&url, &a, None).await
+        }
+    };
+    let out = run(args(&["--alias", "orders", "--company-id", "c1"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let tasks = sb.tasks();
+    assert_eq!(tasks.len(), 20);
+    assert!(tasks.iter().all(|t| t.conv_id == CONV));
+    assert!(results(&log).iter().all(|l| l["status"] == "created"));
+    let manifest: Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let flags = manifest["flags"].to_string();
+    assert!(
+        flags.contains("--alias orders") && !flags.contains("--conv-id"),
+        "{flags}"
+    );
+
+    // Another target on resume is refused, naming the flag.
+    let out = run(args(&["--conv-id", "555", "--resume"])).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("--alias orders"), "{}", out.stderr);
+    // --alias with --conv-id, or without --company-id: refused before anything is sent.
+    let before = sb.stats().requests;
+    let out = run(args(&[
+        "--alias",
+        "orders",
+        "--company-id",
+        "c1",
+        "--conv-id",
+        "555",
+        "--restart",
+    ]))
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("--alias and --conv-id both name the process"),
+        "{}",
+        out.stderr
+    );
+    let out = run(args(&["--alias", "orders", "--restart"])).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("--alias orders needs --company-id"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb.stats().requests, before);
+    let out = run(args(&[
+        "--alias",
+        "orders",
+        "--company-id",
+        "c1",
+        "--dry-run",
+        "--restart",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            r#""type":"create","obj":"task","obj_alias":"orders","company_id":"c1","ref""#
+        ) && !out.stdout.contains("conv_id"),
+        "{}",
+        out.stdout
+    );
+}

@@ -125,8 +125,11 @@ impl LoadConfig {
         let mapping = mapping::mapping(a, &inputs, &mut notes)?;
         let ref_names = mapping::ref_names(a, &inputs)?;
         let mut send = sending::sending(a, mapping.op, shard, &mut notes)?;
-        send.one_process =
-            !mapping.op.rows_are_ops && matches!(mapping.target, crate::mapping::Target::Conv(_));
+        send.one_process = !mapping.op.rows_are_ops
+            && matches!(
+                mapping.target,
+                crate::mapping::Target::Conv(_) | crate::mapping::Target::Alias(_)
+            );
         let out = outputs::outputs(a, &inputs, shard, &mut notes)?;
         let ambiguous_files =
             crate::sink::retry_file::ambiguous_files(out.results.as_deref(), &out.retry_files)?;

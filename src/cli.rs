@@ -108,6 +108,10 @@ naming the flag that fixes it. Nothing is created: it sends only `show conv` and
 named, and nothing written; 1 a file cannot be read or written."
     )]
     MergeResults(MergeArgs),
+    /// Ask the server whether the tasks a results log says it loaded are there: `show`
+    /// ops, 100 a request, paced and retried as a load is; nothing is changed.
+    #[command(after_help = crate::after::VERIFY_HELP)]
+    Verify(Box<crate::after::verify::VerifyArgs>),
     /// Print a shell completion script on stdout.
     Completions {
         #[arg(value_enum)]

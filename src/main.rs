@@ -115,6 +115,13 @@ fn main() -> ExitCode {
             }
         }
         Command::MergeResults(args) => merge_results(&args),
+        Command::Verify(args) => match rt.block_on(rt.spawn(verify(args))) {
+            Ok(code) => code,
+            Err(e) => {
+                say!("czload: internal error: {e}\n");
+                1
+            }
+        },
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     };
     // Requests still draining after a second Ctrl-C must not hold the exit.
@@ -422,6 +429,20 @@ impl Signals {
             std::future::pending::<()>().await;
         }
         (2, "Ctrl-C")
+    }
+}
+
+/// `czload verify`: the report on stderr; 0 all confirmed, 2 not, 1 or 75 as a load.
+async fn verify(args: Box<czload::after::verify::VerifyArgs>) -> u8 {
+    match czload::after::verify::run(&args, stop_signal()).await {
+        Ok(v) => {
+            say!("{}", v.render());
+            v.exit_code()
+        }
+        Err(e) => {
+            say!("czload: {e}\n");
+            e.exit_code()
+        }
     }
 }
 

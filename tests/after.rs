@@ -235,3 +235,127 @@ async fn alias_addresses_the_process_and_a_resume_keeps_it() {
         out.stdout
     );
 }
+
+/// Runs `czload SUB ARGS` against the sandbox at `url` with the test credentials.
+pub(crate) async fn after_cmd(sub: &str, url: &str, args: &[&str]) -> common::Out {
+    let mut cmd = common::czload();
+    cmd.arg(sub)
+        .args(["--url", url, "--api-login", common::LOGIN])
+        .args(args)
+        .env("COREZOID_API_SECRET", common::SECRET)
+        .env_remove("COREZOID_API_LOGIN")
+        .env_remove("COREZOID_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    tokio::task::spawn_blocking(move || common::Out::from(cmd.output().expect("czload runs")))
+        .await
+        .unwrap()
+}
+
+/// The lines of an NDJSON file.
+pub(crate) fn ndjson(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_exactly_the_tasks_the_server_lost() {
+    let sb = czload::sandbox::Sandbox::start(czload::sandbox::SandboxConfig {
+        lose_every: 7,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, lines) = loaded(&sb.url(), dir.path(), 300).await;
+    let kept: std::collections::HashSet<String> =
+        sb.tasks().into_iter().map(|t| t.obj_id).collect();
+    let lost: std::collections::BTreeSet<String> = lines
+        .iter()
+        .map(|l| l["obj_id"].as_str().unwrap().to_owned())
+        .filter(|o| !kept.contains(o))
+        .collect();
+    assert_eq!(lost.len(), 300 / 7);
+    let shown = sb.stats().shown;
+    let out = after_cmd("verify", &sb.url(), &[s(&log), "--all"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let vlog = dir.path().join("orders.verify.ndjson");
+    let v = ndjson(&vlog);
+    assert_eq!(v.len(), 300, "a line per row checked");
+    let missing: std::collections::BTreeSet<String> = v
+        .iter()
+        .filter(|l| l["verdict"] == "missing")
+        .map(|l| l["obj_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(missing, lost, "exactly the lost ones");
+    assert!(v
+        .iter()
+        .all(|l| l["verdict"] == "missing" || l["verdict"] == "confirmed"));
+    assert_eq!(sb.stats().shown - shown, 300 - lost.len() as u64);
+    assert_eq!(
+        sb.stats().requests,
+        3 + 3,
+        "3 requests to load, 3 of 100 shows"
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "{} confirmed, {} missing",
+            300 - lost.len(),
+            lost.len()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        sb.stats().tasks,
+        kept.len() as u64,
+        "verify changes nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_confirms_a_sound_load_and_samples_by_seed() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = loaded(&sb.url(), dir.path(), 250).await;
+    let out = after_cmd("verify", &sb.url(), &[s(&log)]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("250 of the 250 rows the logs say succeeded checked: 250 confirmed"),
+        "{}",
+        out.stderr
+    );
+    let rows = |out: &str| -> Vec<u64> {
+        ndjson(Path::new(out))
+            .iter()
+            .map(|l| l["row"].as_u64().unwrap())
+            .collect()
+    };
+    let (a, b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    for (o, seed) in [(&a, "5"), (&b, "5")] {
+        let out = after_cmd(
+            "verify",
+            &sb.url(),
+            &[s(&log), "--sample", "40", "--seed", seed, "-o", s(o)],
+        )
+        .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stderr.contains("40 of the 250 rows"), "{}", out.stderr);
+    }
+    let (ra, rb) = (rows(s(&a)), rows(s(&b)));
+    assert_eq!(ra.len(), 40);
+    assert_eq!(ra, rb, "the same seed draws the same rows");
+    let out = after_cmd(
+        "verify",
+        &sb.url(),
+        &[s(&log), "--sample", "40", "--seed", "6", "-o", s(&b)],
+    )
+    .await;
+    assert_eq!(out.code, 0);
+    assert_ne!(ra, rows(s(&b)), "another seed, other rows");
+}

@@ -2,7 +2,26 @@
 //! (`steps.rs`), and what is built on them: `--op delete` on an input of `obj_id` / ref
 //! rows (here), `czload verify` (`verify.rs`) and `czload undo` (`undo.rs`).
 
+pub mod drive;
+pub mod flags;
+pub mod logs;
 pub mod steps;
+pub mod verify;
+
+/// `czload verify --help`: what it checks, then its exit codes.
+pub const VERIFY_HELP: &str = "\
+Checks the rows the logs say succeeded (created, modified, exists): by obj_id when the log \
+has one, else by ref; a row with neither is not verifiable. Up to 10,000 such rows are all \
+checked; of more, a random sample of 10,000 (--sample N, --seed S), unless --all. Writes a \
+line per row checked to the verify log (verdict confirmed, missing, unverifiable or unknown).
+
+Exit codes: 0 every row checked is on the server; 2 some are missing, not verifiable or could \
+not be checked; 1 usage, a log that cannot be read, or a refusal of the process or the key; \
+75 the server was away longer than --max-retry-time.
+
+Examples:
+  czload verify orders.results.ndjson
+  czload verify orders.shard-*-of-3.results.ndjson --all --rate 200";
 
 use crate::batch::Batch;
 use crate::outcome::{Outcome, Status};
@@ -89,4 +108,17 @@ pub async fn delete_rows(
         out[i] = o;
     }
     out
+}
+
+/// A file beside a results log, named after it: `orders.results.ndjson` gives
+/// `orders.SUFFIX`.
+pub fn beside(log: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let name = log
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let stem = name
+        .strip_suffix(".results.ndjson")
+        .or_else(|| name.strip_suffix(".ndjson"))
+        .unwrap_or(&name);
+    log.with_file_name(format!("{stem}.{suffix}"))
 }

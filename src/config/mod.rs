@@ -113,6 +113,16 @@ impl std::fmt::Display for MaxErrors {
     }
 }
 
+/// The sending settings alone, as a load's flags give them: `czload verify` and `czload
+/// undo` send as a load does (`src/after/flags.rs`).
+pub fn send_config(
+    a: &crate::cli::LoadArgs,
+    op: crate::op::OpKind,
+    notes: &mut Vec<String>,
+) -> Result<crate::send::SendConfig> {
+    sending::sending(a, op, None, notes)
+}
+
 impl LoadConfig {
     pub fn from_args(a: &LoadArgs) -> Result<LoadConfig> {
         let mut notes = Vec::new();

@@ -112,6 +112,10 @@ named, and nothing written; 1 a file cannot be read or written."
     /// ops, 100 a request, paced and retried as a load is; nothing is changed.
     #[command(after_help = crate::after::VERIFY_HELP)]
     Verify(Box<crate::after::verify::VerifyArgs>),
+    /// Delete the tasks a load created (the `created` rows of its results log), paced and
+    /// retried as a load is, with a log of its own; resumable, exactly once.
+    #[command(after_help = crate::after::UNDO_HELP)]
+    Undo(Box<crate::after::undo::UndoArgs>),
     /// Print a shell completion script on stdout.
     Completions {
         #[arg(value_enum)]

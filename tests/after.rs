@@ -258,6 +258,7 @@ pub(crate) fn ndjson(p: &Path) -> Vec<Value> {
     std::fs::read_to_string(p)
         .unwrap()
         .lines()
+        .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }

@@ -24,5 +24,6 @@ mod sync;
 mod terminal;
 mod toolchain;
 mod unattended;
+mod undo;
 mod words;
 mod words_logs;

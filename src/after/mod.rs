@@ -6,6 +6,7 @@ pub mod drive;
 pub mod flags;
 pub mod logs;
 pub mod steps;
+pub mod undo;
 pub mod verify;
 
 /// `czload verify --help`: what it checks, then its exit codes.
@@ -22,6 +23,22 @@ not be checked; 1 usage, a log that cannot be read, or a refusal of the process 
 Examples:
   czload verify orders.results.ndjson
   czload verify orders.shard-*-of-3.results.ndjson --all --rate 200";
+
+/// `czload undo --help`.
+pub const UNDO_HELP: &str = "\
+Deletes each task the logs say was created (by obj_id; a show first finds its node). A task \
+already gone is `gone`, settled. Rows `exists` (created by an earlier load) are left: undo \
+that load's log. It cannot undo what the process already did with a task (calls it made, \
+tasks it sent on to other processes, data it changed elsewhere): it only deletes the task.
+
+Exit codes: 0 every created task is gone; 2 some could not be deleted (named in the undo \
+log); 1 usage, no --yes, a refusal of the process or the key; 75 the server was away \
+longer than --max-retry-time; 130 interrupted (go on with --resume).
+
+Examples:
+  czload undo orders.results.ndjson --dry-run
+  czload undo orders.results.ndjson --yes --rate 100
+  czload undo orders.results.ndjson --yes --resume       (after a stop)";
 
 use crate::batch::Batch;
 use crate::outcome::{Outcome, Status};

@@ -360,3 +360,62 @@ async fn verify_confirms_a_sound_load_and_samples_by_seed() {
     assert_eq!(out.code, 0);
     assert_ne!(ra, rows(s(&b)), "another seed, other rows");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_data_finds_a_task_whose_data_changed() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_csv(dir.path(), "typed.csv", 120);
+    let log = dir.path().join("typed.results.ndjson");
+    let out = load(
+        &sb.url(),
+        &[
+            s(&input),
+            "--conv-id",
+            "555",
+            "--type",
+            "amount:number",
+            "--set",
+            "batch:integer=7",
+            "--results",
+            s(&log),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = after_cmd("verify", &sb.url(), &[s(&log), "--data"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("120 confirmed, 0 missing, 0 with other data"),
+        "{}",
+        out.stderr
+    );
+
+    // The process changed row 3's name and added a key: the name is a difference.
+    let modify = common::body(&[serde_json::json!({
+        "id": "m", "type": "modify", "obj": "task", "conv_id": CONV,
+        "ref": "typed.csv:3", "data": {"name": "changed", "extra": 1}
+    })]);
+    let r = common::post_to(
+        &common::client(true),
+        &sb.url(),
+        &modify,
+        &common::Auth::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.ops()[0]["proc"], "ok", "{}", r.text);
+    let out = after_cmd("verify", &sb.url(), &[s(&log), "--data", "--all"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let v = ndjson(&dir.path().join("typed.verify.ndjson"));
+    let diff: Vec<&Value> = v.iter().filter(|l| l["verdict"] == "different").collect();
+    assert_eq!(diff.len(), 1, "{v:?}");
+    assert_eq!(diff[0]["row"], 3);
+    let why = diff[0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains("name: sent \"name 3\", the task has \"changed\"") && !why.contains("extra"),
+        "{why}"
+    );
+}

@@ -3,6 +3,7 @@
 //! rows (here), `czload verify` (`verify.rs`) and `czload undo` (`undo.rs`).
 
 pub mod drive;
+pub mod expect;
 pub mod flags;
 pub mod logs;
 pub mod steps;

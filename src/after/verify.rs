@@ -50,6 +50,13 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
 
+    /// Also compare each task's data with what was sent (every key sent must hold the
+    /// value sent; keys the process added are not differences), re-reading the inputs
+    /// with the flags the log's manifest recorded. Holds the data of the rows checked
+    /// in memory: with --all on a large log, that of every row.
+    #[arg(long)]
+    pub data: bool,
+
     /// The verify log: a line per row checked. Default `<first log>.verify.ndjson`.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -66,11 +73,15 @@ pub struct Verified {
     pub checked: u64,
     pub confirmed: u64,
     pub missing: u64,
+    /// `--data`: on the server, with other data than was sent.
+    pub different: u64,
     /// Rows that name no task the server can be asked about (no obj_id, no ref).
     pub unverifiable: u64,
     /// Rows the server could not be asked about (failed, refused, or a stop).
     pub unknown: u64,
     pub sampled: bool,
+    /// `--data`: the data was compared too.
+    pub data: bool,
     /// A few missing or unknown rows, for the report.
     pub listed: Vec<String>,
     /// Why the run stopped early.
@@ -93,19 +104,20 @@ impl Verified {
 
     pub fn render(&self) -> String {
         let mut s = format!(
-            "verify: {} of the {} rows the logs say succeeded checked{}: {} confirmed, {} missing, {} not verifiable, {} could not be checked\n",
+            "verify: {} of the {} rows the logs say succeeded checked{}: {} confirmed, {} missing, {}{} not verifiable, {} could not be checked\n",
             self.checked + self.unverifiable,
             self.succeeded,
             if self.sampled { " (a random sample; --all checks every row)" } else { "" },
             self.confirmed,
             self.missing,
+            if self.data { format!("{} with other data, ", self.different) } else { String::new() },
             self.unverifiable,
             self.unknown
         );
         for l in &self.listed {
             s.push_str(&format!("  {l}\n"));
         }
-        let more = (self.missing + self.unknown + self.unverifiable) as usize;
+        let more = (self.missing + self.different + self.unknown + self.unverifiable) as usize;
         if more > self.listed.len() {
             s.push_str(&format!(
                 "  ... and {} more in the verify log\n",
@@ -129,6 +141,8 @@ struct Row {
     reference: Option<String>,
     obj_id: Option<String>,
     status: Status,
+    /// `--data`: what the load sent as its data (`None`: its input row is not there).
+    sent: Option<String>,
 }
 
 /// Whether a row's status says its task should be on the server.
@@ -153,11 +167,24 @@ pub async fn run(
     let sender = Arc::new(Sender::new(cfg, CancellationToken::new())?);
     let (tx, rx) = mpsc::channel::<Chunk<Row>>(8);
     let batch = sender.batch_size();
-    let (all, sample, seed) = (a.all, a.sample, a.seed);
+    let (all, sample, seed, data) = (a.all, a.sample, a.seed, a.data);
     let reader_logs = logs.clone();
-    let reader =
-        tokio::task::spawn_blocking(move || read_rows(&reader_logs, all, sample, seed, batch, &tx));
+    let reader = tokio::task::spawn_blocking(move || {
+        // The receiver is gone only when the run stopped.
+        let send = |c| {
+            let _ = tx.blocking_send(c);
+        };
+        if !data {
+            return read_rows(&reader_logs, all, sample, seed, batch, send);
+        }
+        let mut chunks = Vec::new();
+        let r = read_rows(&reader_logs, all, sample, seed, batch, |c| chunks.push(c))?;
+        with_sent_data(&reader_logs, &mut chunks)?;
+        chunks.into_iter().for_each(send);
+        Ok(r)
+    });
     let mut v = Verified {
+        data,
         output: output.clone(),
         ..Verified::default()
     };
@@ -192,7 +219,7 @@ fn read_rows(
     sample: Option<u64>,
     seed: u64,
     batch: usize,
-    tx: &mpsc::Sender<Chunk<Row>>,
+    mut emit: impl FnMut(Chunk<Row>),
 ) -> Result<(u64, bool)> {
     let keep = if all {
         None
@@ -207,16 +234,14 @@ fn read_rows(
     };
     let mut seen = 0u64;
     let mut id = 0u64;
-    let send = |chunk: &mut Chunk<Row>| {
-        let c = std::mem::replace(
+    let mut send = |chunk: &mut Chunk<Row>| {
+        emit(std::mem::replace(
             chunk,
             Chunk {
                 wants: Vec::new(),
                 extra: Vec::new(),
             },
-        );
-        // The receiver is gone only when the run stopped.
-        let _ = tx.blocking_send(c);
+        ))
     };
     for (k, log) in logs.iter().enumerate() {
         log.rows(|r, _| {
@@ -231,6 +256,7 @@ fn read_rows(
                 reference: r.reference.map(|c| c.into_owned()),
                 obj_id: r.obj_id.map(|c| c.into_owned()),
                 status: r.status,
+                sent: None,
             };
             match keep {
                 None => {
@@ -265,6 +291,25 @@ fn read_rows(
     Ok((seen, keep.is_some_and(|n| seen > n)))
 }
 
+/// `--data`: puts into each row what its load sent, read again from its inputs.
+fn with_sent_data(logs: &[Log], chunks: &mut [Chunk<Row>]) -> Result<()> {
+    for (k, log) in logs.iter().enumerate() {
+        let want: std::collections::HashSet<(u32, u64)> = chunks
+            .iter()
+            .flat_map(|c| &c.extra)
+            .filter(|r| r.log == k as u32)
+            .map(|r| (r.input.unwrap_or(0), r.row))
+            .collect();
+        let mut sent = super::expect::sent_data(log, &want)?;
+        for r in chunks.iter_mut().flat_map(|c| &mut c.extra) {
+            if r.log == k as u32 {
+                r.sent = sent.remove(&(r.input.unwrap_or(0), r.row));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds a row to a chunk: a want for it when it names a task, none when it cannot.
 fn push(chunk: &mut Chunk<Row>, row: Row, target: &str, id: &mut u64) {
     if row.obj_id.is_some() || row.reference.is_some() {
@@ -280,10 +325,25 @@ fn push(chunk: &mut Chunk<Row>, row: Row, target: &str, id: &mut u64) {
     chunk.extra.push(row);
 }
 
-/// What one row's check found: its verdict and why.
-fn verdict(o: Option<&Outcome>) -> (&'static str, Option<String>) {
+/// What one row's check found: its verdict and why. `sent`: with `--data`, what the
+/// load sent as its data.
+fn verdict(o: Option<&Outcome>, sent: Option<Option<&str>>) -> (&'static str, Option<String>) {
     match o {
-        Some(o) if o.status == Status::Done => ("confirmed", None),
+        Some(o) if o.status == Status::Done => match sent {
+            None => ("confirmed", None),
+            Some(None) => (
+                "unknown",
+                Some("its row is not in the inputs read again (changed since the load?)".into()),
+            ),
+            Some(Some(s)) => {
+                let d = super::expect::differences(s, o.reply.as_deref());
+                if d.is_empty() {
+                    ("confirmed", None)
+                } else {
+                    ("different", Some(d.join("; ")))
+                }
+            }
+        },
         Some(o) if o.status == Status::Gone => {
             ("missing", Some("the server has no such task".into()))
         }
@@ -310,7 +370,8 @@ fn write_chunk(
     let mut asked = outcomes.iter();
     for row in &chunk.extra {
         let (what, why) = if row.obj_id.is_some() || row.reference.is_some() {
-            verdict(asked.next().and_then(Option::as_ref))
+            let sent = v.data.then_some(row.sent.as_deref());
+            verdict(asked.next().and_then(Option::as_ref), sent)
         } else {
             (
                 "unverifiable",
@@ -320,6 +381,7 @@ fn write_chunk(
         match what {
             "confirmed" => v.confirmed += 1,
             "missing" => v.missing += 1,
+            "different" => v.different += 1,
             "unverifiable" => v.unverifiable += 1,
             _ => v.unknown += 1,
         }

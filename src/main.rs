@@ -444,7 +444,10 @@ async fn verify(args: Box<czload::after::verify::VerifyArgs>) -> u8 {
     match czload::after::verify::run(&args, stop_signal()).await {
         Ok(v) => {
             say!("{}", v.render());
-            v.exit_code()
+            match (v.interrupted, STOPPED_BY.load(Ordering::SeqCst)) {
+                (true, sig) if sig > 0 => (128 + sig) as u8,
+                _ => v.exit_code(),
+            }
         }
         Err(e) => {
             say!("czload: {e}\n");

@@ -140,3 +140,39 @@ pub fn beside(log: &std::path::Path, suffix: &str) -> std::path::PathBuf {
         .unwrap_or(&name);
     log.with_file_name(format!("{stem}.{suffix}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// The examples of `verify --help` and `undo --help` are commands clap accepts.
+    #[test]
+    fn the_help_examples_parse() {
+        let mut n = 0;
+        for line in super::VERIFY_HELP.lines().chain(super::UNDO_HELP.lines()) {
+            let Some(cmd) = line.trim().strip_prefix("czload ") else {
+                continue;
+            };
+            let cmd = cmd.split("  (").next().unwrap_or(cmd);
+            let words = std::iter::once("czload").chain(cmd.split_whitespace());
+            if let Err(e) = crate::cli::Cli::try_parse_from(words) {
+                panic!("`{line}` does not parse: {e}");
+            }
+            n += 1;
+        }
+        assert_eq!(n, 5);
+    }
+
+    #[test]
+    fn files_beside_a_log_are_named_after_it() {
+        let p = std::path::Path::new("/d/orders.shard-0-of-3.results.ndjson");
+        assert_eq!(
+            super::beside(p, "undo.ndjson"),
+            std::path::Path::new("/d/orders.shard-0-of-3.undo.ndjson")
+        );
+        assert_eq!(
+            super::beside(std::path::Path::new("x.log"), "verify.ndjson"),
+            std::path::Path::new("x.log.verify.ndjson")
+        );
+    }
+}

@@ -87,6 +87,8 @@ pub struct Verified {
     /// Why the run stopped early.
     pub stopped: Option<String>,
     pub outage: bool,
+    /// Ctrl-C (or SIGTERM) stopped it.
+    pub interrupted: bool,
     pub output: PathBuf,
 }
 
@@ -97,6 +99,7 @@ impl Verified {
         match (&self.stopped, self.outage) {
             (Some(_), true) => crate::EXIT_OUTAGE as u8,
             (Some(_), false) => 1,
+            _ if self.interrupted => 130,
             _ if self.confirmed == self.checked && self.unverifiable == 0 => 0,
             _ => 2,
         }
@@ -203,9 +206,8 @@ pub async fn run(
     v.sampled = sampled;
     w.flush()
         .map_err(|e| Error::file(&output, format!("cannot write: {e}")))?;
-    v.stopped = sender
-        .fatal()
-        .or_else(|| interrupted.then(|| "interrupted".to_owned()));
+    v.stopped = sender.fatal();
+    v.interrupted = interrupted;
     v.outage = sender.outage();
     Ok(v)
 }

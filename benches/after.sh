@@ -7,10 +7,10 @@
 #     benches/after.sh               # AFTER_ROWS=100000 VERIFY_ROWS=1000000
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
+# One line per message: the summaries are grepped.
+export COLUMNS=100000
 ROWS=${AFTER_ROWS:-100000}
 BIG=${VERIFY_ROWS:-1000000}
-AUTH=(--url "" --api-login $LOGIN)
-
 build_czload
 start_sandbox --fail-before 0.02 --fail-after 0.02 --drop-after 0.02 --seed 1
 AUTH=(--url "$URL" --api-login $LOGIN)
@@ -19,13 +19,13 @@ gen_csv "$ROWS" "$WORK/after.csv"
 LOG=$WORK/after.results.ndjson
 "$CZLOAD" load "$WORK/after.csv" --conv-id $CONV "${AUTH[@]}" --quiet --max-attempts 30 \
     --results "$LOG" --summary-json "$WORK/load.json"
-CREATED=$(json "$WORK/load.json" created)
-echo "load: $CREATED created, sandbox stores $(stat "$URL" tasks)"
+CREATED=$(stat "$URL" tasks)
+echo "load: $(json "$WORK/load.json" created) created, $(json "$WORK/load.json" exists) exists (resent after a lost answer); sandbox stores $CREATED"
 
 UNDO=$WORK/after.undo.ndjson
 "$CZLOAD" undo "$LOG" --yes "${AUTH[@]}" --max-attempts 30 2> "$WORK/undo1.err" &
 PID=$!
-while [[ $(wc -l < "$UNDO" 2>/dev/null || echo 0) -lt $((ROWS / 3)) ]]; do
+while [[ $( (wc -l < "$UNDO") 2>/dev/null || echo 0) -lt $((ROWS / 3)) ]]; do
     kill -0 $PID 2>/dev/null || { echo "undo ended before the kill" >&2; exit 1; }
     sleep 0.01
 done
@@ -40,7 +40,7 @@ code=$?
 set -e
 echo "verify --all (exit $code): $(grep '^verify:' "$WORK/verify.err")"
 DELETED=$(stat "$URL" deleted)
-echo "sandbox: $(stat "$URL" tasks) tasks left, $DELETED deleted (once each: $CREATED created), faults $(stat "$URL" faults_fail_before)/$(stat "$URL" faults_fail_after)/$(stat "$URL" faults_drop_after) (503 before / 502 after / dropped after)"
+echo "sandbox: $(stat "$URL" tasks) tasks left, $DELETED deleted (once each: $CREATED stored by the load), faults $(stat "$URL" faults_fail_before)/$(stat "$URL" faults_fail_after)/$(stat "$URL" faults_drop_after) (503 before / 502 after / dropped after)"
 [[ $(stat "$URL" tasks) == 0 && $DELETED == "$CREATED" && $code == 2 ]] || { echo "FAILED" >&2; exit 1; }
 stop_sandbox
 
@@ -56,5 +56,5 @@ for mode in --all "--sample 10000"; do
         -o "$WORK/big.verify.ndjson" 2> "$WORK/big.err"
     rss=$(awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$WORK/time.txt")
     secs=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$WORK/time.txt")
-    printf "verify %-14s %s; peak RSS %.1f MiB, %.1f s\n" "$mode:" "$(grep '^verify:' "$WORK/big.err" | cut -d: -f2 | cut -c1-60)" "$(echo "$rss / 1024" | bc -l)" "$secs"
+    printf "verify %-14s peak RSS %.1f MiB, %.1f s: %s\n" "$mode:" "$(echo "$rss / 1024" | bc -l)" "$secs" "$(grep '^verify:' "$WORK/big.err")"
 done

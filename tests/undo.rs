@@ -35,6 +35,25 @@ async fn undo_asks_lists_deletes_and_verify_finds_nothing_left() {
     let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let (log, lines) = loaded(&sb.url(), dir.path(), 300).await;
+    // A second load of the same rows (a new log): every row `exists` at its first
+    // attempt, the tasks of the first load; its undo deletes none of them.
+    let input = dir.path().join("orders.csv");
+    let again = dir.path().join("again.results.ndjson");
+    let out = common::load(
+        &sb.url(),
+        &[s(&input), "--conv-id", "555", "--results", s(&again)],
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = after_cmd("undo", &sb.url(), &[s(&again), "--dry-run"]).await;
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("would delete 0 tasks"),
+        "{}",
+        out.stderr
+    );
+
     let requests = sb.stats().requests;
 
     // Not a terminal, no --yes: refused, nothing sent.
@@ -126,10 +145,14 @@ async fn undo_through_faults_and_a_kill_deletes_each_task_once() {
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(sb.tasks().len(), n);
+    // Created, or resent and found there: this load's tasks, all of them.
     let created = common::results(&log)
         .iter()
-        .filter(|l| l["status"] == "created")
+        .filter(|l| {
+            l["status"] == "created" || l["status"] == "exists" && l["attempts"].as_u64() > Some(1)
+        })
         .count();
+    assert_eq!(created, n);
 
     let url = sb.url();
     let args = [

@@ -27,9 +27,10 @@ Examples:
 
 /// `czload undo --help`.
 pub const UNDO_HELP: &str = "\
-Deletes each task the logs say was created (by obj_id; a show first finds its node). A task \
-already gone is `gone`, settled. Rows `exists` (created by an earlier load) are left: undo \
-that load's log. It cannot undo what the process already did with a task (calls it made, \
+Deletes each task the logs say was created (by obj_id; a show first finds its node), and \
+the task of each `exists` row that was resent (by ref: a create whose answer was lost came \
+back \"duplicate ref\"). A task already gone is `gone`, settled. Rows `exists` at their first \
+attempt (created by an earlier load) are left unless --all-exists. It cannot undo what the process already did with a task (calls it made, \
 tasks it sent on to other processes, data it changed elsewhere): it only deletes the task.
 
 Exit codes: 0 every created task is gone; 2 some could not be deleted (named in the undo \

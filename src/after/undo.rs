@@ -1,5 +1,7 @@
 //! `czload undo RESULTS...`: deletes the tasks a load created (its `created` rows, by
-//! `obj_id`; a `show` first finds the node each is in), through the load's sender, with
+//! `obj_id`, and its `exists` rows that were resent, by ref: a create whose answer was
+//! lost and that came back "duplicate ref"; a `show` first finds the node each is in),
+//! through the load's sender, with
 //! its own log, which is its checkpoint: `--resume` after a crash goes on where it ends,
 //! and a task whose delete landed before the crash is found gone, settled, never an error.
 //!
@@ -44,6 +46,13 @@ pub struct UndoArgs {
     #[arg(long)]
     pub resume: bool,
 
+    /// Also delete the tasks of `exists` rows answered so at their first attempt: their
+    /// ref was taken before this load sent it, most likely by an earlier load of the
+    /// same rows (by default only `exists` rows that were resent are deleted: their first
+    /// attempt most likely created the task).
+    #[arg(long)]
+    pub all_exists: bool,
+
     /// The undo log: a line per row settled. Default `<first log>.undo.ndjson`.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -68,7 +77,8 @@ struct Line {
     row: u64,
     #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
     reference: Option<String>,
-    obj_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    obj_id: Option<String>,
     status: Status,
     #[serde(default)]
     attempts: u32,
@@ -81,10 +91,11 @@ const END: &[u8] = br#"{"end":"finished"}"#;
 /// What the undo did, for the report and the exit code.
 #[derive(Debug, Default)]
 pub struct Undone {
-    /// `created` rows in the logs, and of them those an earlier run of this undo settled.
+    /// Rows whose task undo deletes (`created`, and `exists` rows resent), and of them
+    /// those an earlier run of this undo settled.
     pub created: u64,
     pub earlier: u64,
-    /// Other success rows (`exists`: an earlier load created the task; its log undoes it).
+    /// `exists` rows at their first attempt: an earlier load created the task.
     pub not_ours: u64,
     pub counts: HashMap<&'static str, u64>,
     pub unsettled: u64,
@@ -118,7 +129,7 @@ impl Undone {
             format!("undo --dry-run: would delete {} tasks\n", self.would)
         } else {
             format!(
-                "undo: {} created rows: {} deleted, {} gone already, {} rejected, {} failed, {} not settled{}\n",
+                "undo: {} rows to delete: {} deleted, {} gone already, {} rejected, {} failed, {} not settled{}\n",
                 self.created,
                 self.get(Status::Deleted),
                 self.get(Status::Gone),
@@ -134,7 +145,7 @@ impl Undone {
         };
         if self.not_ours > 0 {
             s.push_str(&format!(
-                "undo: {} rows were `exists` (an earlier load created those tasks): not deleted; undo that load's log\n",
+                "undo: {} rows were `exists` at their first attempt (an earlier load created those tasks): not deleted; --all-exists deletes them too, or undo that load's log\n",
                 self.not_ours
             ));
         }
@@ -157,7 +168,7 @@ pub fn count(a: &UndoArgs) -> Result<(u64, String)> {
     let mut n = 0;
     for log in &logs {
         log.rows(|r, _| {
-            n += u64::from(r.status == Status::Created && r.obj_id.is_some());
+            n += u64::from(pick(&r, a.all_exists).is_some());
             Ok(())
         })?;
     }
@@ -179,11 +190,12 @@ pub fn dry_run(a: &UndoArgs, out: &mut impl Write) -> Result<Undone> {
     let mut closed = false;
     for log in &open_logs(a)? {
         log.rows(|r, _| {
-            if let (Status::Created, Some(o)) = (r.status, &r.obj_id) {
+            if let Some(p) = pick(&r, a.all_exists) {
                 u.would += 1;
+                let obj = p.obj_id.as_deref().unwrap_or("-");
                 // A reader that stopped early (`| head`) ends the list, not the count.
                 closed = closed
-                    || writeln!(out, "{} {o}", r.reference.as_deref().unwrap_or("-")).is_err();
+                    || writeln!(out, "{} {obj}", r.reference.as_deref().unwrap_or("-")).is_err();
             }
             Ok(())
         })?;
@@ -220,9 +232,10 @@ pub async fn run(a: &UndoArgs, shutdown: impl std::future::Future<Output = ()>) 
     w.write_all(b"\n").and_then(|_| w.flush()).map_err(werr)?;
     let (tx, rx) = mpsc::channel::<Chunk<Line>>(8);
     let batch = sender.batch_size();
-    let reader_logs = logs.clone();
-    let reader =
-        tokio::task::spawn_blocking(move || read_created(&reader_logs, &settled, batch, &tx));
+    let (reader_logs, all_exists) = (logs.clone(), a.all_exists);
+    let reader = tokio::task::spawn_blocking(move || {
+        read_created(&reader_logs, &settled, all_exists, batch, &tx)
+    });
     let interrupted = drive(
         &sender,
         Mode::Delete,
@@ -297,6 +310,23 @@ fn settled(output: &Path, head: &Head, resume: bool) -> Result<HashMap<(u32, u32
     Ok(sets)
 }
 
+/// The task a row names for undo, when undo deletes it: a `created` row's obj_id, or
+/// the ref of an `exists` row that was resent (its first attempt most likely created the
+/// task, its answer lost) or, with `--all-exists`, of any `exists` row.
+struct Pick {
+    obj_id: Option<String>,
+}
+
+fn pick(r: &crate::sink::results::ResultLine<'_>, all_exists: bool) -> Option<Pick> {
+    match (r.status, &r.obj_id, &r.reference) {
+        (Status::Created, Some(o), _) => Some(Pick {
+            obj_id: Some(o.to_string()),
+        }),
+        (Status::Exists, _, Some(_)) if all_exists || r.attempts > 1 => Some(Pick { obj_id: None }),
+        _ => None,
+    }
+}
+
 struct Read {
     created: u64,
     earlier: u64,
@@ -307,6 +337,7 @@ struct Read {
 fn read_created(
     logs: &[Log],
     settled: &HashMap<(u32, u32), RowSet>,
+    all_exists: bool,
     batch: usize,
     tx: &mpsc::Sender<Chunk<Line>>,
 ) -> Result<Read> {
@@ -322,14 +353,11 @@ fn read_created(
     let mut id = 0u64;
     for (k, log) in logs.iter().enumerate() {
         log.rows(|row, _| {
-            let obj = match (row.status, &row.obj_id) {
-                (Status::Created, Some(o)) => o.to_string(),
-                (s, _) if s.is_success() && s != Status::Created => {
-                    r.not_ours += 1;
-                    return Ok(());
-                }
-                _ => return Ok(()),
+            let Some(p) = pick(&row, all_exists) else {
+                r.not_ours += u64::from(row.status == Status::Exists);
+                return Ok(());
             };
+            let obj = p.obj_id;
             r.created += 1;
             let key = (k as u32, row.input.unwrap_or(0));
             if settled.get(&key).is_some_and(|s| s.contains(row.row)) {
@@ -340,7 +368,7 @@ fn read_created(
             open.wants.push(Want {
                 id,
                 target: log.target.clone(),
-                obj_id: Some(obj.clone()),
+                obj_id: obj.clone(),
                 node_id: None,
                 reference: row.reference.as_deref().map(str::to_owned),
             });

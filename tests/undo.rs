@@ -72,10 +72,13 @@ async fn undo_asks_lists_deletes_and_verify_finds_nothing_left() {
     assert!(out.stdout.lines().any(|l| l == first), "{}", out.stdout);
     assert_eq!(sb.stats().requests, requests);
 
+    let errors = sb.stats().op_errors;
     let out = after_cmd("undo", &sb.url(), &[s(&log), "--yes"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let st = sb.stats();
     assert_eq!((st.tasks, st.deleted, st.shown), (0, 300, 300));
+    // Every op answered ok: the server received each delete once.
+    assert_eq!(st.op_errors, errors);
     // 3 requests of 100 shows, then 3 of 100 deletes.
     assert_eq!(st.requests - requests, 6);
     let undo = dir.path().join("orders.undo.ndjson");

@@ -419,3 +419,64 @@ async fn verify_data_finds_a_task_whose_data_changed() {
         "{why}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_undo_take_the_logs_of_every_shard() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_csv(dir.path(), "sh.csv", 400);
+    let mut logs = Vec::new();
+    for i in 0..2 {
+        let log = dir.path().join(format!("sh.{i}.results.ndjson"));
+        let shard = format!("{i}/2");
+        let out = load(
+            &sb.url(),
+            &[
+                s(&input),
+                "--conv-id",
+                "555",
+                "--shard",
+                &shard,
+                "--results",
+                s(&log),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        logs.push(log);
+    }
+    assert_eq!(sb.tasks().len(), 400);
+    let (a, b) = (s(&logs[0]), s(&logs[1]));
+    let out = after_cmd("verify", &sb.url(), &[a, b]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("400 of the 400 rows the logs say succeeded checked: 400 confirmed"),
+        "{}",
+        out.stderr
+    );
+    let out = after_cmd("undo", &sb.url(), &[a, b, "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!((sb.stats().tasks, sb.stats().deleted), (0, 400));
+    // The undo log names both logs; a resume with one of them is refused.
+    let out = after_cmd(
+        "undo",
+        &sb.url(),
+        &[
+            a,
+            "--yes",
+            "--resume",
+            "-o",
+            s(&dir.path().join("sh.0.undo.ndjson")),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("is not the undo log of these results logs"),
+        "{}",
+        out.stderr
+    );
+}

@@ -83,18 +83,18 @@ pub async fn run(
         .spawn(move || read_inputs(&rcfg, &settled, seen, batch_tx, rjtx, cancel, bytes_read))
         .map_err(|e| Error::Other(format!("cannot start the reader thread: {e}")))?;
 
+    // `--op delete`: a show first where a row does not give the node (src/after/).
+    let two_step = cfg.mapping.op.finds_node_first.then(|| {
+        matches!(
+            cfg.mapping.ref_mode,
+            crate::mapping::RefMode::Column(_) | crate::mapping::RefMode::Template(_)
+        )
+    });
     let (interrupted, dry) = if cfg.dry_run {
         // The journal ends when the last event sender is gone.
         drop(jtx);
-        (false, Some(dry_run(&sender, batch_rx).await))
+        (false, Some(dry_run(&sender, batch_rx, two_step).await))
     } else {
-        // `--op delete`: a show first where a row does not give the node (src/after/).
-        let two_step = cfg.mapping.op.finds_node_first.then(|| {
-            matches!(
-                cfg.mapping.ref_mode,
-                crate::mapping::RefMode::Column(_) | crate::mapping::RefMode::Template(_)
-            )
-        });
         (
             dispatch(&sender, batch_rx, jtx, shutdown, two_step).await,
             None,
@@ -195,15 +195,23 @@ struct DryRun {
     first: Option<DryRunRequest>,
 }
 
-async fn dry_run(sender: &Sender, mut batch_rx: mpsc::Receiver<Batch>) -> DryRun {
+async fn dry_run(
+    sender: &Sender,
+    mut batch_rx: mpsc::Receiver<Batch>,
+    two_step: Option<bool>,
+) -> DryRun {
     let mut url = String::new();
     let mut d = DryRun {
         requests: 0,
         first: None,
     };
     while let Some(b) = batch_rx.recv().await {
-        // As it would be sent: with `--sync`, the timeout in front.
-        let body = sender.with_sync_timeout(b.body.clone());
+        // As it would be sent: with `--sync`, the timeout in front; `--op delete`, the
+        // shows (or deletes) the rows become.
+        let body = match two_step {
+            Some(refs) => crate::after::first_request(&b, refs).unwrap_or_default(),
+            None => sender.with_sync_timeout(b.body.clone()),
+        };
         sender.sign_into(&body, &mut url);
         d.requests += 1;
         if d.first.is_none() {

@@ -78,6 +78,18 @@ async fn op_delete_takes_obj_ids_with_or_without_the_node_and_refs() {
             load(&url, &a, None).await
         }
     };
+    // A dry run shows the request as it would go: the shows, no data.
+    let dry = dir.path().join("dry.results.ndjson");
+    let out = run(delete(&by_id, &dry, &["--dry-run"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains(r#"{"ops":[{"id":"1","type":"show","obj":"task","conv_id":555,"obj_id":""#)
+            && !out.stdout.contains("data"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(sb.stats().requests, before.requests);
     let log = dir.path().join("ids.results.ndjson");
     let out = run(delete(&by_id, &log, &[])).await;
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -81,6 +81,27 @@ pub async fn delete_rows(
     batch: &Batch,
     refs_name_tasks: bool,
 ) -> Vec<Option<Outcome>> {
+    let (mut out, wants, back) = wants_of(batch, refs_name_tasks);
+    // Refused here, never handed to the sender: counted as it counts rows in flight.
+    let refused = (batch.len() - wants.len()) as u64;
+    sender.stats.rows.fetch_add(refused, Ordering::Relaxed);
+    let settled = steps::delete(sender, &wants).await;
+    for (o, i) in settled.into_iter().zip(back) {
+        out[i] = o;
+    }
+    out
+}
+
+/// `--op delete --dry-run`: the first request a batch would send (its shows, or its
+/// deletes when every row gives the node), as it would be sent.
+pub fn first_request(batch: &Batch, refs_name_tasks: bool) -> Option<bytes::Bytes> {
+    let (_, wants, _) = wants_of(batch, refs_name_tasks);
+    steps::first_body(&wants)
+}
+
+/// The wants of a mapped batch, with the rows they are (`back`), and the outcome of
+/// each row refused before any request.
+fn wants_of(batch: &Batch, refs_name_tasks: bool) -> (Vec<Option<Outcome>>, Vec<Want>, Vec<usize>) {
     let mut out: Vec<Option<Outcome>> = vec![None; batch.len()];
     let mut wants = Vec::with_capacity(batch.len());
     let mut back = Vec::with_capacity(batch.len());
@@ -119,14 +140,7 @@ pub async fn delete_rows(
         });
         back.push(i);
     }
-    // Refused here, never handed to the sender: counted as it counts rows in flight.
-    let refused = (batch.len() - wants.len()) as u64;
-    sender.stats.rows.fetch_add(refused, Ordering::Relaxed);
-    let settled = steps::delete(sender, &wants).await;
-    for (o, i) in settled.into_iter().zip(back) {
-        out[i] = o;
-    }
-    out
+    (out, wants, back)
 }
 
 /// A file beside a results log, named after it: `orders.results.ndjson` gives

@@ -158,6 +158,22 @@ pub async fn delete(sender: &Sender, wants: &[Want]) -> Vec<Option<Outcome>> {
     out
 }
 
+/// The body of the first request [`delete`] sends for `wants` (all within one request):
+/// the shows of those without a node, or else the deletes.
+pub fn first_body(wants: &[Want]) -> Option<bytes::Bytes> {
+    let shows: Vec<usize> = (0..wants.len())
+        .filter(|&i| wants[i].node_id.is_none())
+        .collect();
+    match shows.is_empty() {
+        false => Some(batch_of(wants, &shows, Step::Show).body),
+        true if !wants.is_empty() => {
+            let all: Vec<usize> = (0..wants.len()).collect();
+            Some(batch_of(wants, &all, Step::Delete).body)
+        }
+        true => None,
+    }
+}
+
 fn sender_batch(sender: &Sender) -> usize {
     sender.batch_size().max(1)
 }

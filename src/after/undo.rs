@@ -204,7 +204,11 @@ pub fn dry_run(a: &UndoArgs, out: &mut impl Write) -> Result<Undone> {
 }
 
 /// `czload undo` (the caller asked for confirmation).
-pub async fn run(a: &UndoArgs, shutdown: impl std::future::Future<Output = ()>) -> Result<Undone> {
+pub async fn run(
+    a: &UndoArgs,
+    mut ticker: super::Ticker,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Undone> {
     let logs = open_logs(a)?;
     let output = a
         .output
@@ -240,7 +244,18 @@ pub async fn run(a: &UndoArgs, shutdown: impl std::future::Future<Output = ()>) 
         &sender,
         Mode::Delete,
         rx,
-        |chunk, outcomes| write_chunk(&mut w, chunk, &outcomes, &mut u),
+        |chunk, outcomes| {
+            write_chunk(&mut w, chunk, &outcomes, &mut u)?;
+            let n: u64 = u.counts.values().sum();
+            ticker.tick(n, || {
+                format!(
+                    "{} deleted, {} gone",
+                    u.get(Status::Deleted),
+                    u.get(Status::Gone)
+                )
+            });
+            Ok(())
+        },
         shutdown,
     )
     .await?;

@@ -156,6 +156,7 @@ fn should_exist(s: Status) -> bool {
 /// `czload verify`.
 pub async fn run(
     a: &VerifyArgs,
+    mut ticker: super::Ticker,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Verified> {
     let logs: Vec<Log> = a.logs.iter().map(|p| Log::open(p)).collect::<Result<_>>()?;
@@ -195,7 +196,13 @@ pub async fn run(
         &sender,
         Mode::Show,
         rx,
-        |chunk, outcomes| write_chunk(&mut w, &logs, chunk, &outcomes, &mut v),
+        |chunk, outcomes| {
+            write_chunk(&mut w, &logs, chunk, &outcomes, &mut v)?;
+            ticker.tick(v.checked + v.unverifiable, || {
+                format!("{} confirmed, {} missing", v.confirmed, v.missing)
+            });
+            Ok(())
+        },
         shutdown,
     )
     .await?;

@@ -223,6 +223,8 @@ pub async fn run(
         logs: logs.iter().map(|l| input_id(Some(&l.path))).collect(),
     };
     let settled = settled(&output, &head, a.resume)?;
+    // One undo per log, as one load per results log; the kernel drops it with the process.
+    let _lock = crate::sink::claim::lock(&output)?;
     let (cfg, _notes) = a.send.send_config(OpKind::DELETE)?;
     let sender = Arc::new(Sender::new(cfg, CancellationToken::new())?);
     let file = crate::sink::results::create_private(&output, a.resume)

@@ -62,7 +62,7 @@ pub fn claim(cfg: &LoadConfig) -> Result<Option<Claim>> {
 
 /// Opens (creating it, never truncating) and locks `path`; refuses when another process
 /// holds the lock.
-fn lock(path: &Path) -> Result<File> {
+pub(crate) fn lock(path: &Path) -> Result<File> {
     let f = super::results::create_private(path, true)
         .map_err(|e| Error::file(path, format!("cannot write the results log: {e}")))?;
     #[cfg(unix)]

@@ -43,7 +43,7 @@ pub struct VerifyArgs {
 
     /// Check a random sample of N of the rows that succeeded (the default, of 10,000,
     /// for larger logs). The same --seed draws the same rows.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub sample: Option<u64>,
 
     /// The sample's random seed.

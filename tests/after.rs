@@ -396,6 +396,8 @@ async fn verify_data_finds_a_task_whose_data_changed() {
     )
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // A file beside the input where its retry file would go: reading again is no load.
+    std::fs::write(dir.path().join("typed.retry.csv"), "not czload's").unwrap();
     let out = after_cmd("verify", &sb.url(), &[s(&log), "--data"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(

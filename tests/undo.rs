@@ -226,3 +226,70 @@ async fn undo_through_faults_and_a_kill_deletes_each_task_once() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_stopped_by_sigterm_says_resume_and_resumes() {
+    let sb = Sandbox::start(SandboxConfig {
+        delay_ms: 10,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = loaded(&sb.url(), dir.path(), 2000).await;
+    let url = sb.url();
+    let args: Vec<String> = [
+        "undo",
+        "--url",
+        &url,
+        "--api-login",
+        common::LOGIN,
+        s(&log),
+        "--yes",
+        "--concurrency",
+        "1",
+        "--batch-size",
+        "20",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let undo = dir.path().join("orders.undo.ndjson");
+    let child = common::czload()
+        .args(&args)
+        .env("COREZOID_API_SECRET", common::SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_lines(&undo, 200).await;
+    signal(&child, "-TERM");
+    let out = finish(child).await;
+    assert_eq!(out.code, 143, "{}", out.stderr);
+    assert!(out.stderr.contains("--resume"), "{}", out.stderr);
+    let text = std::fs::read_to_string(&undo).unwrap();
+    assert!(
+        !text.contains("\"end\""),
+        "an interrupted undo is not finished"
+    );
+    assert!(sb.stats().tasks > 0, "stopped before the end");
+
+    let mut resumed = args.clone();
+    resumed.push("--resume".into());
+    let out = tokio::task::spawn_blocking(move || {
+        common::Out::from(
+            common::czload()
+                .args(resumed)
+                .env("COREZOID_API_SECRET", common::SECRET)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!((sb.stats().tasks, sb.stats().deleted), (0, 2000));
+    one_success_per_row(&undo, 2000);
+}

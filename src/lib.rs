@@ -21,6 +21,7 @@ pub mod error;
 pub mod mapping;
 pub mod op;
 pub mod outcome;
+pub mod outpath;
 pub mod pipeline;
 mod read;
 pub mod sandbox;

@@ -99,7 +99,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Report(args) => {
-            match czload::sink::report::write_report(&args.results, &args.output) {
+            match czload::sink::report::report_command(&args.results, &args.output) {
                 Ok(n) => {
                     say!(
                         "czload: wrote {} ({n} rows from {})\n",
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     say!("czload: {e}\n");
-                    1
+                    e.exit_code()
                 }
             }
         }
@@ -192,7 +192,7 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
 
 /// `czload check`: the report on stdout; 0 fits, 2 does not, 1 cannot check.
 async fn check(args: czload::cli::LoadArgs) -> u8 {
-    let cfg = match LoadConfig::from_args(&args) {
+    let cfg = match LoadConfig::for_check(&args) {
         Ok(c) => c,
         Err(e) => {
             say!("czload: {e}\n");
@@ -449,7 +449,7 @@ fn merge_results(args: &czload::cli::MergeArgs) -> u8 {
         }
         Err(e) => {
             say!("czload: merge-results: {e}\n");
-            1
+            e.exit_code()
         }
     }
 }

@@ -49,7 +49,7 @@ pub async fn run(
     // truncates the results log of an earlier run and before anything is sent.
     preflight(&cfg)?;
     // Held to the end of the run: no other run writes this log meanwhile.
-    let claim = sink::claim::claim(&cfg)?;
+    let claim = sink::claim::claim(&cfg, &manifest)?;
     let earlier_run = resumed(&cfg, &manifest)?;
     let bytes_read = Arc::new(AtomicU64::new(0));
     let cancel = CancellationToken::new();

@@ -209,8 +209,11 @@ async fn a_log_without_the_report_fields_still_resumes_and_still_reports() {
     );
     // The report never replaces the log it reads.
     let out = czload(&["report", s(&log), "-o", s(&log)]);
-    assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("is the results log"), "{out:?}");
+    assert_eq!(out.code, 2, "an output refused (docs/outputs.md)");
+    assert!(
+        out.stderr.contains("-o") && out.stderr.contains("is the input"),
+        "{out:?}"
+    );
     assert_eq!(common::results_and_runs(&log).len(), 301);
     // A dry run writes no results log to report on.
     let out = load(

@@ -20,8 +20,10 @@ async fn slow_sandbox(delay_ms: u64) -> Sandbox {
     .unwrap()
 }
 
+/// An output refused before anything is sent: exit 2, as every output refusal is
+/// (docs/outputs.md).
 fn refused(out: &Out, sb: &Sandbox, words: &[&str]) {
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 2, "{out:?}");
     for w in words {
         assert!(out.stderr.contains(w), "{w:?} in {}", out.stderr);
     }

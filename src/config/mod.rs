@@ -114,7 +114,17 @@ impl std::fmt::Display for MaxErrors {
 }
 
 impl LoadConfig {
+    /// The settings of `czload load`: every output checked (`crate::outpath`).
     pub fn from_args(a: &LoadArgs) -> Result<LoadConfig> {
+        Self::build(a, true)
+    }
+
+    /// The settings of `czload check`, which writes nothing: its outputs are not checked.
+    pub fn for_check(a: &LoadArgs) -> Result<LoadConfig> {
+        Self::build(a, false)
+    }
+
+    fn build(a: &LoadArgs, writes: bool) -> Result<LoadConfig> {
         let mut notes = Vec::new();
         let shard = a
             .shard
@@ -127,9 +137,7 @@ impl LoadConfig {
         let mut send = sending::sending(a, mapping.op, shard, &mut notes)?;
         send.one_process =
             !mapping.op.rows_are_ops && matches!(mapping.target, crate::mapping::Target::Conv(_));
-        let out = outputs::outputs(a, &inputs, shard, &mut notes)?;
-        let ambiguous_files =
-            crate::sink::retry_file::ambiguous_files(out.results.as_deref(), &out.retry_files)?;
+        let out = outputs::outputs(a, &inputs, shard, writes, &mut notes)?;
         Ok(LoadConfig {
             inputs,
             mapping,
@@ -143,7 +151,7 @@ impl LoadConfig {
             linger: Duration::from_millis(a.linger_ms.max(1)),
             send,
             results: out.results,
-            ambiguous_files,
+            ambiguous_files: out.ambiguous_files,
             retry_files: out.retry_files,
             summary_json: out.summary_json,
             report: out.report,
@@ -197,7 +205,12 @@ pub(crate) mod tests {
 
         let c = load_config(&[input, "--conv-id", "1", "--resume"]).unwrap();
         assert!(note(&c), "{:?}", c.notes);
-        std::fs::write(c.results.as_ref().unwrap(), "{}\n").unwrap();
+        // A czload log (a manifest line), not a user's file: that would be refused.
+        std::fs::write(
+            c.results.as_ref().unwrap(),
+            "{\"czload\":1,\"inputs\":[],\"mapping\":\"\"}\n",
+        )
+        .unwrap();
         let c = load_config(&[input, "--conv-id", "1", "--resume"]).unwrap();
         assert!(!note(&c), "{:?}", c.notes);
         let c = load_config(&[input, "--conv-id", "1"]).unwrap();

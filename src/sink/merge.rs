@@ -10,10 +10,14 @@
 //! copy lists exactly the rows of its shard, and a copy that settled every row ends its
 //! log with the end line, so N finished shards with no row in two of them are the whole
 //! load. The output is written beside itself under a temporary name and renamed at the
-//! end: a refused merge leaves no partial file, and never touches the logs it reads.
+//! end (`outpath::Replace`): a refused merge leaves no partial file, and never touches
+//! the logs it reads. `-o` is checked as every output is (`crate::outpath`): a regular
+//! file or nothing, not one of the logs nor an input of the load their manifests name,
+//! and absent or a results log.
 
-use super::results::{create_private, Manifest, ResultLine, RowSet, RunLine, END_LINE};
+use super::results::{Manifest, ResultLine, RowSet, RunLine, END_LINE};
 use crate::error::{Error, Result};
+use crate::outpath::{Kind, Output, Replace};
 use crate::shard::Shard;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -35,38 +39,41 @@ struct ShardLog<'a> {
     shard: Shard,
 }
 
-/// Merges `logs` into `out`. `Err` is a file that cannot be read or written (exit 1).
+/// Merges `logs` into `out`. `Err` is a file that cannot be read or written (exit 1),
+/// or an `-o` czload will not write (exit 2).
 pub fn merge_results(logs: &[PathBuf], out: &Path) -> Result<Merge> {
-    if let Some(l) = logs.iter().find(|l| same_file(l, out)) {
-        return Err(Error::Usage(format!(
-            "-o {}: is the log {} given to merge; write the merged log to another file",
-            out.display(),
-            l.display()
-        )));
-    }
+    let out = &check_output(logs, out)?;
     let shards = match shard_logs(logs)? {
         Ok(s) => s,
         Err(why) => return Ok(Merge::Refused(why)),
     };
     let count = shards[0].shard.count;
-    let tmp = temp_name(out);
-    let written = write_merged(&shards, &tmp);
-    match written {
-        Ok(Ok(rows)) => {
-            std::fs::rename(&tmp, out).map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                Error::file(out, format!("cannot write the merged log: {e}"))
-            })?;
+    let io = |e: std::io::Error| Error::file(out, format!("cannot write the merged log: {e}"));
+    let mut tmp = Replace::new(out, Kind::Results).map_err(io)?;
+    match write_merged(&shards, tmp.file())? {
+        Ok(rows) => {
+            tmp.commit().map_err(io)?;
             Ok(Merge::Done {
                 shards: count,
                 rows,
             })
         }
-        other => {
-            let _ = std::fs::remove_file(&tmp);
-            other.map(|r| Merge::Refused(r.unwrap_err()))
-        }
+        // Dropped, the temporary file goes.
+        Err(why) => Ok(Merge::Refused(why)),
     }
+}
+
+/// `-o` through `outpath`: the logs and the inputs their manifests name are inputs.
+fn check_output(logs: &[PathBuf], out: &Path) -> Result<PathBuf> {
+    let named: Vec<PathBuf> = logs
+        .iter()
+        .filter(|l| std::fs::metadata(l).is_ok_and(|m| m.is_file()))
+        .filter_map(|l| Manifest::read(l))
+        .flat_map(|m| m.inputs.into_iter().map(|i| PathBuf::from(i.path)))
+        .collect();
+    let inputs: Vec<&Path> = logs.iter().chain(&named).map(PathBuf::as_path).collect();
+    let outs = [Output::new("-o", out, Kind::Results)];
+    Ok(crate::outpath::check(&outs, &inputs, &[])?.remove(0))
 }
 
 /// Reads every log's manifest and checks that together they are the N shards of one load:
@@ -154,9 +161,12 @@ fn other_load(first: &ShardLog, path: &Path, m: &Manifest, shard: Shard) -> Opti
 
 /// Writes the merged log to `tmp`: the rows per shard, or (inner `Err`) why the logs
 /// cannot be merged.
-fn write_merged(shards: &[ShardLog], tmp: &Path) -> Result<std::result::Result<Vec<u64>, String>> {
-    let io = |e: std::io::Error| Error::file(tmp, format!("cannot write the merged log: {e}"));
-    let mut w = BufWriter::with_capacity(256 * 1024, create_private(tmp, false).map_err(io)?);
+fn write_merged(
+    shards: &[ShardLog],
+    tmp: &mut File,
+) -> Result<std::result::Result<Vec<u64>, String>> {
+    let io = |e: std::io::Error| Error::Other(format!("cannot write the merged log: {e}"));
+    let mut w = BufWriter::with_capacity(256 * 1024, tmp);
     let mut manifest = shards[0].manifest.clone();
     manifest.shard = None;
     manifest.retry_files = Vec::new();
@@ -287,18 +297,4 @@ fn run_line(line: &[u8]) -> Option<RunLine> {
         run: RunLine,
     }
     serde_json::from_slice::<Wrapped>(line).ok().map(|w| w.run)
-}
-
-/// `out` with a temporary suffix, in its folder (so the rename stays on one file system).
-fn temp_name(out: &Path) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".merging-{}", std::process::id()));
-    out.with_file_name(name)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
 }

@@ -246,6 +246,18 @@ pub fn create_private(path: &Path, append: bool) -> std::io::Result<File> {
     o.open(path)
 }
 
+/// Creates a new file only its owner can read; fails if anything is at `path`.
+pub fn create_new_private(path: &Path) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
 /// The results log as a sink.
 pub struct ResultsLog {
     path: PathBuf,
@@ -265,26 +277,29 @@ impl ResultsLog {
         let Some(p) = &cfg.results else {
             return Ok(None);
         };
-        // The claim (claim.rs) may have created the file: empty is new.
-        let existed = resume && std::fs::metadata(p).is_ok_and(|m| m.len() > 0);
+        let mut first = serde_json::to_vec(manifest).map_err(|e| Error::file(p, e))?;
+        first.push(b'\n');
+        // The claim (claim.rs) created it with this manifest line: it is written on from there.
+        let fresh = std::fs::metadata(p).is_ok_and(|m| m.len() == first.len() as u64)
+            && std::fs::read(p).is_ok_and(|b| b == first);
+        let existed = fresh || (resume && std::fs::metadata(p).is_ok_and(|m| m.len() > 0));
         // A crash can cut the last line short; start on a fresh line so that the next one
         // is not glued to it (the cut row is redone, as it has no line).
         let cut = existed && ends_mid_line(p);
-        // An empty log (the one the claim just created) is written from its start, not
+        // The log the claim just created (its manifest alone) is written on, not
         // truncated: ext4 writes back a file that was truncated and rewritten when it is
         // closed (`auto_da_alloc`, a safeguard for files replaced by truncation), so
         // czload itself spent ~0.03 s of CPU per million rows writing the whole log back
         // at the end of the run. Only a log that holds lines is truncated.
         let empty = std::fs::metadata(p).map_or(true, |m| m.len() == 0);
-        let f = create_private(p, resume || empty)
+        let f = create_private(p, resume || empty || fresh)
             .map_err(|e| Error::file(p, format!("cannot write the results log: {e}")))?;
         let mut w = BufWriter::with_capacity(256 * 1024, f);
         if cut {
             w.write_all(b"\n").map_err(|e| Error::file(p, e))?;
         }
         if !existed {
-            serde_json::to_writer(&mut w, manifest).map_err(|e| Error::file(p, e))?;
-            w.write_all(b"\n")
+            w.write_all(&first)
                 .and_then(|_| w.flush())
                 .map_err(|e| Error::file(p, e))?;
         }

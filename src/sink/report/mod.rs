@@ -24,35 +24,28 @@ pub use aggregate::Stats;
 
 use super::{Sink, Summary};
 use crate::error::{Error, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Writes the report of the results log `results` to `out`; gives the number of rows.
+/// `out` must be a path `outpath` accepted (`czload report` checks it in `report_command`).
 pub fn write_report(results: &Path, out: &Path) -> Result<u64> {
-    let same = results == out
-        || matches!((results.canonicalize(), out.canonicalize()), (Ok(a), Ok(b)) if a == b);
-    if same {
-        return Err(Error::Usage(format!(
-            "-o {}: is the results log the report is made from; name another file",
-            out.display()
-        )));
-    }
     let stats = Stats::read(results)?;
     let page = html::page(&stats, &results.display().to_string());
-    // Through a temporary file beside it: a report that fails half-way leaves the old one.
-    let tmp = out.with_extension("html.tmp");
-    let write = || -> std::io::Result<()> {
-        // Only its owner may read it, as the results log it comes from.
-        let mut f = super::results::create_private(&tmp, false)?;
-        f.write_all(page.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, out)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::file(out, format!("cannot write the report: {e}"))
-    })?;
+    debug_assert!(page.as_bytes().starts_with(crate::outpath::REPORT_START));
+    // Through a temporary file beside it: a report that fails half-way leaves the old
+    // one, and a file that is not a report is never renamed over (docs/outputs.md).
+    crate::outpath::replace_with(out, crate::outpath::Kind::Report, page.as_bytes())
+        .map_err(|e| Error::file(out, format!("cannot write the report: {e}")))?;
     Ok(stats.rows)
+}
+
+/// `czload report RESULTS -o FILE`: `-o` checked as every output is (`crate::outpath`),
+/// then written.
+pub fn report_command(results: &Path, out: &Path) -> Result<u64> {
+    use crate::outpath::{Kind, Output};
+    let outs = [Output::new("-o", out, Kind::Report)];
+    let out = crate::outpath::check(&outs, &[results], &[])?.remove(0);
+    write_report(results, &out)
 }
 
 /// `load --report FILE`: the report, written once the run is over.

@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             Ok(()) => 0,
             Err(e) => {
                 say!("czload: {e}\n");
-                1
+                e.exit_code()
             }
         },
         Command::Report(args) => {

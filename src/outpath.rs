@@ -32,7 +32,8 @@ use std::path::{Path, PathBuf};
 pub enum Kind {
     /// A results log, or a merged one: its first line is a manifest.
     Results,
-    /// A retry or ambiguous file: the results log's manifest names it.
+    /// A retry or ambiguous file: the results log's manifest names it, and the log holds
+    /// rows that went to it (`Output::logged`).
     Retry,
     /// `--summary-json`: an object with the summary's keys.
     Summary,
@@ -49,6 +50,11 @@ pub struct Output {
     pub flag: String,
     pub path: PathBuf,
     pub kind: Kind,
+    /// A retry or ambiguous file: the results log's manifest names it and the log has
+    /// rows that czload wrote to it. Its content alone cannot say (it holds the input's
+    /// rows), and a name in the manifest alone does not either: the file is made at its
+    /// first row, so a file there after a run with no such row is someone else's.
+    pub logged: bool,
 }
 
 impl Output {
@@ -57,31 +63,35 @@ impl Output {
             flag: flag.into(),
             path: path.to_path_buf(),
             kind,
+            logged: false,
         }
     }
 }
 
 /// Checks `outputs` against each other and `inputs`, and that each is absent or
-/// czload's; `listed` are the retry and ambiguous files the results log's manifest
-/// names (they are czload's). Gives each output's path to write: a symlink resolved.
-pub fn check(outputs: &[Output], inputs: &[&Path], listed: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// czload's. Gives each output's path to write: a symlink resolved.
+pub fn check(outputs: &[Output], inputs: &[&Path]) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::with_capacity(outputs.len());
     for o in outputs {
         paths.push(place(&o.flag, &o.path)?);
     }
     distinct(outputs, &paths, inputs)?;
     for (o, p) in outputs.iter().zip(&paths) {
-        owned(o, p, listed)?;
+        owned(o, p)?;
     }
     Ok(paths)
 }
 
 /// Refuses an existing file at `path` (already `place`d) that czload did not write.
-pub fn owned(o: &Output, path: &Path, listed: &[PathBuf]) -> Result<()> {
+pub fn owned(o: &Output, path: &Path) -> Result<()> {
     let Ok(m) = std::fs::metadata(path) else {
         return Ok(());
     };
-    if is_own(o.kind, path, &m, listed) {
+    let own = match o.kind {
+        Kind::Retry => o.logged && m.is_file() && m.len() > 0,
+        k => is_own(k, path, &m),
+    };
+    if own {
         return Ok(());
     }
     let what = if m.len() == 0 {
@@ -91,7 +101,7 @@ pub fn owned(o: &Output, path: &Path, listed: &[PathBuf]) -> Result<()> {
     };
     let whose = match o.kind {
         Kind::Retry => {
-            "no earlier run with this results log wrote it (its manifest does not name it)"
+            "the results log does not say czload wrote it (no run of that log put rows there)"
         }
         Kind::Results => "it is not a czload results log",
         _ => "czload did not write it",
@@ -270,14 +280,15 @@ const SUMMARY_KEYS: [&str; 5] = [
 pub const REPORT_START: &[u8] =
     b"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>czload report: ";
 
-/// Whether czload wrote the regular file at `path` (metadata `m`), as an output of `kind`.
-pub fn is_own(kind: Kind, path: &Path, m: &Metadata, listed: &[PathBuf]) -> bool {
+/// Whether czload wrote the regular file at `path` (metadata `m`), as an output of
+/// `kind`, by its content (a retry file cannot say: never, here; see `Output::logged`).
+pub fn is_own(kind: Kind, path: &Path, m: &Metadata) -> bool {
     if !m.is_file() || m.len() == 0 {
         return false;
     }
     match kind {
         Kind::Results => crate::sink::Manifest::read(path).is_some(),
-        Kind::Retry => listed.iter().any(|l| same_file(l, path)),
+        Kind::Retry => false,
         Kind::Report => head(path, REPORT_START.len()).is_some_and(|h| h == REPORT_START),
         Kind::Summary => {
             // A summary is small; anything large is not one.
@@ -367,7 +378,7 @@ impl Replace {
         }
         match std::fs::symlink_metadata(&self.target) {
             Err(_) => {}
-            Ok(m) if is_own(self.kind, &self.target, &m, &[]) => {}
+            Ok(m) if is_own(self.kind, &self.target, &m) => {}
             Ok(_) => {
                 return Err(std::io::Error::other(
                     "the file there is no longer czload's (it was replaced while czload ran); it is left as it is",
@@ -435,7 +446,7 @@ mod tests {
         let dotted = d.path().join("sub/../in.csv");
         std::fs::create_dir(d.path().join("sub")).unwrap();
         for p in [&link, &hard, &dotted] {
-            let e = check(&[out("--results", p, Kind::Results)], &[&input], &[]).unwrap_err();
+            let e = check(&[out("--results", p, Kind::Results)], &[&input]).unwrap_err();
             assert!(e.to_string().contains("is the input"), "{e}");
             assert_eq!(e.exit_code(), 2);
         }

@@ -8,6 +8,7 @@ mod hostile;
 mod inputs;
 mod load;
 mod options;
+mod outputs_matrix;
 mod raw;
 mod reading;
 mod recovery;

@@ -87,45 +87,93 @@ pub(super) fn outputs(
 /// Every output `out` writes through `outpath::check`; each path replaced by the one to
 /// write (a symlink resolved).
 fn owned(out: &mut Outputs, inputs: &[&Path]) -> Result<()> {
-    let listed = listed(out.results.as_deref());
+    let log = out.results.as_deref().and_then(Written::of);
+    let logged = |p: &Path, ambiguous: bool| {
+        log.as_ref()
+            .is_some_and(|w| w.names(p) && if ambiguous { w.ambiguous } else { w.failed })
+    };
     // A dry run writes no results log and no retry file.
     let dry = out.results.is_none();
-    let mut slots: Vec<(&str, Kind, &mut PathBuf)> = Vec::new();
-    slots.extend(
-        out.results
-            .iter_mut()
-            .map(|p| ("--results", Kind::Results, p)),
-    );
-    if !dry {
-        let retry = out.retry_files.iter_mut().chain(&mut out.ambiguous_files);
-        slots.extend(retry.map(|p| ("--retry-file", Kind::Retry, p)));
+    let mut slots: Vec<(Output, &mut PathBuf)> = Vec::new();
+    let slot = |flag: &str, kind: Kind, logged: bool, p: &mut PathBuf| {
+        let mut o = Output::new(flag, p, kind);
+        o.logged = logged;
+        o
+    };
+    if let Some(p) = out.results.as_mut() {
+        slots.push((slot("--results", Kind::Results, false, p), p));
     }
-    slots.extend(
-        out.summary_json
-            .iter_mut()
-            .map(|p| ("--summary-json", Kind::Summary, p)),
-    );
-    slots.extend(out.report.iter_mut().map(|p| ("--report", Kind::Report, p)));
-    let outs: Vec<Output> = slots
-        .iter()
-        .map(|(flag, kind, p)| Output::new(*flag, p, *kind))
-        .collect();
-    let paths = outpath::check(&outs, inputs, &listed)?;
-    for ((_, _, slot), p) in slots.into_iter().zip(paths) {
+    if !dry {
+        for p in &mut out.retry_files {
+            slots.push((slot("--retry-file", Kind::Retry, logged(p, false), p), p));
+        }
+        for p in &mut out.ambiguous_files {
+            slots.push((slot("--retry-file", Kind::Retry, logged(p, true), p), p));
+        }
+    }
+    if let Some(p) = out.summary_json.as_mut() {
+        slots.push((slot("--summary-json", Kind::Summary, false, p), p));
+    }
+    if let Some(p) = out.report.as_mut() {
+        slots.push((slot("--report", Kind::Report, false, p), p));
+    }
+    let outs: Vec<Output> = slots.iter().map(|(o, _)| o.clone()).collect();
+    let paths = outpath::check(&outs, inputs)?;
+    for ((_, slot), p) in slots.into_iter().zip(paths) {
         *slot = p;
     }
     Ok(())
 }
 
-/// The retry and ambiguous files the results log at `results` names, if it is a czload
-/// log: czload's own, to replace or append to.
-fn listed(results: Option<&Path>) -> Vec<PathBuf> {
-    results
-        .filter(|r| std::fs::metadata(r).is_ok_and(|m| m.is_file()))
-        .and_then(crate::sink::Manifest::read)
-        .map(|m| m.retry_files.iter().map(PathBuf::from).collect())
-        .unwrap_or_default()
+/// What the results log says czload wrote beside it: the retry and ambiguous files its
+/// manifest names, and whether its rows put any there.
+struct Written {
+    named: Vec<PathBuf>,
+    /// A row went to a retry file (`Status::to_retry_file`).
+    failed: bool,
+    /// A row went to an ambiguous file.
+    ambiguous: bool,
 }
+
+impl Written {
+    /// `None` when `results` is not a czload log (it vouches for nothing).
+    fn of(results: &Path) -> Option<Written> {
+        use crate::sink::results::LogLine;
+        use std::io::BufRead;
+        if !std::fs::metadata(results).is_ok_and(|m| m.is_file()) {
+            return None;
+        }
+        let m = crate::sink::Manifest::read(results)?;
+        let mut w = Written {
+            named: m.retry_files.iter().map(PathBuf::from).collect(),
+            failed: false,
+            ambiguous: false,
+        };
+        // The log is read only when a file it names is there to judge.
+        if !w.named.iter().any(|p| p.exists()) {
+            return Some(w);
+        }
+        let f = std::fs::File::open(results).ok()?;
+        for line in std::io::BufReader::new(f)
+            .split(b'\n')
+            .map_while(|l| l.ok())
+        {
+            if let LogLine::Row(r) = LogLine::of(&line) {
+                w.failed |= r.status.to_retry_file();
+                w.ambiguous |= r.status == crate::outcome::Status::Ambiguous;
+                if w.failed && w.ambiguous {
+                    break;
+                }
+            }
+        }
+        Some(w)
+    }
+
+    fn names(&self, p: &Path) -> bool {
+        self.named.iter().any(|n| outpath::same_file(n, p))
+    }
+}
+
 /// `--report`: built from the results log, so a dry run (which writes none) has none.
 /// (That it is no input nor another output is checked with the others.)
 fn report(a: &LoadArgs) -> Result<Option<PathBuf>> {

@@ -382,7 +382,7 @@ pub async fn run_command(args: SandboxArgs) -> Result<()> {
             )];
             let secret: Vec<&std::path::Path> =
                 args.secret_file.iter().map(|p| p.as_path()).collect();
-            Some(crate::outpath::check(&out, &secret, &[])?.remove(0))
+            Some(crate::outpath::check(&out, &secret)?.remove(0))
         }
         None => None,
     };

@@ -73,7 +73,7 @@ fn check_output(logs: &[PathBuf], out: &Path) -> Result<PathBuf> {
         .collect();
     let inputs: Vec<&Path> = logs.iter().chain(&named).map(PathBuf::as_path).collect();
     let outs = [Output::new("-o", out, Kind::Results)];
-    Ok(crate::outpath::check(&outs, &inputs, &[])?.remove(0))
+    Ok(crate::outpath::check(&outs, &inputs)?.remove(0))
 }
 
 /// Reads every log's manifest and checks that together they are the N shards of one load:

@@ -44,7 +44,7 @@ pub fn write_report(results: &Path, out: &Path) -> Result<u64> {
 pub fn report_command(results: &Path, out: &Path) -> Result<u64> {
     use crate::outpath::{Kind, Output};
     let outs = [Output::new("-o", out, Kind::Report)];
-    let out = crate::outpath::check(&outs, &[results], &[])?.remove(0);
+    let out = crate::outpath::check(&outs, &[results])?.remove(0);
     write_report(results, &out)
 }
 

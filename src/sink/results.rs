@@ -230,32 +230,44 @@ pub struct InputId {
 }
 
 /// Creates a file only its owner can read: results and retry files hold the loaded data.
+/// The path was checked before the run (`crate::outpath`); what is there when it is
+/// opened is checked again, so that a path swapped meanwhile for a symlink, a FIFO or a
+/// device is not written through: the last component is not followed (`O_NOFOLLOW`), the
+/// open does not wait for a FIFO's reader (`O_NONBLOCK`), and anything but a regular file
+/// is refused before it is truncated.
 pub fn create_private(path: &Path, append: bool) -> std::io::Result<File> {
     let mut o = OpenOptions::new();
     o.write(true).create(true);
     if append {
         o.append(true);
-    } else {
-        o.truncate(true);
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path)
+    open_regular(o, path, !append)
 }
 
 /// Creates a new file only its owner can read; fails if anything is at `path`.
 pub fn create_new_private(path: &Path) -> std::io::Result<File> {
     let mut o = OpenOptions::new();
     o.write(true).create_new(true);
+    open_regular(o, path, false)
+}
+
+fn open_regular(mut o: OpenOptions, path: &Path, truncate: bool) -> std::io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
+        o.mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    o.open(path)
+    let f = o.open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is no longer a regular file (it was replaced while czload ran); left as it is",
+        ));
+    }
+    if truncate {
+        f.set_len(0)?;
+    }
+    Ok(f)
 }
 
 /// The results log as a sink.

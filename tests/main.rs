@@ -7,6 +7,7 @@ mod deploy;
 mod hostile;
 mod inputs;
 mod load;
+mod metrics;
 mod options;
 mod raw;
 mod reading;

@@ -23,6 +23,7 @@ pub(super) struct Outputs {
     pub retry_files: Vec<PathBuf>,
     pub report: Option<PathBuf>,
     pub summary_json: Option<PathBuf>,
+    pub metrics: Option<PathBuf>,
 }
 
 pub(super) fn outputs(
@@ -51,7 +52,11 @@ pub(super) fn outputs(
             .map(|r| ("--summary-json", r.as_path())),
     );
     outs.extend(a.report.iter().map(|r| ("--report", r.as_path())));
+    outs.extend(a.metrics.iter().map(|r| ("--metrics", r.as_path())));
     distinct(&outs, inputs)?;
+    if let Some(m) = &a.metrics {
+        metrics_file(m)?;
+    }
     if let Some(p) = &a.retry_file {
         // Loaded back with the same command: its name must say what the input's does.
         let (format, delimiter) = (a.format.is_some(), a.delimiter.is_some());
@@ -77,7 +82,36 @@ pub(super) fn outputs(
         retry_files,
         report,
         summary_json: a.summary_json.clone(),
+        metrics: a.metrics.clone(),
     })
+}
+
+/// `--metrics FILE`: nothing there, or a metrics file czload wrote (it is replaced whole
+/// at the end), in a folder that is there; refused before the first request otherwise.
+fn metrics_file(p: &Path) -> Result<()> {
+    let refuse = |why: &str| {
+        Err(Error::Usage(format!(
+            "--metrics {}: {why}; choose another path",
+            p.display()
+        )))
+    };
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => return refuse("is a directory"),
+        Ok(_) if !crate::sink::metrics::is_own(p) => return refuse(
+            "the file exists and is not a metrics file czload wrote, so czload will not replace it",
+        ),
+        Ok(_) => {}
+        Err(_) => {
+            let dir = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            if !dir.is_dir() {
+                return refuse("its folder does not exist");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `--report`: built from the results log, so a dry run (which writes none) has none.

@@ -127,9 +127,11 @@ pub enum ShellArg {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The results log of a run (finished, interrupted or resumed).
-    #[arg(value_name = "RESULTS")]
-    pub results: PathBuf,
+    /// The results log of a run (finished, interrupted or resumed), a merged log, or the
+    /// logs of the copies of one load (`--shard i/N`): those are drawn on one wall-clock
+    /// axis, a lane per copy, with their total.
+    #[arg(value_name = "RESULTS", required = true, num_args = 1..)]
+    pub results: Vec<PathBuf>,
 
     /// Where to write the report.
     #[arg(short, long, value_name = "FILE", default_value = "report.html")]

@@ -104,7 +104,11 @@ fn main() -> ExitCode {
                     say!(
                         "czload: wrote {} ({n} rows from {})\n",
                         args.output.display(),
-                        args.results.display()
+                        args.results
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     0
                 }

@@ -13,6 +13,7 @@ mod raw;
 mod reading;
 mod recovery;
 mod report;
+mod report_lanes;
 mod resume_matrix;
 mod retry_matrix;
 mod sandbox;

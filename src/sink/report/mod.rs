@@ -8,13 +8,15 @@
 //! widening as the run gets longer) and the most frequent reasons with a few example
 //! lines, so a log of millions of rows costs a few hundred KB.
 //!
-//! - `czload report RESULTS -o FILE` calls `write_report`;
+//! - `czload report RESULTS... -o FILE` calls `write_report`;
 //! - `load --report FILE` registers `HtmlReport`, a sink whose `report` runs once the
 //!   results log has its last line.
 //!
-//! Files: `aggregate.rs` (the log -> `Stats`), `svg.rs` (the charts), `html.rs` (the page).
+//! Files: `aggregate.rs` (the logs -> `Stats`), `svg.rs` (the charts), `html.rs` (the page),
+//! `facts.rs` (run facts, copies side by side, requests by outcome, latency percentiles).
 
 mod aggregate;
+mod facts;
 mod html;
 mod svg;
 
@@ -28,17 +30,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Writes the report of the results log `results` to `out`; gives the number of rows.
-pub fn write_report(results: &Path, out: &Path) -> Result<u64> {
-    let same = results == out
-        || matches!((results.canonicalize(), out.canonicalize()), (Ok(a), Ok(b)) if a == b);
-    if same {
-        return Err(Error::Usage(format!(
-            "-o {}: is the results log the report is made from; name another file",
-            out.display()
-        )));
+pub fn write_report(results: &[PathBuf], out: &Path) -> Result<u64> {
+    for r in results {
+        let same =
+            r == out || matches!((r.canonicalize(), out.canonicalize()), (Ok(a), Ok(b)) if a == b);
+        if same {
+            return Err(Error::Usage(format!(
+                "-o {}: is the results log the report is made from; name another file",
+                out.display()
+            )));
+        }
     }
-    let stats = Stats::read(results)?;
-    let page = html::page(&stats, &results.display().to_string());
+    let stats = Stats::read_all(results)?;
+    let page = html::page(&stats);
     // Through a temporary file beside it: a report that fails half-way leaves the old one.
     let tmp = out.with_extension("html.tmp");
     let write = || -> std::io::Result<()> {
@@ -69,6 +73,6 @@ impl HtmlReport {
 
 impl Sink for HtmlReport {
     fn report(&mut self, _: &Summary) -> Result<()> {
-        write_report(&self.results, &self.out).map(|_| ())
+        write_report(std::slice::from_ref(&self.results), &self.out).map(|_| ())
     }
 }

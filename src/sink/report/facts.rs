@@ -77,7 +77,7 @@ pub fn lanes(h: &mut String, st: &Stats) {
 }
 
 /// The limit the copies found together: each copy's share added up.
-fn limit_line(st: &Stats) -> Vec<(String, f64, &'static str)> {
+pub(super) fn limit_line(st: &Stats) -> Vec<(String, f64, &'static str)> {
     let found: f64 = st
         .runs
         .iter()

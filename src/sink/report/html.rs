@@ -164,7 +164,10 @@ fn charts(h: &mut String, st: &Stats) {
             .collect()
     };
     let mut hlines = Vec::new();
-    if let Some(rate) = st.runs.last().and_then(|r| r.rate.as_ref()) {
+    if st.lanes.kinds.len() > 1 {
+        // Copies side by side share one limit: each found its share.
+        hlines = super::facts::limit_line(st);
+    } else if let Some(rate) = st.runs.last().and_then(|r| r.rate.as_ref()) {
         if let Ok(n) = rate.asked.parse::<f64>() {
             hlines.push((format!("asked {n:.0}/s"), n, "#444"));
         }

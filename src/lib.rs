@@ -1,4 +1,4 @@
-//! czload: load CSV and NDJSON files into Corezoid processes as tasks, streaming,
+//! czload: load CSV, TSV, NDJSON, JSON-array, XLSX and ODS files into Corezoid processes as tasks, streaming,
 //! batched, signed, concurrent, rate-limited, and exact about what became of every row.
 //!
 //! ```text

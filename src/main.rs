@@ -205,7 +205,11 @@ async fn check(args: czload::cli::LoadArgs) -> u8 {
     };
     match czload::check(cfg, args.check_rows).await {
         Ok(r) => {
-            out!("{}", r.render());
+            // Read by a person, often in a CI log: wrapped as the messages are.
+            out!(
+                "{}",
+                czload::term::wrap(&r.render(), czload::term::stdout_width())
+            );
             if r.fits() {
                 0
             } else {

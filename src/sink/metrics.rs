@@ -62,50 +62,54 @@ pub fn render(s: &Summary, exit: i32, now: f64, last_success: Option<f64>) -> St
         &statuses,
     );
     let one = |v: f64| [("", v)];
-    gauge(
-        "czload_rows_skipped",
-        "Rows the last run skipped as settled by an earlier one (--resume).",
-        &one(s.skipped as f64),
-    );
-    gauge(
-        "czload_requests",
-        "Requests sent by the last run.",
-        &one(s.requests as f64),
-    );
-    gauge(
-        "czload_retries",
-        "Requests sent again (errors, throttling).",
-        &one(s.retries as f64),
-    );
-    gauge(
-        "czload_throttled",
-        "Requests the server throttled.",
-        &one(s.throttled as f64),
-    );
-    gauge(
-        "czload_duration_seconds",
-        "How long the last run took.",
-        &one(s.elapsed_secs),
-    );
-    gauge(
-        "czload_rows_per_second",
-        "Rows settled per second, whole run.",
-        &one(s.rows_per_sec),
-    );
     let rate = s.rate.as_ref();
-    if let Some(v) = rate.and_then(|r| r.limit_found) {
-        gauge(
+    // The figures of one value each; the rate ones only when --rate auto found them.
+    let scalars = [
+        (
+            "czload_rows_skipped",
+            "Rows the last run skipped as settled by an earlier one (--resume).",
+            Some(s.skipped as f64),
+        ),
+        (
+            "czload_requests",
+            "Requests sent by the last run.",
+            Some(s.requests as f64),
+        ),
+        (
+            "czload_retries",
+            "Requests sent again (errors, throttling).",
+            Some(s.retries as f64),
+        ),
+        (
+            "czload_throttled",
+            "Requests the server throttled.",
+            Some(s.throttled as f64),
+        ),
+        (
+            "czload_duration_seconds",
+            "How long the last run took.",
+            Some(s.elapsed_secs),
+        ),
+        (
+            "czload_rows_per_second",
+            "Rows settled per second, whole run.",
+            Some(s.rows_per_sec),
+        ),
+        (
             "czload_rate_limit_found",
             "Ops/s the server's limit was found at (--rate auto).",
-            &one(v),
-        );
-    }
-    if let Some(v) = rate.and_then(|r| r.final_rate) {
-        gauge(
+            rate.and_then(|r| r.limit_found),
+        ),
+        (
             "czload_rate_final",
             "Ops/s being sent at the end (--rate auto).",
-            &one(v),
-        );
+            rate.and_then(|r| r.final_rate),
+        ),
+    ];
+    for (name, help, v) in scalars {
+        if let Some(v) = v {
+            gauge(name, help, &one(v));
+        }
     }
     gauge(
         "czload_latency_seconds",

@@ -104,7 +104,11 @@ fn main() -> ExitCode {
                     say!(
                         "czload: wrote {} ({n} rows from {})\n",
                         args.output.display(),
-                        args.results.display()
+                        args.results
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     0
                 }
@@ -201,7 +205,11 @@ async fn check(args: czload::cli::LoadArgs) -> u8 {
     };
     match czload::check(cfg, args.check_rows).await {
         Ok(r) => {
-            out!("{}", r.render());
+            // Read by a person, often in a CI log: wrapped as the messages are.
+            out!(
+                "{}",
+                czload::term::wrap(&r.render(), czload::term::stdout_width())
+            );
             if r.fits() {
                 0
             } else {

@@ -1,6 +1,6 @@
 //! The one owner of every output path: results log, retry and ambiguous files,
-//! `--summary-json`, `--report`, `czload report -o`, `merge-results -o`, the sandbox's
-//! `--dump`. Every command hands its outputs here before it sends or writes anything;
+//! `--summary-json`, `--report`, `--metrics`, `czload report -o`, `merge-results -o`, the
+//! sandbox's `--dump`. Every command hands its outputs here before it sends or writes anything;
 //! the rules in plain words are docs/outputs.md.
 //!
 //! For each output, in this order:
@@ -39,8 +39,21 @@ pub enum Kind {
     Summary,
     /// `--report`, `czload report -o`: the page's first bytes.
     Report,
+    /// `--metrics`: its first bytes are `sink::metrics::MARK`.
+    Metrics,
     /// The sandbox's `--dump`: lines of stored tasks.
     Dump,
+}
+
+impl Kind {
+    /// The mode a file of this kind is created with: only its owner may read what holds
+    /// rows; the metrics and the summary are for collectors that may run as another user.
+    fn mode(self) -> u32 {
+        match self {
+            Kind::Metrics | Kind::Summary => 0o644,
+            _ => 0o600,
+        }
+    }
 }
 
 /// One output of a command: the flag that names it (what a refusal says to change), its
@@ -290,6 +303,7 @@ pub fn is_own(kind: Kind, path: &Path, m: &Metadata) -> bool {
         Kind::Results => crate::sink::Manifest::read(path).is_some(),
         Kind::Retry => false,
         Kind::Report => head(path, REPORT_START.len()).is_some_and(|h| h == REPORT_START),
+        Kind::Metrics => crate::sink::metrics::is_own(path),
         Kind::Summary => {
             // A summary is small; anything large is not one.
             m.len() < 1 << 20
@@ -347,8 +361,7 @@ impl Replace {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::OpenOptionsExt;
-                // Only its owner may read it: it holds what the results log holds.
-                o.mode(0o600);
+                o.mode(kind.mode());
             }
             match o.open(&tmp) {
                 Ok(f) => {

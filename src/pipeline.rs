@@ -106,6 +106,7 @@ pub async fn run(
             retries: stats.retries.load(Ordering::Relaxed),
             throttled: stats.throttled.load(Ordering::Relaxed),
             latencies_us: stats.latencies(),
+            outcomes: (!cfg.dry_run).then(|| stats.outcomes()),
             elapsed_secs: started.elapsed().as_secs_f64(),
             interrupted,
             fatal: sender.fatal(),

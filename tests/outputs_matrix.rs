@@ -1,6 +1,6 @@
 //! Issue 25, class 2 ("files harmed"), over the class: every output of every command that
 //! writes (`load`: `--results`, `--retry-file`, the default retry file beside the input,
-//! the ambiguous file beside the retry file, `--summary-json`, `--report`;
+//! the ambiguous file beside the retry file, `--summary-json`, `--report`, `--metrics`;
 //! `merge-results -o`; `report -o`; `sandbox --dump`) × what is at its path (nothing,
 //! czload's own file, a user's file, an empty file, a FIFO, a device node, a directory, a
 //! symlink and a hard link to the input, a folder that is not there) × how the load runs
@@ -73,6 +73,7 @@ enum Flag {
     Ambiguous,
     SummaryJson,
     Report,
+    Metrics,
 }
 
 impl Flag {
@@ -83,6 +84,7 @@ impl Flag {
             Flag::RetryFile | Flag::DefaultRetry | Flag::Ambiguous => "--retry-file",
             Flag::SummaryJson => "--summary-json",
             Flag::Report => "--report",
+            Flag::Metrics => "--metrics",
         }
     }
 
@@ -108,6 +110,7 @@ impl Flag {
             Flag::Ambiguous => "out.ambiguous.csv",
             Flag::SummaryJson => "out.json",
             Flag::Report => "out.html",
+            Flag::Metrics => "out.prom",
         }
     }
 
@@ -122,6 +125,7 @@ impl Flag {
             Flag::Ambiguous => vec!["--retry-file".into(), beside("out.csv")],
             Flag::SummaryJson => vec!["--summary-json".into(), t],
             Flag::Report => vec!["--report".into(), t],
+            Flag::Metrics => vec!["--metrics".into(), t],
         }
     }
 }
@@ -431,6 +435,11 @@ async fn summary_json_matrix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_matrix() {
     load_matrix(Flag::Report).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_matrix() {
+    load_matrix(Flag::Metrics).await;
 }
 
 /// `merge-results -o` and `report -o` over every state; their inputs are the shard logs

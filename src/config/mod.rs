@@ -45,6 +45,10 @@ pub struct LoadConfig {
     pub summary_json: Option<PathBuf>,
     /// `--report`: the HTML report written at the end.
     pub report: Option<PathBuf>,
+    /// `--metrics`: the Prometheus text file written at the end.
+    pub metrics: Option<PathBuf>,
+    /// `--metrics-push`: the Pushgateway URL the same figures go to (`metrics::push_url`).
+    pub metrics_push: Option<String>,
     pub progress: crate::sink::progress::Mode,
     pub resume: bool,
     /// `--restart`: an unfinished results log is kept aside, not refused.
@@ -155,6 +159,8 @@ impl LoadConfig {
             retry_files: out.retry_files,
             summary_json: out.summary_json,
             report: out.report,
+            metrics: out.metrics,
+            metrics_push: metrics_push(a, shard)?,
             progress: match a.progress {
                 _ if a.quiet || a.dry_run => crate::sink::progress::Mode::Off,
                 crate::cli::ProgressArg::Auto => crate::sink::progress::Mode::Auto,
@@ -173,6 +179,36 @@ impl LoadConfig {
             notes,
         })
     }
+}
+
+/// `--metrics-push URL`: http or https, with no `user:password@` (it would be printed in
+/// messages and sit in `ps`; a Pushgateway behind a password is reached through a proxy
+/// that adds it).
+fn metrics_push(
+    a: &crate::cli::LoadArgs,
+    shard: Option<crate::shard::Shard>,
+) -> Result<Option<String>> {
+    let Some(u) = &a.metrics_push else {
+        return Ok(None);
+    };
+    let refuse = |why: &str| Err(crate::Error::Usage(format!("--metrics-push: {why}")));
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return refuse("give the Pushgateway's URL, http://HOST:9091");
+    };
+    if scheme != "http" && scheme != "https" {
+        return refuse("the URL must start http:// or https://");
+    }
+    if rest
+        .split('/')
+        .next()
+        .is_some_and(|host| host.contains('@'))
+    {
+        return refuse("a URL with user:password@ is refused (it would show in messages); reach the Pushgateway without it");
+    }
+    if a.dry_run {
+        return refuse("a dry run sends nothing and has no figures to push; leave out --dry-run or --metrics-push");
+    }
+    Ok(Some(crate::sink::metrics::push_url(u, shard.as_ref())))
 }
 
 #[cfg(test)]

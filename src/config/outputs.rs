@@ -1,8 +1,8 @@
-//! Outputs: where the results log, the retry files, the summary and the report go. In:
-//! `--results`, `--retry-file`, `--summary-json`, `--report`, `--dry-run`, `--resume`, and
-//! the inputs (outputs go beside the first one by default; with `--shard` their default
-//! names carry it, so that copies sharing a folder do not share outputs). Out: the paths, and notes for
-//! the user.
+//! Outputs: where the results log, the retry files, the summary, the report and the
+//! metrics go. In: `--results`, `--retry-file`, `--summary-json`, `--report`, `--metrics`,
+//! `--dry-run`, `--resume`, and the inputs (outputs go beside the first one by default;
+//! with `--shard` their default names carry it, so that copies sharing a folder do not
+//! share outputs). Out: the paths, and notes for the user.
 //!
 //! Every output goes through `crate::outpath` before anything is sent (docs/outputs.md):
 //! a regular file or nothing, in a folder that is there, no input nor another output, and
@@ -28,6 +28,7 @@ pub(super) struct Outputs {
     pub ambiguous_files: Vec<PathBuf>,
     pub report: Option<PathBuf>,
     pub summary_json: Option<PathBuf>,
+    pub metrics: Option<PathBuf>,
 }
 
 pub(super) fn outputs(
@@ -59,6 +60,7 @@ pub(super) fn outputs(
         ambiguous_files,
         report,
         summary_json: a.summary_json.clone(),
+        metrics: a.metrics.clone(),
     };
     if writes {
         let input_paths: Vec<&Path> = inputs.iter().filter_map(|i| i.path.as_deref()).collect();
@@ -116,6 +118,9 @@ fn owned(out: &mut Outputs, inputs: &[&Path]) -> Result<()> {
     }
     if let Some(p) = out.report.as_mut() {
         slots.push((slot("--report", Kind::Report, false, p), p));
+    }
+    if let Some(p) = out.metrics.as_mut() {
+        slots.push((slot("--metrics", Kind::Metrics, false, p), p));
     }
     let outs: Vec<Output> = slots.iter().map(|(o, _)| o.clone()).collect();
     let paths = outpath::check(&outs, inputs)?;

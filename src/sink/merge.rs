@@ -2,7 +2,7 @@
 //! joined into one results log in which every row of the inputs appears exactly once.
 //!
 //! In: the copies' logs. Out: one log (a manifest saying it is merged from N shards, the
-//! row lines of every shard, one run line adding theirs up, the end line), or a refusal
+//! row and run lines of every shard, each run line naming its shard, the end line), or a refusal
 //! naming what is wrong: a log of another load (inputs, reading or mapping differ), a
 //! shard missing or given twice, a shard whose run is unfinished, a row in two shards.
 //!
@@ -176,30 +176,26 @@ fn write_merged(
     // Rows of the shards copied so far, per input.
     let mut seen = vec![RowSet::default(); manifest.inputs.len()];
     let mut rows = Vec::new();
-    let mut run = RunLine::default();
     for (k, s) in shards.iter().enumerate() {
-        match copy_rows(s, &shards[..k], &mut seen, &mut run, &mut w)? {
+        match copy_rows(s, &shards[..k], &mut seen, &mut w)? {
             Ok(n) => rows.push(n),
             Err(why) => return Ok(Err(why)),
         }
     }
-    serde_json::to_writer(&mut w, &serde_json::json!({ "run": run })).map_err(|e| io(e.into()))?;
-    w.write_all(b"\n")
-        .and_then(|()| w.write_all(END_LINE))
+    w.write_all(END_LINE)
         .and_then(|()| w.write_all(b"\n"))
         .and_then(|()| w.flush())
         .map_err(io)?;
     Ok(Ok(rows))
 }
 
-/// Copies one shard's row lines to `w`, as they are; adds its run lines to `run`. Counts
+/// Copies one shard's row and run lines to `w`, as they are (its run lines naming it). Counts
 /// its rows, or (inner `Err`) names a row an earlier shard (`before`) has too, or says the
 /// shard's run did not finish.
 fn copy_rows(
     s: &ShardLog,
     before: &[ShardLog],
     seen: &mut [RowSet],
-    run: &mut RunLine,
     w: &mut impl Write,
 ) -> Result<std::result::Result<u64, String>> {
     let path = s.path;
@@ -258,11 +254,14 @@ fn copy_rows(
             w.write_all(&line)
                 .and_then(|()| w.write_all(b"\n"))
                 .map_err(|e| Error::Other(format!("cannot write the merged log: {e}")))?;
-        } else if let Some(r) = run_line(&line) {
-            run.elapsed_ms = run.elapsed_ms.max(r.elapsed_ms);
-            run.requests += r.requests;
-            run.retries += r.retries;
-            run.throttled += r.throttled;
+        } else if let Some(mut r) = run_line(&line) {
+            // Kept as the copy wrote it, naming the copy: the report draws each copy's
+            // rows in a lane of its own, and adds up their requests.
+            r.facts.shard.get_or_insert_with(|| s.shard.to_string());
+            serde_json::to_writer(&mut *w, &serde_json::json!({ "run": r }))
+                .map_err(std::io::Error::from)
+                .and_then(|()| w.write_all(b"\n"))
+                .map_err(|e| Error::Other(format!("cannot write the merged log: {e}")))?;
         }
     }
     if !finished {

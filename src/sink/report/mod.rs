@@ -8,13 +8,15 @@
 //! widening as the run gets longer) and the most frequent reasons with a few example
 //! lines, so a log of millions of rows costs a few hundred KB.
 //!
-//! - `czload report RESULTS -o FILE` calls `write_report`;
+//! - `czload report RESULTS... -o FILE` calls `write_report`;
 //! - `load --report FILE` registers `HtmlReport`, a sink whose `report` runs once the
 //!   results log has its last line.
 //!
-//! Files: `aggregate.rs` (the log -> `Stats`), `svg.rs` (the charts), `html.rs` (the page).
+//! Files: `aggregate.rs` (the logs -> `Stats`), `svg.rs` (the charts), `html.rs` (the page),
+//! `facts.rs` (run facts, copies side by side, requests by outcome, latency percentiles).
 
 mod aggregate;
+mod facts;
 mod html;
 mod svg;
 
@@ -27,10 +29,11 @@ use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Writes the report of the results log `results` to `out`; gives the number of rows.
-/// `out` must be a path `outpath` accepted (`czload report` checks it in `report_command`).
-pub fn write_report(results: &Path, out: &Path) -> Result<u64> {
-    let stats = Stats::read(results)?;
-    let page = html::page(&stats, &results.display().to_string());
+/// Every path in `out` must be one `outpath` accepted (`czload report` checks it in
+/// `report_command`, `load` with its other outputs).
+pub fn write_report(results: &[PathBuf], out: &Path) -> Result<u64> {
+    let stats = Stats::read_all(results)?;
+    let page = html::page(&stats);
     debug_assert!(page.as_bytes().starts_with(crate::outpath::REPORT_START));
     // Through a temporary file beside it: a report that fails half-way leaves the old
     // one, and a file that is not a report is never renamed over (docs/outputs.md).
@@ -41,10 +44,11 @@ pub fn write_report(results: &Path, out: &Path) -> Result<u64> {
 
 /// `czload report RESULTS -o FILE`: `-o` checked as every output is (`crate::outpath`),
 /// then written.
-pub fn report_command(results: &Path, out: &Path) -> Result<u64> {
+pub fn report_command(results: &[PathBuf], out: &Path) -> Result<u64> {
     use crate::outpath::{Kind, Output};
     let outs = [Output::new("-o", out, Kind::Report)];
-    let out = crate::outpath::check(&outs, &[results])?.remove(0);
+    let logs: Vec<&Path> = results.iter().map(PathBuf::as_path).collect();
+    let out = crate::outpath::check(&outs, &logs)?.remove(0);
     write_report(results, &out)
 }
 
@@ -62,6 +66,6 @@ impl HtmlReport {
 
 impl Sink for HtmlReport {
     fn report(&mut self, _: &Summary) -> Result<()> {
-        write_report(&self.results, &self.out).map(|_| ())
+        write_report(std::slice::from_ref(&self.results), &self.out).map(|_| ())
     }
 }

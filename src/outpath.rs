@@ -132,7 +132,7 @@ pub fn owned(o: &Output, path: &Path) -> Result<()> {
 pub fn place(flag: &str, path: &Path) -> Result<PathBuf> {
     let refuse = |why: String| {
         Error::Output(format!(
-            "{flag} {}: {why}; give {flag} the path of a file",
+            "{flag} {}: {why}; czload writes only a regular file in a folder it can write: give {flag} another path",
             path.display()
         ))
     };

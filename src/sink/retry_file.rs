@@ -168,7 +168,14 @@ impl OneFile {
             }
         }
         let append = existed && !self.array;
-        let file = create_private(path, append).map_err(err)?;
+        // A new file is created exclusively: the path was checked before the run (an
+        // earlier run's file removed, a user's refused), so anything there now (a hard
+        // link to the input, someone's file) appeared since and is left as it is.
+        let file = match existed {
+            false => super::results::create_new_private(path),
+            true => create_private(path, append),
+        }
+        .map_err(err)?;
         let mut w = Writer::new(BufWriter::new(file), self.zip).map_err(err)?;
         w.write_all(&start).map_err(err)?;
         self.out = Some(w);

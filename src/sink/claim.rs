@@ -68,17 +68,12 @@ pub fn claim(cfg: &LoadConfig, manifest: &Manifest) -> Result<Option<Claim>> {
 /// `path`; refuses when another process holds the lock.
 fn lock(path: &Path, manifest: &Manifest) -> Result<File> {
     let err = |e: std::io::Error| Error::file(path, format!("cannot write the results log: {e}"));
-    let f = match super::results::create_new_private(path) {
-        Ok(mut f) => {
-            use std::io::Write;
-            let mut line = serde_json::to_vec(manifest).expect("plain data");
-            line.push(b'\n');
-            f.write_all(&line).map_err(err)?;
-            f
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            super::results::create_private(path, true).map_err(err)?
-        }
+    let (mut f, created) = match super::results::create_new_private(path) {
+        Ok(f) => (f, true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (
+            super::results::create_private(path, true).map_err(err)?,
+            false,
+        ),
         Err(e) => return Err(err(e)),
     };
     #[cfg(unix)]
@@ -98,6 +93,14 @@ fn lock(path: &Path, manifest: &Manifest) -> Result<File> {
                 format!("cannot lock the results log: {e}"),
             ));
         }
+    }
+    // Under the lock: of two runs that opened the new file, only the one holding the
+    // lock writes to it (the other is refused above, having written nothing).
+    if created {
+        use std::io::Write;
+        let mut line = serde_json::to_vec(manifest).expect("plain data");
+        line.push(b'\n');
+        f.write_all(&line).map_err(err)?;
     }
     Ok(f)
 }

@@ -307,8 +307,7 @@ pub fn is_own(kind: Kind, path: &Path, m: &Metadata) -> bool {
         Kind::Summary => {
             // A summary is small; anything large is not one.
             m.len() < 1 << 20
-                && std::fs::read(path)
-                    .ok()
+                && read_regular(path, 1 << 20)
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                     .and_then(|v| v.as_object().cloned())
                     .is_some_and(|o| SUMMARY_KEYS.iter().all(|k| o.contains_key(*k)))
@@ -326,12 +325,33 @@ pub fn is_own(kind: Kind, path: &Path, m: &Metadata) -> bool {
 fn head(path: &Path, n: usize) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut buf = Vec::with_capacity(n);
-    File::open(path)
-        .ok()?
+    open_regular(path)?
         .take(n as u64)
         .read_to_end(&mut buf)
         .ok()?;
     Some(buf)
+}
+
+/// The whole of a regular file at `path` (up to `max` bytes), or `None` for anything
+/// else. What is at the path may have changed since it was checked: it is opened without
+/// waiting for a FIFO's writer (`O_NONBLOCK`) and read only if it is a regular file.
+pub fn read_regular(path: &Path, max: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    open_regular(path)?.take(max).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+fn open_regular(path: &Path) -> Option<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NONBLOCK);
+    }
+    let f = o.open(path).ok()?;
+    f.metadata().ok()?.is_file().then_some(f)
 }
 
 /// A file written whole and then put in place: a temporary file beside the target,

@@ -550,3 +550,58 @@ async fn sandbox_dump_is_checked_at_the_start() {
         untouched(&format!("dump-{state:?}"), &before, &dir, &[]);
     }
 }
+
+/// Paths swapped while the run goes on (after the check, before the end): the summary
+/// for a symlink to the input, the report for a user's file, the metrics for a FIFO.
+/// Each is left as it is, the run says so (exit 1), and no temporary file is left. The
+/// swap waits for the first row in the results log; `--rate 20` keeps the 100 rows
+/// going for seconds after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_swapped_during_the_run_is_left_as_it_is() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let mut text = String::from("id,name\n");
+    for i in 0..100 {
+        text.push_str(&format!("{i},n{i}\n"));
+    }
+    std::fs::write(&input, &text).unwrap();
+    let (summary, report, metrics) = (
+        dir.path().join("s.json"),
+        dir.path().join("r.html"),
+        dir.path().join("m.prom"),
+    );
+    let mut cmd = load_command(&sb.url(), SECRET);
+    cmd.args([
+        s(&input),
+        "--conv-id",
+        "555",
+        "--rate",
+        "20",
+        "--batch-size",
+        "5",
+    ])
+    .args(["--summary-json", s(&summary), "--report", s(&report)])
+    .args(["--metrics", s(&metrics)]);
+    let run = tokio::spawn(run(cmd));
+    let log = dir.path().join("in.results.ndjson");
+    crate::recovery::wait_lines(&log, 2).await;
+    std::os::unix::fs::symlink(&input, &summary).unwrap();
+    std::fs::write(&report, "a user's page\n").unwrap();
+    mkfifo(&metrics);
+    let before = snapshot(dir.path());
+    let out = run.await.unwrap();
+    assert_eq!(out.code, 1, "{out:?}");
+    for p in [&summary, &report, &metrics] {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains(&name) && l.contains("no longer czload's")),
+            "{name}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), text);
+    untouched("swapped", &before, dir.path(), &[log]);
+}

@@ -158,15 +158,7 @@ fn last_success_in(text: &str) -> Option<f64> {
 /// Whether `path` holds a metrics file czload wrote (its first bytes are `MARK`). Only a
 /// regular file is opened: opening a FIFO would wait for a writer.
 pub fn is_own(path: &Path) -> bool {
-    use std::io::Read as _;
-    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        return false;
-    }
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MARK.len() as u64).read_to_end(&mut head))
-        .is_ok()
-        && head == MARK.as_bytes()
+    crate::outpath::read_regular(path, MARK.len() as u64).is_some_and(|h| h == MARK.as_bytes())
 }
 
 /// Unix time now, in seconds.
@@ -189,8 +181,9 @@ impl MetricsFile {
 
 impl Sink for MetricsFile {
     fn report(&mut self, s: &Summary) -> Result<()> {
-        let last = std::fs::read_to_string(&self.path)
-            .ok()
+        // Never waits on a FIFO put there during the run (docs/outputs.md).
+        let last = crate::outpath::read_regular(&self.path, 1 << 20)
+            .and_then(|b| String::from_utf8(b).ok())
             .filter(|t| t.starts_with(MARK))
             .and_then(|t| last_success_in(&t));
         let text = render(s, s.exit_code(), unix_now(), last);

@@ -342,7 +342,8 @@ pub fn read_regular(path: &Path, max: u64) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-fn open_regular(path: &Path) -> Option<File> {
+/// Opens `path` to read if it is a regular file, without waiting for a FIFO's writer.
+pub fn open_regular(path: &Path) -> Option<File> {
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
     #[cfg(unix)]
@@ -369,6 +370,13 @@ impl Replace {
     /// Creates the temporary file for `target` (a path `place` gave).
     pub fn new(target: &Path, kind: Kind) -> std::io::Result<Replace> {
         let name = target.file_name().unwrap_or_default().to_string_lossy();
+        // A long name would make the temporary one too long for the file system (255
+        // bytes), found only at the end of the run: its first 100 bytes are enough.
+        let mut cut = name.len().min(100);
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let name = &name[..cut];
         let dir = folder(target);
         for _ in 0..16 {
             let tmp = dir.join(format!(
@@ -507,5 +515,9 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"mine");
         let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "{left:?}");
+        // A name the file system only just takes still gets its temporary file.
+        let long = d.path().join(format!("{}.json", "ы".repeat(120)));
+        replace_with(&long, Kind::Summary, b"{}").unwrap();
+        assert_eq!(std::fs::read(&long).unwrap(), b"{}");
     }
 }

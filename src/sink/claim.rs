@@ -165,12 +165,20 @@ fn keep_aside(path: &Path) -> Result<PathBuf> {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".unfinished-{n}"));
         let to = PathBuf::from(name);
-        if std::fs::symlink_metadata(&to).is_err() {
-            std::fs::rename(path, &to).map_err(|e| {
-                Error::file(path, format!("cannot keep the unfinished log aside: {e}"))
-            })?;
-            return Ok(to);
+        if std::fs::symlink_metadata(&to).is_ok() {
+            continue;
         }
+        // A link, then the old name removed: unlike a rename, a link never replaces a
+        // file that appeared at `to` meanwhile (docs/outputs.md).
+        let kept = match std::fs::hard_link(path, &to) {
+            // The new log must be a new file, not the kept one under its old name.
+            Ok(()) => std::fs::remove_file(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            // A file system without hard links: renamed, `to` having been free just now.
+            Err(_) => std::fs::rename(path, &to),
+        };
+        kept.map_err(|e| Error::file(path, format!("cannot keep the unfinished log aside: {e}")))?;
+        return Ok(to);
     }
     Err(Error::file(
         path,

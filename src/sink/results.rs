@@ -290,7 +290,8 @@ impl Manifest {
     pub fn read(path: &Path) -> Option<Manifest> {
         use std::io::BufRead;
         let mut first = Vec::new();
-        let f = File::open(path).ok()?;
+        // Only a regular file, opened without waiting on a FIFO (crate::outpath).
+        let f = crate::outpath::open_regular(path)?;
         std::io::BufReader::new(f)
             .take(1 << 20)
             .read_until(b'\n', &mut first)

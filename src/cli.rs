@@ -138,9 +138,11 @@ pub enum ShellArg {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The results log of a run (finished, interrupted or resumed).
-    #[arg(value_name = "RESULTS")]
-    pub results: PathBuf,
+    /// The results log of a run (finished, interrupted or resumed), a merged log, or the
+    /// logs of the copies of one load (`--shard i/N`): those are drawn on one wall-clock
+    /// axis, a lane per copy, with their total.
+    #[arg(value_name = "RESULTS", required = true, num_args = 1..)]
+    pub results: Vec<PathBuf>,
 
     /// Where to write the report.
     #[arg(short, long, value_name = "FILE", default_value = "report.html")]
@@ -504,6 +506,19 @@ pub struct LoadArgs {
     /// built from the results log (`czload report` makes one from any results log).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub report: Option<PathBuf>,
+
+    /// Write the run's figures at the end in the Prometheus text format to this file (for
+    /// node_exporter's textfile collector): rows by status, requests, retries, throttled,
+    /// duration, the rate reached and found, the last success. Replaced whole (a rename);
+    /// an existing file that czload did not write is refused.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub metrics: Option<PathBuf>,
+
+    /// Push the same figures to a Prometheus Pushgateway at the end: its base URL
+    /// (`http://pushgateway:9091`: czload adds `/metrics/job/czload`, and `/shard/I` for a
+    /// copy), or a full `.../metrics/job/NAME` URL. A failed push is said, not fatal.
+    #[arg(long, value_name = "URL", help_heading = "Output")]
+    pub metrics_push: Option<String>,
 
     /// Skip the rows that already have a final status in the results log.
     #[arg(long, help_heading = "Output", conflicts_with = "restart")]

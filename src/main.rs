@@ -95,22 +95,26 @@ fn main() -> ExitCode {
             Ok(()) => 0,
             Err(e) => {
                 say!("czload: {e}\n");
-                1
+                e.exit_code()
             }
         },
         Command::Report(args) => {
-            match czload::sink::report::write_report(&args.results, &args.output) {
+            match czload::sink::report::report_command(&args.results, &args.output) {
                 Ok(n) => {
                     say!(
                         "czload: wrote {} ({n} rows from {})\n",
                         args.output.display(),
-                        args.results.display()
+                        args.results
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     0
                 }
                 Err(e) => {
                     say!("czload: {e}\n");
-                    1
+                    e.exit_code()
                 }
             }
         }
@@ -206,7 +210,7 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
 
 /// `czload check`: the report on stdout; 0 fits, 2 does not, 1 cannot check.
 async fn check(args: czload::cli::LoadArgs) -> u8 {
-    let cfg = match LoadConfig::from_args(&args) {
+    let cfg = match LoadConfig::for_check(&args) {
         Ok(c) => c,
         Err(e) => {
             say!("czload: {e}\n");
@@ -215,7 +219,11 @@ async fn check(args: czload::cli::LoadArgs) -> u8 {
     };
     match czload::check(cfg, args.check_rows).await {
         Ok(r) => {
-            out!("{}", r.render());
+            // Read by a person, often in a CI log: wrapped as the messages are.
+            out!(
+                "{}",
+                czload::term::wrap(&r.render(), czload::term::stdout_width())
+            );
             if r.fits() {
                 0
             } else {
@@ -529,7 +537,7 @@ fn merge_results(args: &czload::cli::MergeArgs) -> u8 {
         }
         Err(e) => {
             say!("czload: merge-results: {e}\n");
-            1
+            e.exit_code()
         }
     }
 }

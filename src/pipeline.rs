@@ -49,7 +49,7 @@ pub async fn run(
     // truncates the results log of an earlier run and before anything is sent.
     preflight(&cfg)?;
     // Held to the end of the run: no other run writes this log meanwhile.
-    let claim = sink::claim::claim(&cfg)?;
+    let claim = sink::claim::claim(&cfg, &manifest)?;
     let earlier_run = resumed(&cfg, &manifest)?;
     let bytes_read = Arc::new(AtomicU64::new(0));
     let cancel = CancellationToken::new();
@@ -116,6 +116,7 @@ pub async fn run(
             retries: stats.retries.load(Ordering::Relaxed),
             throttled: stats.throttled.load(Ordering::Relaxed),
             latencies_us: stats.latencies(),
+            outcomes: (!cfg.dry_run).then(|| stats.outcomes()),
             elapsed_secs: started.elapsed().as_secs_f64(),
             interrupted,
             fatal: sender.fatal(),

@@ -371,6 +371,12 @@ async fn verify_confirms_a_sound_load_and_samples_by_seed() {
     .await;
     assert_eq!(out.code, 0);
     assert_ne!(ra, rows(s(&b)), "another seed, other rows");
+    // A file that is not a verify log (here the results log itself) is not replaced.
+    let before = std::fs::read(&log).unwrap();
+    let out = after_cmd("verify", &sb.url(), &[s(&log), "-o", s(&log)]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("not a verify log"), "{}", out.stderr);
+    assert_eq!(std::fs::read(&log).unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -224,7 +224,7 @@ pub async fn run(
     };
     let settled = settled(&output, &head, a.resume)?;
     // One undo per log, as one load per results log; the kernel drops it with the process.
-    let _lock = crate::sink::claim::lock(&output)?;
+    let _lock = lock(&output)?;
     let (cfg, _notes) = a.send.send_config(OpKind::DELETE)?;
     let sender = Arc::new(Sender::new(cfg, CancellationToken::new())?);
     let file = crate::sink::results::create_private(&output, a.resume)
@@ -280,6 +280,26 @@ pub async fn run(
     }
     w.flush().map_err(werr)?;
     Ok(u)
+}
+
+/// An exclusive `flock(2)` on the undo log (created if need be, never truncated),
+/// held to the end: the kernel drops it with the process, even after SIGKILL.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    let f = crate::sink::results::create_private(path, true)
+        .map_err(|e| Error::file(path, format!("cannot write the undo log: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; no memory is shared.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(Error::Usage(format!(
+                "{}: another czload undo is writing this undo log ({}); wait for it to end",
+                path.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(f)
 }
 
 /// The rows an earlier run of this undo settled (`deleted` or `gone`), per log and

@@ -45,6 +45,10 @@ pub struct LoadConfig {
     pub summary_json: Option<PathBuf>,
     /// `--report`: the HTML report written at the end.
     pub report: Option<PathBuf>,
+    /// `--metrics`: the Prometheus text file written at the end.
+    pub metrics: Option<PathBuf>,
+    /// `--metrics-push`: the Pushgateway URL the same figures go to (`metrics::push_url`).
+    pub metrics_push: Option<String>,
     pub progress: crate::sink::progress::Mode,
     pub resume: bool,
     /// `--restart`: an unfinished results log is kept aside, not refused.
@@ -124,7 +128,17 @@ pub fn send_config(
 }
 
 impl LoadConfig {
+    /// The settings of `czload load`: every output checked (`crate::outpath`).
     pub fn from_args(a: &LoadArgs) -> Result<LoadConfig> {
+        Self::build(a, true)
+    }
+
+    /// The settings of `czload check`, which writes nothing: its outputs are not checked.
+    pub fn for_check(a: &LoadArgs) -> Result<LoadConfig> {
+        Self::build(a, false)
+    }
+
+    fn build(a: &LoadArgs, writes: bool) -> Result<LoadConfig> {
         let mut notes = Vec::new();
         let shard = a
             .shard
@@ -140,9 +154,7 @@ impl LoadConfig {
                 mapping.target,
                 crate::mapping::Target::Conv(_) | crate::mapping::Target::Alias(_)
             );
-        let out = outputs::outputs(a, &inputs, shard, &mut notes)?;
-        let ambiguous_files =
-            crate::sink::retry_file::ambiguous_files(out.results.as_deref(), &out.retry_files)?;
+        let out = outputs::outputs(a, &inputs, shard, writes, &mut notes)?;
         Ok(LoadConfig {
             inputs,
             mapping,
@@ -156,10 +168,12 @@ impl LoadConfig {
             linger: Duration::from_millis(a.linger_ms.max(1)),
             send,
             results: out.results,
-            ambiguous_files,
+            ambiguous_files: out.ambiguous_files,
             retry_files: out.retry_files,
             summary_json: out.summary_json,
             report: out.report,
+            metrics: out.metrics,
+            metrics_push: metrics_push(a, shard)?,
             progress: match a.progress {
                 _ if a.quiet || a.dry_run => crate::sink::progress::Mode::Off,
                 crate::cli::ProgressArg::Auto => crate::sink::progress::Mode::Auto,
@@ -178,6 +192,36 @@ impl LoadConfig {
             notes,
         })
     }
+}
+
+/// `--metrics-push URL`: http or https, with no `user:password@` (it would be printed in
+/// messages and sit in `ps`; a Pushgateway behind a password is reached through a proxy
+/// that adds it).
+fn metrics_push(
+    a: &crate::cli::LoadArgs,
+    shard: Option<crate::shard::Shard>,
+) -> Result<Option<String>> {
+    let Some(u) = &a.metrics_push else {
+        return Ok(None);
+    };
+    let refuse = |why: &str| Err(crate::Error::Usage(format!("--metrics-push: {why}")));
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return refuse("give the Pushgateway's URL, http://HOST:9091");
+    };
+    if scheme != "http" && scheme != "https" {
+        return refuse("the URL must start http:// or https://");
+    }
+    if rest
+        .split('/')
+        .next()
+        .is_some_and(|host| host.contains('@'))
+    {
+        return refuse("a URL with user:password@ is refused (it would show in messages); reach the Pushgateway without it");
+    }
+    if a.dry_run {
+        return refuse("a dry run sends nothing and has no figures to push; leave out --dry-run or --metrics-push");
+    }
+    Ok(Some(crate::sink::metrics::push_url(u, shard.as_ref())))
 }
 
 #[cfg(test)]
@@ -210,7 +254,12 @@ pub(crate) mod tests {
 
         let c = load_config(&[input, "--conv-id", "1", "--resume"]).unwrap();
         assert!(note(&c), "{:?}", c.notes);
-        std::fs::write(c.results.as_ref().unwrap(), "{}\n").unwrap();
+        // A czload log (a manifest line), not a user's file: that would be refused.
+        std::fs::write(
+            c.results.as_ref().unwrap(),
+            "{\"czload\":1,\"inputs\":[],\"mapping\":\"\"}\n",
+        )
+        .unwrap();
         let c = load_config(&[input, "--conv-id", "1", "--resume"]).unwrap();
         assert!(!note(&c), "{:?}", c.notes);
         let c = load_config(&[input, "--conv-id", "1"]).unwrap();

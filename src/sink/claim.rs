@@ -8,7 +8,11 @@
 //!   `results::END_LINE`), or holds no row (empty, or a manifest and the closing lines of
 //!   runs that settled none: a re-run then does all that a resume would). An unfinished one (a crash, a stop, a czload older
 //!   than the end line) wants `--resume`, or `--restart`, which keeps it beside under a
-//!   new name. A file that is not a czload log at all is never replaced.
+//!   new name. A file that is not a czload log at all is never replaced (`crate::outpath`
+//!   refused it already; this is the last word, under the lock).
+//! - A log the claim creates gets its manifest line at once: a file czload made is never
+//!   left empty (an empty file is not czload's: docs/outputs.md), even when the run is
+//!   refused right after.
 
 use super::results::{Manifest, END_LINE};
 use crate::config::LoadConfig;
@@ -26,11 +30,11 @@ pub struct Claim {
 
 /// Locks the results log of `cfg` and decides whether this run may write it. `None` in a
 /// dry run (no log).
-pub fn claim(cfg: &LoadConfig) -> Result<Option<Claim>> {
+pub fn claim(cfg: &LoadConfig, manifest: &Manifest) -> Result<Option<Claim>> {
     let Some(path) = &cfg.results else {
         return Ok(None);
     };
-    let lock = lock(path)?;
+    let lock = lock(path, manifest)?;
     if cfg.resume {
         return Ok(Some(Claim {
             _lock: lock,
@@ -39,7 +43,7 @@ pub fn claim(cfg: &LoadConfig) -> Result<Option<Claim>> {
     }
     match state(path) {
         State::Replaceable => Ok(Some(Claim { _lock: lock, kept: None })),
-        State::Foreign => Err(Error::Usage(format!(
+        State::Foreign => Err(Error::Output(format!(
             "--results {}: the file exists and is not a czload results log; czload will not overwrite it: move it or choose another path",
             path.display()
         ))),
@@ -47,7 +51,7 @@ pub fn claim(cfg: &LoadConfig) -> Result<Option<Claim>> {
             let kept = keep_aside(path)?;
             // The lock went with the renamed file: lock the new one before writing it.
             drop(lock);
-            let lock = self::lock(path)?;
+            let lock = self::lock(path, manifest)?;
             Ok(Some(Claim {
                 _lock: lock,
                 kept: Some(kept),
@@ -60,11 +64,18 @@ pub fn claim(cfg: &LoadConfig) -> Result<Option<Claim>> {
     }
 }
 
-/// Opens (creating it, never truncating) and locks `path`; refuses when another process
-/// holds the lock.
-pub(crate) fn lock(path: &Path) -> Result<File> {
-    let f = super::results::create_private(path, true)
-        .map_err(|e| Error::file(path, format!("cannot write the results log: {e}")))?;
+/// Opens (creating it with `manifest` as its first line, never truncating) and locks
+/// `path`; refuses when another process holds the lock.
+fn lock(path: &Path, manifest: &Manifest) -> Result<File> {
+    let err = |e: std::io::Error| Error::file(path, format!("cannot write the results log: {e}"));
+    let (mut f, created) = match super::results::create_new_private(path) {
+        Ok(f) => (f, true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (
+            super::results::create_private(path, true).map_err(err)?,
+            false,
+        ),
+        Err(e) => return Err(err(e)),
+    };
     #[cfg(unix)]
     {
         use std::os::unix::io::AsRawFd;
@@ -82,6 +93,14 @@ pub(crate) fn lock(path: &Path) -> Result<File> {
                 format!("cannot lock the results log: {e}"),
             ));
         }
+    }
+    // Under the lock: of two runs that opened the new file, only the one holding the
+    // lock writes to it (the other is refused above, having written nothing).
+    if created {
+        use std::io::Write;
+        let mut line = serde_json::to_vec(manifest).expect("plain data");
+        line.push(b'\n');
+        f.write_all(&line).map_err(err)?;
     }
     Ok(f)
 }
@@ -146,12 +165,20 @@ fn keep_aside(path: &Path) -> Result<PathBuf> {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".unfinished-{n}"));
         let to = PathBuf::from(name);
-        if std::fs::symlink_metadata(&to).is_err() {
-            std::fs::rename(path, &to).map_err(|e| {
-                Error::file(path, format!("cannot keep the unfinished log aside: {e}"))
-            })?;
-            return Ok(to);
+        if std::fs::symlink_metadata(&to).is_ok() {
+            continue;
         }
+        // A link, then the old name removed: unlike a rename, a link never replaces a
+        // file that appeared at `to` meanwhile (docs/outputs.md).
+        let kept = match std::fs::hard_link(path, &to) {
+            // The new log must be a new file, not the kept one under its old name.
+            Ok(()) => std::fs::remove_file(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            // A file system without hard links: renamed, `to` having been free just now.
+            Err(_) => std::fs::rename(path, &to),
+        };
+        kept.map_err(|e| Error::file(path, format!("cannot keep the unfinished log aside: {e}")))?;
+        return Ok(to);
     }
     Err(Error::file(
         path,

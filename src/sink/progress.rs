@@ -156,14 +156,7 @@ fn start_line(cfg: &crate::config::LoadConfig, json: bool) -> String {
     let time = crate::term::now_rfc3339();
     let version = env!("CARGO_PKG_VERSION");
     let inputs: Vec<String> = cfg.inputs.iter().map(|i| i.display()).collect();
-    // The flags that name the process (`--conv-id 555`), not Rust's names for them.
-    let target = cfg
-        .mapping
-        .flags()
-        .into_iter()
-        .filter(|f| f.starts_with("--conv-id") || f.starts_with("--company-id"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let target = target_flags(cfg);
     let rate = rate_text(cfg.send.rate);
     let url = &cfg.send.base;
     if json {
@@ -192,6 +185,21 @@ fn start_line(cfg: &crate::config::LoadConfig, json: bool) -> String {
             inputs.join(", ")
         )
     }
+}
+
+/// The flags that name the process (`--conv-id 555`), not Rust's names for them; empty
+/// when the rows name their own (`--op raw`).
+pub(crate) fn target_flags(cfg: &crate::config::LoadConfig) -> String {
+    cfg.mapping
+        .flags()
+        .into_iter()
+        .filter(|f| {
+            ["--conv-id", "--company-id", "--alias"]
+                .iter()
+                .any(|p| f.starts_with(p))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `--rate` as typed.

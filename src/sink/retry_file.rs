@@ -168,7 +168,14 @@ impl OneFile {
             }
         }
         let append = existed && !self.array;
-        let file = create_private(path, append).map_err(err)?;
+        // A new file is created exclusively: the path was checked before the run (an
+        // earlier run's file removed, a user's refused), so anything there now (a hard
+        // link to the input, someone's file) appeared since and is left as it is.
+        let file = match existed {
+            false => super::results::create_new_private(path),
+            true => create_private(path, append),
+        }
+        .map_err(err)?;
         let mut w = Writer::new(BufWriter::new(file), self.zip).map_err(err)?;
         w.write_all(&start).map_err(err)?;
         self.out = Some(w);
@@ -400,33 +407,6 @@ pub fn ambiguous_path(retry: &Path) -> PathBuf {
         },
     };
     retry.with_file_name(new)
-}
-
-/// The ambiguous files beside `retry_files`. One that is there must be czload's: listed
-/// by the manifest of the results log (`results`), else it is someone's file, which a
-/// run would remove or write into; refused, naming the flag that moves it.
-pub fn ambiguous_files(results: Option<&Path>, retry_files: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let listed: Vec<PathBuf> = results
-        .filter(|r| std::fs::metadata(r).is_ok_and(|m| m.is_file()))
-        .and_then(super::Manifest::read)
-        .map(|m| m.retry_files.iter().map(PathBuf::from).collect())
-        .unwrap_or_default();
-    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    };
-    let paths: Vec<PathBuf> = retry_files.iter().map(|r| ambiguous_path(r)).collect();
-    // A dry run writes nothing.
-    for p in paths.iter().filter(|_| results.is_some()) {
-        let there = std::fs::symlink_metadata(p).is_ok();
-        if there && !listed.iter().any(|l| same(l, p)) {
-            return Err(Error::Usage(format!(
-                "{}: czload writes the rows whose fate is unknown there (beside the retry file), but the file exists and no earlier run with this results log wrote it; move it, or pass --retry-file to put both elsewhere",
-                p.display()
-            )));
-        }
-    }
-    Ok(paths)
 }
 
 /// `--retry-file PATH` must read back with the same command: without `--format`, its

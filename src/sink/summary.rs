@@ -166,6 +166,8 @@ pub struct RunStats {
     pub throttled: u64,
     /// Every request's latency, in microseconds.
     pub latencies_us: Vec<u32>,
+    /// Requests by what came of them, over time (`None` in a dry run).
+    pub outcomes: Option<crate::send::Outcomes>,
     pub elapsed_secs: f64,
     pub interrupted: bool,
     pub fatal: Option<String>,
@@ -201,6 +203,14 @@ pub struct Summary {
     pub elapsed_secs: f64,
     pub rows_per_sec: f64,
     pub results_log: Option<PathBuf>,
+    /// `--report` and `--metrics`: said at the end, so the user knows where to look.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<PathBuf>,
+    /// For the results log's run line; the report draws it.
+    #[serde(skip)]
+    pub outcomes: Option<crate::send::Outcomes>,
     pub retry_files: Vec<PathBuf>,
     /// The rows whose fate is unknown (`ambiguous`), apart from the retry files: to be
     /// checked on the server, never loaded again blindly.
@@ -291,6 +301,9 @@ impl Summary {
             elapsed_secs: run.elapsed_secs,
             rows_per_sec: settled_now as f64 / run.elapsed_secs.max(1e-9),
             results_log: cfg.results.clone(),
+            report: cfg.report.clone(),
+            metrics: cfg.metrics.clone(),
+            outcomes: run.outcomes,
             retry_files: super::retry_file::written(cfg, super::retry_file::Kind::Retry),
             ambiguous_files: super::retry_file::written(cfg, super::retry_file::Kind::Ambiguous),
             input_errors: tally.input_errors.clone(),
@@ -426,6 +439,12 @@ impl Summary {
         }
         if let Some(p) = &self.results_log {
             let _ = writeln!(s, "results log: {}", p.display());
+        }
+        if let Some(p) = &self.report {
+            let _ = writeln!(s, "report: {}", p.display());
+        }
+        if let Some(p) = &self.metrics {
+            let _ = writeln!(s, "metrics: {}", p.display());
         }
         for p in &self.retry_files {
             let _ = writeln!(

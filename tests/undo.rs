@@ -293,3 +293,23 @@ async fn undo_stopped_by_sigterm_says_resume_and_resumes() {
     assert_eq!((sb.stats().tasks, sb.stats().deleted), (0, 2000));
     one_success_per_row(&undo, 2000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_writes_no_file_it_was_not_given() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = loaded(&sb.url(), dir.path(), 10).await;
+    let mine = dir.path().join("mine.txt");
+    std::fs::write(&mine, "a user's file").unwrap();
+    let link = dir.path().join("orders.undo.ndjson");
+    std::os::unix::fs::symlink(&mine, &link).unwrap();
+    for more in [&[][..], &["--resume"][..]] {
+        let mut args = vec![s(&log), "--yes"];
+        args.extend(more);
+        let out = after_cmd("undo", &sb.url(), &args).await;
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
+    }
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "a user's file");
+    assert_eq!(sb.stats().tasks, 10, "nothing deleted");
+}

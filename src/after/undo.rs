@@ -306,6 +306,12 @@ fn lock(path: &Path) -> Result<std::fs::File> {
 /// input; refused: a log of another undo, an existing log without `--resume`.
 fn settled(output: &Path, head: &Head, resume: bool) -> Result<HashMap<(u32, u32), RowSet>> {
     let mut sets: HashMap<(u32, u32), RowSet> = HashMap::new();
+    if std::fs::symlink_metadata(output).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::Usage(format!(
+            "{}: not a regular file (a link, a FIFO, a folder): give the undo log another place with -o",
+            output.display()
+        )));
+    }
     let exists = std::fs::metadata(output).is_ok_and(|m| m.len() > 0);
     if !resume {
         if exists {

@@ -313,3 +313,46 @@ async fn undo_writes_no_file_it_was_not_given() {
     assert_eq!(std::fs::read_to_string(&mine).unwrap(), "a user's file");
     assert_eq!(sb.stats().tasks, 10, "nothing deleted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_deletes_the_tasks_of_creates_resent_after_a_lost_answer() {
+    let sb = Sandbox::start(SandboxConfig {
+        fail_after: 0.5,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = crate::recovery::make_csv(dir.path(), "orders.csv", 500);
+    let log = dir.path().join("orders.results.ndjson");
+    let args = [
+        s(&input),
+        "--conv-id",
+        "555",
+        "--concurrency",
+        "1",
+        "--max-attempts",
+        "30",
+        "--results",
+        s(&log),
+    ];
+    let out = common::load(&sb.url(), &args, None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines = common::results(&log);
+    let resent = lines
+        .iter()
+        .filter(|l| l["status"] == "exists" && l["attempts"].as_u64() > Some(1))
+        .count();
+    assert!(
+        resent > 0,
+        "a create applied and its answer lost came back exists"
+    );
+    assert_eq!(sb.tasks().len(), 500);
+    sb.heal();
+    let out = after_cmd("undo", &sb.url(), &[s(&log), "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!((sb.stats().tasks, sb.stats().deleted), (0, 500));
+    let undone = one_success_per_row(&dir.path().join("orders.undo.ndjson"), 500);
+    let by_ref = undone.iter().filter(|l| l.get("obj_id").is_none()).count();
+    assert_eq!(by_ref, resent, "the resent rows, found by ref");
+}

@@ -229,6 +229,14 @@ async fn alias_addresses_the_process_and_a_resume_keeps_it() {
         out.stderr
     );
     assert_eq!(sb.stats().requests, before);
+    // Verify and undo ask the process the manifest names: by its alias.
+    let shown = sb.stats().shown;
+    let out = after_cmd("verify", &sb.url(), &[s(&log)]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(sb.stats().shown - shown, 20);
+    let out = after_cmd("undo", &sb.url(), &[s(&log), "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!((sb.stats().tasks, sb.stats().deleted), (0, 20));
     let out = run(args(&[
         "--alias",
         "orders",

@@ -111,12 +111,10 @@ naming the flag that fixes it. Nothing is created: it sends only `show conv` and
 named, and nothing written; 1 a file cannot be read or written."
     )]
     MergeResults(MergeArgs),
-    /// Ask the server whether the tasks a results log says it loaded are there: `show`
-    /// ops, 100 a request, paced and retried as a load is; nothing is changed.
+    /// Ask the server whether the tasks a results log says it loaded are there (read-only).
     #[command(after_help = crate::after::VERIFY_HELP)]
     Verify(Box<crate::after::verify::VerifyArgs>),
-    /// Delete the tasks a load created (the `created` rows of its results log), paced and
-    /// retried as a load is, with a log of its own; resumable, exactly once.
+    /// Delete the tasks a load created, from its results log; resumable, exactly once.
     #[command(after_help = crate::after::UNDO_HELP)]
     Undo(Box<crate::after::undo::UndoArgs>),
     /// Print a shell completion script on stdout.
@@ -284,9 +282,8 @@ pub struct LoadArgs {
     )]
     pub conv_id_column: Option<String>,
 
-    /// Address the process by its alias instead of --conv-id (with --company-id: an alias
-    /// names a process within a company), as one configuration serves a develop and a
-    /// production stage. Each op then carries `obj_alias` and `company_id`.
+    /// The process by its alias (with --company-id), not --conv-id: one configuration for
+    /// a develop and a production stage. Ops carry `obj_alias` and `company_id`.
     #[arg(long, value_name = "NAME", help_heading = "Target")]
     pub alias: Option<String>,
 

@@ -282,8 +282,7 @@ pub struct LoadArgs {
     )]
     pub conv_id_column: Option<String>,
 
-    /// The process by its alias (with --company-id), not --conv-id: one configuration for
-    /// a develop and a production stage. Ops carry `obj_alias` and `company_id`.
+    /// The process by its alias (with --company-id) instead of --conv-id: `obj_alias`.
     #[arg(long, value_name = "NAME", help_heading = "Target")]
     pub alias: Option<String>,
 

@@ -61,9 +61,8 @@ Examples:
     czload merge-results orders.shard-*-of-3.results.ndjson -o orders.results.ndjson
   A report of a run:
     czload report orders.results.ndjson -o orders.report.html
-  Check on the server that the tasks are there; take a wrong load back:
+  Check on the server that the tasks are there (`czload undo` takes a load back):
     czload verify orders.results.ndjson
-    czload undo orders.results.ndjson --dry-run
 
 The secret comes from COREZOID_API_SECRET or --secret-file, never a flag. `czload load \
 --help` lists every flag; `czload man` prints the manual.";

@@ -19,12 +19,14 @@
 //!    An empty file says nothing of who made it: it is not czload's.
 //!
 //! A refusal is `Error::Output` (exit 2) and names the flag to change. Files written
-//! whole at the end (report, summary, merged log) go through `Replace`: a temporary file
-//! created exclusively under a name no user file has, renamed over the target only if
-//! that is still absent or czload's.
+//! whole at the end (report, summary, metrics, merged log, dump) go through `Replace`: a
+//! temporary file created exclusively under a name no user file has, renamed over the
+//! target only if that is still absent or czload's. Files written as the run goes
+//! (results log, retry files) are opened by `create_private`/`create_new_private`, which
+//! check again what is there when it is opened (the path may have changed since).
 
 use crate::error::{Error, Result};
-use std::fs::{File, Metadata};
+use std::fs::{File, Metadata, OpenOptions};
 use std::path::{Path, PathBuf};
 
 /// What an output holds: how czload knows a file of it as its own.
@@ -353,6 +355,47 @@ pub fn open_regular(path: &Path) -> Option<File> {
     }
     let f = o.open(path).ok()?;
     f.metadata().ok()?.is_file().then_some(f)
+}
+
+/// Creates a file only its owner can read: results and retry files hold the loaded data.
+/// The path was checked before the run (`crate::outpath`); what is there when it is
+/// opened is checked again, so that a path swapped meanwhile for a symlink, a FIFO or a
+/// device is not written through: the last component is not followed (`O_NOFOLLOW`), the
+/// open does not wait for a FIFO's reader (`O_NONBLOCK`), and anything but a regular file
+/// is refused before it is truncated.
+pub fn create_private(path: &Path, append: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).create(true);
+    if append {
+        o.append(true);
+    }
+    open_written(o, path, !append)
+}
+
+/// Creates a new file only its owner can read; fails if anything is at `path`.
+pub fn create_new_private(path: &Path) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    open_written(o, path, false)
+}
+
+fn open_written(mut o: OpenOptions, path: &Path, truncate: bool) -> std::io::Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let f = o.open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is no longer a regular file (it was replaced while czload ran); left as it is",
+        ));
+    }
+    if truncate {
+        f.set_len(0)?;
+    }
+    Ok(f)
 }
 
 /// A file written whole and then put in place: a temporary file beside the target,

@@ -468,6 +468,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_file_that_appears_at_a_new_retry_path_during_the_run_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("a.csv");
+        std::fs::write(&input, "x\n1\n").unwrap();
+        let cfg = crate::config::tests::load_config(&[input.to_str().unwrap(), "--conv-id", "1"])
+            .unwrap();
+        let mut files = RetryFiles::new(&cfg, false, Kind::Retry);
+        // After the run started, before its first failed row: a hard link to the input.
+        std::fs::hard_link(&input, &cfg.retry_files[0]).unwrap();
+        let e = files.write(0, b"1\n").unwrap_err();
+        assert!(e.to_string().contains("cannot write the retry file"), "{e}");
+        assert_eq!(std::fs::read(&input).unwrap(), b"x\n1\n");
+    }
+
+    #[test]
     fn ambiguous_files_sit_beside_retry_files() {
         let a = |p: &str| ambiguous_path(Path::new(p)).display().to_string();
         assert_eq!(a("/d/orders.retry.csv"), "/d/orders.ambiguous.csv");

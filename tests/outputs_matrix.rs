@@ -605,3 +605,54 @@ async fn an_output_swapped_during_the_run_is_left_as_it_is() {
     assert_eq!(std::fs::read_to_string(&input).unwrap(), text);
     untouched("swapped", &before, dir.path(), &[log]);
 }
+
+/// A crash while rows fail leaves a retry file that the resume knows as czload's: the file
+/// is created only at a checkpoint, after the results log holds a row that went to it
+/// (before, it was created at the first failed row and held nothing on disk until 8 KB or
+/// the end, so `--resume` after `kill -9` refused it as someone's empty file). Its rows
+/// are rows the log calls `failed`, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_the_resume_takes_the_retry_file_as_czloads() {
+    use crate::recovery::{finish, make_csv, signal, spawn_load, wait_lines};
+    let bad = Sandbox::start(czload::sandbox::SandboxConfig {
+        fail_before: 1.0,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_csv(dir.path(), "in.csv", 200);
+    let args = [s(&input), "--conv-id", "555", "--max-attempts", "1"];
+    let mut slow = args.to_vec();
+    slow.extend(["--rate", "20", "--batch-size", "5"]);
+    let child = spawn_load(&bad.url(), &slow);
+    let log = dir.path().join("in.results.ndjson");
+    // The manifest and a few failed rows, well before the 200 rows are done.
+    wait_lines(&log, 12).await;
+    signal(&child, "-KILL");
+    finish(child).await;
+    let out = load(
+        &bad.url(),
+        &input,
+        &["--resume".into(), "--max-attempts".into(), "1".into()],
+    )
+    .await;
+    assert_eq!(out.code, 2, "rows failed, none refused: {out:?}");
+    assert!(!out.stderr.contains("will not replace"), "{}", out.stderr);
+    let failed: std::collections::HashSet<String> = common::results(&log)
+        .iter()
+        .filter(|l| l["status"] == "failed")
+        .map(|l| l["ref"].as_str().unwrap().to_string())
+        .collect();
+    let retry = std::fs::read_to_string(dir.path().join("in.retry.csv")).unwrap();
+    let mut rows: Vec<&str> = retry.lines().skip(1).collect();
+    let n = rows.len();
+    rows.sort();
+    rows.dedup();
+    assert_eq!(rows.len(), n, "each row once: {retry}");
+    assert!(
+        n > 0 && n <= failed.len(),
+        "{n} rows, {} failed",
+        failed.len()
+    );
+}

@@ -75,8 +75,8 @@ impl CheckReport {
 pub async fn check(cfg: &LoadConfig, rows: usize) -> Result<CheckReport> {
     let conv = match &cfg.mapping.target {
         crate::mapping::Target::Conv(c) => *c,
-        crate::mapping::Target::Column(_) => return Err(Error::Usage(
-            "check compares the mapping with one process: pass --conv-id N, not --conv-id-column"
+        crate::mapping::Target::Column(_) | crate::mapping::Target::Alias(_) => return Err(Error::Usage(
+            "check compares the mapping with one process: pass --conv-id N, not --conv-id-column or --alias"
                 .into(),
         )),
     };

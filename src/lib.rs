@@ -13,6 +13,7 @@
 //! display the user asked for) nor exits: what the user should read comes back in
 //! `Done`, `LoadConfig::notes` and `Summary`, and `main` prints it.
 
+pub mod after;
 pub mod batch;
 pub mod check;
 pub mod cli;
@@ -105,9 +106,9 @@ async fn start_sandbox(cfg: &mut LoadConfig) -> Result<sandbox::Sandbox> {
     use rand::Rng;
     let conv = match &cfg.mapping.target {
         mapping::Target::Conv(c) => *c,
-        mapping::Target::Column(_) => {
+        mapping::Target::Column(_) | mapping::Target::Alias(_) => {
             return Err(Error::Usage(
-                "--sandbox creates one process, the one named by --conv-id N; it cannot take --conv-id-column".into(),
+                "--sandbox creates one process, the one named by --conv-id N; it cannot take --conv-id-column or --alias".into(),
             ))
         }
     };

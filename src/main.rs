@@ -119,6 +119,20 @@ fn main() -> ExitCode {
             }
         }
         Command::MergeResults(args) => merge_results(&args),
+        Command::Undo(args) => match rt.block_on(rt.spawn(undo(args))) {
+            Ok(code) => code,
+            Err(e) => {
+                say!("czload: internal error: {e}\n");
+                1
+            }
+        },
+        Command::Verify(args) => match rt.block_on(rt.spawn(verify(args))) {
+            Ok(code) => code,
+            Err(e) => {
+                say!("czload: internal error: {e}\n");
+                1
+            }
+        },
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     };
     // Requests still draining after a second Ctrl-C must not hold the exit.
@@ -430,6 +444,67 @@ impl Signals {
             std::future::pending::<()>().await;
         }
         (2, "Ctrl-C")
+    }
+}
+
+/// `czload verify`: the report on stderr; 0 all confirmed, 2 not, 1 or 75 as a load.
+async fn verify(args: Box<czload::after::verify::VerifyArgs>) -> u8 {
+    match czload::after::verify::run(&args, stop_signal()).await {
+        Ok(v) => {
+            say!("{}", v.render());
+            match (v.interrupted, STOPPED_BY.load(Ordering::SeqCst)) {
+                (true, sig) if sig > 0 => (128 + sig) as u8,
+                _ => v.exit_code(),
+            }
+        }
+        Err(e) => {
+            say!("czload: {e}\n");
+            e.exit_code()
+        }
+    }
+}
+
+/// `czload undo`: asks first (unless --yes or --dry-run), then deletes; the report on
+/// stderr.
+async fn undo(args: Box<czload::after::undo::UndoArgs>) -> u8 {
+    use std::io::IsTerminal as _;
+    if !args.yes && !args.dry_run {
+        if !std::io::stdin().is_terminal() {
+            say!("czload: undo deletes tasks: pass --yes to confirm (stdin is not a terminal, so it cannot ask); --dry-run lists them\n");
+            return 1;
+        }
+        let (n, procs) = match czload::after::undo::count(&args) {
+            Ok(c) => c,
+            Err(e) => {
+                say!("czload: {e}\n");
+                return e.exit_code();
+            }
+        };
+        say!("Delete the {n} tasks these logs created ({procs})? [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            say!("czload: nothing deleted\n");
+            return 1;
+        }
+    }
+    let done = if args.dry_run {
+        czload::after::undo::dry_run(&args, &mut std::io::stdout().lock())
+    } else {
+        czload::after::undo::run(&args, stop_signal()).await
+    };
+    match done {
+        Ok(u) => {
+            say!("{}", u.render());
+            match (u.interrupted, STOPPED_BY.load(Ordering::SeqCst)) {
+                (true, sig) if sig > 0 => (128 + sig) as u8,
+                _ => u.exit_code(),
+            }
+        }
+        Err(e) => {
+            say!("czload: {e}\n");
+            e.exit_code()
+        }
     }
 }
 

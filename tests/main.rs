@@ -1,5 +1,6 @@
 //! The integration tests, as one binary (one link, shared helpers).
 
+mod after;
 mod bad_input;
 mod check;
 mod common;
@@ -26,5 +27,6 @@ mod sync;
 mod terminal;
 mod toolchain;
 mod unattended;
+mod undo;
 mod words;
 mod words_logs;

@@ -117,6 +117,16 @@ impl std::fmt::Display for MaxErrors {
     }
 }
 
+/// The sending settings alone, as a load's flags give them: `czload verify` and `czload
+/// undo` send as a load does (`src/after/flags.rs`).
+pub fn send_config(
+    a: &crate::cli::LoadArgs,
+    op: crate::op::OpKind,
+    notes: &mut Vec<String>,
+) -> Result<crate::send::SendConfig> {
+    sending::sending(a, op, None, notes)
+}
+
 impl LoadConfig {
     /// The settings of `czload load`: every output checked (`crate::outpath`).
     pub fn from_args(a: &LoadArgs) -> Result<LoadConfig> {
@@ -139,8 +149,11 @@ impl LoadConfig {
         let mapping = mapping::mapping(a, &inputs, &mut notes)?;
         let ref_names = mapping::ref_names(a, &inputs)?;
         let mut send = sending::sending(a, mapping.op, shard, &mut notes)?;
-        send.one_process =
-            !mapping.op.rows_are_ops && matches!(mapping.target, crate::mapping::Target::Conv(_));
+        send.one_process = !mapping.op.rows_are_ops
+            && matches!(
+                mapping.target,
+                crate::mapping::Target::Conv(_) | crate::mapping::Target::Alias(_)
+            );
         let out = outputs::outputs(a, &inputs, shard, writes, &mut notes)?;
         Ok(LoadConfig {
             inputs,

@@ -167,6 +167,16 @@ impl Sender {
         }
     }
 
+    /// Ops per request (`--batch-size`): what a caller building its own batches fills.
+    pub fn batch_size(&self) -> usize {
+        self.cfg.batch_size
+    }
+
+    /// The kind of op it settles rows as.
+    pub fn op(&self) -> OpKind {
+        self.cfg.op
+    }
+
     /// Waits until one more batch may be alive; the permit goes with the batch.
     pub async fn admit_batch(&self) -> OwnedSemaphorePermit {
         self.alive

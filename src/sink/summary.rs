@@ -471,7 +471,7 @@ impl Summary {
 mod tests {
     use super::*;
 
-    fn counts(n: [u64; 8]) -> Counts {
+    fn counts(n: [u64; 10]) -> Counts {
         let mut c = Counts::default();
         for (&s, k) in Status::ALL.iter().zip(n) {
             for _ in 0..k {
@@ -484,14 +484,14 @@ mod tests {
     /// The text and the JSON as the hand-listed fields wrote them before the status table.
     #[test]
     fn counts_render_and_serialize_as_the_named_fields_did() {
-        let c = counts([1, 2, 3, 4, 5, 6, 7, 8]);
+        let c = counts([1, 2, 3, 4, 5, 6, 7, 8, 0, 0]);
         assert_eq!(
             c.to_string(),
-            "1 created, 2 modified, 3 exists, 4 rejected, 5 failed, 6 ambiguous, 7 done, 8 no_reply"
+            "1 created, 2 modified, 3 exists, 4 rejected, 5 failed, 6 ambiguous, 7 done, 8 no_reply, 0 deleted, 0 gone"
         );
         assert_eq!(
             serde_json::to_string(&c).unwrap(),
-            r#"{"created":1,"modified":2,"exists":3,"rejected":4,"failed":5,"ambiguous":6,"done":7,"no_reply":8}"#
+            r#"{"created":1,"modified":2,"exists":3,"rejected":4,"failed":5,"ambiguous":6,"done":7,"no_reply":8,"deleted":0,"gone":0}"#
         );
         assert_eq!((c.total(), c.succeeded(), c.not_ok()), (36, 13, 23));
         let s = Summary {
@@ -501,7 +501,7 @@ mod tests {
         };
         let json = serde_json::to_string(&s).unwrap();
         assert!(
-            json.starts_with(r#"{"rows":36,"created":1,"modified":2,"exists":3,"rejected":4,"failed":5,"ambiguous":6,"done":7,"no_reply":8,"skipped":0,"earlier":{"created":0,"#),
+            json.starts_with(r#"{"rows":36,"created":1,"modified":2,"exists":3,"rejected":4,"failed":5,"ambiguous":6,"done":7,"no_reply":8,"deleted":0,"gone":0,"skipped":0,"earlier":{"created":0,"#),
             "{json}"
         );
         assert!(!json.contains("dry_run_rejects") && !json.contains("report_errors"));

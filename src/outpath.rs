@@ -1,6 +1,6 @@
 //! The one owner of every output path: results log, retry and ambiguous files,
-//! `--summary-json`, `--report`, `--metrics`, `czload report -o`, `merge-results -o`, the
-//! sandbox's `--dump`. Every command hands its outputs here before it sends or writes anything;
+//! `--summary-json`, `--report`, `--metrics`, `czload report -o`, `merge-results -o`,
+//! `verify --output`, `undo --output`, the sandbox's `--dump`. Every command hands its outputs here before it sends or writes anything;
 //! the rules in plain words are docs/outputs.md.
 //!
 //! For each output, in this order:
@@ -45,6 +45,10 @@ pub enum Kind {
     Metrics,
     /// The sandbox's `--dump`: lines of stored tasks.
     Dump,
+    /// `czload verify -o`: lines with a `verdict` on a logged row.
+    Verify,
+    /// `czload undo -o`: its first line is `{"czload_undo":…}`.
+    Undo,
 }
 
 impl Kind {
@@ -95,6 +99,18 @@ pub fn check(outputs: &[Output], inputs: &[&Path]) -> Result<Vec<PathBuf>> {
         owned(o, p)?;
     }
     Ok(paths)
+}
+
+/// `check` for a command's one output, written beside the results logs it reads
+/// (`verify`, `undo`): those logs and the inputs their manifests name are its inputs.
+pub fn check_beside_logs(flag: &str, path: &Path, kind: Kind, logs: &[PathBuf]) -> Result<PathBuf> {
+    let named: Vec<PathBuf> = logs
+        .iter()
+        .filter_map(|l| crate::sink::Manifest::read(l))
+        .flat_map(|m| m.inputs.into_iter().map(|i| PathBuf::from(i.path)))
+        .collect();
+    let inputs: Vec<&Path> = logs.iter().chain(&named).map(PathBuf::as_path).collect();
+    Ok(check(&[Output::new(flag, path, kind)], &inputs)?.remove(0))
 }
 
 /// Refuses an existing file at `path` (already `place`d) that czload did not write.
@@ -314,13 +330,19 @@ pub fn is_own(kind: Kind, path: &Path, m: &Metadata) -> bool {
                     .and_then(|v| v.as_object().cloned())
                     .is_some_and(|o| SUMMARY_KEYS.iter().all(|k| o.contains_key(*k)))
         }
-        Kind::Dump => head(path, 64 << 10).is_some_and(|h| {
-            let first = h.split(|&b| b == b'\n').next().unwrap_or_default();
-            serde_json::from_slice::<serde_json::Value>(first).is_ok_and(|v| {
-                v.get("conv_id").is_some() && v.get("obj_id").is_some() && v.get("data").is_some()
-            })
-        }),
+        Kind::Dump => first_line_has(path, &["conv_id", "obj_id", "data"]),
+        Kind::Verify => first_line_has(path, &["row", "logged", "verdict"]),
+        Kind::Undo => first_line_has(path, &["czload_undo"]),
     }
+}
+
+/// Whether the first line of the file at `path` is a JSON object with all of `keys`.
+fn first_line_has(path: &Path, keys: &[&str]) -> bool {
+    head(path, 64 << 10).is_some_and(|h| {
+        let first = h.split(|&b| b == b'\n').next().unwrap_or_default();
+        serde_json::from_slice::<serde_json::Value>(first)
+            .is_ok_and(|v| keys.iter().all(|k| v.get(k).is_some()))
+    })
 }
 
 /// The first `n` bytes of a regular file (fewer if it is shorter).

@@ -1,7 +1,7 @@
 //! Issue 25, class 2 ("files harmed"), over the class: every output of every command that
 //! writes (`load`: `--results`, `--retry-file`, the default retry file beside the input,
 //! the ambiguous file beside the retry file, `--summary-json`, `--report`, `--metrics`;
-//! `merge-results -o`; `report -o`; `sandbox --dump`) × what is at its path (nothing,
+//! `merge-results -o`; `report -o`; `verify --output`; `undo --output`; `sandbox --dump`) × what is at its path (nothing,
 //! czload's own file, a user's file, an empty file, a FIFO, a device node, a directory, a
 //! symlink and a hard link to the input, a folder that is not there) × how the load runs
 //! (plain, `--resume` without a log, `--resume` with one, `--restart`). Each case is
@@ -655,4 +655,68 @@ async fn after_kill_9_the_resume_takes_the_retry_file_as_czloads() {
         "{n} rows, {} failed",
         failed.len()
     );
+}
+
+/// `verify --output` and `undo --output` over every state: refused before any request
+/// (exit 2, the flag named) or handled, other files as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_undo_output_matrix() {
+    let sb = common::sandbox().await;
+    let root = tempfile::tempdir().unwrap();
+    for (cmd, file) in [("verify", "v.ndjson"), ("undo", "u.ndjson")] {
+        for state in STATES {
+            let name = format!("{cmd}-{state:?}");
+            let dir = root.path().join(&name);
+            std::fs::create_dir(&dir).unwrap();
+            let input = make_input(&dir);
+            let out = load(&sb.url(), &input, &[]).await;
+            assert_eq!(out.code, 0, "{name}: the load: {out:?}");
+            let log = dir.join("in.results.ndjson");
+            let target = match state {
+                State::MissingFolder => dir.join("missing").join(file),
+                _ => dir.join(file),
+            };
+            let args = |extra: &[&str]| -> Vec<String> {
+                let mut v = vec![s(&log).to_string(), "--output".into(), s(&target).into()];
+                if cmd == "undo" {
+                    v.push("--yes".into());
+                }
+                v.extend(extra.iter().map(|x| x.to_string()));
+                v
+            };
+            let run_it = |a: Vec<String>| {
+                let url = sb.url();
+                async move {
+                    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+                    crate::after::after_cmd(cmd, &url, &a).await
+                }
+            };
+            let mut extra: Vec<&str> = vec![];
+            if state == State::Own {
+                let out = run_it(args(&[])).await;
+                assert_eq!(out.code, 0, "{name}: the earlier run: {out:?}");
+                // An undo log is gone on with, never started over.
+                if cmd == "undo" {
+                    extra.push("--resume");
+                }
+            }
+            place(state, &target, &input);
+            let before = snapshot(&dir);
+            let requests = sb.stats().requests;
+            let out = run_it(args(&extra)).await;
+            if refused_expected(Flag::Report, state, Mode::Plain) {
+                assert_eq!(out.code, 2, "{name}: refused: {out:?}");
+                assert!(out.stderr.contains("--output"), "{name}: {}", out.stderr);
+                assert_eq!(sb.stats().requests, requests, "{name}: nothing sent");
+            } else {
+                assert_eq!(out.code, 0, "{name}: handled: {out:?}");
+            }
+            let own = if state == State::Own {
+                vec![target.clone()]
+            } else {
+                vec![]
+            };
+            untouched(&name, &before, &dir, &own);
+        }
+    }
 }

@@ -164,6 +164,14 @@ pub async fn run(
         .output
         .clone()
         .unwrap_or_else(|| super::beside(&a.logs[0], "verify.ndjson"));
+    // Before anything is sent: a regular file or nothing, no log it reads, absent or a
+    // verify log (docs/outputs.md).
+    let output = crate::outpath::check_beside_logs(
+        "--output",
+        &output,
+        crate::outpath::Kind::Verify,
+        &a.logs,
+    )?;
     let file = crate::sink::results::create_private(&output, false)
         .map_err(|e| Error::file(&output, format!("cannot write the verify log: {e}")))?;
     let mut w = std::io::BufWriter::new(file);

@@ -116,8 +116,12 @@ enum State {
 
 fn state(path: &Path) -> State {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = File::open(path) else {
-        return State::Replaceable;
+    // Only a regular file, never waiting on a FIFO swapped in (crate::outpath).
+    let Some(mut f) = crate::outpath::open_regular(path) else {
+        return match std::fs::symlink_metadata(path) {
+            Ok(_) => State::Foreign,
+            Err(_) => State::Replaceable,
+        };
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     if len == 0 {

@@ -513,6 +513,55 @@ pub fn replace_with(target: &Path, kind: Kind, bytes: &[u8]) -> std::io::Result<
     r.commit()
 }
 
+/// What the results log says czload wrote beside it: the retry and ambiguous files its
+/// manifest names, and whether its rows put any there.
+pub struct Written {
+    pub named: Vec<PathBuf>,
+    /// A row went to a retry file (`Status::to_retry_file`).
+    pub failed: bool,
+    /// A row went to an ambiguous file.
+    pub ambiguous: bool,
+}
+
+impl Written {
+    /// `None` when `results` is not a czload log (it vouches for nothing).
+    pub fn of(results: &Path) -> Option<Written> {
+        use crate::sink::results::LogLine;
+        use std::io::BufRead;
+        if !std::fs::metadata(results).is_ok_and(|m| m.is_file()) {
+            return None;
+        }
+        let m = crate::sink::Manifest::read(results)?;
+        let mut w = Written {
+            named: m.retry_files.iter().map(PathBuf::from).collect(),
+            failed: false,
+            ambiguous: false,
+        };
+        // The log is read only when a file it names is there to judge.
+        if !w.named.iter().any(|p| p.exists()) {
+            return Some(w);
+        }
+        let f = std::fs::File::open(results).ok()?;
+        for line in std::io::BufReader::new(f)
+            .split(b'\n')
+            .map_while(|l| l.ok())
+        {
+            if let LogLine::Row(r) = LogLine::of(&line) {
+                w.failed |= r.status.to_retry_file();
+                w.ambiguous |= r.status == crate::outcome::Status::Ambiguous;
+                if w.failed && w.ambiguous {
+                    break;
+                }
+            }
+        }
+        Some(w)
+    }
+
+    pub fn names(&self, p: &Path) -> bool {
+        self.named.iter().any(|n| same_file(n, p))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ mod report;
 mod report_lanes;
 mod resume_matrix;
 mod retry_matrix;
+mod retry_names;
 mod sandbox;
 mod sandbox_api;
 mod secrets;

@@ -10,6 +10,7 @@
 mod inputs;
 mod mapping;
 mod outputs;
+pub mod retry_names;
 mod secret;
 mod sending;
 
@@ -47,9 +48,9 @@ pub struct LoadConfig {
     pub report: Option<PathBuf>,
     /// `--metrics`: the Prometheus text file written at the end.
     pub metrics: Option<PathBuf>,
-    /// `--metrics-push`: the Pushgateway URL the same figures go to (`metrics::push_url`).
+    /// `--metrics-push`: the Pushgateway URL the same figures go to (`push_url`).
     pub metrics_push: Option<String>,
-    pub progress: crate::sink::progress::Mode,
+    pub progress: ProgressMode,
     pub resume: bool,
     /// `--restart`: an unfinished results log is kept aside, not refused.
     pub restart: bool,
@@ -69,6 +70,16 @@ pub struct LoadConfig {
     pub ref_names_given: bool,
     /// Notes for the user about adjusted settings, printed before the run.
     pub notes: Vec<String>,
+}
+
+/// How progress is shown (`--progress`; off with `--quiet` or `--dry-run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar on a terminal, plain lines otherwise.
+    Auto,
+    /// JSON lines.
+    Json,
+    Off,
 }
 
 /// `--max-errors N` or `N%`.
@@ -175,10 +186,10 @@ impl LoadConfig {
             metrics: out.metrics,
             metrics_push: metrics_push(a, shard)?,
             progress: match a.progress {
-                _ if a.quiet || a.dry_run => crate::sink::progress::Mode::Off,
-                crate::cli::ProgressArg::Auto => crate::sink::progress::Mode::Auto,
-                crate::cli::ProgressArg::Json => crate::sink::progress::Mode::Json,
-                crate::cli::ProgressArg::Off => crate::sink::progress::Mode::Off,
+                _ if a.quiet || a.dry_run => ProgressMode::Off,
+                crate::cli::ProgressArg::Auto => ProgressMode::Auto,
+                crate::cli::ProgressArg::Json => ProgressMode::Json,
+                crate::cli::ProgressArg::Off => ProgressMode::Off,
             },
             resume: a.resume,
             restart: a.restart,
@@ -221,12 +232,43 @@ fn metrics_push(
     if a.dry_run {
         return refuse("a dry run sends nothing and has no figures to push; leave out --dry-run or --metrics-push");
     }
-    Ok(Some(crate::sink::metrics::push_url(u, shard.as_ref())))
+    Ok(Some(push_url(u, shard.as_ref())))
+}
+
+/// `--metrics-push URL`: the URL the metrics go to. A Pushgateway base URL gets
+/// `/metrics/job/czload` (and `/shard/I` for copy I, so that copies do not replace
+/// each other's metrics); a URL already naming `/metrics/job/` is used as given.
+pub fn push_url(base: &str, shard: Option<&crate::shard::Shard>) -> String {
+    if base.contains("/metrics/job/") {
+        return base.to_string();
+    }
+    let u = format!("{}/metrics/job/czload", base.trim_end_matches('/'));
+    match shard {
+        Some(s) => format!("{u}/shard/{}", s.index),
+        None => u,
+    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_pushgateway_url_gets_the_job_and_the_shard() {
+        let sh = crate::shard::Shard::parse("0/3").unwrap();
+        assert_eq!(
+            push_url("http://pg:9091/", None),
+            "http://pg:9091/metrics/job/czload"
+        );
+        assert_eq!(
+            push_url("http://pg:9091", Some(&sh)),
+            "http://pg:9091/metrics/job/czload/shard/0"
+        );
+        assert_eq!(
+            push_url("http://pg/metrics/job/x", Some(&sh)),
+            "http://pg/metrics/job/x"
+        );
+    }
     use crate::cli::{Cli, Command};
     use clap::Parser;
 

@@ -51,7 +51,7 @@ pub(super) fn outputs(
     let retry_files = retry_files(a, inputs, &tag)?;
     let ambiguous_files: Vec<PathBuf> = retry_files
         .iter()
-        .map(|r| crate::sink::retry_file::ambiguous_path(r))
+        .map(|r| super::retry_names::ambiguous_path(r))
         .collect();
     let report = report(a)?;
     let mut out = Outputs {
@@ -69,7 +69,7 @@ pub(super) fn outputs(
     if let Some(p) = &a.retry_file {
         // Loaded back with the same command: its name must say what the input's does.
         let (format, delimiter) = (a.format.is_some(), a.delimiter.is_some());
-        crate::sink::retry_file::check_name(&inputs[0], p, format, delimiter)?;
+        super::retry_names::check_name(&inputs[0], p, format, delimiter)?;
     }
     // The run then goes on from the first row; said now, with the other notes. (Stdin
     // cannot be resumed at all: the run refuses it.)
@@ -89,7 +89,7 @@ pub(super) fn outputs(
 /// Every output `out` writes through `outpath::check`; each path replaced by the one to
 /// write (a symlink resolved).
 fn owned(out: &mut Outputs, inputs: &[&Path]) -> Result<()> {
-    let log = out.results.as_deref().and_then(Written::of);
+    let log = out.results.as_deref().and_then(outpath::Written::of);
     let logged = |p: &Path, ambiguous: bool| {
         log.as_ref()
             .is_some_and(|w| w.names(p) && if ambiguous { w.ambiguous } else { w.failed })
@@ -130,55 +130,6 @@ fn owned(out: &mut Outputs, inputs: &[&Path]) -> Result<()> {
     Ok(())
 }
 
-/// What the results log says czload wrote beside it: the retry and ambiguous files its
-/// manifest names, and whether its rows put any there.
-struct Written {
-    named: Vec<PathBuf>,
-    /// A row went to a retry file (`Status::to_retry_file`).
-    failed: bool,
-    /// A row went to an ambiguous file.
-    ambiguous: bool,
-}
-
-impl Written {
-    /// `None` when `results` is not a czload log (it vouches for nothing).
-    fn of(results: &Path) -> Option<Written> {
-        use crate::sink::results::LogLine;
-        use std::io::BufRead;
-        if !std::fs::metadata(results).is_ok_and(|m| m.is_file()) {
-            return None;
-        }
-        let m = crate::sink::Manifest::read(results)?;
-        let mut w = Written {
-            named: m.retry_files.iter().map(PathBuf::from).collect(),
-            failed: false,
-            ambiguous: false,
-        };
-        // The log is read only when a file it names is there to judge.
-        if !w.named.iter().any(|p| p.exists()) {
-            return Some(w);
-        }
-        let f = std::fs::File::open(results).ok()?;
-        for line in std::io::BufReader::new(f)
-            .split(b'\n')
-            .map_while(|l| l.ok())
-        {
-            if let LogLine::Row(r) = LogLine::of(&line) {
-                w.failed |= r.status.to_retry_file();
-                w.ambiguous |= r.status == crate::outcome::Status::Ambiguous;
-                if w.failed && w.ambiguous {
-                    break;
-                }
-            }
-        }
-        Some(w)
-    }
-
-    fn names(&self, p: &Path) -> bool {
-        self.named.iter().any(|n| outpath::same_file(n, p))
-    }
-}
-
 /// `--report`: built from the results log, so a dry run (which writes none) has none.
 /// (That it is no input nor another output is checked with the others.)
 fn report(a: &LoadArgs) -> Result<Option<PathBuf>> {
@@ -205,7 +156,7 @@ fn retry_files(a: &LoadArgs, inputs: &[Input], tag: &str) -> Result<Vec<PathBuf>
         None => inputs
             .iter()
             .map(|i| {
-                let ext = crate::sink::retry_file::default_ext(i);
+                let ext = super::retry_names::default_ext(i);
                 i.dir().join(format!("{}{tag}.retry.{ext}", i.stem()))
             })
             .collect(),

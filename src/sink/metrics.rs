@@ -194,20 +194,6 @@ impl Sink for MetricsFile {
     }
 }
 
-/// `--metrics-push URL`: the URL the metrics go to. A Pushgateway base URL gets
-/// `/metrics/job/czload` (and `/shard/I` for copy I, so that copies do not replace
-/// each other's metrics); a URL already naming `/metrics/job/` is used as given.
-pub fn push_url(base: &str, shard: Option<&crate::shard::Shard>) -> String {
-    if base.contains("/metrics/job/") {
-        return base.to_string();
-    }
-    let mut u = format!("{}/metrics/job/czload", base.trim_end_matches('/'));
-    if let Some(s) = shard {
-        let _ = write!(u, "/shard/{}", s.index);
-    }
-    u
-}
-
 /// Pushes `s` to `url`: PUT (replacing the group) after a success, POST (replacing only
 /// the metrics sent, so the last success stays) otherwise.
 pub async fn push(url: &str, s: &Summary, exit: i32) -> std::result::Result<(), String> {
@@ -290,22 +276,5 @@ mod tests {
         let ok = render(&summary(), 0, 1000.0, Some(900.0));
         assert_eq!(last_success_in(&ok), Some(1000.0));
         assert!(!render(&summary(), 1, 1000.0, None).contains(LAST_SUCCESS));
-    }
-
-    #[test]
-    fn a_pushgateway_url_gets_the_job_and_the_shard() {
-        let sh = crate::shard::Shard::parse("0/3").unwrap();
-        assert_eq!(
-            push_url("http://pg:9091/", None),
-            "http://pg:9091/metrics/job/czload"
-        );
-        assert_eq!(
-            push_url("http://pg:9091", Some(&sh)),
-            "http://pg:9091/metrics/job/czload/shard/0"
-        );
-        assert_eq!(
-            push_url("http://pg/metrics/job/x", Some(&sh)),
-            "http://pg/metrics/job/x"
-        );
     }
 }

@@ -26,15 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// A bar on a terminal, plain lines otherwise.
-    Auto,
-    /// JSON lines.
-    Json,
-    Off,
-}
+/// How progress is shown: a setting, so config's (`--progress`, `--quiet`).
+pub use crate::config::ProgressMode as Mode;
 
 /// The counters that move while the run goes on, shared with the reader and senders.
 pub struct Live {

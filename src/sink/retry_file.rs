@@ -14,6 +14,7 @@
 use super::results::create_private;
 use super::{Sink, Tally};
 use crate::batch::Batch;
+use crate::config::retry_names::named_compression;
 use crate::config::LoadConfig;
 use crate::error::{Error, Result};
 use crate::outcome::{Outcome, Status};
@@ -105,7 +106,7 @@ impl RetryFiles {
                     None => has_utf8_bom(i),
                 },
                 zip: compression_of(i, p),
-                array: i.format.name() == JSON_ARRAY,
+                array: i.format.writes_array(),
                 elements: 0,
                 pending: false,
                 early: None,
@@ -374,18 +375,6 @@ fn has_utf8_bom(input: &Input) -> bool {
         .is_ok_and(|head| head.starts_with(b"\xEF\xBB\xBF"))
 }
 
-/// Whether a name says how it is compressed.
-fn named_compression(name: &str) -> Option<Compression> {
-    let n = name.to_ascii_lowercase();
-    if n.ends_with(".gz") {
-        Some(Compression::Gzip)
-    } else if n.ends_with(".zst") {
-        Some(Compression::Zstd)
-    } else {
-        None
-    }
-}
-
 /// How the same command reads the file at `retry`: by its name, or else by
 /// `--compression` when that is what named the input's (its name did not say).
 fn compression_of(input: &Input, retry: &Path) -> Compression {
@@ -396,84 +385,6 @@ fn compression_of(input: &Input, retry: &Path) -> Compression {
         Some(p) if named_compression(&p.to_string_lossy()).is_some() => Compression::None,
         _ => input.compression,
     }
-}
-
-/// The `--format` value whose retry file is an array, not lines. The registry
-/// (src/source/mod.rs) gives each format's retry extension; a JSON array's retry file
-/// also keeps the array's shape, which only this writer knows how to do.
-const JSON_ARRAY: &str = "json-array";
-
-/// The extensions that name a format.
-const EXTS: [&str; 6] = ["csv", "tsv", "txt", "ndjson", "jsonl", "json"];
-
-/// The extension of an input's default retry file: the input's own (`.tsv` is read with
-/// tabs, `.json` holds an array), else its format's. Not its compression: a default
-/// retry file is plain, unless `--compression` must read it.
-pub fn default_ext(input: &Input) -> String {
-    let name = input.file_name();
-    let inner = match named_compression(&name) {
-        Some(_) => &name[..name.rfind('.').unwrap_or(name.len())],
-        None => &name[..],
-    };
-    match inner.rsplit_once('.') {
-        Some((_, ext)) if EXTS.contains(&ext.to_ascii_lowercase().as_str()) => ext.to_string(),
-        _ if input.format.name() == JSON_ARRAY => "json".into(),
-        _ => input.format.ext().into(),
-    }
-}
-
-/// The ambiguous file beside a retry file: `orders.retry.csv` -> `orders.ambiguous.csv`,
-/// `failed.csv.gz` -> `failed.ambiguous.csv.gz`.
-pub fn ambiguous_path(retry: &Path) -> PathBuf {
-    let name = retry
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let new = match name.rfind(".retry.") {
-        Some(i) => format!("{}.ambiguous.{}", &name[..i], &name[i + 7..]),
-        None => match name[1.min(name.len())..].find('.') {
-            Some(i) => format!("{}.ambiguous{}", &name[..i + 1], &name[i + 1..]),
-            None => format!("{name}.ambiguous"),
-        },
-    };
-    retry.with_file_name(new)
-}
-
-/// `--retry-file PATH` must read back with the same command: without `--format`, its
-/// name must say the input's format, and without `--delimiter`, a CSV's name must say
-/// the same delimiter (`.tsv`: tab).
-pub fn check_name(
-    input: &Input,
-    path: &Path,
-    format_given: bool,
-    delimiter_given: bool,
-) -> Result<()> {
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    let inner = match named_compression(&name) {
-        Some(_) => &name[..name.rfind('.').unwrap_or(name.len())],
-        None => &name[..],
-    };
-    let ext = inner.rsplit_once('.').map_or("", |(_, e)| e);
-    let csv = input.format.delimited();
-    let fits = format_given
-        || match ext {
-            "csv" | "tsv" | "txt" => csv,
-            // A sheet's retry file is NDJSON too (its format's retry extension).
-            "ndjson" | "jsonl" => input.format.ext() == "ndjson",
-            "json" => input.format.name() == JSON_ARRAY,
-            _ => false,
-        };
-    let tabs = |e: &str| e == "tsv";
-    let input_ext = default_ext(input);
-    let same_delimiter = !csv || delimiter_given || tabs(ext) == tabs(&input_ext);
-    if fits && same_delimiter {
-        return Ok(());
-    }
-    Err(Error::Usage(format!(
-        "--retry-file {}: the same command would not read it as it reads {} (its name must end .{input_ext}, as the input's does); name it so, or leave the flag out",
-        path.display(),
-        input.display(),
-    )))
 }
 
 /// The files of `kind` that hold rows, from this run or (resuming) an earlier one. None
@@ -511,18 +422,5 @@ mod tests {
         let e = files.finish().unwrap_err();
         assert!(e.to_string().contains("cannot write the retry file"), "{e}");
         assert_eq!(std::fs::read(&input).unwrap(), b"x\n1\n");
-    }
-
-    #[test]
-    fn ambiguous_files_sit_beside_retry_files() {
-        let a = |p: &str| ambiguous_path(Path::new(p)).display().to_string();
-        assert_eq!(a("/d/orders.retry.csv"), "/d/orders.ambiguous.csv");
-        assert_eq!(
-            a("o.shard-0-of-2.retry.ndjson"),
-            "o.shard-0-of-2.ambiguous.ndjson"
-        );
-        assert_eq!(a("failed.csv.gz"), "failed.ambiguous.csv.gz");
-        assert_eq!(a(".hidden.csv"), ".hidden.ambiguous.csv");
-        assert_eq!(a("failed"), "failed.ambiguous");
     }
 }

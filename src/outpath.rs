@@ -478,10 +478,10 @@ impl Replace {
 
     /// Puts the file in place: synced, then renamed over the target, unless the target
     /// became something czload did not write meanwhile (then the error says so).
-    pub fn commit(mut self) -> std::io::Result<()> {
-        if let Some(f) = self.file.take() {
-            f.sync_all()?;
-        }
+    /// Gives back the file, now at the target (a lock taken on it holds).
+    pub fn commit(mut self) -> std::io::Result<File> {
+        let f = self.file.take().expect("open until commit");
+        f.sync_all()?;
         match std::fs::symlink_metadata(&self.target) {
             Err(_) => {}
             Ok(m) if is_own(self.kind, &self.target, &m) => {}
@@ -493,7 +493,7 @@ impl Replace {
         }
         std::fs::rename(&self.tmp, &self.target)?;
         self.tmp = PathBuf::new();
-        Ok(())
+        Ok(f)
     }
 }
 
@@ -510,7 +510,7 @@ pub fn replace_with(target: &Path, kind: Kind, bytes: &[u8]) -> std::io::Result<
     use std::io::Write;
     let mut r = Replace::new(target, kind)?;
     r.file().write_all(bytes)?;
-    r.commit()
+    r.commit().map(drop)
 }
 
 /// What the results log says czload wrote beside it: the retry and ambiguous files its

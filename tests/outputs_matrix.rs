@@ -614,3 +614,33 @@ async fn verify_and_undo_output_matrix() {
         }
     }
 }
+
+/// A finished results log with another hard link (a backup made with `cp -al`, say) is
+/// replaced by a new file on a plain re-run, never truncated: the other name keeps the
+/// old log, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_linked_results_log_is_replaced_not_truncated() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = make_input(dir.path());
+    let out = load(&sb.url(), &input, &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let log = dir.path().join("in.results.ndjson");
+    let backup = dir.path().join("backup.ndjson");
+    std::fs::hard_link(&log, &backup).unwrap();
+    let before = snapshot(dir.path());
+    let out = load(&sb.url(), &input, &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let own = [log.clone()];
+    untouched("hard-linked log", &before, dir.path(), &own);
+    let (a, b) = (
+        std::fs::metadata(&log).unwrap(),
+        std::fs::metadata(&backup).unwrap(),
+    );
+    assert_ne!(a.ino(), b.ino(), "the log is a new file");
+    assert_eq!(b.nlink(), 1);
+    assert_eq!(common::results(&log).len(), ROWS, "the new run's rows");
+    assert!(common::results(&log)
+        .iter()
+        .all(|l| l["status"] == "exists"));
+}

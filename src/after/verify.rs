@@ -172,6 +172,12 @@ pub async fn run(
         crate::outpath::Kind::Verify,
         &a.logs,
     )?;
+    // An earlier verify log with other hard links (a backup) is unlinked, not emptied
+    // through them (docs/outputs.md).
+    #[cfg(unix)]
+    if std::fs::metadata(&output).is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 1) {
+        let _ = std::fs::remove_file(&output);
+    }
     let file = crate::sink::results::create_private(&output, false)
         .map_err(|e| Error::file(&output, format!("cannot write the verify log: {e}")))?;
     let mut w = std::io::BufWriter::new(file);

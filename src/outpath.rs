@@ -1,6 +1,6 @@
 //! The one owner of every output path: results log, retry and ambiguous files,
-//! `--summary-json`, `--report`, `--metrics`, `czload report -o`, `merge-results -o`, the
-//! sandbox's `--dump`. Every command hands its outputs here before it sends or writes anything;
+//! `--summary-json`, `--report`, `--metrics`, `czload report -o`, `merge-results -o`,
+//! `verify --output`, `undo --output`, the sandbox's `--dump`. Every command hands its outputs here before it sends or writes anything;
 //! the rules in plain words are docs/outputs.md.
 //!
 //! For each output, in this order:
@@ -19,12 +19,14 @@
 //!    An empty file says nothing of who made it: it is not czload's.
 //!
 //! A refusal is `Error::Output` (exit 2) and names the flag to change. Files written
-//! whole at the end (report, summary, merged log) go through `Replace`: a temporary file
-//! created exclusively under a name no user file has, renamed over the target only if
-//! that is still absent or czload's.
+//! whole at the end (report, summary, metrics, merged log, dump) go through `Replace`: a
+//! temporary file created exclusively under a name no user file has, renamed over the
+//! target only if that is still absent or czload's. Files written as the run goes
+//! (results log, retry files) are opened by `create_private`/`create_new_private`, which
+//! check again what is there when it is opened (the path may have changed since).
 
 use crate::error::{Error, Result};
-use std::fs::{File, Metadata};
+use std::fs::{File, Metadata, OpenOptions};
 use std::path::{Path, PathBuf};
 
 /// What an output holds: how czload knows a file of it as its own.
@@ -43,6 +45,10 @@ pub enum Kind {
     Metrics,
     /// The sandbox's `--dump`: lines of stored tasks.
     Dump,
+    /// `czload verify -o`: lines with a `verdict` on a logged row.
+    Verify,
+    /// `czload undo -o`: its first line is `{"czload_undo":…}`.
+    Undo,
 }
 
 impl Kind {
@@ -93,6 +99,18 @@ pub fn check(outputs: &[Output], inputs: &[&Path]) -> Result<Vec<PathBuf>> {
         owned(o, p)?;
     }
     Ok(paths)
+}
+
+/// `check` for a command's one output, written beside the results logs it reads
+/// (`verify`, `undo`): those logs and the inputs their manifests name are its inputs.
+pub fn check_beside_logs(flag: &str, path: &Path, kind: Kind, logs: &[PathBuf]) -> Result<PathBuf> {
+    let named: Vec<PathBuf> = logs
+        .iter()
+        .filter_map(|l| crate::sink::Manifest::read(l))
+        .flat_map(|m| m.inputs.into_iter().map(|i| PathBuf::from(i.path)))
+        .collect();
+    let inputs: Vec<&Path> = logs.iter().chain(&named).map(PathBuf::as_path).collect();
+    Ok(check(&[Output::new(flag, path, kind)], &inputs)?.remove(0))
 }
 
 /// Refuses an existing file at `path` (already `place`d) that czload did not write.
@@ -312,13 +330,19 @@ pub fn is_own(kind: Kind, path: &Path, m: &Metadata) -> bool {
                     .and_then(|v| v.as_object().cloned())
                     .is_some_and(|o| SUMMARY_KEYS.iter().all(|k| o.contains_key(*k)))
         }
-        Kind::Dump => head(path, 64 << 10).is_some_and(|h| {
-            let first = h.split(|&b| b == b'\n').next().unwrap_or_default();
-            serde_json::from_slice::<serde_json::Value>(first).is_ok_and(|v| {
-                v.get("conv_id").is_some() && v.get("obj_id").is_some() && v.get("data").is_some()
-            })
-        }),
+        Kind::Dump => first_line_has(path, &["conv_id", "obj_id", "data"]),
+        Kind::Verify => first_line_has(path, &["row", "logged", "verdict"]),
+        Kind::Undo => first_line_has(path, &["czload_undo"]),
     }
+}
+
+/// Whether the first line of the file at `path` is a JSON object with all of `keys`.
+fn first_line_has(path: &Path, keys: &[&str]) -> bool {
+    head(path, 64 << 10).is_some_and(|h| {
+        let first = h.split(|&b| b == b'\n').next().unwrap_or_default();
+        serde_json::from_slice::<serde_json::Value>(first)
+            .is_ok_and(|v| keys.iter().all(|k| v.get(k).is_some()))
+    })
 }
 
 /// The first `n` bytes of a regular file (fewer if it is shorter).
@@ -353,6 +377,47 @@ pub fn open_regular(path: &Path) -> Option<File> {
     }
     let f = o.open(path).ok()?;
     f.metadata().ok()?.is_file().then_some(f)
+}
+
+/// Creates a file only its owner can read: results and retry files hold the loaded data.
+/// The path was checked before the run (`crate::outpath`); what is there when it is
+/// opened is checked again, so that a path swapped meanwhile for a symlink, a FIFO or a
+/// device is not written through: the last component is not followed (`O_NOFOLLOW`), the
+/// open does not wait for a FIFO's reader (`O_NONBLOCK`), and anything but a regular file
+/// is refused before it is truncated.
+pub fn create_private(path: &Path, append: bool) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).create(true);
+    if append {
+        o.append(true);
+    }
+    open_written(o, path, !append)
+}
+
+/// Creates a new file only its owner can read; fails if anything is at `path`.
+pub fn create_new_private(path: &Path) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    open_written(o, path, false)
+}
+
+fn open_written(mut o: OpenOptions, path: &Path, truncate: bool) -> std::io::Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let f = o.open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is no longer a regular file (it was replaced while czload ran); left as it is",
+        ));
+    }
+    if truncate {
+        f.set_len(0)?;
+    }
+    Ok(f)
 }
 
 /// A file written whole and then put in place: a temporary file beside the target,
@@ -413,10 +478,10 @@ impl Replace {
 
     /// Puts the file in place: synced, then renamed over the target, unless the target
     /// became something czload did not write meanwhile (then the error says so).
-    pub fn commit(mut self) -> std::io::Result<()> {
-        if let Some(f) = self.file.take() {
-            f.sync_all()?;
-        }
+    /// Gives back the file, now at the target (a lock taken on it holds).
+    pub fn commit(mut self) -> std::io::Result<File> {
+        let f = self.file.take().expect("open until commit");
+        f.sync_all()?;
         match std::fs::symlink_metadata(&self.target) {
             Err(_) => {}
             Ok(m) if is_own(self.kind, &self.target, &m) => {}
@@ -428,7 +493,7 @@ impl Replace {
         }
         std::fs::rename(&self.tmp, &self.target)?;
         self.tmp = PathBuf::new();
-        Ok(())
+        Ok(f)
     }
 }
 
@@ -445,7 +510,7 @@ pub fn replace_with(target: &Path, kind: Kind, bytes: &[u8]) -> std::io::Result<
     use std::io::Write;
     let mut r = Replace::new(target, kind)?;
     r.file().write_all(bytes)?;
-    r.commit()
+    r.commit().map(drop)
 }
 
 /// What the results log says czload wrote beside it: the retry and ambiguous files its

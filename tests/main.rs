@@ -10,6 +10,7 @@ mod inputs;
 mod load;
 mod metrics;
 mod options;
+mod outputs_during;
 mod outputs_matrix;
 mod raw;
 mod reading;

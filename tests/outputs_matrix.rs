@@ -1,7 +1,7 @@
 //! Issue 25, class 2 ("files harmed"), over the class: every output of every command that
 //! writes (`load`: `--results`, `--retry-file`, the default retry file beside the input,
 //! the ambiguous file beside the retry file, `--summary-json`, `--report`, `--metrics`;
-//! `merge-results -o`; `report -o`; `sandbox --dump`) × what is at its path (nothing,
+//! `merge-results -o`; `report -o`; `verify --output`; `undo --output`; `sandbox --dump`) × what is at its path (nothing,
 //! czload's own file, a user's file, an empty file, a FIFO, a device node, a directory, a
 //! symlink and a hard link to the input, a folder that is not there) × how the load runs
 //! (plain, `--resume` without a log, `--resume` with one, `--restart`). Each case is
@@ -143,7 +143,7 @@ fn make_input(dir: &Path) -> PathBuf {
 }
 
 /// Runs czload; a run that does not end within a minute (a FIFO opened) fails the test.
-async fn run(mut cmd: std::process::Command) -> Out {
+pub(crate) async fn run(mut cmd: std::process::Command) -> Out {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -166,13 +166,13 @@ async fn run(mut cmd: std::process::Command) -> Out {
     .unwrap()
 }
 
-async fn load(url: &str, input: &Path, extra: &[String]) -> Out {
+pub(crate) async fn load(url: &str, input: &Path, extra: &[String]) -> Out {
     let mut cmd = load_command(url, SECRET);
     cmd.args([s(input), "--conv-id", "555"]).args(extra);
     run(cmd).await
 }
 
-fn mkfifo(p: &Path) {
+pub(crate) fn mkfifo(p: &Path) {
     let st = std::process::Command::new("mkfifo")
         .arg(p)
         .status()
@@ -209,14 +209,14 @@ fn place(state: State, target: &Path, input: &Path) {
 /// What a file is: its type, inode, mode, and (a regular file) its bytes, (a symlink)
 /// where it points. Never opens anything but a regular file.
 #[derive(Debug, PartialEq)]
-struct Snap {
+pub(crate) struct Snap {
     kind: String,
     ino: u64,
     mode: u32,
     bytes: Option<Vec<u8>>,
 }
 
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Snap> {
+pub(crate) fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Snap> {
     let mut m = BTreeMap::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -247,7 +247,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Snap> {
 
 /// Asserts that every file of `before` but czload's own (`own`) is as it was, and that
 /// no temporary file was left.
-fn untouched(case: &str, before: &BTreeMap<PathBuf, Snap>, dir: &Path, own: &[PathBuf]) {
+pub(crate) fn untouched(case: &str, before: &BTreeMap<PathBuf, Snap>, dir: &Path, own: &[PathBuf]) {
     let after = snapshot(dir);
     for (p, was) in before {
         if own.contains(p) {
@@ -551,57 +551,96 @@ async fn sandbox_dump_is_checked_at_the_start() {
     }
 }
 
-/// Paths swapped while the run goes on (after the check, before the end): the summary
-/// for a symlink to the input, the report for a user's file, the metrics for a FIFO.
-/// Each is left as it is, the run says so (exit 1), and no temporary file is left. The
-/// swap waits for the first row in the results log; `--rate 20` keeps the 100 rows
-/// going for seconds after it.
+/// `verify --output` and `undo --output` over every state: refused before any request
+/// (exit 2, the flag named) or handled, other files as they were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_output_swapped_during_the_run_is_left_as_it_is() {
+async fn verify_and_undo_output_matrix() {
+    let sb = common::sandbox().await;
+    let root = tempfile::tempdir().unwrap();
+    for (cmd, file) in [("verify", "v.ndjson"), ("undo", "u.ndjson")] {
+        for state in STATES {
+            let name = format!("{cmd}-{state:?}");
+            let dir = root.path().join(&name);
+            std::fs::create_dir(&dir).unwrap();
+            let input = make_input(&dir);
+            let out = load(&sb.url(), &input, &[]).await;
+            assert_eq!(out.code, 0, "{name}: the load: {out:?}");
+            let log = dir.join("in.results.ndjson");
+            let target = match state {
+                State::MissingFolder => dir.join("missing").join(file),
+                _ => dir.join(file),
+            };
+            let args = |extra: &[&str]| -> Vec<String> {
+                let mut v = vec![s(&log).to_string(), "--output".into(), s(&target).into()];
+                if cmd == "undo" {
+                    v.push("--yes".into());
+                }
+                v.extend(extra.iter().map(|x| x.to_string()));
+                v
+            };
+            let run_it = |a: Vec<String>| {
+                let url = sb.url();
+                async move {
+                    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+                    crate::after::after_cmd(cmd, &url, &a).await
+                }
+            };
+            let mut extra: Vec<&str> = vec![];
+            if state == State::Own {
+                let out = run_it(args(&[])).await;
+                assert_eq!(out.code, 0, "{name}: the earlier run: {out:?}");
+                // An undo log is gone on with, never started over.
+                if cmd == "undo" {
+                    extra.push("--resume");
+                }
+            }
+            place(state, &target, &input);
+            let before = snapshot(&dir);
+            let requests = sb.stats().requests;
+            let out = run_it(args(&extra)).await;
+            if refused_expected(Flag::Report, state, Mode::Plain) {
+                assert_eq!(out.code, 2, "{name}: refused: {out:?}");
+                assert!(out.stderr.contains("--output"), "{name}: {}", out.stderr);
+                assert_eq!(sb.stats().requests, requests, "{name}: nothing sent");
+            } else {
+                assert_eq!(out.code, 0, "{name}: handled: {out:?}");
+            }
+            let own = if state == State::Own {
+                vec![target.clone()]
+            } else {
+                vec![]
+            };
+            untouched(&name, &before, &dir, &own);
+        }
+    }
+}
+
+/// A finished results log with another hard link (a backup made with `cp -al`, say) is
+/// replaced by a new file on a plain re-run, never truncated: the other name keeps the
+/// old log, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_linked_results_log_is_replaced_not_truncated() {
     let sb = common::sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.csv");
-    let mut text = String::from("id,name\n");
-    for i in 0..100 {
-        text.push_str(&format!("{i},n{i}\n"));
-    }
-    std::fs::write(&input, &text).unwrap();
-    let (summary, report, metrics) = (
-        dir.path().join("s.json"),
-        dir.path().join("r.html"),
-        dir.path().join("m.prom"),
-    );
-    let mut cmd = load_command(&sb.url(), SECRET);
-    cmd.args([
-        s(&input),
-        "--conv-id",
-        "555",
-        "--rate",
-        "20",
-        "--batch-size",
-        "5",
-    ])
-    .args(["--summary-json", s(&summary), "--report", s(&report)])
-    .args(["--metrics", s(&metrics)]);
-    let run = tokio::spawn(run(cmd));
+    let input = make_input(dir.path());
+    let out = load(&sb.url(), &input, &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
     let log = dir.path().join("in.results.ndjson");
-    crate::recovery::wait_lines(&log, 2).await;
-    std::os::unix::fs::symlink(&input, &summary).unwrap();
-    std::fs::write(&report, "a user's page\n").unwrap();
-    mkfifo(&metrics);
+    let backup = dir.path().join("backup.ndjson");
+    std::fs::hard_link(&log, &backup).unwrap();
     let before = snapshot(dir.path());
-    let out = run.await.unwrap();
-    assert_eq!(out.code, 1, "{out:?}");
-    for p in [&summary, &report, &metrics] {
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(
-            out.stderr
-                .lines()
-                .any(|l| l.contains(&name) && l.contains("no longer czload's")),
-            "{name}: {}",
-            out.stderr
-        );
-    }
-    assert_eq!(std::fs::read_to_string(&input).unwrap(), text);
-    untouched("swapped", &before, dir.path(), &[log]);
+    let out = load(&sb.url(), &input, &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let own = [log.clone()];
+    untouched("hard-linked log", &before, dir.path(), &own);
+    let (a, b) = (
+        std::fs::metadata(&log).unwrap(),
+        std::fs::metadata(&backup).unwrap(),
+    );
+    assert_ne!(a.ino(), b.ino(), "the log is a new file");
+    assert_eq!(b.nlink(), 1);
+    assert_eq!(common::results(&log).len(), ROWS, "the new run's rows");
+    assert!(common::results(&log)
+        .iter()
+        .all(|l| l["status"] == "exists"));
 }

@@ -307,8 +307,13 @@ async fn undo_writes_no_file_it_was_not_given() {
         let mut args = vec![s(&log), "--yes"];
         args.extend(more);
         let out = after_cmd("undo", &sb.url(), &args).await;
-        assert_eq!(out.code, 1, "{}", out.stderr);
-        assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
+        // Refused before any request, the link and its target left as they are.
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("czload did not write it"),
+            "{}",
+            out.stderr
+        );
     }
     assert_eq!(std::fs::read_to_string(&mine).unwrap(), "a user's file");
     assert_eq!(sb.stats().tasks, 10, "nothing deleted");

@@ -214,6 +214,14 @@ pub async fn run(
         .output
         .clone()
         .unwrap_or_else(|| super::beside(&a.logs[0], "undo.ndjson"));
+    // Before anything is sent: a regular file or nothing, no log it reads, absent or an
+    // undo log (docs/outputs.md).
+    let output = crate::outpath::check_beside_logs(
+        "--output",
+        &output,
+        crate::outpath::Kind::Undo,
+        &a.logs,
+    )?;
     let mut u = Undone {
         output: output.clone(),
         ..Undone::default()

@@ -165,7 +165,20 @@ pub async fn run(
         .output
         .clone()
         .unwrap_or_else(|| super::beside(&a.logs[0], "verify.ndjson"));
-    mine_to_replace(&output)?;
+    // Before anything is sent: a regular file or nothing, no log it reads, absent or a
+    // verify log (docs/outputs.md).
+    let output = crate::outpath::check_beside_logs(
+        "--output",
+        &output,
+        crate::outpath::Kind::Verify,
+        &a.logs,
+    )?;
+    // An earlier verify log with other hard links (a backup) is unlinked, not emptied
+    // through them (docs/outputs.md).
+    #[cfg(unix)]
+    if std::fs::metadata(&output).is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 1) {
+        let _ = std::fs::remove_file(&output);
+    }
     let file = crate::sink::results::create_private(&output, false)
         .map_err(|e| Error::file(&output, format!("cannot write the verify log: {e}")))?;
     let mut w = std::io::BufWriter::new(file);
@@ -218,25 +231,6 @@ pub async fn run(
     v.interrupted = interrupted;
     v.outage = sender.outage();
     Ok(v)
-}
-
-/// The verify log replaces only a verify log (or nothing): a user's file at its path,
-/// a link, a FIFO, a results log given as `-o` by mistake are refused, left as they are.
-fn mine_to_replace(path: &std::path::Path) -> Result<()> {
-    let Ok(m) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    let head = crate::outpath::read_regular(path, 4096).unwrap_or_default();
-    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let verify_line = serde_json::from_slice::<serde_json::Value>(first)
-        .is_ok_and(|v| v.get("verdict").is_some());
-    if m.is_file() && (m.len() == 0 || verify_line) {
-        return Ok(());
-    }
-    Err(Error::Usage(format!(
-        "{}: there is a file there that is not a verify log; give the verify log another place with -o",
-        path.display()
-    )))
 }
 
 /// Streams the logs' rows that should be on the server, in chunks of `batch`: all of

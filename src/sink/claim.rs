@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct Claim {
     _lock: File,
+    /// The log this run replaces when other hard links share it (`relink`): still
+    /// locked, so that a run that opened it just before finds the lock taken.
+    _replaced: Option<File>,
     /// With `--restart`: where the unfinished log was kept.
     pub kept: Option<PathBuf>,
 }
@@ -38,11 +41,21 @@ pub fn claim(cfg: &LoadConfig, manifest: &Manifest) -> Result<Option<Claim>> {
     if cfg.resume {
         return Ok(Some(Claim {
             _lock: lock,
+            _replaced: None,
             kept: None,
         }));
     }
     match state(path) {
-        State::Replaceable => Ok(Some(Claim { _lock: lock, kept: None })),
+        State::Replaceable if linked(&lock) => Ok(Some(Claim {
+            _lock: relink(path, manifest)?,
+            _replaced: Some(lock),
+            kept: None,
+        })),
+        State::Replaceable => Ok(Some(Claim {
+            _lock: lock,
+            _replaced: None,
+            kept: None,
+        })),
         State::Foreign => Err(Error::Output(format!(
             "--results {}: the file exists and is not a czload results log; czload will not overwrite it: move it or choose another path",
             path.display()
@@ -54,6 +67,7 @@ pub fn claim(cfg: &LoadConfig, manifest: &Manifest) -> Result<Option<Claim>> {
             let lock = self::lock(path, manifest)?;
             Ok(Some(Claim {
                 _lock: lock,
+                _replaced: None,
                 kept: Some(kept),
             }))
         }
@@ -105,6 +119,42 @@ fn lock(path: &Path, manifest: &Manifest) -> Result<File> {
     Ok(f)
 }
 
+/// Whether the log has other names (a hard-linked backup, `cp -al`): truncating it
+/// would empty them too.
+fn linked(f: &File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        f.metadata().is_ok_and(|m| m.nlink() > 1 && m.len() > 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = f;
+        false
+    }
+}
+
+/// A finished log that other hard links share is replaced by a new file, not truncated:
+/// its other names keep what it held (docs/outputs.md). The new file is created
+/// exclusively beside it, locked, given the manifest line, and renamed over the path.
+fn relink(path: &Path, manifest: &Manifest) -> Result<File> {
+    use std::io::Write;
+    let err = |e: std::io::Error| Error::file(path, format!("cannot write the results log: {e}"));
+    let mut r = crate::outpath::Replace::new(path, crate::outpath::Kind::Results).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor `r` owns; a new file no one else has opened.
+        if unsafe { libc::flock(r.file().as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+    }
+    let mut line = serde_json::to_vec(manifest).expect("plain data");
+    line.push(b'\n');
+    r.file().write_all(&line).map_err(err)?;
+    r.commit().map_err(err)
+}
+
 enum State {
     /// Empty or new, or a finished czload log.
     Replaceable,
@@ -116,8 +166,12 @@ enum State {
 
 fn state(path: &Path) -> State {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = File::open(path) else {
-        return State::Replaceable;
+    // Only a regular file, never waiting on a FIFO swapped in (crate::outpath).
+    let Some(mut f) = crate::outpath::open_regular(path) else {
+        return match std::fs::symlink_metadata(path) {
+            Ok(_) => State::Foreign,
+            Err(_) => State::Replaceable,
+        };
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     if len == 0 {

@@ -17,7 +17,7 @@
 
 use super::results::{Manifest, ResultLine, RowSet, RunLine, END_LINE};
 use crate::error::{Error, Result};
-use crate::outpath::{Kind, Output, Replace};
+use crate::outpath::{Kind, Replace};
 use crate::shard::Shard;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -65,15 +65,7 @@ pub fn merge_results(logs: &[PathBuf], out: &Path) -> Result<Merge> {
 
 /// `-o` through `outpath`: the logs and the inputs their manifests name are inputs.
 fn check_output(logs: &[PathBuf], out: &Path) -> Result<PathBuf> {
-    let named: Vec<PathBuf> = logs
-        .iter()
-        .filter(|l| std::fs::metadata(l).is_ok_and(|m| m.is_file()))
-        .filter_map(|l| Manifest::read(l))
-        .flat_map(|m| m.inputs.into_iter().map(|i| PathBuf::from(i.path)))
-        .collect();
-    let inputs: Vec<&Path> = logs.iter().chain(&named).map(PathBuf::as_path).collect();
-    let outs = [Output::new("-o", out, Kind::Results)];
-    Ok(crate::outpath::check(&outs, &inputs)?.remove(0))
+    crate::outpath::check_beside_logs("-o", out, Kind::Results, logs)
 }
 
 /// Reads every log's manifest and checks that together they are the N shards of one load:

@@ -16,7 +16,7 @@ use crate::outcome::{Outcome, RejectedRow, Status};
 use crate::sink::summary::Counts;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -313,46 +313,8 @@ pub struct InputId {
     pub head: Option<String>,
 }
 
-/// Creates a file only its owner can read: results and retry files hold the loaded data.
-/// The path was checked before the run (`crate::outpath`); what is there when it is
-/// opened is checked again, so that a path swapped meanwhile for a symlink, a FIFO or a
-/// device is not written through: the last component is not followed (`O_NOFOLLOW`), the
-/// open does not wait for a FIFO's reader (`O_NONBLOCK`), and anything but a regular file
-/// is refused before it is truncated.
-pub fn create_private(path: &Path, append: bool) -> std::io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.write(true).create(true);
-    if append {
-        o.append(true);
-    }
-    open_regular(o, path, !append)
-}
-
-/// Creates a new file only its owner can read; fails if anything is at `path`.
-pub fn create_new_private(path: &Path) -> std::io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.write(true).create_new(true);
-    open_regular(o, path, false)
-}
-
-fn open_regular(mut o: OpenOptions, path: &Path, truncate: bool) -> std::io::Result<File> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    let f = o.open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other(
-            "it is no longer a regular file (it was replaced while czload ran); left as it is",
-        ));
-    }
-    if truncate {
-        f.set_len(0)?;
-    }
-    Ok(f)
-}
+/// Results and retry files are opened through the owner of output paths.
+pub use crate::outpath::{create_new_private, create_private};
 
 /// The results log as a sink.
 pub struct ResultsLog {

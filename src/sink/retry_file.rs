@@ -72,6 +72,13 @@ struct OneFile {
     elements: u64,
     /// Rows written since the last checkpoint (a compressed file then ends a member).
     pending: bool,
+    /// The file's first bytes (its start and first rows) until the checkpoint after its
+    /// first row creates it. So a retry file exists only once the results log, flushed
+    /// first at every checkpoint, holds a row that went to it: that is how a later run
+    /// knows the file as czload's (docs/outputs.md), even after a crash.
+    early: Option<Vec<u8>>,
+    /// Whether the earlier run's file is written on (resuming).
+    existed: bool,
 }
 
 impl RetryFiles {
@@ -102,6 +109,8 @@ impl RetryFiles {
                 array: i.format.writes_array(),
                 elements: 0,
                 pending: false,
+                early: None,
+                existed: false,
             })
             .collect();
         RetryFiles {
@@ -115,9 +124,10 @@ impl RetryFiles {
 
     fn write(&mut self, input: u32, raw: &[u8]) -> Result<()> {
         let f = &mut self.files[input as usize];
-        if f.out.is_none() {
-            f.open(self.resume)?;
+        if f.out.is_none() && f.early.is_none() {
+            f.prepare(self.resume)?;
         }
+        f.pending = true;
         let mut row = raw;
         let mut sep: &[u8] = b"";
         if f.array {
@@ -128,7 +138,11 @@ impl RetryFiles {
         self.encoded.clear();
         f.encode(sep, &mut self.encoded);
         f.encode(row, &mut self.encoded);
-        let w = f.out.as_mut().expect("opened above");
+        if let Some(early) = &mut f.early {
+            early.extend_from_slice(&self.encoded);
+            return Ok(());
+        }
+        let w = f.out.as_mut().expect("created at a checkpoint");
         w.write_all(&self.encoded)
             .map_err(|e| Error::file(&f.path, e))
     }
@@ -143,9 +157,9 @@ impl OneFile {
         }
     }
 
-    /// Opens the file at its first row: new, with its mark, header or `[`; or, resuming,
-    /// after what the earlier run wrote (a JSON array reopened before its `]`).
-    fn open(&mut self, resume: bool) -> Result<()> {
+    /// At its first row, what the file starts with: new, its mark, header or `[`; or,
+    /// resuming, what the earlier run wrote (a JSON array reopened before its `]`).
+    fn prepare(&mut self, resume: bool) -> Result<()> {
         let path = &self.path;
         let err =
             |e: std::io::Error| Error::file(path, format!("cannot write the retry file: {e}"));
@@ -168,17 +182,31 @@ impl OneFile {
                 self.encode(b"[\n", &mut start);
             }
         }
-        let append = existed && !self.array;
+        self.existed = existed;
+        self.early = Some(start);
+        Ok(())
+    }
+
+    /// Creates (or, resuming, reopens) the file and writes what `prepare` and the rows
+    /// since put in `early`.
+    fn create(&mut self) -> Result<()> {
+        let Some(early) = self.early.take() else {
+            return Ok(());
+        };
+        let path = &self.path;
+        let err =
+            |e: std::io::Error| Error::file(path, format!("cannot write the retry file: {e}"));
+        let append = self.existed && !self.array;
         // A new file is created exclusively: the path was checked before the run (an
         // earlier run's file removed, a user's refused), so anything there now (a hard
         // link to the input, someone's file) appeared since and is left as it is.
-        let file = match existed {
+        let file = match self.existed {
             false => super::results::create_new_private(path),
             true => create_private(path, append),
         }
         .map_err(err)?;
         let mut w = Writer::new(BufWriter::new(file), self.zip).map_err(err)?;
-        w.write_all(&start).map_err(err)?;
+        w.write_all(&early).map_err(err)?;
         self.out = Some(w);
         Ok(())
     }
@@ -209,6 +237,7 @@ impl OneFile {
         if !std::mem::take(&mut self.pending) {
             return Ok(());
         }
+        self.create()?;
         if let Some(w) = &mut self.out {
             w.checkpoint().map_err(|e| Error::file(&self.path, e))?;
         }
@@ -217,6 +246,7 @@ impl OneFile {
 
     /// The end: a JSON array's `]`, the last member or frame.
     fn finish(&mut self) -> Result<()> {
+        self.create()?;
         let Some(mut w) = self.out.take() else {
             return Ok(());
         };
@@ -372,4 +402,25 @@ pub fn written(cfg: &LoadConfig, kind: Kind) -> Vec<PathBuf> {
         .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_appears_at_a_new_retry_path_during_the_run_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("a.csv");
+        std::fs::write(&input, "x\n1\n").unwrap();
+        let cfg = crate::config::tests::load_config(&[input.to_str().unwrap(), "--conv-id", "1"])
+            .unwrap();
+        let mut files = RetryFiles::new(&cfg, false, Kind::Retry);
+        // After the run started, before its first failed row: a hard link to the input.
+        std::fs::hard_link(&input, &cfg.retry_files[0]).unwrap();
+        files.write(0, b"1\n").unwrap();
+        let e = files.finish().unwrap_err();
+        assert!(e.to_string().contains("cannot write the retry file"), "{e}");
+        assert_eq!(std::fs::read(&input).unwrap(), b"x\n1\n");
+    }
 }

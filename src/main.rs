@@ -447,9 +447,14 @@ impl Signals {
     }
 }
 
+/// A progress line on stderr every few seconds, for `verify` and `undo`.
+fn ticker(what: &'static str) -> czload::after::Ticker {
+    czload::after::Ticker::new(Box::new(move |line| say!("czload {what}: {line}\n")))
+}
+
 /// `czload verify`: the report on stderr; 0 all confirmed, 2 not, 1 or 75 as a load.
 async fn verify(args: Box<czload::after::verify::VerifyArgs>) -> u8 {
-    match czload::after::verify::run(&args, stop_signal()).await {
+    match czload::after::verify::run(&args, ticker("verify"), stop_signal()).await {
         Ok(v) => {
             say!("{}", v.render());
             match (v.interrupted, STOPPED_BY.load(Ordering::SeqCst)) {
@@ -491,7 +496,7 @@ async fn undo(args: Box<czload::after::undo::UndoArgs>) -> u8 {
     let done = if args.dry_run {
         czload::after::undo::dry_run(&args, &mut std::io::stdout().lock())
     } else {
-        czload::after::undo::run(&args, stop_signal()).await
+        czload::after::undo::run(&args, ticker("undo"), stop_signal()).await
     };
     match done {
         Ok(u) => {

@@ -204,9 +204,10 @@ impl OpKind {
     pub const ALL: &'static [OpKind] =
         &[OpKind::CREATE, OpKind::MODIFY, OpKind::DELETE, OpKind::RAW];
 
-    /// The kinds a raw row's `type` may name: those `--op` offers and `show`.
-    const TYPES: &'static [OpKind] =
-        &[OpKind::CREATE, OpKind::MODIFY, OpKind::DELETE, OpKind::SHOW];
+    /// The kinds a raw row's `type` may name: those `--op` offers. Not `show`: a raw
+    /// show of a task that is not there stays a refusal (`rejected`), as it always was,
+    /// where verify's show makes it `gone`.
+    const TYPES: &'static [OpKind] = &[OpKind::CREATE, OpKind::MODIFY, OpKind::DELETE];
 
     /// Its facts.
     pub fn spec(self) -> &'static Spec {
@@ -322,7 +323,7 @@ mod tests {
             name(raw.of_row(br#"{"type":"delete","obj":"task"}"#)),
             "delete"
         );
-        assert_eq!(name(raw.of_row(br#"{"type":"show"}"#)), "show");
+        assert_eq!(name(raw.of_row(br#"{"type":"show"}"#)), "other");
         assert_eq!(name(raw.of_row(br#"{"type":"list"}"#)), "other");
         assert_eq!(name(raw.of_row(br#"{"type":"raw"}"#)), "other");
         assert_eq!(name(raw.of_row(b"{}")), "other");

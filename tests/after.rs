@@ -229,6 +229,14 @@ async fn alias_addresses_the_process_and_a_resume_keeps_it() {
         out.stderr
     );
     assert_eq!(sb.stats().requests, before);
+    // Verify and undo ask the process the manifest names: by its alias.
+    let shown = sb.stats().shown;
+    let out = after_cmd("verify", &sb.url(), &[s(&log)]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(sb.stats().shown - shown, 20);
+    let out = after_cmd("undo", &sb.url(), &[s(&log), "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!((sb.stats().tasks, sb.stats().deleted), (0, 20));
     let out = run(args(&[
         "--alias",
         "orders",
@@ -371,6 +379,17 @@ async fn verify_confirms_a_sound_load_and_samples_by_seed() {
     .await;
     assert_eq!(out.code, 0);
     assert_ne!(ra, rows(s(&b)), "another seed, other rows");
+    // A file that is not a verify log (here the results log itself) is not replaced:
+    // refused before anything is sent, exit 2 (docs/outputs.md).
+    let before = std::fs::read(&log).unwrap();
+    let out = after_cmd("verify", &sb.url(), &[s(&log), "-o", s(&log)]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--output") && out.stderr.contains("is the input"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,6 +415,8 @@ async fn verify_data_finds_a_task_whose_data_changed() {
     )
     .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // A file beside the input where its retry file would go: reading again is no load.
+    std::fs::write(dir.path().join("typed.retry.csv"), "not czload's").unwrap();
     let out = after_cmd("verify", &sb.url(), &[s(&log), "--data"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(

@@ -226,3 +226,139 @@ async fn undo_through_faults_and_a_kill_deletes_each_task_once() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_stopped_by_sigterm_says_resume_and_resumes() {
+    let sb = Sandbox::start(SandboxConfig {
+        delay_ms: 10,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = loaded(&sb.url(), dir.path(), 2000).await;
+    let url = sb.url();
+    let args: Vec<String> = [
+        "undo",
+        "--url",
+        &url,
+        "--api-login",
+        common::LOGIN,
+        s(&log),
+        "--yes",
+        "--concurrency",
+        "1",
+        "--batch-size",
+        "20",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let undo = dir.path().join("orders.undo.ndjson");
+    let child = common::czload()
+        .args(&args)
+        .env("COREZOID_API_SECRET", common::SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_lines(&undo, 200).await;
+    signal(&child, "-TERM");
+    let out = finish(child).await;
+    assert_eq!(out.code, 143, "{}", out.stderr);
+    assert!(out.stderr.contains("--resume"), "{}", out.stderr);
+    let text = std::fs::read_to_string(&undo).unwrap();
+    assert!(
+        !text.contains("\"end\""),
+        "an interrupted undo is not finished"
+    );
+    assert!(sb.stats().tasks > 0, "stopped before the end");
+
+    let mut resumed = args.clone();
+    resumed.push("--resume".into());
+    let out = tokio::task::spawn_blocking(move || {
+        common::Out::from(
+            common::czload()
+                .args(resumed)
+                .env("COREZOID_API_SECRET", common::SECRET)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!((sb.stats().tasks, sb.stats().deleted), (0, 2000));
+    one_success_per_row(&undo, 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_writes_no_file_it_was_not_given() {
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = loaded(&sb.url(), dir.path(), 10).await;
+    let mine = dir.path().join("mine.txt");
+    std::fs::write(&mine, "a user's file").unwrap();
+    let link = dir.path().join("orders.undo.ndjson");
+    std::os::unix::fs::symlink(&mine, &link).unwrap();
+    for more in [&[][..], &["--resume"][..]] {
+        let mut args = vec![s(&log), "--yes"];
+        args.extend(more);
+        let out = after_cmd("undo", &sb.url(), &args).await;
+        // Refused before anything is sent, exit 2: the symlink leads to a file czload did
+        // not write (docs/outputs.md).
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("--output") && out.stderr.contains("will not replace"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "a user's file");
+    assert_eq!(sb.stats().tasks, 10, "nothing deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_deletes_the_tasks_of_creates_resent_after_a_lost_answer() {
+    let sb = Sandbox::start(SandboxConfig {
+        fail_after: 0.5,
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = crate::recovery::make_csv(dir.path(), "orders.csv", 500);
+    let log = dir.path().join("orders.results.ndjson");
+    let args = [
+        s(&input),
+        "--conv-id",
+        "555",
+        "--concurrency",
+        "1",
+        "--max-attempts",
+        "30",
+        "--results",
+        s(&log),
+    ];
+    let out = common::load(&sb.url(), &args, None).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines = common::results(&log);
+    let resent = lines
+        .iter()
+        .filter(|l| l["status"] == "exists" && l["attempts"].as_u64() > Some(1))
+        .count();
+    assert!(
+        resent > 0,
+        "a create applied and its answer lost came back exists"
+    );
+    assert_eq!(sb.tasks().len(), 500);
+    sb.heal();
+    let out = after_cmd("undo", &sb.url(), &[s(&log), "--yes"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!((sb.stats().tasks, sb.stats().deleted), (0, 500));
+    let undone = one_success_per_row(&dir.path().join("orders.undo.ndjson"), 500);
+    let by_ref = undone.iter().filter(|l| l.get("obj_id").is_none()).count();
+    assert_eq!(by_ref, resent, "the resent rows, found by ref");
+}

@@ -13,8 +13,6 @@ use crate::mapping::{Mapped, Plan};
 use crate::source::Records;
 use clap::{Args, FromArgMatches};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 /// The data the load sent for each of `want` (input, row) of `log`.
 pub fn sent_data(log: &Log, want: &HashSet<(u32, u64)>) -> Result<HashMap<(u32, u64), String>> {
@@ -50,15 +48,9 @@ pub fn sent_data(log: &Log, want: &HashSet<(u32, u64)>) -> Result<HashMap<(u32, 
             ))
         })?;
         let args = LoadArgs::from_arg_matches(&m).map_err(|e| Error::Usage(e.to_string()))?;
-        let cfg = LoadConfig::from_args(&args)?;
+        let cfg = LoadConfig::for_check(&args)?;
         let input = &cfg.inputs[0];
-        let mapped = crate::read::open_input(
-            &cfg,
-            input,
-            Arc::default(),
-            Box::new(|| {}),
-            CancellationToken::new(),
-        )?;
+        let mapped = crate::read::open_alone(&cfg, input)?;
         let mut keep = |row: u64, op: &[u8]| {
             if want.contains(&(k, row)) {
                 if let Some(d) = data_of(op) {

@@ -143,6 +143,41 @@ fn wants_of(batch: &Batch, refs_name_tasks: bool) -> (Vec<Option<Outcome>>, Vec<
     (out, wants, back)
 }
 
+/// What a verify or an undo says while it runs: a line every [`Ticker::EVERY`], handed
+/// to the caller (`main` prints it; nothing here prints).
+pub struct Ticker {
+    say: Box<dyn FnMut(&str) + Send>,
+    started: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Ticker {
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub fn new(say: Box<dyn FnMut(&str) + Send>) -> Ticker {
+        let now = std::time::Instant::now();
+        Ticker {
+            say,
+            started: now,
+            last: now,
+        }
+    }
+
+    /// Says `what` of `done` rows, with their rate, when a line is due.
+    pub fn tick(&mut self, done: u64, what: impl FnOnce() -> String) {
+        if self.last.elapsed() < Self::EVERY {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        (self.say)(&format!(
+            "{done} rows in {secs:.0} s ({:.0} rows/s): {}",
+            done as f64 / secs,
+            what()
+        ));
+    }
+}
+
 /// A file beside a results log, named after it: `orders.results.ndjson` gives
 /// `orders.SUFFIX`.
 pub fn beside(log: &std::path::Path, suffix: &str) -> std::path::PathBuf {

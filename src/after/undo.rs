@@ -204,7 +204,11 @@ pub fn dry_run(a: &UndoArgs, out: &mut impl Write) -> Result<Undone> {
 }
 
 /// `czload undo` (the caller asked for confirmation).
-pub async fn run(a: &UndoArgs, shutdown: impl std::future::Future<Output = ()>) -> Result<Undone> {
+pub async fn run(
+    a: &UndoArgs,
+    mut ticker: super::Ticker,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Undone> {
     let logs = open_logs(a)?;
     let output = a
         .output
@@ -227,6 +231,8 @@ pub async fn run(a: &UndoArgs, shutdown: impl std::future::Future<Output = ()>) 
         logs: logs.iter().map(|l| input_id(Some(&l.path))).collect(),
     };
     let settled = settled(&output, &head, a.resume)?;
+    // One undo per log, as one load per results log; the kernel drops it with the process.
+    let _lock = lock(&output)?;
     let (cfg, _notes) = a.send.send_config(OpKind::DELETE)?;
     let sender = Arc::new(Sender::new(cfg, CancellationToken::new())?);
     let file = crate::sink::results::create_private(&output, a.resume)
@@ -248,7 +254,18 @@ pub async fn run(a: &UndoArgs, shutdown: impl std::future::Future<Output = ()>) 
         &sender,
         Mode::Delete,
         rx,
-        |chunk, outcomes| write_chunk(&mut w, chunk, &outcomes, &mut u),
+        |chunk, outcomes| {
+            write_chunk(&mut w, chunk, &outcomes, &mut u)?;
+            let n: u64 = u.counts.values().sum();
+            ticker.tick(n, || {
+                format!(
+                    "{} deleted, {} gone",
+                    u.get(Status::Deleted),
+                    u.get(Status::Gone)
+                )
+            });
+            Ok(())
+        },
         shutdown,
     )
     .await?;
@@ -273,10 +290,36 @@ pub async fn run(a: &UndoArgs, shutdown: impl std::future::Future<Output = ()>) 
     Ok(u)
 }
 
+/// An exclusive `flock(2)` on the undo log (created if need be, never truncated),
+/// held to the end: the kernel drops it with the process, even after SIGKILL.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    let f = crate::sink::results::create_private(path, true)
+        .map_err(|e| Error::file(path, format!("cannot write the undo log: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; no memory is shared.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(Error::Usage(format!(
+                "{}: another czload undo is writing this undo log ({}); wait for it to end",
+                path.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    Ok(f)
+}
+
 /// The rows an earlier run of this undo settled (`deleted` or `gone`), per log and
 /// input; refused: a log of another undo, an existing log without `--resume`.
 fn settled(output: &Path, head: &Head, resume: bool) -> Result<HashMap<(u32, u32), RowSet>> {
     let mut sets: HashMap<(u32, u32), RowSet> = HashMap::new();
+    if std::fs::symlink_metadata(output).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::Usage(format!(
+            "{}: not a regular file (a link, a FIFO, a folder): give the undo log another place with -o",
+            output.display()
+        )));
+    }
     let exists = std::fs::metadata(output).is_ok_and(|m| m.len() > 0);
     if !resume {
         if exists {

@@ -43,7 +43,7 @@ pub struct VerifyArgs {
 
     /// Check a random sample of N of the rows that succeeded (the default, of 10,000,
     /// for larger logs). The same --seed draws the same rows.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub sample: Option<u64>,
 
     /// The sample's random seed.
@@ -156,6 +156,7 @@ fn should_exist(s: Status) -> bool {
 /// `czload verify`.
 pub async fn run(
     a: &VerifyArgs,
+    mut ticker: super::Ticker,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<Verified> {
     let logs: Vec<Log> = a.logs.iter().map(|p| Log::open(p)).collect::<Result<_>>()?;
@@ -209,7 +210,13 @@ pub async fn run(
         &sender,
         Mode::Show,
         rx,
-        |chunk, outcomes| write_chunk(&mut w, &logs, chunk, &outcomes, &mut v),
+        |chunk, outcomes| {
+            write_chunk(&mut w, &logs, chunk, &outcomes, &mut v)?;
+            ticker.tick(v.checked + v.unverifiable, || {
+                format!("{} confirmed, {} missing", v.confirmed, v.missing)
+            });
+            Ok(())
+        },
         shutdown,
     )
     .await?;

@@ -379,11 +379,16 @@ async fn verify_confirms_a_sound_load_and_samples_by_seed() {
     .await;
     assert_eq!(out.code, 0);
     assert_ne!(ra, rows(s(&b)), "another seed, other rows");
-    // The log it reads is never its output, nor a file that is not a verify log.
+    // A file that is not a verify log (here the results log itself) is not replaced:
+    // refused before anything is sent, exit 2 (docs/outputs.md).
     let before = std::fs::read(&log).unwrap();
     let out = after_cmd("verify", &sb.url(), &[s(&log), "-o", s(&log)]).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("is the input"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--output") && out.stderr.contains("is the input"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(std::fs::read(&log).unwrap(), before);
     let notes = log.with_file_name("notes.txt");
     std::fs::write(&notes, "mine\n").unwrap();

@@ -307,10 +307,11 @@ async fn undo_writes_no_file_it_was_not_given() {
         let mut args = vec![s(&log), "--yes"];
         args.extend(more);
         let out = after_cmd("undo", &sb.url(), &args).await;
-        // Refused before any request, the link and its target left as they are.
+        // Refused before anything is sent, exit 2: the symlink leads to a file czload did
+        // not write (docs/outputs.md).
         assert_eq!(out.code, 2, "{}", out.stderr);
         assert!(
-            out.stderr.contains("czload did not write it"),
+            out.stderr.contains("--output") && out.stderr.contains("will not replace"),
             "{}",
             out.stderr
         );

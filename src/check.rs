@@ -19,9 +19,6 @@ use crate::mapping::{Mapped, Plan};
 use crate::source::Records;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 /// What the check found.
 #[derive(Debug, Default)]
@@ -78,8 +75,8 @@ impl CheckReport {
 pub async fn check(cfg: &LoadConfig, rows: usize) -> Result<CheckReport> {
     let conv = match &cfg.mapping.target {
         crate::mapping::Target::Conv(c) => *c,
-        crate::mapping::Target::Column(_) => return Err(Error::Usage(
-            "check compares the mapping with one process: pass --conv-id N, not --conv-id-column"
+        crate::mapping::Target::Column(_) | crate::mapping::Target::Alias(_) => return Err(Error::Usage(
+            "check compares the mapping with one process: pass --conv-id N, not --conv-id-column or --alias"
                 .into(),
         )),
     };
@@ -282,13 +279,7 @@ fn sample(cfg: &LoadConfig, limit: usize) -> Result<Sample> {
         if limit > 0 && s.rows as usize >= limit {
             break;
         }
-        let opened = crate::read::open_input(
-            cfg,
-            input,
-            Arc::new(AtomicU64::new(0)),
-            Box::new(|| {}),
-            CancellationToken::new(),
-        )?;
+        let opened = crate::read::open_alone(cfg, input)?;
         match opened {
             Mapped::Fields(mut src, plan, _) => {
                 s.csv = true;

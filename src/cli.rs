@@ -61,6 +61,8 @@ Examples:
     czload merge-results orders.shard-*-of-3.results.ndjson -o orders.results.ndjson
   A report of a run:
     czload report orders.results.ndjson -o orders.report.html
+  Check on the server that the tasks are there (`czload undo` takes a load back):
+    czload verify orders.results.ndjson
 
 The secret comes from COREZOID_API_SECRET or --secret-file, never a flag. `czload load \
 --help` lists every flag; `czload man` prints the manual.";
@@ -108,6 +110,12 @@ naming the flag that fixes it. Nothing is created: it sends only `show conv` and
 named, and nothing written; 1 a file cannot be read or written."
     )]
     MergeResults(MergeArgs),
+    /// Ask the server whether the tasks a results log says it loaded are there (read-only).
+    #[command(after_help = crate::after::VERIFY_HELP)]
+    Verify(Box<crate::after::verify::VerifyArgs>),
+    /// Delete the tasks a load created, from its results log; resumable, exactly once.
+    #[command(after_help = crate::after::UNDO_HELP)]
+    Undo(Box<crate::after::undo::UndoArgs>),
     /// Print a shell completion script on stdout.
     Completions {
         #[arg(value_enum)]
@@ -127,9 +135,11 @@ pub enum ShellArg {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The results log of a run (finished, interrupted or resumed).
-    #[arg(value_name = "RESULTS")]
-    pub results: PathBuf,
+    /// The results log of a run (finished, interrupted or resumed), a merged log, or the
+    /// logs of the copies of one load (`--shard i/N`): those are drawn on one wall-clock
+    /// axis, a lane per copy, with their total.
+    #[arg(value_name = "RESULTS", required = true, num_args = 1..)]
+    pub results: Vec<PathBuf>,
 
     /// Where to write the report.
     #[arg(short, long, value_name = "FILE", default_value = "report.html")]
@@ -270,6 +280,10 @@ pub struct LoadArgs {
         help_heading = "Target"
     )]
     pub conv_id_column: Option<String>,
+
+    /// The process by its alias (with --company-id) instead of --conv-id: `obj_alias`.
+    #[arg(long, value_name = "NAME", help_heading = "Target")]
+    pub alias: Option<String>,
 
     /// Company id, for processes that belong to a company.
     #[arg(long, value_name = "ID", help_heading = "Target")]
@@ -489,6 +503,19 @@ pub struct LoadArgs {
     /// built from the results log (`czload report` makes one from any results log).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub report: Option<PathBuf>,
+
+    /// Write the run's figures at the end in the Prometheus text format to this file (for
+    /// node_exporter's textfile collector): rows by status, requests, retries, throttled,
+    /// duration, the rate reached and found, the last success. Replaced whole (a rename);
+    /// an existing file that czload did not write is refused.
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub metrics: Option<PathBuf>,
+
+    /// Push the same figures to a Prometheus Pushgateway at the end: its base URL
+    /// (`http://pushgateway:9091`: czload adds `/metrics/job/czload`, and `/shard/I` for a
+    /// copy), or a full `.../metrics/job/NAME` URL. A failed push is said, not fatal.
+    #[arg(long, value_name = "URL", help_heading = "Output")]
+    pub metrics_push: Option<String>,
 
     /// Skip the rows that already have a final status in the results log.
     #[arg(long, help_heading = "Output", conflicts_with = "restart")]

@@ -19,6 +19,12 @@ pub enum Error {
     #[error("{0}")]
     Other(String),
 
+    /// An output path czload will not write (not a regular file, in a folder that is not
+    /// there, an input, another output, or a file czload did not write: `outpath`): exit
+    /// 2, before anything is sent; the message names the flag to change.
+    #[error("{0}")]
+    Output(String),
+
     /// An input whose own bytes contradict how it would be read (`source::sniff`): exit
     /// 2, before any request; the message names the flags that would read it.
     #[error("{}: {message}", path.display())]
@@ -38,7 +44,7 @@ impl Error {
     /// The exit code of a run this error stops (docs/architecture.md, Exit codes).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Reading { .. } => 2,
+            Error::Reading { .. } | Error::Output(_) => 2,
             _ => 1,
         }
     }

@@ -1,4 +1,4 @@
-//! czload: load CSV and NDJSON files into Corezoid processes as tasks, streaming,
+//! czload: load CSV, TSV, NDJSON, JSON-array, XLSX and ODS files into Corezoid processes as tasks, streaming,
 //! batched, signed, concurrent, rate-limited, and exact about what became of every row.
 //!
 //! ```text
@@ -13,6 +13,7 @@
 //! display the user asked for) nor exits: what the user should read comes back in
 //! `Done`, `LoadConfig::notes` and `Summary`, and `main` prints it.
 
+pub mod after;
 pub mod batch;
 pub mod check;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod mapping;
 pub mod op;
 pub mod outcome;
+pub mod outpath;
 pub mod pipeline;
 mod read;
 pub mod sandbox;
@@ -57,7 +59,17 @@ pub async fn run(mut cfg: LoadConfig, shutdown: impl Future<Output = ()>) -> Res
     } else {
         None
     };
-    let (summary, dry_run_request) = pipeline::run(cfg, shutdown).await?;
+    let push = cfg.metrics_push.clone();
+    let (mut summary, dry_run_request) = pipeline::run(cfg, shutdown).await?;
+    if let Some(url) = push {
+        // Monitoring that did not arrive is said, but it changes nothing about the rows:
+        // not a reason to fail a run (and an index of a Job) that loaded them.
+        if let Err(e) = sink::metrics::push(&url, &summary, summary.exit_code()).await {
+            summary
+                .notes
+                .push(format!("--metrics-push: the metrics were not pushed: {e}"));
+        }
+    }
     let sandbox_report = match sandbox {
         Some(sb) => {
             let report = sandbox_report(&sb);
@@ -94,9 +106,9 @@ async fn start_sandbox(cfg: &mut LoadConfig) -> Result<sandbox::Sandbox> {
     use rand::Rng;
     let conv = match &cfg.mapping.target {
         mapping::Target::Conv(c) => *c,
-        mapping::Target::Column(_) => {
+        mapping::Target::Column(_) | mapping::Target::Alias(_) => {
             return Err(Error::Usage(
-                "--sandbox creates one process, the one named by --conv-id N; it cannot take --conv-id-column".into(),
+                "--sandbox creates one process, the one named by --conv-id N; it cannot take --conv-id-column or --alias".into(),
             ))
         }
     };

@@ -95,26 +95,44 @@ fn main() -> ExitCode {
             Ok(()) => 0,
             Err(e) => {
                 say!("czload: {e}\n");
-                1
+                e.exit_code()
             }
         },
         Command::Report(args) => {
-            match czload::sink::report::write_report(&args.results, &args.output) {
+            match czload::sink::report::report_command(&args.results, &args.output) {
                 Ok(n) => {
                     say!(
                         "czload: wrote {} ({n} rows from {})\n",
                         args.output.display(),
-                        args.results.display()
+                        args.results
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     0
                 }
                 Err(e) => {
                     say!("czload: {e}\n");
-                    1
+                    e.exit_code()
                 }
             }
         }
         Command::MergeResults(args) => merge_results(&args),
+        Command::Undo(args) => match rt.block_on(rt.spawn(undo(args))) {
+            Ok(code) => code,
+            Err(e) => {
+                say!("czload: internal error: {e}\n");
+                1
+            }
+        },
+        Command::Verify(args) => match rt.block_on(rt.spawn(verify(args))) {
+            Ok(code) => code,
+            Err(e) => {
+                say!("czload: internal error: {e}\n");
+                1
+            }
+        },
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     };
     // Requests still draining after a second Ctrl-C must not hold the exit.
@@ -192,7 +210,7 @@ async fn load(args: czload::cli::LoadArgs) -> u8 {
 
 /// `czload check`: the report on stdout; 0 fits, 2 does not, 1 cannot check.
 async fn check(args: czload::cli::LoadArgs) -> u8 {
-    let cfg = match LoadConfig::from_args(&args) {
+    let cfg = match LoadConfig::for_check(&args) {
         Ok(c) => c,
         Err(e) => {
             say!("czload: {e}\n");
@@ -201,7 +219,11 @@ async fn check(args: czload::cli::LoadArgs) -> u8 {
     };
     match czload::check(cfg, args.check_rows).await {
         Ok(r) => {
-            out!("{}", r.render());
+            // Read by a person, often in a CI log: wrapped as the messages are.
+            out!(
+                "{}",
+                czload::term::wrap(&r.render(), czload::term::stdout_width())
+            );
             if r.fits() {
                 0
             } else {
@@ -425,6 +447,72 @@ impl Signals {
     }
 }
 
+/// A progress line on stderr every few seconds, for `verify` and `undo`.
+fn ticker(what: &'static str) -> czload::after::Ticker {
+    czload::after::Ticker::new(Box::new(move |line| say!("czload {what}: {line}\n")))
+}
+
+/// `czload verify`: the report on stderr; 0 all confirmed, 2 not, 1 or 75 as a load.
+async fn verify(args: Box<czload::after::verify::VerifyArgs>) -> u8 {
+    match czload::after::verify::run(&args, ticker("verify"), stop_signal()).await {
+        Ok(v) => {
+            say!("{}", v.render());
+            match (v.interrupted, STOPPED_BY.load(Ordering::SeqCst)) {
+                (true, sig) if sig > 0 => (128 + sig) as u8,
+                _ => v.exit_code(),
+            }
+        }
+        Err(e) => {
+            say!("czload: {e}\n");
+            e.exit_code()
+        }
+    }
+}
+
+/// `czload undo`: asks first (unless --yes or --dry-run), then deletes; the report on
+/// stderr.
+async fn undo(args: Box<czload::after::undo::UndoArgs>) -> u8 {
+    use std::io::IsTerminal as _;
+    if !args.yes && !args.dry_run {
+        if !std::io::stdin().is_terminal() {
+            say!("czload: undo deletes tasks: pass --yes to confirm (stdin is not a terminal, so it cannot ask); --dry-run lists them\n");
+            return 1;
+        }
+        let (n, procs) = match czload::after::undo::count(&args) {
+            Ok(c) => c,
+            Err(e) => {
+                say!("czload: {e}\n");
+                return e.exit_code();
+            }
+        };
+        say!("Delete the {n} tasks these logs created ({procs})? [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            say!("czload: nothing deleted\n");
+            return 1;
+        }
+    }
+    let done = if args.dry_run {
+        czload::after::undo::dry_run(&args, &mut std::io::stdout().lock())
+    } else {
+        czload::after::undo::run(&args, ticker("undo"), stop_signal()).await
+    };
+    match done {
+        Ok(u) => {
+            say!("{}", u.render());
+            match (u.interrupted, STOPPED_BY.load(Ordering::SeqCst)) {
+                (true, sig) if sig > 0 => (128 + sig) as u8,
+                _ => u.exit_code(),
+            }
+        }
+        Err(e) => {
+            say!("czload: {e}\n");
+            e.exit_code()
+        }
+    }
+}
+
 /// `czload merge-results`: 0 merged, 2 refused (named), 1 a file that cannot be used.
 fn merge_results(args: &czload::cli::MergeArgs) -> u8 {
     use czload::sink::merge::{merge_results, Merge};
@@ -449,7 +537,7 @@ fn merge_results(args: &czload::cli::MergeArgs) -> u8 {
         }
         Err(e) => {
             say!("czload: merge-results: {e}\n");
-            1
+            e.exit_code()
         }
     }
 }

@@ -52,6 +52,15 @@ pub struct Spec {
     /// Whether it may go through the Sync API (`--sync`), which brings back the
     /// process's reply.
     pub sync: bool,
+    /// The status of a row whose op found no task (`not_found_task`, `obj_id_not_found`,
+    /// `retry::task_not_found`), when that settles it rather than refusing it: a delete
+    /// resent after a lost answer, or resumed, finds its task gone, and that is what it
+    /// wanted. `None`: a refusal, `rejected`.
+    pub not_found: Option<Status>,
+    /// Its op needs the node the task is in (`node_id`), which a row may not give: then a
+    /// `show` goes first to learn it (`src/after/delete.rs`). A delete: there is no delete
+    /// by ref, and `show` gives both the obj_id and the node.
+    pub finds_node_first: bool,
 }
 
 /// What a row's op can end in, whatever its kind, besides its success.
@@ -82,6 +91,8 @@ impl OpKind {
         duplicate_ref_is_exists: true,
         unique_refs: true,
         sync: true,
+        not_found: None,
+        finds_node_first: false,
     });
 
     /// Modify the task with the row's ref.
@@ -96,6 +107,8 @@ impl OpKind {
         duplicate_ref_is_exists: false,
         unique_refs: false,
         sync: false,
+        not_found: None,
+        finds_node_first: false,
     });
 
     /// `--op raw`: every line is a whole op, whose row is of its own `type`.
@@ -111,6 +124,8 @@ impl OpKind {
             Status::Modified,
             Status::Exists,
             Status::Done,
+            Status::Deleted,
+            Status::Gone,
             TROUBLE[0],
             TROUBLE[1],
             TROUBLE[2],
@@ -118,6 +133,8 @@ impl OpKind {
         duplicate_ref_is_exists: false,
         unique_refs: false,
         sync: false,
+        not_found: None,
+        finds_node_first: false,
     });
 
     /// A raw op of a `type` no kind here has (ops on processes or folders...).
@@ -132,10 +149,65 @@ impl OpKind {
         duplicate_ref_is_exists: false,
         unique_refs: false,
         sync: false,
+        not_found: None,
+        finds_node_first: false,
+    });
+
+    /// Delete the task each row names: by `obj_id` (and `node_id`, when the row has it),
+    /// or by ref, found with a `show` first (docs/protocol.md, Task show, modify and
+    /// delete).
+    pub const DELETE: OpKind = OpKind(&Spec {
+        name: "delete",
+        help: "Delete the task each row names: by its `obj_id` column or field (with `node_id`, no show is needed), or by its ref (--ref-column, --ref-template); a `show` first finds the node the task is in. A task already gone is `gone`, settled",
+        rows_are_ops: false,
+        needs_ref: false,
+        data: Data::Nothing,
+        success: Status::Deleted,
+        ends_in: &[
+            Status::Deleted,
+            Status::Gone,
+            TROUBLE[0],
+            TROUBLE[1],
+            TROUBLE[2],
+        ],
+        duplicate_ref_is_exists: false,
+        unique_refs: false,
+        sync: false,
+        not_found: Some(Status::Gone),
+        finds_node_first: true,
+    });
+
+    /// Show the task the op names by `ref` or `obj_id`: `czload verify`, and the first
+    /// step of a delete. Not an `--op` value: a load of shows would change nothing.
+    pub const SHOW: OpKind = OpKind(&Spec {
+        name: "show",
+        help: "",
+        rows_are_ops: false,
+        needs_ref: false,
+        data: Data::Nothing,
+        success: Status::Done,
+        ends_in: &[
+            Status::Done,
+            Status::Gone,
+            TROUBLE[0],
+            TROUBLE[1],
+            TROUBLE[2],
+        ],
+        duplicate_ref_is_exists: false,
+        unique_refs: false,
+        sync: false,
+        not_found: Some(Status::Gone),
+        finds_node_first: false,
     });
 
     /// The kinds `--op` offers, in the order its help lists them.
-    pub const ALL: &'static [OpKind] = &[OpKind::CREATE, OpKind::MODIFY, OpKind::RAW];
+    pub const ALL: &'static [OpKind] =
+        &[OpKind::CREATE, OpKind::MODIFY, OpKind::DELETE, OpKind::RAW];
+
+    /// The kinds a raw row's `type` may name: those `--op` offers. Not `show`: a raw
+    /// show of a task that is not there stays a refusal (`rejected`), as it always was,
+    /// where verify's show makes it `gone`.
+    const TYPES: &'static [OpKind] = &[OpKind::CREATE, OpKind::MODIFY, OpKind::DELETE];
 
     /// Its facts.
     pub fn spec(self) -> &'static Spec {
@@ -164,8 +236,7 @@ impl OpKind {
             t: Option<std::borrow::Cow<'a, str>>,
         }
         let t = serde_json::from_slice::<Type>(op).ok().and_then(|t| t.t);
-        t.and_then(|t| OpKind::named(&t))
-            .filter(|k| !k.0.rows_are_ops)
+        t.and_then(|t| OpKind::TYPES.iter().copied().find(|k| k.0.name == t))
             .unwrap_or(OpKind::OTHER)
     }
 
@@ -250,8 +321,10 @@ mod tests {
         );
         assert_eq!(
             name(raw.of_row(br#"{"type":"delete","obj":"task"}"#)),
-            "other"
+            "delete"
         );
+        assert_eq!(name(raw.of_row(br#"{"type":"show"}"#)), "other");
+        assert_eq!(name(raw.of_row(br#"{"type":"list"}"#)), "other");
         assert_eq!(name(raw.of_row(br#"{"type":"raw"}"#)), "other");
         assert_eq!(name(raw.of_row(b"{}")), "other");
         assert_eq!(
@@ -264,8 +337,13 @@ mod tests {
 
     #[test]
     fn every_kind_ends_in_its_success_and_the_troubles() {
-        for k in OpKind::ALL.iter().chain([&OpKind::OTHER]) {
+        for k in OpKind::ALL.iter().chain([&OpKind::OTHER, &OpKind::SHOW]) {
             assert!(k.ends_in.contains(&k.success), "{k:?}");
+            if let Some(s) = k.not_found {
+                assert!(k.ends_in.contains(&s) && s.is_success(), "{k:?}");
+            }
+            // A kind that finds the node first carries no data to lose on the way.
+            assert!(!k.finds_node_first || k.data == Data::Nothing, "{k:?}");
             for t in TROUBLE {
                 assert!(k.ends_in.contains(&t), "{k:?}");
             }
@@ -285,7 +363,7 @@ mod tests {
     #[test]
     fn debug_is_the_fingerprint_s_old_spelling() {
         let names: Vec<String> = OpKind::ALL.iter().map(|k| format!("{k:?}")).collect();
-        assert_eq!(names, ["Create", "Modify", "Raw"]);
+        assert_eq!(names, ["Create", "Modify", "Delete", "Raw"]);
         assert_eq!(format!("{:?}", OpKind::OTHER), "Other");
     }
 

@@ -58,6 +58,11 @@ statuses! {
     /// or a resent create found its ref taken). Not a success, and not retried: a retry
     /// would find the task there and still bring no reply.
     NoReply = "no_reply", success: false, retry: false;
+    /// `--op delete`, `czload undo`: the task was deleted.
+    Deleted = "deleted", success: true, retry: false;
+    /// A delete (or a show) found no task: deleted already (a delete resent after a lost
+    /// answer, or resumed), or never there. Settled, since a delete wanted it gone.
+    Gone = "gone", success: true, retry: false;
 }
 
 impl Status {
@@ -112,6 +117,8 @@ impl std::fmt::Debug for TaskId {
 pub struct Outcome {
     pub status: Status,
     pub obj_id: Option<TaskId>,
+    /// The node a `show` found the task in (`node_id`), for the delete that follows.
+    pub node_id: Option<TaskId>,
     pub attempts: u32,
     /// The server's `proc` for a refused op.
     pub proc_: Option<String>,
@@ -129,6 +136,7 @@ impl Outcome {
         Outcome {
             status,
             obj_id: None,
+            node_id: None,
             attempts,
             proc_: None,
             error: None,
@@ -167,7 +175,7 @@ mod tests {
             );
             assert_eq!(s.index(), i);
         }
-        assert_eq!(Status::COUNT, 8);
+        assert_eq!(Status::COUNT, 10);
         assert!(Status::Exists.is_success() && !Status::Rejected.is_success());
         assert!(Status::Failed.to_retry_file() && !Status::Rejected.to_retry_file());
         // Its fate is unknown: never in a file whose advice is to load it again.

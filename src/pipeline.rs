@@ -49,7 +49,7 @@ pub async fn run(
     // truncates the results log of an earlier run and before anything is sent.
     preflight(&cfg)?;
     // Held to the end of the run: no other run writes this log meanwhile.
-    let claim = sink::claim::claim(&cfg)?;
+    let claim = sink::claim::claim(&cfg, &manifest)?;
     let earlier_run = resumed(&cfg, &manifest)?;
     let bytes_read = Arc::new(AtomicU64::new(0));
     let cancel = CancellationToken::new();
@@ -83,12 +83,22 @@ pub async fn run(
         .spawn(move || read_inputs(&rcfg, &settled, seen, batch_tx, rjtx, cancel, bytes_read))
         .map_err(|e| Error::Other(format!("cannot start the reader thread: {e}")))?;
 
+    // `--op delete`: a show first where a row does not give the node (src/after/).
+    let two_step = cfg.mapping.op.finds_node_first.then(|| {
+        matches!(
+            cfg.mapping.ref_mode,
+            crate::mapping::RefMode::Column(_) | crate::mapping::RefMode::Template(_)
+        )
+    });
     let (interrupted, dry) = if cfg.dry_run {
         // The journal ends when the last event sender is gone.
         drop(jtx);
-        (false, Some(dry_run(&sender, batch_rx).await))
+        (false, Some(dry_run(&sender, batch_rx, two_step).await))
     } else {
-        (dispatch(&sender, batch_rx, jtx, shutdown).await, None)
+        (
+            dispatch(&sender, batch_rx, jtx, shutdown, two_step).await,
+            None,
+        )
     };
     let report = join(reader_thread, "reader").await??;
     let mut journal = join(journal_thread, "journal").await??;
@@ -106,6 +116,7 @@ pub async fn run(
             retries: stats.retries.load(Ordering::Relaxed),
             throttled: stats.throttled.load(Ordering::Relaxed),
             latencies_us: stats.latencies(),
+            outcomes: (!cfg.dry_run).then(|| stats.outcomes()),
             elapsed_secs: started.elapsed().as_secs_f64(),
             interrupted,
             fatal: sender.fatal(),
@@ -186,15 +197,23 @@ struct DryRun {
     first: Option<DryRunRequest>,
 }
 
-async fn dry_run(sender: &Sender, mut batch_rx: mpsc::Receiver<Batch>) -> DryRun {
+async fn dry_run(
+    sender: &Sender,
+    mut batch_rx: mpsc::Receiver<Batch>,
+    two_step: Option<bool>,
+) -> DryRun {
     let mut url = String::new();
     let mut d = DryRun {
         requests: 0,
         first: None,
     };
     while let Some(b) = batch_rx.recv().await {
-        // As it would be sent: with `--sync`, the timeout in front.
-        let body = sender.with_sync_timeout(b.body.clone());
+        // As it would be sent: with `--sync`, the timeout in front; `--op delete`, the
+        // shows (or deletes) the rows become.
+        let body = match two_step {
+            Some(refs) => crate::after::first_request(&b, refs).unwrap_or_default(),
+            None => sender.with_sync_timeout(b.body.clone()),
+        };
         sender.sign_into(&body, &mut url);
         d.requests += 1;
         if d.first.is_none() {
@@ -209,11 +228,13 @@ async fn dry_run(sender: &Sender, mut batch_rx: mpsc::Receiver<Batch>) -> DryRun
 
 /// Hands each batch to a sender task as soon as one more batch may be alive, until the
 /// input ends or the run stops; then waits for the tasks. True when `shutdown` stopped it.
+/// `two_step`: the kind finds the node first (`--op delete`), and whether refs name tasks.
 async fn dispatch(
     sender: &Arc<Sender>,
     mut batch_rx: mpsc::Receiver<Batch>,
     jtx: mpsc::Sender<Event>,
     shutdown: impl Future<Output = ()>,
+    two_step: Option<bool>,
 ) -> bool {
     let mut tasks = tokio::task::JoinSet::new();
     let mut interrupted = false;
@@ -230,7 +251,10 @@ async fn dispatch(
         let Some((batch, permit)) = batch else { break };
         let (s, jtx) = (sender.clone(), jtx.clone());
         tasks.spawn(async move {
-            let outcomes = s.process(&batch).await;
+            let outcomes = match two_step {
+                Some(refs) => crate::after::delete_rows(&s, &batch, refs).await,
+                None => s.process(&batch).await,
+            };
             let _ = jtx.send(Event::Batch { batch, outcomes }).await;
             drop(permit);
         });

@@ -192,15 +192,21 @@ fn max_row(cfg: &LoadConfig) -> u64 {
 /// is read.
 pub(crate) fn preflight(cfg: &LoadConfig) -> Result<()> {
     for input in cfg.inputs.iter().filter(|i| i.path.is_some()) {
-        open_input(
-            cfg,
-            input,
-            Arc::new(AtomicU64::new(0)),
-            Box::new(|| {}),
-            CancellationToken::new(),
-        )?;
+        open_alone(cfg, input)?;
     }
     Ok(())
+}
+
+/// Opens one input outside a run (no byte count, no idle hook, no stop): to check it
+/// (`preflight`, `czload check`).
+pub(crate) fn open_alone(cfg: &LoadConfig, input: &Input) -> Result<Mapped> {
+    open_input(
+        cfg,
+        input,
+        Arc::new(AtomicU64::new(0)),
+        Box::new(|| {}),
+        CancellationToken::new(),
+    )
 }
 
 /// One input as the reader loop goes through it.

@@ -18,6 +18,14 @@ pub fn width() -> usize {
     columns_env().unwrap_or(DEFAULT_WIDTH)
 }
 
+/// As `width`, for what goes to stdout (`czload check`'s report).
+pub fn stdout_width() -> usize {
+    if let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size_of(std::io::stdout()) {
+        return usize::from(w).max(20);
+    }
+    columns_env().unwrap_or(DEFAULT_WIDTH)
+}
+
 /// `$COLUMNS`, the shells' and many tools' convention for the width to write to.
 fn columns_env() -> Option<usize> {
     std::env::var("COLUMNS")

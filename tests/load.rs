@@ -462,7 +462,8 @@ async fn usage_and_input_errors_exit_1_naming_the_problem() {
         None,
     )
     .await;
-    assert_eq!(out.code, 1);
+    // An output refused is exit 2 (docs/outputs.md), before anything is sent.
+    assert_eq!(out.code, 2);
     assert!(out.stderr.contains("--retry-file"), "{}", out.stderr);
     let out = load(
         &sb.url(),
@@ -470,7 +471,7 @@ async fn usage_and_input_errors_exit_1_naming_the_problem() {
         None,
     )
     .await;
-    assert_eq!(out.code, 1);
+    assert_eq!(out.code, 2);
     assert!(out.stderr.contains("--results"), "{}", out.stderr);
     assert_eq!(
         std::fs::read(&input).unwrap(),

@@ -1,5 +1,6 @@
 //! The integration tests, as one binary (one link, shared helpers).
 
+mod after;
 mod bad_input;
 mod check;
 mod common;
@@ -8,13 +9,18 @@ mod hostile;
 mod inputs;
 mod learned;
 mod load;
+mod metrics;
 mod options;
+mod outputs_during;
+mod outputs_matrix;
 mod raw;
 mod reading;
 mod recovery;
 mod report;
+mod report_lanes;
 mod resume_matrix;
 mod retry_matrix;
+mod retry_names;
 mod sandbox;
 mod sandbox_api;
 mod secrets;
@@ -24,5 +30,6 @@ mod sync;
 mod terminal;
 mod toolchain;
 mod unattended;
+mod undo;
 mod words;
 mod words_logs;

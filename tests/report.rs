@@ -147,7 +147,15 @@ async fn a_throttled_run_with_bad_rows_makes_a_report_that_chromium_draws() {
             "{id} not drawn: {dom:.300}"
         );
     }
-    assert!(dom.matches("class=\"area\"").count() == 3, "{dom:.300}");
+    // The rows chart stacks its three statuses.
+    let rows_chart = &dom[dom.find("<svg id=\"rows-chart\"").unwrap()..];
+    let rows_chart = &rows_chart[..rows_chart.find("</svg>").unwrap()];
+    assert_eq!(
+        rows_chart.matches("class=\"area\"").count(),
+        3,
+        "{dom:.300}"
+    );
+    assert!(dom.contains("id=\"outcomes-chart\""), "{dom:.300}");
     let shot = std::fs::read(&png).unwrap();
     assert!(
         shot.starts_with(b"\x89PNG") && shot.len() > 20_000,
@@ -209,8 +217,11 @@ async fn a_log_without_the_report_fields_still_resumes_and_still_reports() {
     );
     // The report never replaces the log it reads.
     let out = czload(&["report", s(&log), "-o", s(&log)]);
-    assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("is the results log"), "{out:?}");
+    assert_eq!(out.code, 2, "an output refused (docs/outputs.md)");
+    assert!(
+        out.stderr.contains("-o") && out.stderr.contains("is the input"),
+        "{out:?}"
+    );
     assert_eq!(common::results_and_runs(&log).len(), 301);
     // A dry run writes no results log to report on.
     let out = load(

@@ -542,7 +542,7 @@ async fn a_users_file_at_the_ambiguous_path_is_never_touched() {
     .map(|x| x.to_string())
     .collect();
     let out = run(&sb.url(), &args).await;
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 2, "an output refused (docs/outputs.md): {out:?}");
     assert!(out.stderr.contains("o.ambiguous.csv"), "{}", out.stderr);
     assert_eq!(std::fs::read(&mine).unwrap(), b"my notes\n");
     assert_eq!(sb.stats().requests, 0);

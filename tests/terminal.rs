@@ -165,3 +165,40 @@ async fn json_progress_events_start_with_a_start_event_and_carry_their_time() {
         "{plain}"
     );
 }
+
+/// `czload check`'s report on stdout, off a terminal: within 80 columns, broken at spaces
+/// only, so the advice (`--rename COL:customer`) still reads whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_report_fits_80_columns_and_keeps_its_flags_whole() {
+    use czload::sandbox::{Param, Sandbox, SandboxConfig};
+    let sb = Sandbox::start(SandboxConfig {
+        params: ["order_id:string:required", "customer:string:required"]
+            .iter()
+            .map(|p| Param::parse(p).unwrap())
+            .collect(),
+        ..common::config()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("o.csv");
+    std::fs::write(&input, "order_id,cust,note\nA-1,ann,x\n").unwrap();
+    let url = sb.url();
+    let out = common::czload()
+        .args(["check", s(&input), "--conv-id", "555", "--url", &url])
+        .args(["--api-login", common::LOGIN])
+        .env("COREZOID_API_SECRET", common::SECRET)
+        .env_remove("COLUMNS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        assert!(line.chars().count() <= 80, "{line:?} in\n{text}");
+    }
+    let flat = words(&text).join(" ");
+    assert!(
+        flat.contains("map one to it with --rename COL:customer, or give every task a value with --set customer=VALUE"),
+        "{text}"
+    );
+}

@@ -20,8 +20,10 @@ async fn slow_sandbox(delay_ms: u64) -> Sandbox {
     .unwrap()
 }
 
+/// An output refused before anything is sent: exit 2, as every output refusal is
+/// (docs/outputs.md).
 fn refused(out: &Out, sb: &Sandbox, words: &[&str]) {
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 2, "{out:?}");
     for w in words {
         assert!(out.stderr.contains(w), "{w:?} in {}", out.stderr);
     }
@@ -88,16 +90,23 @@ async fn no_output_ever_harms_a_file_it_was_not_made_for() {
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
     assert_eq!(std::fs::read(&input).unwrap(), original, "input untouched");
 
-    // The retry file an earlier run on this log named is its own: a re-run replaces it.
+    // A file at the retry path that an earlier run on this log named but put no row in
+    // is not czload's (czload makes its retry file at the first row): refused, kept.
+    // (Its own, with rows, is replaced: tests/outputs_matrix.rs.)
     let retry = dir.path().join("retry.csv");
     let out = run(with(&["--retry-file", s(&retry)])).await;
     assert_eq!(out.code, 0, "{out:?}");
     std::fs::write(&retry, "id,name,amount\n1,x,1\n").unwrap();
     let out = run(with(&["--retry-file", s(&retry)])).await;
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.code, 2, "{out:?}");
     assert!(
-        !retry.exists(),
-        "the stale retry file of the earlier run is gone"
+        out.stderr.contains("--retry-file") && out.stderr.contains("will not replace"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&retry).unwrap(),
+        "id,name,amount\n1,x,1\n"
     );
     assert_eq!(std::fs::read(&input).unwrap(), original, "input untouched");
 }

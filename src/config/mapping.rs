@@ -82,6 +82,7 @@ fn raw(a: &LoadArgs, op: OpKind, inputs: &[Input]) -> Result<MappingConfig> {
     }
     let given = [
         ("--conv-id-column", a.conv_id_column.is_some()),
+        ("--alias", a.alias.is_some()),
         ("--company-id", a.company_id.is_some()),
         ("--ref-column", a.ref_column.is_some()),
         ("--ref-template", a.ref_template.is_some()),
@@ -160,8 +161,30 @@ fn types(flags: &[String]) -> Result<Vec<(String, ColType)>> {
         .collect()
 }
 
-/// Which process: `--conv-id N` or `--conv-id-column COL`.
+/// Which process: `--conv-id N`, `--conv-id-column COL` or `--alias NAME`.
 fn target(a: &LoadArgs) -> Result<Target> {
+    if let Some(alias) = &a.alias {
+        let other = [
+            ("--conv-id", a.conv_id.is_some()),
+            ("--conv-id-column", a.conv_id_column.is_some()),
+        ];
+        if let Some((flag, _)) = other.iter().find(|(_, on)| *on) {
+            return Err(Error::Usage(format!(
+                "--alias and {flag} both name the process: give one (--alias NAME --company-id ID addresses it by its alias, --conv-id N by its id)"
+            )));
+        }
+        if alias.trim().is_empty() {
+            return Err(Error::Usage(
+                "--alias is empty: give the process's alias".into(),
+            ));
+        }
+        if a.company_id.is_none() {
+            return Err(Error::Usage(format!(
+                "--alias {alias} needs --company-id: an alias names a process within a company (the ops carry obj_alias and company_id in place of conv_id)"
+            )));
+        }
+        return Ok(Target::Alias(alias.clone()));
+    }
     match (&a.conv_id, &a.conv_id_column) {
         (Some(0), _) => Err(Error::Usage(
             "--conv-id 0: a process id is a positive number".into(),

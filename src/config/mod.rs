@@ -10,6 +10,7 @@
 mod inputs;
 mod mapping;
 mod outputs;
+pub mod retry_names;
 mod secret;
 mod sending;
 
@@ -45,7 +46,11 @@ pub struct LoadConfig {
     pub summary_json: Option<PathBuf>,
     /// `--report`: the HTML report written at the end.
     pub report: Option<PathBuf>,
-    pub progress: crate::sink::progress::Mode,
+    /// `--metrics`: the Prometheus text file written at the end.
+    pub metrics: Option<PathBuf>,
+    /// `--metrics-push`: the Pushgateway URL the same figures go to (`push_url`).
+    pub metrics_push: Option<String>,
+    pub progress: ProgressMode,
     pub resume: bool,
     /// `--restart`: an unfinished results log is kept aside, not refused.
     pub restart: bool,
@@ -65,6 +70,16 @@ pub struct LoadConfig {
     pub ref_names_given: bool,
     /// Notes for the user about adjusted settings, printed before the run.
     pub notes: Vec<String>,
+}
+
+/// How progress is shown (`--progress`; off with `--quiet` or `--dry-run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar on a terminal, plain lines otherwise.
+    Auto,
+    /// JSON lines.
+    Json,
+    Off,
 }
 
 /// `--max-errors N` or `N%`.
@@ -113,8 +128,28 @@ impl std::fmt::Display for MaxErrors {
     }
 }
 
+/// The sending settings alone, as a load's flags give them: `czload verify` and `czload
+/// undo` send as a load does (`src/after/flags.rs`).
+pub fn send_config(
+    a: &crate::cli::LoadArgs,
+    op: crate::op::OpKind,
+    notes: &mut Vec<String>,
+) -> Result<crate::send::SendConfig> {
+    sending::sending(a, op, None, notes)
+}
+
 impl LoadConfig {
+    /// The settings of `czload load`: every output checked (`crate::outpath`).
     pub fn from_args(a: &LoadArgs) -> Result<LoadConfig> {
+        Self::build(a, true)
+    }
+
+    /// The settings of `czload check`, which writes nothing: its outputs are not checked.
+    pub fn for_check(a: &LoadArgs) -> Result<LoadConfig> {
+        Self::build(a, false)
+    }
+
+    fn build(a: &LoadArgs, writes: bool) -> Result<LoadConfig> {
         let mut notes = Vec::new();
         let shard = a
             .shard
@@ -125,11 +160,12 @@ impl LoadConfig {
         let mapping = mapping::mapping(a, &inputs, &mut notes)?;
         let ref_names = mapping::ref_names(a, &inputs)?;
         let mut send = sending::sending(a, mapping.op, shard, &mut notes)?;
-        send.one_process =
-            !mapping.op.rows_are_ops && matches!(mapping.target, crate::mapping::Target::Conv(_));
-        let out = outputs::outputs(a, &inputs, shard, &mut notes)?;
-        let ambiguous_files =
-            crate::sink::retry_file::ambiguous_files(out.results.as_deref(), &out.retry_files)?;
+        send.one_process = !mapping.op.rows_are_ops
+            && matches!(
+                mapping.target,
+                crate::mapping::Target::Conv(_) | crate::mapping::Target::Alias(_)
+            );
+        let out = outputs::outputs(a, &inputs, shard, writes, &mut notes)?;
         Ok(LoadConfig {
             inputs,
             mapping,
@@ -143,15 +179,17 @@ impl LoadConfig {
             linger: Duration::from_millis(a.linger_ms.max(1)),
             send,
             results: out.results,
-            ambiguous_files,
+            ambiguous_files: out.ambiguous_files,
             retry_files: out.retry_files,
             summary_json: out.summary_json,
             report: out.report,
+            metrics: out.metrics,
+            metrics_push: metrics_push(a, shard)?,
             progress: match a.progress {
-                _ if a.quiet || a.dry_run => crate::sink::progress::Mode::Off,
-                crate::cli::ProgressArg::Auto => crate::sink::progress::Mode::Auto,
-                crate::cli::ProgressArg::Json => crate::sink::progress::Mode::Json,
-                crate::cli::ProgressArg::Off => crate::sink::progress::Mode::Off,
+                _ if a.quiet || a.dry_run => ProgressMode::Off,
+                crate::cli::ProgressArg::Auto => ProgressMode::Auto,
+                crate::cli::ProgressArg::Json => ProgressMode::Json,
+                crate::cli::ProgressArg::Off => ProgressMode::Off,
             },
             resume: a.resume,
             restart: a.restart,
@@ -167,9 +205,70 @@ impl LoadConfig {
     }
 }
 
+/// `--metrics-push URL`: http or https, with no `user:password@` (it would be printed in
+/// messages and sit in `ps`; a Pushgateway behind a password is reached through a proxy
+/// that adds it).
+fn metrics_push(
+    a: &crate::cli::LoadArgs,
+    shard: Option<crate::shard::Shard>,
+) -> Result<Option<String>> {
+    let Some(u) = &a.metrics_push else {
+        return Ok(None);
+    };
+    let refuse = |why: &str| Err(crate::Error::Usage(format!("--metrics-push: {why}")));
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return refuse("give the Pushgateway's URL, http://HOST:9091");
+    };
+    if scheme != "http" && scheme != "https" {
+        return refuse("the URL must start http:// or https://");
+    }
+    if rest
+        .split('/')
+        .next()
+        .is_some_and(|host| host.contains('@'))
+    {
+        return refuse("a URL with user:password@ is refused (it would show in messages); reach the Pushgateway without it");
+    }
+    if a.dry_run {
+        return refuse("a dry run sends nothing and has no figures to push; leave out --dry-run or --metrics-push");
+    }
+    Ok(Some(push_url(u, shard.as_ref())))
+}
+
+/// `--metrics-push URL`: the URL the metrics go to. A Pushgateway base URL gets
+/// `/metrics/job/czload` (and `/shard/I` for copy I, so that copies do not replace
+/// each other's metrics); a URL already naming `/metrics/job/` is used as given.
+pub fn push_url(base: &str, shard: Option<&crate::shard::Shard>) -> String {
+    if base.contains("/metrics/job/") {
+        return base.to_string();
+    }
+    let u = format!("{}/metrics/job/czload", base.trim_end_matches('/'));
+    match shard {
+        Some(s) => format!("{u}/shard/{}", s.index),
+        None => u,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_pushgateway_url_gets_the_job_and_the_shard() {
+        let sh = crate::shard::Shard::parse("0/3").unwrap();
+        assert_eq!(
+            push_url("http://pg:9091/", None),
+            "http://pg:9091/metrics/job/czload"
+        );
+        assert_eq!(
+            push_url("http://pg:9091", Some(&sh)),
+            "http://pg:9091/metrics/job/czload/shard/0"
+        );
+        assert_eq!(
+            push_url("http://pg/metrics/job/x", Some(&sh)),
+            "http://pg/metrics/job/x"
+        );
+    }
     use crate::cli::{Cli, Command};
     use clap::Parser;
 
@@ -197,7 +296,12 @@ pub(crate) mod tests {
 
         let c = load_config(&[input, "--conv-id", "1", "--resume"]).unwrap();
         assert!(note(&c), "{:?}", c.notes);
-        std::fs::write(c.results.as_ref().unwrap(), "{}\n").unwrap();
+        // A czload log (a manifest line), not a user's file: that would be refused.
+        std::fs::write(
+            c.results.as_ref().unwrap(),
+            "{\"czload\":1,\"inputs\":[],\"mapping\":\"\"}\n",
+        )
+        .unwrap();
         let c = load_config(&[input, "--conv-id", "1", "--resume"]).unwrap();
         assert!(!note(&c), "{:?}", c.notes);
         let c = load_config(&[input, "--conv-id", "1"]).unwrap();

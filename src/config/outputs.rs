@@ -1,17 +1,20 @@
-//! Outputs: where the results log, the retry files, the summary and the report go. In:
-//! `--results`, `--retry-file`, `--summary-json`, `--report`, `--dry-run`, `--resume`, and
-//! the inputs (outputs go beside the first one by default; with `--shard` their default
-//! names carry it, so that copies sharing a folder do not share outputs). Out: the paths, and notes for
-//! the user.
+//! Outputs: where the results log, the retry files, the summary, the report and the
+//! metrics go. In: `--results`, `--retry-file`, `--summary-json`, `--report`, `--metrics`,
+//! `--dry-run`, `--resume`, and the inputs (outputs go beside the first one by default;
+//! with `--shard` their default names carry it, so that copies sharing a folder do not
+//! share outputs). Out: the paths, and notes for the user.
 //!
-//! Checked before anything is sent: no output is an input or another output. Files are
-//! compared by identity (device and inode), not by name, so a hard link, a symlink or
-//! another spelling of a path is caught too. A `--retry-file` that exists is replaced
-//! only when the run that wrote the results log named it (its manifest lists it): a
-//! user's file given by mistake is refused, not deleted.
+//! Every output goes through `crate::outpath` before anything is sent (docs/outputs.md):
+//! a regular file or nothing, in a folder that is there, no input nor another output, and
+//! absent or czload's own. The retry and ambiguous files are czload's when the manifest
+//! of the results log names them; a user's file there is refused, not deleted, whether
+//! the run is plain, `--resume` (with a log or without one yet) or `--restart`. A dry
+//! run writes only `--summary-json`; `czload check` writes nothing, so neither is
+//! refused for a file it would not touch.
 
 use crate::cli::LoadArgs;
 use crate::error::{Error, Result};
+use crate::outpath::{self, Kind, Output};
 use crate::shard::Shard;
 use crate::source::Input;
 use std::path::{Path, PathBuf};
@@ -21,14 +24,18 @@ pub(super) struct Outputs {
     pub results: Option<PathBuf>,
     /// One per input.
     pub retry_files: Vec<PathBuf>,
+    /// One per input, beside its retry file.
+    pub ambiguous_files: Vec<PathBuf>,
     pub report: Option<PathBuf>,
     pub summary_json: Option<PathBuf>,
+    pub metrics: Option<PathBuf>,
 }
 
 pub(super) fn outputs(
     a: &LoadArgs,
     inputs: &[Input],
     shard: Option<Shard>,
+    writes: bool,
     notes: &mut Vec<String>,
 ) -> Result<Outputs> {
     let first = &inputs[0];
@@ -42,27 +49,32 @@ pub(super) fn outputs(
         })
     });
     let retry_files = retry_files(a, inputs, &tag)?;
-    let mut outs: Vec<(&str, &Path)> = Vec::new();
-    outs.extend(results.iter().map(|r| ("--results", r.as_path())));
-    outs.extend(retry_files.iter().map(|r| ("--retry-file", r.as_path())));
-    outs.extend(
-        a.summary_json
-            .iter()
-            .map(|r| ("--summary-json", r.as_path())),
-    );
-    outs.extend(a.report.iter().map(|r| ("--report", r.as_path())));
-    distinct(&outs, inputs)?;
+    let ambiguous_files: Vec<PathBuf> = retry_files
+        .iter()
+        .map(|r| super::retry_names::ambiguous_path(r))
+        .collect();
+    let report = report(a)?;
+    let mut out = Outputs {
+        results,
+        retry_files,
+        ambiguous_files,
+        report,
+        summary_json: a.summary_json.clone(),
+        metrics: a.metrics.clone(),
+    };
+    if writes {
+        let input_paths: Vec<&Path> = inputs.iter().filter_map(|i| i.path.as_deref()).collect();
+        owned(&mut out, &input_paths)?;
+    }
     if let Some(p) = &a.retry_file {
         // Loaded back with the same command: its name must say what the input's does.
         let (format, delimiter) = (a.format.is_some(), a.delimiter.is_some());
-        crate::sink::retry_file::check_name(&inputs[0], p, format, delimiter)?;
-    }
-    if let (Some(r), Some(explicit), false) = (&results, &a.retry_file, a.resume) {
-        foreign_retry_file(r, explicit)?;
+        super::retry_names::check_name(&inputs[0], p, format, delimiter)?;
     }
     // The run then goes on from the first row; said now, with the other notes. (Stdin
     // cannot be resumed at all: the run refuses it.)
-    if let Some(r) = results
+    if let Some(r) = out
+        .results
         .as_ref()
         .filter(|r| a.resume && inputs.iter().all(|i| i.path.is_some()) && !r.exists())
     {
@@ -71,13 +83,51 @@ pub(super) fn outputs(
             r.display()
         ));
     }
-    let report = report(a)?;
-    Ok(Outputs {
-        results,
-        retry_files,
-        report,
-        summary_json: a.summary_json.clone(),
-    })
+    Ok(out)
+}
+
+/// Every output `out` writes through `outpath::check`; each path replaced by the one to
+/// write (a symlink resolved).
+fn owned(out: &mut Outputs, inputs: &[&Path]) -> Result<()> {
+    let log = out.results.as_deref().and_then(outpath::Written::of);
+    let logged = |p: &Path, ambiguous: bool| {
+        log.as_ref()
+            .is_some_and(|w| w.names(p) && if ambiguous { w.ambiguous } else { w.failed })
+    };
+    // A dry run writes no results log and no retry file.
+    let dry = out.results.is_none();
+    let mut slots: Vec<(Output, &mut PathBuf)> = Vec::new();
+    let slot = |flag: &str, kind: Kind, logged: bool, p: &mut PathBuf| {
+        let mut o = Output::new(flag, p, kind);
+        o.logged = logged;
+        o
+    };
+    if let Some(p) = out.results.as_mut() {
+        slots.push((slot("--results", Kind::Results, false, p), p));
+    }
+    if !dry {
+        for p in &mut out.retry_files {
+            slots.push((slot("--retry-file", Kind::Retry, logged(p, false), p), p));
+        }
+        for p in &mut out.ambiguous_files {
+            slots.push((slot("--retry-file", Kind::Retry, logged(p, true), p), p));
+        }
+    }
+    if let Some(p) = out.summary_json.as_mut() {
+        slots.push((slot("--summary-json", Kind::Summary, false, p), p));
+    }
+    if let Some(p) = out.report.as_mut() {
+        slots.push((slot("--report", Kind::Report, false, p), p));
+    }
+    if let Some(p) = out.metrics.as_mut() {
+        slots.push((slot("--metrics", Kind::Metrics, false, p), p));
+    }
+    let outs: Vec<Output> = slots.iter().map(|(o, _)| o.clone()).collect();
+    let paths = outpath::check(&outs, inputs)?;
+    for ((_, slot), p) in slots.into_iter().zip(paths) {
+        *slot = p;
+    }
+    Ok(())
 }
 
 /// `--report`: built from the results log, so a dry run (which writes none) has none.
@@ -106,7 +156,7 @@ fn retry_files(a: &LoadArgs, inputs: &[Input], tag: &str) -> Result<Vec<PathBuf>
         None => inputs
             .iter()
             .map(|i| {
-                let ext = crate::sink::retry_file::default_ext(i);
+                let ext = super::retry_names::default_ext(i);
                 i.dir().join(format!("{}{tag}.retry.{ext}", i.stem()))
             })
             .collect(),
@@ -123,82 +173,4 @@ fn retry_files(a: &LoadArgs, inputs: &[Input], tag: &str) -> Result<Vec<PathBuf>
         }
     }
     Ok(retry_files)
-}
-
-/// Refuses an output that is an input or another output (either would be truncated or
-/// overwritten by this run).
-fn distinct(outs: &[(&str, &Path)], inputs: &[Input]) -> Result<()> {
-    for (k, (flag, out)) in outs.iter().enumerate() {
-        let key = FileKey::of(out);
-        if let Some(inp) = inputs
-            .iter()
-            .find(|i| i.path.as_deref().is_some_and(|p| FileKey::of(p) == key))
-        {
-            return Err(Error::Usage(format!(
-                "{flag} {}: is the input {} (the same file); an input is never written: choose another path",
-                out.display(),
-                inp.display()
-            )));
-        }
-        if let Some((flag2, out2)) = outs[..k].iter().find(|(_, o)| FileKey::of(o) == key) {
-            return Err(Error::Usage(format!(
-                "{flag} {} and {flag2} {} are the same file; give each output its own path",
-                out.display(),
-                out2.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Refuses an existing `--retry-file` that the run which wrote `results` did not name:
-/// it is someone's file, and this run would delete or overwrite it.
-fn foreign_retry_file(results: &Path, retry: &Path) -> Result<()> {
-    if !std::fs::metadata(retry).is_ok_and(|m| m.is_file() && m.len() > 0) {
-        return Ok(());
-    }
-    let ours = crate::sink::Manifest::read(results).is_some_and(|m| {
-        m.retry_files
-            .iter()
-            .any(|r| FileKey::of(Path::new(r)) == FileKey::of(retry))
-    });
-    if ours {
-        return Ok(());
-    }
-    Err(Error::Usage(format!(
-        "--retry-file {}: the file exists and no earlier run with the results log {} wrote it; czload will not replace it: move it or choose another path",
-        retry.display(),
-        results.display()
-    )))
-}
-
-/// What a path names: a file's device and inode when it exists (a hard link or another
-/// spelling of the same file is the same file), else its absolute path with the
-/// directory resolved (two outputs not yet created).
-#[derive(PartialEq, Eq, Debug)]
-enum FileKey {
-    #[cfg(unix)]
-    Inode(u64, u64),
-    Path(PathBuf),
-}
-
-impl FileKey {
-    fn of(p: &Path) -> FileKey {
-        #[cfg(unix)]
-        if let Ok(m) = std::fs::metadata(p) {
-            use std::os::unix::fs::MetadataExt;
-            return FileKey::Inode(m.dev(), m.ino());
-        }
-        if let Ok(c) = std::fs::canonicalize(p) {
-            return FileKey::Path(c);
-        }
-        let dir = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        match (std::fs::canonicalize(dir), p.file_name()) {
-            (Ok(d), Some(name)) => FileKey::Path(d.join(name)),
-            _ => FileKey::Path(p.to_path_buf()),
-        }
-    }
 }

@@ -104,6 +104,7 @@ impl CsvPlan {
         let (conv, conv_col) = match &cfg.target {
             Target::Conv(c) => (Some(*c), None),
             Target::Column(c) => (None, Some((find(c, "--conv-id-column")?, c.clone()))),
+            Target::Alias(_) => (None, None),
         };
         let cols: Vec<Option<CsvCol>> = header
             .iter()

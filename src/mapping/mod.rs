@@ -176,6 +176,8 @@ pub enum RefMode {
 pub enum Target {
     Conv(u64),
     Column(String),
+    /// `--alias NAME`: `obj_alias` (with `company_id`) in place of `conv_id`.
+    Alias(String),
 }
 
 /// What the mapping needs to know, from the validated config.
@@ -232,6 +234,7 @@ impl MappingConfig {
             // Raw ops name their own processes.
             Target::Column(_) if raw => {}
             Target::Column(c) => f.push(format!("--conv-id-column {c}")),
+            Target::Alias(a) => f.push(format!("--alias {a}")),
         }
         if let Some(c) = &self.company_id {
             f.push(format!("--company-id {c}"));
@@ -300,6 +303,10 @@ fn fixed_part(cfg: &MappingConfig, conv: Option<u64>) -> Vec<u8> {
     v.extend_from_slice(br#"","obj":"task""#);
     if let Some(c) = conv {
         push_conv(&mut v, c);
+    }
+    if let Target::Alias(a) = &cfg.target {
+        v.extend_from_slice(br#","obj_alias":"#);
+        serde_json::to_writer(&mut v, a).expect("a Vec never fails");
     }
     if let Some(co) = &cfg.company_id {
         v.extend_from_slice(br#","company_id":"#);

@@ -172,6 +172,7 @@ impl NdjsonPlan {
         let (conv, conv_field) = match &cfg.target {
             Target::Conv(c) => (Some(*c), None),
             Target::Column(c) => (None, Some(c.clone())),
+            Target::Alias(_) => (None, None),
         };
         let mut wanted = vec![REF_COLUMN.to_string()];
         wanted.extend(reference.fields().cloned());

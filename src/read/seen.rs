@@ -39,7 +39,7 @@ impl SeenRefs {
                     cfg.mapping.ref_mode,
                     RefMode::Column(_) | RefMode::Template(_)
                 )
-                && matches!(cfg.mapping.target, Target::Conv(_));
+                && matches!(cfg.mapping.target, Target::Conv(_) | Target::Alias(_));
         SeenRefs {
             tables: on.then(Default::default),
         }

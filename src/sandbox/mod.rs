@@ -443,6 +443,20 @@ fn write_tasks(state: &State, w: &mut impl std::io::Write) -> std::io::Result<()
 /// `czload sandbox`: serves until Ctrl-C (or SIGTERM), then writes `--dump`.
 pub async fn run_command(args: SandboxArgs) -> Result<()> {
     let cfg = SandboxConfig::from_args(&args)?;
+    // Checked now, not after a day of serving (docs/outputs.md).
+    let dump = match &args.dump {
+        Some(p) => {
+            let out = [crate::outpath::Output::new(
+                "--dump",
+                p,
+                crate::outpath::Kind::Dump,
+            )];
+            let secret: Vec<&std::path::Path> =
+                args.secret_file.iter().map(|p| p.as_path()).collect();
+            Some(crate::outpath::check(&out, &secret)?.remove(0))
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(&args.listen)
         .await
         .map_err(|e| Error::Usage(format!("--listen {}: {e}", args.listen)))?;
@@ -471,11 +485,14 @@ pub async fn run_command(args: SandboxArgs) -> Result<()> {
     let state = sandbox.state.clone();
     sandbox.shutdown().await;
     let stats = state.counters.snapshot();
-    if let Some(path) = &args.dump {
-        let file =
-            std::fs::File::create(path).map_err(|e| Error::file(path, format!("--dump: {e}")))?;
-        let mut w = std::io::BufWriter::new(file);
-        write_tasks(&state, &mut w).map_err(|e| Error::file(path, format!("--dump: {e}")))?;
+    if let Some(path) = &dump {
+        let err = |e: std::io::Error| Error::file(path, format!("--dump: {e}"));
+        let mut tmp =
+            crate::outpath::Replace::new(path, crate::outpath::Kind::Dump).map_err(err)?;
+        let mut w = std::io::BufWriter::new(tmp.file());
+        write_tasks(&state, &mut w).map_err(err)?;
+        drop(w);
+        tmp.commit().map_err(err)?;
         eprintln!(
             "czload sandbox: wrote {} tasks to {}",
             stats.tasks,

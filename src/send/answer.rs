@@ -45,6 +45,8 @@ pub struct OpAnswer<'a> {
     pub proc_: Option<Cow<'a, str>>,
     pub obj_id: Option<Cow<'a, str>>,
     pub description: Option<Cow<'a, str>>,
+    /// `node_id`: a `show`'s node the task is in, which a delete must name.
+    pub node_id: Option<Cow<'a, str>>,
     /// `data`, when it is an object: its JSON text as the server wrote it (the Sync API's
     /// reply, a `show`'s task). Any other `data` is ignored. The fast scanner declines
     /// nested values, so it is only ever read by serde.
@@ -173,6 +175,7 @@ enum Key {
     Description,
     Proc,
     Data,
+    NodeId,
     Other,
 }
 
@@ -192,6 +195,7 @@ impl<'de> Deserialize<'de> for Key {
                     "description" => Key::Description,
                     "proc" => Key::Proc,
                     "data" => Key::Data,
+                    "node_id" => Key::NodeId,
                     _ => Key::Other,
                 })
             }
@@ -221,6 +225,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for MaybeOp<'a> {
                         Key::Ref => a.reference = m.next_value::<Text>()?.0,
                         Key::ObjId => a.obj_id = m.next_value::<Text>()?.0,
                         Key::Description => a.description = m.next_value::<Text>()?.0,
+                        Key::NodeId => a.node_id = m.next_value::<Text>()?.0,
                         Key::Proc => match m.next_value::<Proc>()? {
                             Proc::Text(p) => a.proc_ = Some(p),
                             Proc::Null => {}
@@ -445,6 +450,7 @@ impl<'a> Scan<'a> {
                 "ref" => a.reference = v,
                 "obj_id" => a.obj_id = v,
                 "description" => a.description = v,
+                "node_id" => a.node_id = v,
                 "proc" if v.is_some() => a.proc_ = v,
                 _ => {}
             }

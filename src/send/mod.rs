@@ -11,7 +11,8 @@
 //! - `gate`: the in-flight limit as permits, resized as `control` says;
 //! - `retry`: pure decisions from an answer (done, retry, reject, stop the run);
 //! - `answer`: reading the server's answer body;
-//! - `matching`: which answer is which row's.
+//! - `matching`: which answer is which row's;
+//! - `outcomes`: what came of each request, by kind over time, for the report.
 
 pub mod answer;
 pub mod breaker;
@@ -19,6 +20,7 @@ pub mod control;
 mod gate;
 pub mod http;
 mod matching;
+pub mod outcomes;
 pub mod retry;
 #[cfg(test)]
 mod scripted;
@@ -29,4 +31,5 @@ mod settle;
 
 pub use control::{ControlConfig, Rate, RateReport};
 pub use http::{Reply, Transport};
+pub use outcomes::Outcomes;
 pub use sender::{SendConfig, SendStats, Sender, SyncApi};

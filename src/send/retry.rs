@@ -236,6 +236,17 @@ pub enum OpVerdict {
     },
 }
 
+/// Whether an op's refusal says its task is not there: the tags `not_found_task` (the
+/// API reference) and `obj_id_not_found` (the seed page's example), or the words "task
+/// not found" / "task does not exist" (docs/protocol.md, Task show, modify and delete).
+pub fn task_not_found(proc_: &str, description: Option<&str>) -> bool {
+    if matches!(proc_, "not_found_task" | "obj_id_not_found") {
+        return true;
+    }
+    let low = description.unwrap_or("").to_ascii_lowercase();
+    low.contains("task not found") || low.contains("task does not exist")
+}
+
 /// Decides from one op's `proc` and `description`.
 pub fn classify_op(is_create: bool, proc_: &str, description: Option<&str>) -> OpVerdict {
     if proc_ == "ok" {

@@ -80,6 +80,8 @@ pub struct SendStats {
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
     latencies_us: Mutex<Vec<u32>>,
+    /// Requests by what came of them, over time (the report's chart).
+    outcomes: Mutex<super::Outcomes>,
     /// When a fixed `--rate` is not being held: what can be held, for the progress line.
     pub(super) short_of_rate: Mutex<Option<f64>>,
 }
@@ -88,6 +90,10 @@ impl SendStats {
     /// The rate that can be held when a fixed `--rate` cannot be (`Control::shortfall`).
     pub fn short_of_rate(&self) -> Option<f64> {
         self.short_of_rate.lock().ok().and_then(|s| *s)
+    }
+
+    pub fn outcomes(&self) -> super::Outcomes {
+        self.outcomes.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
     pub fn latencies(&self) -> Vec<u32> {
@@ -117,6 +123,8 @@ pub struct Sender {
     pub(super) breaker: Breaker,
     /// Shared with the progress display.
     pub stats: Arc<SendStats>,
+    /// When the sender was made: where the outcomes' time axis starts.
+    started: Instant,
 }
 
 impl Sender {
@@ -176,8 +184,19 @@ impl Sender {
             outage: std::sync::atomic::AtomicBool::new(false),
             breaker: Breaker::new(cfg.backoff_base.saturating_mul(2)),
             stats: Arc::default(),
+            started: now(),
             cfg,
         }
+    }
+
+    /// Ops per request (`--batch-size`): what a caller building its own batches fills.
+    pub fn batch_size(&self) -> usize {
+        self.cfg.batch_size
+    }
+
+    /// The kind of op it settles rows as.
+    pub fn op(&self) -> OpKind {
+        self.cfg.op
     }
 
     /// Waits until one more batch may be alive; the permit goes with the batch.
@@ -380,6 +399,9 @@ impl Sender {
         let took = now() - sent;
         if let Ok(mut l) = self.stats.latencies_us.lock() {
             l.push(took.as_micros().min(u32::MAX as u128) as u32);
+        }
+        if let Ok(mut o) = self.stats.outcomes.lock() {
+            o.record(sent.saturating_duration_since(self.started), &reply);
         }
         Some((reply, sent, took))
     }

@@ -336,6 +336,14 @@ impl Sender {
                     continue;
                 }
             }
+            if let Some(gone) = kind.not_found {
+                if proc_ != "ok" && retry::task_not_found(proc_, a.description.as_deref()) {
+                    let mut o = Outcome::new(gone, attempts);
+                    o.proc_ = Some(proc_.to_string());
+                    st.out[i] = Some(o);
+                    continue;
+                }
+            }
             let classify = if self.cfg.one_process {
                 retry::classify_op_in_one_process
             } else {
@@ -345,6 +353,7 @@ impl Sender {
                 OpVerdict::Ok => Some(with_obj_id(
                     Outcome {
                         reply: a.data.map(Box::from),
+                        node_id: a.node_id.as_deref().map(TaskId::new),
                         ..Outcome::new(kind.success(), attempts)
                     },
                     a.obj_id.as_deref(),

@@ -8,7 +8,11 @@
 //!   `results::END_LINE`), or holds no row (empty, or a manifest and the closing lines of
 //!   runs that settled none: a re-run then does all that a resume would). An unfinished one (a crash, a stop, a czload older
 //!   than the end line) wants `--resume`, or `--restart`, which keeps it beside under a
-//!   new name. A file that is not a czload log at all is never replaced.
+//!   new name. A file that is not a czload log at all is never replaced (`crate::outpath`
+//!   refused it already; this is the last word, under the lock).
+//! - A log the claim creates gets its manifest line at once: a file czload made is never
+//!   left empty (an empty file is not czload's: docs/outputs.md), even when the run is
+//!   refused right after.
 
 use super::results::{Manifest, END_LINE};
 use crate::config::LoadConfig;
@@ -20,26 +24,39 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct Claim {
     _lock: File,
+    /// The log this run replaces when other hard links share it (`relink`): still
+    /// locked, so that a run that opened it just before finds the lock taken.
+    _replaced: Option<File>,
     /// With `--restart`: where the unfinished log was kept.
     pub kept: Option<PathBuf>,
 }
 
 /// Locks the results log of `cfg` and decides whether this run may write it. `None` in a
 /// dry run (no log).
-pub fn claim(cfg: &LoadConfig) -> Result<Option<Claim>> {
+pub fn claim(cfg: &LoadConfig, manifest: &Manifest) -> Result<Option<Claim>> {
     let Some(path) = &cfg.results else {
         return Ok(None);
     };
-    let lock = lock(path)?;
+    let lock = lock(path, manifest)?;
     if cfg.resume {
         return Ok(Some(Claim {
             _lock: lock,
+            _replaced: None,
             kept: None,
         }));
     }
     match state(path) {
-        State::Replaceable => Ok(Some(Claim { _lock: lock, kept: None })),
-        State::Foreign => Err(Error::Usage(format!(
+        State::Replaceable if linked(&lock) => Ok(Some(Claim {
+            _lock: relink(path, manifest)?,
+            _replaced: Some(lock),
+            kept: None,
+        })),
+        State::Replaceable => Ok(Some(Claim {
+            _lock: lock,
+            _replaced: None,
+            kept: None,
+        })),
+        State::Foreign => Err(Error::Output(format!(
             "--results {}: the file exists and is not a czload results log; czload will not overwrite it: move it or choose another path",
             path.display()
         ))),
@@ -47,9 +64,10 @@ pub fn claim(cfg: &LoadConfig) -> Result<Option<Claim>> {
             let kept = keep_aside(path)?;
             // The lock went with the renamed file: lock the new one before writing it.
             drop(lock);
-            let lock = self::lock(path)?;
+            let lock = self::lock(path, manifest)?;
             Ok(Some(Claim {
                 _lock: lock,
+                _replaced: None,
                 kept: Some(kept),
             }))
         }
@@ -60,11 +78,18 @@ pub fn claim(cfg: &LoadConfig) -> Result<Option<Claim>> {
     }
 }
 
-/// Opens (creating it, never truncating) and locks `path`; refuses when another process
-/// holds the lock.
-fn lock(path: &Path) -> Result<File> {
-    let f = super::results::create_private(path, true)
-        .map_err(|e| Error::file(path, format!("cannot write the results log: {e}")))?;
+/// Opens (creating it with `manifest` as its first line, never truncating) and locks
+/// `path`; refuses when another process holds the lock.
+fn lock(path: &Path, manifest: &Manifest) -> Result<File> {
+    let err = |e: std::io::Error| Error::file(path, format!("cannot write the results log: {e}"));
+    let (mut f, created) = match super::results::create_new_private(path) {
+        Ok(f) => (f, true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (
+            super::results::create_private(path, true).map_err(err)?,
+            false,
+        ),
+        Err(e) => return Err(err(e)),
+    };
     #[cfg(unix)]
     {
         use std::os::unix::io::AsRawFd;
@@ -83,7 +108,51 @@ fn lock(path: &Path) -> Result<File> {
             ));
         }
     }
+    // Under the lock: of two runs that opened the new file, only the one holding the
+    // lock writes to it (the other is refused above, having written nothing).
+    if created {
+        use std::io::Write;
+        let mut line = serde_json::to_vec(manifest).expect("plain data");
+        line.push(b'\n');
+        f.write_all(&line).map_err(err)?;
+    }
     Ok(f)
+}
+
+/// Whether the log has other names (a hard-linked backup, `cp -al`): truncating it
+/// would empty them too.
+fn linked(f: &File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        f.metadata().is_ok_and(|m| m.nlink() > 1 && m.len() > 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = f;
+        false
+    }
+}
+
+/// A finished log that other hard links share is replaced by a new file, not truncated:
+/// its other names keep what it held (docs/outputs.md). The new file is created
+/// exclusively beside it, locked, given the manifest line, and renamed over the path.
+fn relink(path: &Path, manifest: &Manifest) -> Result<File> {
+    use std::io::Write;
+    let err = |e: std::io::Error| Error::file(path, format!("cannot write the results log: {e}"));
+    let mut r = crate::outpath::Replace::new(path, crate::outpath::Kind::Results).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor `r` owns; a new file no one else has opened.
+        if unsafe { libc::flock(r.file().as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+    }
+    let mut line = serde_json::to_vec(manifest).expect("plain data");
+    line.push(b'\n');
+    r.file().write_all(&line).map_err(err)?;
+    r.commit().map_err(err)
 }
 
 enum State {
@@ -97,8 +166,12 @@ enum State {
 
 fn state(path: &Path) -> State {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = File::open(path) else {
-        return State::Replaceable;
+    // Only a regular file, never waiting on a FIFO swapped in (crate::outpath).
+    let Some(mut f) = crate::outpath::open_regular(path) else {
+        return match std::fs::symlink_metadata(path) {
+            Ok(_) => State::Foreign,
+            Err(_) => State::Replaceable,
+        };
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     if len == 0 {
@@ -146,12 +219,20 @@ fn keep_aside(path: &Path) -> Result<PathBuf> {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".unfinished-{n}"));
         let to = PathBuf::from(name);
-        if std::fs::symlink_metadata(&to).is_err() {
-            std::fs::rename(path, &to).map_err(|e| {
-                Error::file(path, format!("cannot keep the unfinished log aside: {e}"))
-            })?;
-            return Ok(to);
+        if std::fs::symlink_metadata(&to).is_ok() {
+            continue;
         }
+        // A link, then the old name removed: unlike a rename, a link never replaces a
+        // file that appeared at `to` meanwhile (docs/outputs.md).
+        let kept = match std::fs::hard_link(path, &to) {
+            // The new log must be a new file, not the kept one under its old name.
+            Ok(()) => std::fs::remove_file(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            // A file system without hard links: renamed, `to` having been free just now.
+            Err(_) => std::fs::rename(path, &to),
+        };
+        kept.map_err(|e| Error::file(path, format!("cannot keep the unfinished log aside: {e}")))?;
+        return Ok(to);
     }
     Err(Error::file(
         path,

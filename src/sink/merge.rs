@@ -2,7 +2,7 @@
 //! joined into one results log in which every row of the inputs appears exactly once.
 //!
 //! In: the copies' logs. Out: one log (a manifest saying it is merged from N shards, the
-//! row lines of every shard, one run line adding theirs up, the end line), or a refusal
+//! row and run lines of every shard, each run line naming its shard, the end line), or a refusal
 //! naming what is wrong: a log of another load (inputs, reading or mapping differ), a
 //! shard missing or given twice, a shard whose run is unfinished, a row in two shards.
 //!
@@ -10,10 +10,14 @@
 //! copy lists exactly the rows of its shard, and a copy that settled every row ends its
 //! log with the end line, so N finished shards with no row in two of them are the whole
 //! load. The output is written beside itself under a temporary name and renamed at the
-//! end: a refused merge leaves no partial file, and never touches the logs it reads.
+//! end (`outpath::Replace`): a refused merge leaves no partial file, and never touches
+//! the logs it reads. `-o` is checked as every output is (`crate::outpath`): a regular
+//! file or nothing, not one of the logs nor an input of the load their manifests name,
+//! and absent or a results log.
 
-use super::results::{create_private, Manifest, ResultLine, RowSet, RunLine, END_LINE};
+use super::results::{Manifest, ResultLine, RowSet, RunLine, END_LINE};
 use crate::error::{Error, Result};
+use crate::outpath::{Kind, Replace};
 use crate::shard::Shard;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -35,38 +39,33 @@ struct ShardLog<'a> {
     shard: Shard,
 }
 
-/// Merges `logs` into `out`. `Err` is a file that cannot be read or written (exit 1).
+/// Merges `logs` into `out`. `Err` is a file that cannot be read or written (exit 1),
+/// or an `-o` czload will not write (exit 2).
 pub fn merge_results(logs: &[PathBuf], out: &Path) -> Result<Merge> {
-    if let Some(l) = logs.iter().find(|l| same_file(l, out)) {
-        return Err(Error::Usage(format!(
-            "-o {}: is the log {} given to merge; write the merged log to another file",
-            out.display(),
-            l.display()
-        )));
-    }
+    let out = &check_output(logs, out)?;
     let shards = match shard_logs(logs)? {
         Ok(s) => s,
         Err(why) => return Ok(Merge::Refused(why)),
     };
     let count = shards[0].shard.count;
-    let tmp = temp_name(out);
-    let written = write_merged(&shards, &tmp);
-    match written {
-        Ok(Ok(rows)) => {
-            std::fs::rename(&tmp, out).map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                Error::file(out, format!("cannot write the merged log: {e}"))
-            })?;
+    let io = |e: std::io::Error| Error::file(out, format!("cannot write the merged log: {e}"));
+    let mut tmp = Replace::new(out, Kind::Results).map_err(io)?;
+    match write_merged(&shards, tmp.file())? {
+        Ok(rows) => {
+            tmp.commit().map_err(io)?;
             Ok(Merge::Done {
                 shards: count,
                 rows,
             })
         }
-        other => {
-            let _ = std::fs::remove_file(&tmp);
-            other.map(|r| Merge::Refused(r.unwrap_err()))
-        }
+        // Dropped, the temporary file goes.
+        Err(why) => Ok(Merge::Refused(why)),
     }
+}
+
+/// `-o` through `outpath`: the logs and the inputs their manifests name are inputs.
+fn check_output(logs: &[PathBuf], out: &Path) -> Result<PathBuf> {
+    crate::outpath::check_beside_logs("-o", out, Kind::Results, logs)
 }
 
 /// Reads every log's manifest and checks that together they are the N shards of one load:
@@ -154,9 +153,12 @@ fn other_load(first: &ShardLog, path: &Path, m: &Manifest, shard: Shard) -> Opti
 
 /// Writes the merged log to `tmp`: the rows per shard, or (inner `Err`) why the logs
 /// cannot be merged.
-fn write_merged(shards: &[ShardLog], tmp: &Path) -> Result<std::result::Result<Vec<u64>, String>> {
-    let io = |e: std::io::Error| Error::file(tmp, format!("cannot write the merged log: {e}"));
-    let mut w = BufWriter::with_capacity(256 * 1024, create_private(tmp, false).map_err(io)?);
+fn write_merged(
+    shards: &[ShardLog],
+    tmp: &mut File,
+) -> Result<std::result::Result<Vec<u64>, String>> {
+    let io = |e: std::io::Error| Error::Other(format!("cannot write the merged log: {e}"));
+    let mut w = BufWriter::with_capacity(256 * 1024, tmp);
     let mut manifest = shards[0].manifest.clone();
     manifest.shard = None;
     manifest.retry_files = Vec::new();
@@ -166,30 +168,26 @@ fn write_merged(shards: &[ShardLog], tmp: &Path) -> Result<std::result::Result<V
     // Rows of the shards copied so far, per input.
     let mut seen = vec![RowSet::default(); manifest.inputs.len()];
     let mut rows = Vec::new();
-    let mut run = RunLine::default();
     for (k, s) in shards.iter().enumerate() {
-        match copy_rows(s, &shards[..k], &mut seen, &mut run, &mut w)? {
+        match copy_rows(s, &shards[..k], &mut seen, &mut w)? {
             Ok(n) => rows.push(n),
             Err(why) => return Ok(Err(why)),
         }
     }
-    serde_json::to_writer(&mut w, &serde_json::json!({ "run": run })).map_err(|e| io(e.into()))?;
-    w.write_all(b"\n")
-        .and_then(|()| w.write_all(END_LINE))
+    w.write_all(END_LINE)
         .and_then(|()| w.write_all(b"\n"))
         .and_then(|()| w.flush())
         .map_err(io)?;
     Ok(Ok(rows))
 }
 
-/// Copies one shard's row lines to `w`, as they are; adds its run lines to `run`. Counts
+/// Copies one shard's row and run lines to `w`, as they are (its run lines naming it). Counts
 /// its rows, or (inner `Err`) names a row an earlier shard (`before`) has too, or says the
 /// shard's run did not finish.
 fn copy_rows(
     s: &ShardLog,
     before: &[ShardLog],
     seen: &mut [RowSet],
-    run: &mut RunLine,
     w: &mut impl Write,
 ) -> Result<std::result::Result<u64, String>> {
     let path = s.path;
@@ -248,11 +246,14 @@ fn copy_rows(
             w.write_all(&line)
                 .and_then(|()| w.write_all(b"\n"))
                 .map_err(|e| Error::Other(format!("cannot write the merged log: {e}")))?;
-        } else if let Some(r) = run_line(&line) {
-            run.elapsed_ms = run.elapsed_ms.max(r.elapsed_ms);
-            run.requests += r.requests;
-            run.retries += r.retries;
-            run.throttled += r.throttled;
+        } else if let Some(mut r) = run_line(&line) {
+            // Kept as the copy wrote it, naming the copy: the report draws each copy's
+            // rows in a lane of its own, and adds up their requests.
+            r.facts.shard.get_or_insert_with(|| s.shard.to_string());
+            serde_json::to_writer(&mut *w, &serde_json::json!({ "run": r }))
+                .map_err(std::io::Error::from)
+                .and_then(|()| w.write_all(b"\n"))
+                .map_err(|e| Error::Other(format!("cannot write the merged log: {e}")))?;
         }
     }
     if !finished {
@@ -287,18 +288,4 @@ fn run_line(line: &[u8]) -> Option<RunLine> {
         run: RunLine,
     }
     serde_json::from_slice::<Wrapped>(line).ok().map(|w| w.run)
-}
-
-/// `out` with a temporary suffix, in its folder (so the rename stays on one file system).
-fn temp_name(out: &Path) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".merging-{}", std::process::id()));
-    out.with_file_name(name)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
 }

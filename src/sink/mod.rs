@@ -13,6 +13,7 @@
 //! - `retry_file.rs`: the retry files, and the ambiguous files beside them;
 //! - `progress.rs`: the progress display (bar, plain lines or JSON lines);
 //! - `summary_json.rs`: `--summary-json`, written at the end;
+//! - `metrics.rs`: `--metrics` (written at the end) and `--metrics-push`'s text;
 //! - `report/`: `--report`, the HTML report, written at the end from the results log;
 
 //! - `summary.rs`: not a sink, the `Summary` built from the tally;
@@ -33,6 +34,7 @@
 pub mod claim;
 pub mod manifest;
 pub mod merge;
+pub mod metrics;
 pub mod progress;
 pub mod reasons;
 pub mod report;
@@ -160,6 +162,9 @@ impl Journal {
         sinks.push(Box::new(progress::Progress::new(cfg, live)));
         if let Some(p) = &cfg.summary_json {
             sinks.push(Box::new(summary_json::SummaryJson::new(p.clone())));
+        }
+        if let Some(p) = &cfg.metrics {
+            sinks.push(Box::new(metrics::MetricsFile::new(p.clone())));
         }
         // After the results log: its `report` writes the run's last line first.
         if let (Some(out), Some(log)) = (&cfg.report, &cfg.results) {

@@ -26,15 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// A bar on a terminal, plain lines otherwise.
-    Auto,
-    /// JSON lines.
-    Json,
-    Off,
-}
+/// How progress is shown: a setting, so config's (`--progress`, `--quiet`).
+pub use crate::config::ProgressMode as Mode;
 
 /// The counters that move while the run goes on, shared with the reader and senders.
 pub struct Live {
@@ -156,14 +149,7 @@ fn start_line(cfg: &crate::config::LoadConfig, json: bool) -> String {
     let time = crate::term::now_rfc3339();
     let version = env!("CARGO_PKG_VERSION");
     let inputs: Vec<String> = cfg.inputs.iter().map(|i| i.display()).collect();
-    // The flags that name the process (`--conv-id 555`), not Rust's names for them.
-    let target = cfg
-        .mapping
-        .flags()
-        .into_iter()
-        .filter(|f| f.starts_with("--conv-id") || f.starts_with("--company-id"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let target = target_flags(cfg);
     let rate = rate_text(cfg.send.rate);
     let url = &cfg.send.base;
     if json {
@@ -192,6 +178,21 @@ fn start_line(cfg: &crate::config::LoadConfig, json: bool) -> String {
             inputs.join(", ")
         )
     }
+}
+
+/// The flags that name the process (`--conv-id 555`), not Rust's names for them; empty
+/// when the rows name their own (`--op raw`).
+pub(crate) fn target_flags(cfg: &crate::config::LoadConfig) -> String {
+    cfg.mapping
+        .flags()
+        .into_iter()
+        .filter(|f| {
+            ["--conv-id", "--company-id", "--alias"]
+                .iter()
+                .any(|p| f.starts_with(p))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `--rate` as typed.

@@ -16,7 +16,7 @@ use crate::outcome::{Outcome, RejectedRow, Status};
 use crate::sink::summary::Counts;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -49,6 +49,10 @@ pub struct ResultLine<'a> {
     pub throttled: u32,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub t: Option<u64>,
+    /// The wall-clock time it settled (ms since the Unix epoch), so that the logs of
+    /// copies that ran side by side are drawn side by side (`czload report A B`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub at: Option<u64>,
     #[serde(
         rename = "proc",
         skip_serializing_if = "Option::is_none",
@@ -115,6 +119,9 @@ impl ResultLine<'_> {
         if let Some(t) = self.t {
             num(out, b",\"t\":", t)?;
         }
+        if let Some(at) = self.at {
+            num(out, b",\"at\":", at)?;
+        }
         if let Some(p) = &self.proc_ {
             text(out, b",\"proc\":", p)?;
         }
@@ -147,6 +154,82 @@ pub struct RunLine {
     pub fatal: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<crate::send::RateReport>,
+    /// When, by which czload and command, and where to (absent in older logs).
+    #[serde(flatten)]
+    pub facts: RunFacts,
+    /// The requests by what came of them (answered, 429, each 5xx, connection errors,
+    /// timeouts) over the run's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcomes: Option<crate::send::Outcomes>,
+}
+
+/// What the report says of a run besides its figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunFacts {
+    /// The start, in UTC (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// The start in ms since the Unix epoch: where the run goes on a shared time axis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The command line, with any password in a URL replaced by `***` (the API secret is
+    /// never on it: it comes from the environment or a file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// The URL and the flags that name the process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `--shard i/N`: which copy (a merged log keeps each copy's run line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+}
+
+impl RunFacts {
+    /// The facts of the run `cfg` describes, starting now.
+    pub fn of(cfg: &LoadConfig) -> RunFacts {
+        let now = std::time::SystemTime::now();
+        RunFacts {
+            start: Some(humantime::format_rfc3339_seconds(now).to_string()),
+            start_ms: Some(unix_ms(now)),
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            command: std::env::args().map(|a| hide_password(&a)).collect(),
+            target: Some(format!(
+                "{} {}",
+                cfg.send.base,
+                crate::sink::progress::target_flags(cfg)
+            )),
+            shard: cfg.shard.map(|s| s.to_string()),
+        }
+    }
+}
+
+/// `scheme://user:password@host...` with the password replaced by `***`, anywhere in `arg`.
+pub fn hide_password(arg: &str) -> String {
+    let Some(scheme) = arg.find("://") else {
+        return arg.to_string();
+    };
+    let rest = &arg[scheme + 3..];
+    let authority = rest.find(['/', '?', '#']).map_or(rest, |e| &rest[..e]);
+    match authority.rfind('@') {
+        Some(at) if authority[..at].contains(':') => {
+            let colon = authority.find(':').unwrap_or(at);
+            format!(
+                "{}{}:***{}",
+                &arg[..scheme + 3],
+                &authority[..colon],
+                &arg[scheme + 3 + at..]
+            )
+        }
+        _ => arg.to_string(),
+    }
+}
+
+/// Ms since the Unix epoch (0 for a clock before it).
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The last line of a log whose run settled every row. Not a `ResultLine` (no `row`), so
@@ -207,7 +290,8 @@ impl Manifest {
     pub fn read(path: &Path) -> Option<Manifest> {
         use std::io::BufRead;
         let mut first = Vec::new();
-        let f = File::open(path).ok()?;
+        // Only a regular file, opened without waiting on a FIFO (crate::outpath).
+        let f = crate::outpath::open_regular(path)?;
         std::io::BufReader::new(f)
             .take(1 << 20)
             .read_until(b'\n', &mut first)
@@ -229,22 +313,8 @@ pub struct InputId {
     pub head: Option<String>,
 }
 
-/// Creates a file only its owner can read: results and retry files hold the loaded data.
-pub fn create_private(path: &Path, append: bool) -> std::io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.write(true).create(true);
-    if append {
-        o.append(true);
-    } else {
-        o.truncate(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path)
-}
+/// Results and retry files are opened through the owner of output paths.
+pub use crate::outpath::{create_new_private, create_private};
 
 /// The results log as a sink.
 pub struct ResultsLog {
@@ -256,6 +326,10 @@ pub struct ResultsLog {
     dirty: bool,
     /// When the run started: each line's `t` counts from here.
     started: Instant,
+    /// The same moment on the wall clock (ms since the Unix epoch): `t` plus this is `at`.
+    started_at_ms: u64,
+    /// What the run line says of the run (`RunFacts`).
+    facts: RunFacts,
 }
 
 impl ResultsLog {
@@ -265,26 +339,29 @@ impl ResultsLog {
         let Some(p) = &cfg.results else {
             return Ok(None);
         };
-        // The claim (claim.rs) may have created the file: empty is new.
-        let existed = resume && std::fs::metadata(p).is_ok_and(|m| m.len() > 0);
+        let mut first = serde_json::to_vec(manifest).map_err(|e| Error::file(p, e))?;
+        first.push(b'\n');
+        // The claim (claim.rs) created it with this manifest line: it is written on from there.
+        let fresh = std::fs::metadata(p).is_ok_and(|m| m.len() == first.len() as u64)
+            && std::fs::read(p).is_ok_and(|b| b == first);
+        let existed = fresh || (resume && std::fs::metadata(p).is_ok_and(|m| m.len() > 0));
         // A crash can cut the last line short; start on a fresh line so that the next one
         // is not glued to it (the cut row is redone, as it has no line).
         let cut = existed && ends_mid_line(p);
-        // An empty log (the one the claim just created) is written from its start, not
+        // The log the claim just created (its manifest alone) is written on, not
         // truncated: ext4 writes back a file that was truncated and rewritten when it is
         // closed (`auto_da_alloc`, a safeguard for files replaced by truncation), so
         // czload itself spent ~0.03 s of CPU per million rows writing the whole log back
         // at the end of the run. Only a log that holds lines is truncated.
         let empty = std::fs::metadata(p).map_or(true, |m| m.len() == 0);
-        let f = create_private(p, resume || empty)
+        let f = create_private(p, resume || empty || fresh)
             .map_err(|e| Error::file(p, format!("cannot write the results log: {e}")))?;
         let mut w = BufWriter::with_capacity(256 * 1024, f);
         if cut {
             w.write_all(b"\n").map_err(|e| Error::file(p, e))?;
         }
         if !existed {
-            serde_json::to_writer(&mut w, manifest).map_err(|e| Error::file(p, e))?;
-            w.write_all(b"\n")
+            w.write_all(&first)
                 .and_then(|_| w.flush())
                 .map_err(|e| Error::file(p, e))?;
         }
@@ -294,11 +371,18 @@ impl ResultsLog {
             multi_input: cfg.inputs.len() > 1,
             dirty: false,
             started: Instant::now(),
+            started_at_ms: unix_ms(std::time::SystemTime::now()),
+            facts: RunFacts::of(cfg),
         }))
     }
 
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// `t` on the wall clock.
+    fn at(&self, t: Option<u64>) -> Option<u64> {
+        t.map(|t| self.started_at_ms + t)
     }
 
     fn write(&mut self, line: &ResultLine) -> Result<()> {
@@ -332,6 +416,7 @@ impl Sink for ResultsLog {
                 ms: None,
                 throttled: 0,
                 t,
+                at: self.at(t),
                 proc_: None,
                 error: Some(Cow::Borrowed(&r.reason)),
                 reply: None,
@@ -343,6 +428,7 @@ impl Sink for ResultsLog {
     fn on_batch(&mut self, batch: &Batch, outcomes: &[Option<Outcome>]) -> Result<()> {
         self.dirty = true;
         let t = Some(self.now_ms());
+        let at = self.at(t);
         for (i, o) in outcomes.iter().enumerate() {
             // A row a stop left unsettled has no line: --resume picks it up.
             let Some(o) = o else { continue };
@@ -358,6 +444,7 @@ impl Sink for ResultsLog {
                 ms: (o.attempts > 0).then_some(o.latency_ms),
                 throttled: o.throttled,
                 t,
+                at,
                 proc_: o.proc_.as_deref().map(Cow::Borrowed),
                 error: o.error.as_deref().map(Cow::Borrowed),
                 reply: o.reply.as_deref().map(RawJson),
@@ -387,6 +474,8 @@ impl Sink for ResultsLog {
             interrupted: s.interrupted,
             fatal: s.fatal.clone(),
             rate: s.rate.clone(),
+            facts: self.facts.clone(),
+            outcomes: s.outcomes.clone(),
         };
         serde_json::to_writer(&mut self.w, &serde_json::json!({ "run": run }))
             .map_err(|e| Error::file(&self.path, format!("cannot write: {e}")))?;
@@ -625,6 +714,7 @@ mod tests {
                     ms: (j % 2 == 0).then_some(j as u32 * 1000),
                     throttled: (k % 2) as u32 * 3,
                     t: (k % 3 != 0).then_some(u64::MAX - j as u64),
+                    at: (k % 2 == 0).then_some(1_700_000_000_000 + j as u64),
                     proc_: some(k % 3 == 0),
                     error: some(j % 2 == 1),
                     reply: (j % 2 == 0).then_some(RawJson(r#"{"a":[1, "x\u00e9"]}"#)),
@@ -638,7 +728,7 @@ mod tests {
                 n += 1;
             }
         }
-        assert_eq!(n, 40);
+        assert_eq!(n, Status::COUNT * texts.len());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 use super::results::create_private;
 use super::{Sink, Tally};
 use crate::batch::Batch;
+use crate::config::retry_names::named_compression;
 use crate::config::LoadConfig;
 use crate::error::{Error, Result};
 use crate::outcome::{Outcome, Status};
@@ -71,6 +72,13 @@ struct OneFile {
     elements: u64,
     /// Rows written since the last checkpoint (a compressed file then ends a member).
     pending: bool,
+    /// The file's first bytes (its start and first rows) until the checkpoint after its
+    /// first row creates it. So a retry file exists only once the results log, flushed
+    /// first at every checkpoint, holds a row that went to it: that is how a later run
+    /// knows the file as czload's (docs/outputs.md), even after a crash.
+    early: Option<Vec<u8>>,
+    /// Whether the earlier run's file is written on (resuming).
+    existed: bool,
 }
 
 impl RetryFiles {
@@ -98,9 +106,11 @@ impl RetryFiles {
                     None => has_utf8_bom(i),
                 },
                 zip: compression_of(i, p),
-                array: i.format.name() == JSON_ARRAY,
+                array: i.format.writes_array(),
                 elements: 0,
                 pending: false,
+                early: None,
+                existed: false,
             })
             .collect();
         RetryFiles {
@@ -114,9 +124,10 @@ impl RetryFiles {
 
     fn write(&mut self, input: u32, raw: &[u8]) -> Result<()> {
         let f = &mut self.files[input as usize];
-        if f.out.is_none() {
-            f.open(self.resume)?;
+        if f.out.is_none() && f.early.is_none() {
+            f.prepare(self.resume)?;
         }
+        f.pending = true;
         let mut row = raw;
         let mut sep: &[u8] = b"";
         if f.array {
@@ -127,7 +138,11 @@ impl RetryFiles {
         self.encoded.clear();
         f.encode(sep, &mut self.encoded);
         f.encode(row, &mut self.encoded);
-        let w = f.out.as_mut().expect("opened above");
+        if let Some(early) = &mut f.early {
+            early.extend_from_slice(&self.encoded);
+            return Ok(());
+        }
+        let w = f.out.as_mut().expect("created at a checkpoint");
         w.write_all(&self.encoded)
             .map_err(|e| Error::file(&f.path, e))
     }
@@ -142,9 +157,9 @@ impl OneFile {
         }
     }
 
-    /// Opens the file at its first row: new, with its mark, header or `[`; or, resuming,
-    /// after what the earlier run wrote (a JSON array reopened before its `]`).
-    fn open(&mut self, resume: bool) -> Result<()> {
+    /// At its first row, what the file starts with: new, its mark, header or `[`; or,
+    /// resuming, what the earlier run wrote (a JSON array reopened before its `]`).
+    fn prepare(&mut self, resume: bool) -> Result<()> {
         let path = &self.path;
         let err =
             |e: std::io::Error| Error::file(path, format!("cannot write the retry file: {e}"));
@@ -167,10 +182,31 @@ impl OneFile {
                 self.encode(b"[\n", &mut start);
             }
         }
-        let append = existed && !self.array;
-        let file = create_private(path, append).map_err(err)?;
+        self.existed = existed;
+        self.early = Some(start);
+        Ok(())
+    }
+
+    /// Creates (or, resuming, reopens) the file and writes what `prepare` and the rows
+    /// since put in `early`.
+    fn create(&mut self) -> Result<()> {
+        let Some(early) = self.early.take() else {
+            return Ok(());
+        };
+        let path = &self.path;
+        let err =
+            |e: std::io::Error| Error::file(path, format!("cannot write the retry file: {e}"));
+        let append = self.existed && !self.array;
+        // A new file is created exclusively: the path was checked before the run (an
+        // earlier run's file removed, a user's refused), so anything there now (a hard
+        // link to the input, someone's file) appeared since and is left as it is.
+        let file = match self.existed {
+            false => super::results::create_new_private(path),
+            true => create_private(path, append),
+        }
+        .map_err(err)?;
         let mut w = Writer::new(BufWriter::new(file), self.zip).map_err(err)?;
-        w.write_all(&start).map_err(err)?;
+        w.write_all(&early).map_err(err)?;
         self.out = Some(w);
         Ok(())
     }
@@ -201,6 +237,7 @@ impl OneFile {
         if !std::mem::take(&mut self.pending) {
             return Ok(());
         }
+        self.create()?;
         if let Some(w) = &mut self.out {
             w.checkpoint().map_err(|e| Error::file(&self.path, e))?;
         }
@@ -209,6 +246,7 @@ impl OneFile {
 
     /// The end: a JSON array's `]`, the last member or frame.
     fn finish(&mut self) -> Result<()> {
+        self.create()?;
         let Some(mut w) = self.out.take() else {
             return Ok(());
         };
@@ -337,18 +375,6 @@ fn has_utf8_bom(input: &Input) -> bool {
         .is_ok_and(|head| head.starts_with(b"\xEF\xBB\xBF"))
 }
 
-/// Whether a name says how it is compressed.
-fn named_compression(name: &str) -> Option<Compression> {
-    let n = name.to_ascii_lowercase();
-    if n.ends_with(".gz") {
-        Some(Compression::Gzip)
-    } else if n.ends_with(".zst") {
-        Some(Compression::Zstd)
-    } else {
-        None
-    }
-}
-
 /// How the same command reads the file at `retry`: by its name, or else by
 /// `--compression` when that is what named the input's (its name did not say).
 fn compression_of(input: &Input, retry: &Path) -> Compression {
@@ -359,111 +385,6 @@ fn compression_of(input: &Input, retry: &Path) -> Compression {
         Some(p) if named_compression(&p.to_string_lossy()).is_some() => Compression::None,
         _ => input.compression,
     }
-}
-
-/// The `--format` value whose retry file is an array, not lines. The registry
-/// (src/source/mod.rs) gives each format's retry extension; a JSON array's retry file
-/// also keeps the array's shape, which only this writer knows how to do.
-const JSON_ARRAY: &str = "json-array";
-
-/// The extensions that name a format.
-const EXTS: [&str; 6] = ["csv", "tsv", "txt", "ndjson", "jsonl", "json"];
-
-/// The extension of an input's default retry file: the input's own (`.tsv` is read with
-/// tabs, `.json` holds an array), else its format's. Not its compression: a default
-/// retry file is plain, unless `--compression` must read it.
-pub fn default_ext(input: &Input) -> String {
-    let name = input.file_name();
-    let inner = match named_compression(&name) {
-        Some(_) => &name[..name.rfind('.').unwrap_or(name.len())],
-        None => &name[..],
-    };
-    match inner.rsplit_once('.') {
-        Some((_, ext)) if EXTS.contains(&ext.to_ascii_lowercase().as_str()) => ext.to_string(),
-        _ if input.format.name() == JSON_ARRAY => "json".into(),
-        _ => input.format.ext().into(),
-    }
-}
-
-/// The ambiguous file beside a retry file: `orders.retry.csv` -> `orders.ambiguous.csv`,
-/// `failed.csv.gz` -> `failed.ambiguous.csv.gz`.
-pub fn ambiguous_path(retry: &Path) -> PathBuf {
-    let name = retry
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let new = match name.rfind(".retry.") {
-        Some(i) => format!("{}.ambiguous.{}", &name[..i], &name[i + 7..]),
-        None => match name[1.min(name.len())..].find('.') {
-            Some(i) => format!("{}.ambiguous{}", &name[..i + 1], &name[i + 1..]),
-            None => format!("{name}.ambiguous"),
-        },
-    };
-    retry.with_file_name(new)
-}
-
-/// The ambiguous files beside `retry_files`. One that is there must be czload's: listed
-/// by the manifest of the results log (`results`), else it is someone's file, which a
-/// run would remove or write into; refused, naming the flag that moves it.
-pub fn ambiguous_files(results: Option<&Path>, retry_files: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let listed: Vec<PathBuf> = results
-        .filter(|r| std::fs::metadata(r).is_ok_and(|m| m.is_file()))
-        .and_then(super::Manifest::read)
-        .map(|m| m.retry_files.iter().map(PathBuf::from).collect())
-        .unwrap_or_default();
-    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    };
-    let paths: Vec<PathBuf> = retry_files.iter().map(|r| ambiguous_path(r)).collect();
-    // A dry run writes nothing.
-    for p in paths.iter().filter(|_| results.is_some()) {
-        let there = std::fs::symlink_metadata(p).is_ok();
-        if there && !listed.iter().any(|l| same(l, p)) {
-            return Err(Error::Usage(format!(
-                "{}: czload writes the rows whose fate is unknown there (beside the retry file), but the file exists and no earlier run with this results log wrote it; move it, or pass --retry-file to put both elsewhere",
-                p.display()
-            )));
-        }
-    }
-    Ok(paths)
-}
-
-/// `--retry-file PATH` must read back with the same command: without `--format`, its
-/// name must say the input's format, and without `--delimiter`, a CSV's name must say
-/// the same delimiter (`.tsv`: tab).
-pub fn check_name(
-    input: &Input,
-    path: &Path,
-    format_given: bool,
-    delimiter_given: bool,
-) -> Result<()> {
-    let name = path.to_string_lossy().to_ascii_lowercase();
-    let inner = match named_compression(&name) {
-        Some(_) => &name[..name.rfind('.').unwrap_or(name.len())],
-        None => &name[..],
-    };
-    let ext = inner.rsplit_once('.').map_or("", |(_, e)| e);
-    let csv = input.format.delimited();
-    let fits = format_given
-        || match ext {
-            "csv" | "tsv" | "txt" => csv,
-            // A sheet's retry file is NDJSON too (its format's retry extension).
-            "ndjson" | "jsonl" => input.format.ext() == "ndjson",
-            "json" => input.format.name() == JSON_ARRAY,
-            _ => false,
-        };
-    let tabs = |e: &str| e == "tsv";
-    let input_ext = default_ext(input);
-    let same_delimiter = !csv || delimiter_given || tabs(ext) == tabs(&input_ext);
-    if fits && same_delimiter {
-        return Ok(());
-    }
-    Err(Error::Usage(format!(
-        "--retry-file {}: the same command would not read it as it reads {} (its name must end .{input_ext}, as the input's does); name it so, or leave the flag out",
-        path.display(),
-        input.display(),
-    )))
 }
 
 /// The files of `kind` that hold rows, from this run or (resuming) an earlier one. None
@@ -488,15 +409,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ambiguous_files_sit_beside_retry_files() {
-        let a = |p: &str| ambiguous_path(Path::new(p)).display().to_string();
-        assert_eq!(a("/d/orders.retry.csv"), "/d/orders.ambiguous.csv");
-        assert_eq!(
-            a("o.shard-0-of-2.retry.ndjson"),
-            "o.shard-0-of-2.ambiguous.ndjson"
-        );
-        assert_eq!(a("failed.csv.gz"), "failed.ambiguous.csv.gz");
-        assert_eq!(a(".hidden.csv"), ".hidden.ambiguous.csv");
-        assert_eq!(a("failed"), "failed.ambiguous");
+    fn a_file_that_appears_at_a_new_retry_path_during_the_run_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("a.csv");
+        std::fs::write(&input, "x\n1\n").unwrap();
+        let cfg = crate::config::tests::load_config(&[input.to_str().unwrap(), "--conv-id", "1"])
+            .unwrap();
+        let mut files = RetryFiles::new(&cfg, false, Kind::Retry);
+        // After the run started, before its first failed row: a hard link to the input.
+        std::fs::hard_link(&input, &cfg.retry_files[0]).unwrap();
+        files.write(0, b"1\n").unwrap();
+        let e = files.finish().unwrap_err();
+        assert!(e.to_string().contains("cannot write the retry file"), "{e}");
+        assert_eq!(std::fs::read(&input).unwrap(), b"x\n1\n");
     }
 }

@@ -166,6 +166,8 @@ pub struct RunStats {
     pub throttled: u64,
     /// Every request's latency, in microseconds.
     pub latencies_us: Vec<u32>,
+    /// Requests by what came of them, over time (`None` in a dry run).
+    pub outcomes: Option<crate::send::Outcomes>,
     pub elapsed_secs: f64,
     pub interrupted: bool,
     pub fatal: Option<String>,
@@ -201,6 +203,14 @@ pub struct Summary {
     pub elapsed_secs: f64,
     pub rows_per_sec: f64,
     pub results_log: Option<PathBuf>,
+    /// `--report` and `--metrics`: said at the end, so the user knows where to look.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<PathBuf>,
+    /// For the results log's run line; the report draws it.
+    #[serde(skip)]
+    pub outcomes: Option<crate::send::Outcomes>,
     pub retry_files: Vec<PathBuf>,
     /// The rows whose fate is unknown (`ambiguous`), apart from the retry files: to be
     /// checked on the server, never loaded again blindly.
@@ -291,6 +301,9 @@ impl Summary {
             elapsed_secs: run.elapsed_secs,
             rows_per_sec: settled_now as f64 / run.elapsed_secs.max(1e-9),
             results_log: cfg.results.clone(),
+            report: cfg.report.clone(),
+            metrics: cfg.metrics.clone(),
+            outcomes: run.outcomes,
             retry_files: super::retry_file::written(cfg, super::retry_file::Kind::Retry),
             ambiguous_files: super::retry_file::written(cfg, super::retry_file::Kind::Ambiguous),
             input_errors: tally.input_errors.clone(),
@@ -427,6 +440,12 @@ impl Summary {
         if let Some(p) = &self.results_log {
             let _ = writeln!(s, "results log: {}", p.display());
         }
+        if let Some(p) = &self.report {
+            let _ = writeln!(s, "report: {}", p.display());
+        }
+        if let Some(p) = &self.metrics {
+            let _ = writeln!(s, "metrics: {}", p.display());
+        }
         for p in &self.retry_files {
             let _ = writeln!(
                 s,
@@ -452,7 +471,7 @@ impl Summary {
 mod tests {
     use super::*;
 
-    fn counts(n: [u64; 8]) -> Counts {
+    fn counts(n: [u64; 10]) -> Counts {
         let mut c = Counts::default();
         for (&s, k) in Status::ALL.iter().zip(n) {
             for _ in 0..k {
@@ -465,14 +484,14 @@ mod tests {
     /// The text and the JSON as the hand-listed fields wrote them before the status table.
     #[test]
     fn counts_render_and_serialize_as_the_named_fields_did() {
-        let c = counts([1, 2, 3, 4, 5, 6, 7, 8]);
+        let c = counts([1, 2, 3, 4, 5, 6, 7, 8, 0, 0]);
         assert_eq!(
             c.to_string(),
-            "1 created, 2 modified, 3 exists, 4 rejected, 5 failed, 6 ambiguous, 7 done, 8 no_reply"
+            "1 created, 2 modified, 3 exists, 4 rejected, 5 failed, 6 ambiguous, 7 done, 8 no_reply, 0 deleted, 0 gone"
         );
         assert_eq!(
             serde_json::to_string(&c).unwrap(),
-            r#"{"created":1,"modified":2,"exists":3,"rejected":4,"failed":5,"ambiguous":6,"done":7,"no_reply":8}"#
+            r#"{"created":1,"modified":2,"exists":3,"rejected":4,"failed":5,"ambiguous":6,"done":7,"no_reply":8,"deleted":0,"gone":0}"#
         );
         assert_eq!((c.total(), c.succeeded(), c.not_ok()), (36, 13, 23));
         let s = Summary {
@@ -482,7 +501,7 @@ mod tests {
         };
         let json = serde_json::to_string(&s).unwrap();
         assert!(
-            json.starts_with(r#"{"rows":36,"created":1,"modified":2,"exists":3,"rejected":4,"failed":5,"ambiguous":6,"done":7,"no_reply":8,"skipped":0,"earlier":{"created":0,"#),
+            json.starts_with(r#"{"rows":36,"created":1,"modified":2,"exists":3,"rejected":4,"failed":5,"ambiguous":6,"done":7,"no_reply":8,"deleted":0,"gone":0,"skipped":0,"earlier":{"created":0,"#),
             "{json}"
         );
         assert!(!json.contains("dry_run_rejects") && !json.contains("report_errors"));

@@ -20,7 +20,8 @@ impl SummaryJson {
 impl Sink for SummaryJson {
     fn report(&mut self, summary: &Summary) -> Result<()> {
         let json = serde_json::to_vec_pretty(summary).expect("plain data");
-        std::fs::write(&self.path, json)
+        // Whole or not at all, and only over a summary (docs/outputs.md).
+        crate::outpath::replace_with(&self.path, crate::outpath::Kind::Summary, &json)
             .map_err(|e| Error::file(&self.path, format!("cannot write the summary: {e}")))
     }
 }

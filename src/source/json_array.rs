@@ -22,7 +22,9 @@ pub const SPEC: Spec = Spec {
     claims: Some(looks_like_array),
     kind: Kind::Objects,
     open: Open::Stream(open),
-    retry_ext: "ndjson",
+    // Its retry file keeps the array's shape (`src/sink/retry_file.rs`).
+    retry_format: "json-array",
+    starts: b"[",
     // As logs written before the registry named it.
     manifest: "ndjson",
     delimited: false,

@@ -134,9 +134,12 @@ pub struct Spec {
     pub claims: Option<fn(&[u8]) -> bool>,
     pub kind: Kind,
     pub open: Open,
-    /// The extension of its retry file (`csv` for [`Kind::Fields`], `ndjson` for
-    /// [`Kind::Objects`]).
-    pub retry_ext: &'static str,
+    /// The `--format` value of the format its retry file is written in (the retry file
+    /// loads back with the same command, so it must be read as that format).
+    pub retry_format: &'static str,
+    /// How a file czload writes in this format starts (for `claims`, to tell which format
+    /// a name and those bytes would be read as).
+    pub starts: &'static [u8],
     /// How the results log's manifest names it (`--resume` compares).
     pub manifest: &'static str,
     /// `--delimiter` applies.
@@ -235,9 +238,26 @@ impl Format {
         self.0.kind
     }
 
-    /// The extension of the retry file.
+    /// Its usual extension, without the dot (the first it is registered with).
     pub fn ext(self) -> &'static str {
-        self.0.retry_ext
+        self.0.extensions.first().map_or(self.0.name, |e| &e[1..])
+    }
+
+    /// The format its retry file is written in (`Spec::retry_format`).
+    pub fn retry_format(self) -> Format {
+        Format::by_name(self.0.retry_format).expect("retry formats are registered")
+    }
+
+    /// Its files are one JSON array (a retry file in it is rewritten before its `]`).
+    pub fn writes_array(self) -> bool {
+        self == Format::JSON_ARRAY
+    }
+
+    /// Whether a file named `inner` (its name less `.gz`/`.zst`) holding what czload
+    /// writes in this format is read as this format when no `--format` says so.
+    pub fn read_by_name(self, inner: &str) -> bool {
+        let inner = inner.to_ascii_lowercase();
+        Format::of_file(&inner, || self.0.starts.to_vec()) == Some(self)
     }
 
     /// `--delimiter` applies.

@@ -49,7 +49,9 @@ const SHEET: Spec = Spec {
     claims: None,
     kind: Kind::Objects,
     open: Open::File(open_xlsx),
-    retry_ext: "ndjson",
+    // A sheet's retry file holds the objects sent, so their types survive.
+    retry_format: "ndjson",
+    starts: b"PK\x03\x04",
     manifest: "xlsx",
     delimited: false,
     header_row: true,

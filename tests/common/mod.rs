@@ -228,7 +228,7 @@ impl From<std::process::Output> for Out {
 
 /// The czload binary, its messages one line each: `$COLUMNS` set wide, so that what a
 /// test looks for is not broken across lines by the wrapping to 80 columns that stderr
-/// gets off a terminal (`term::wrap`; tests/words_logs.rs tests that wrapping itself).
+/// gets off a terminal (`term::wrap`; tests/terminal.rs tests that wrapping itself).
 pub fn czload() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_czload"));
     cmd.env("COLUMNS", "100000");

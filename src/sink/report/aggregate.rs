@@ -6,17 +6,21 @@
 
 use crate::error::{Error, Result};
 use crate::outcome::Status;
+use crate::send::Outcomes;
 use crate::sink::results::{Manifest, ResultLine, RunLine};
+use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The most time slots kept; past it two neighbours merge and the slot doubles.
 pub const MAX_SLOTS: usize = 600;
-/// Latency histogram: `BUCKETS_PER_DOUBLING` buckets per doubling of (ms + 1), so a
-/// percentile read from it is within 19% of the true one; the last bucket holds ~2^16 ms up.
-const BUCKETS_PER_DOUBLING: f64 = 4.0;
-pub const LAT_BUCKETS: usize = 64;
+/// Latency histograms: the largest value kept apart (an hour, in ms; more is counted
+/// as an hour) and the significant digits, 2 per slot (exact to 1 ms up to 256 ms,
+/// within 1% above; 8 KB a slot) and 3 for the whole run.
+const LAT_MAX_MS: u64 = 3_600_000;
+const SLOT_DIGITS: u8 = 2;
+const RUN_DIGITS: u8 = 3;
 /// Distinct reason texts counted one by one; rarer ones past this are "other reasons".
 const MAX_REASONS: usize = 2000;
 /// Example lines kept per reason.
@@ -34,7 +38,13 @@ pub struct Slot {
     pub retried: u64,
     /// Rows a rate limit refused at least once.
     pub throttled: u64,
-    pub latency: [u32; LAT_BUCKETS],
+    /// Of the request that settled each row, in ms.
+    pub latency: Histogram<u32>,
+}
+
+/// An empty latency histogram with `digits` significant digits.
+pub fn histogram<T: hdrhistogram::Counter>(digits: u8) -> Histogram<T> {
+    Histogram::new_with_bounds(1, LAT_MAX_MS, digits).expect("the bounds are valid")
 }
 
 impl Default for Slot {
@@ -45,7 +55,7 @@ impl Default for Slot {
             failed: 0,
             retried: 0,
             throttled: 0,
-            latency: [0; LAT_BUCKETS],
+            latency: histogram(SLOT_DIGITS),
         }
     }
 }
@@ -61,33 +71,14 @@ impl Slot {
         self.failed += o.failed;
         self.retried += o.retried;
         self.throttled += o.throttled;
-        for (a, b) in self.latency.iter_mut().zip(&o.latency) {
-            *a += b;
-        }
+        // Same bounds, so adding cannot fail.
+        let _ = self.latency.add(&o.latency);
     }
 
     /// The latency (ms) below which `q` (0..1) of this slot's rows were answered.
     pub fn percentile(&self, q: f64) -> Option<f64> {
-        let n: u64 = self.latency.iter().map(|&c| c as u64).sum();
-        if n == 0 {
-            return None;
-        }
-        let want = (q * n as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (b, &c) in self.latency.iter().enumerate() {
-            seen += c as u64;
-            if seen >= want {
-                // The bucket's middle, on the log scale it is cut on.
-                return Some(2f64.powf((b as f64 + 0.5) / BUCKETS_PER_DOUBLING) - 1.0);
-            }
-        }
-        None
+        (!self.latency.is_empty()).then(|| self.latency.value_at_quantile(q) as f64)
     }
-}
-
-fn bucket(ms: u32) -> usize {
-    let b = ((ms as f64 + 1.0).log2() * BUCKETS_PER_DOUBLING) as usize;
-    b.min(LAT_BUCKETS - 1)
 }
 
 /// Time slots of `width_ms` each, from the start of the first run.
@@ -217,18 +208,33 @@ impl Reasons {
 /// Everything the report shows.
 #[derive(Debug)]
 pub struct Stats {
+    /// The first log's manifest (the copies of one load share it but for `shard`).
     pub manifest: Manifest,
+    /// The logs read, as named.
+    pub sources: Vec<String>,
     pub rows: u64,
     pub counts: [u64; Status::COUNT],
     pub slots: Slots,
+    /// Every row's latency (ms), for the run-wide percentiles.
+    pub latency: Histogram<u64>,
     pub rejections: Reasons,
     pub failures: Reasons,
-    /// The `run` line of each run that wrote to the log (a crash leaves none).
+    /// The `run` line of each run that wrote the log (a crash leaves none).
     pub runs: Vec<RunLine>,
+    /// Requests by what came of them, on the report's time axis (from the run lines).
+    pub outcomes: Outcomes,
+    /// Rows settled per lane (a copy, `--shard i/N`, or a log), on the same axis; only
+    /// when several logs or a merged one are drawn on one wall-clock axis.
+    pub lanes: Outcomes,
     /// Rows whose line has no time (written by an older czload): counted, not charted.
     pub untimed: u64,
     /// Lines that are neither a row nor a run line (a crash can cut the last one).
     pub unreadable: u64,
+    /// With several logs or a merged one: the wall-clock time (ms since the epoch) the
+    /// axis starts at, so copies that ran side by side are drawn side by side.
+    origin: Option<u64>,
+    /// Rows of the current lane not yet given to `lanes` (its name comes with its run line).
+    pending: Outcomes,
     /// Where the time of the current run starts, on the report's time axis: each run's
     /// `t` counts from its own start, so a resumed run is put after the one before.
     offset_ms: u64,
@@ -244,45 +250,69 @@ struct RunWrapper {
     run: RunLine,
 }
 
+/// Only the wall-clock time of a line (for the axis' origin).
+#[derive(serde::Deserialize)]
+struct At {
+    at: Option<u64>,
+}
+
 impl Stats {
     /// Reads the results log at `path`.
     pub fn read(path: &Path) -> Result<Stats> {
-        let f = std::fs::File::open(path)
-            .map_err(|e| Error::file(path, format!("cannot read the results log: {e}")))?;
-        let mut lines = std::io::BufReader::with_capacity(256 * 1024, f).split(b'\n');
-        let first = lines
-            .next()
-            .transpose()
-            .map_err(|e| Error::file(path, e))?
-            .unwrap_or_default();
-        let manifest: Manifest = serde_json::from_slice(&first).map_err(|_| {
-            Error::file(
-                path,
-                "line 1: not a czload results log (it must start with the manifest line); pass the file that --results named",
-            )
-        })?;
-        let mut st = Stats::new(manifest);
-        for line in lines {
-            let line = line.map_err(|e| Error::file(path, e))?;
-            st.add_line(&line);
+        Stats::read_all(&[path.to_path_buf()])
+    }
+
+    /// Reads results logs: one, a merged one, or the logs of the copies of one load,
+    /// which are drawn on one wall-clock axis, a lane each.
+    pub fn read_all(paths: &[PathBuf]) -> Result<Stats> {
+        let mut st: Option<Stats> = None;
+        for path in paths {
+            let mut lines = open(path)?;
+            let manifest = first_line(path, &mut lines)?;
+            let lane = manifest.shard.clone().unwrap_or_else(|| {
+                let name = path.file_name().unwrap_or(path.as_os_str());
+                name.to_string_lossy().into_owned()
+            });
+            let st = match &mut st {
+                Some(st) => st,
+                None => {
+                    let side_by_side = paths.len() > 1 || manifest.merged_from.is_some();
+                    let mut s = Stats::new(manifest);
+                    if side_by_side {
+                        s.origin = Some(origin(paths)?);
+                    }
+                    st.insert(s)
+                }
+            };
+            st.sources.push(path.display().to_string());
+            for line in lines {
+                st.add_line(&line.map_err(|e| Error::file(path, e))?);
+            }
+            st.close_lane(&lane);
         }
-        Ok(st)
+        st.ok_or_else(|| Error::Usage("czload report: name at least one results log".into()))
     }
 
     pub fn new(manifest: Manifest) -> Stats {
         Stats {
             manifest,
+            sources: Vec::new(),
             rows: 0,
             counts: [0; Status::COUNT],
             slots: Slots {
                 width_ms: 1000,
                 v: Vec::new(),
             },
+            latency: histogram(RUN_DIGITS),
             rejections: Reasons::default(),
             failures: Reasons::default(),
             runs: Vec::new(),
+            outcomes: Outcomes::default(),
+            lanes: Outcomes::default(),
             untimed: 0,
             unreadable: 0,
+            origin: None,
+            pending: Outcomes::default(),
             offset_ms: 0,
             last_ms: 0,
             run_t: 0,
@@ -299,14 +329,43 @@ impl Stats {
         match serde_json::from_slice::<ResultLine>(line) {
             Ok(r) => self.add_row(&r),
             Err(_) => match serde_json::from_slice::<RunWrapper>(line) {
-                Ok(w) => {
-                    // The next run's times count from its own start.
-                    self.offset_ms = self.last_ms.max(self.offset_ms + w.run.elapsed_ms);
-                    self.run_t = 0;
-                    self.runs.push(w.run);
-                }
+                Ok(w) => self.add_run(w.run),
                 Err(_) => self.unreadable += 1,
             },
+        }
+    }
+
+    fn add_run(&mut self, run: RunLine) {
+        // Where the run began on the axis: its own start on the wall clock, or (one log)
+        // where its rows were put.
+        let start = match self.origin {
+            Some(o) => run.facts.start_ms.map(|s| s.saturating_sub(o)),
+            None => Some(self.offset_ms),
+        };
+        if let (Some(start), Some(o)) = (start, &run.outcomes) {
+            let mut shifted = Outcomes::default();
+            for (kind, v) in &o.kinds {
+                for (i, &n) in v.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    shifted.add(start + i as u64 * o.width_ms, kind, n);
+                }
+            }
+            self.outcomes.absorb(&shifted, None);
+        }
+        // In a merged log each copy's rows end with its run line, which names it.
+        if let Some(shard) = run.facts.shard.clone() {
+            self.close_lane(&shard);
+        }
+        // The next run's times count from its own start.
+        self.offset_ms = self.last_ms.max(self.offset_ms + run.elapsed_ms);
+        self.run_t = 0;
+        self.runs.push(run);
+    }
+
+    /// The rows since the last lane was closed are the lane `name`'s.
+    fn close_lane(&mut self, name: &str) {
+        let pending = std::mem::take(&mut self.pending);
+        if self.origin.is_some() && !pending.kinds.is_empty() {
+            self.lanes.absorb(&pending, Some(name));
         }
     }
 
@@ -323,16 +382,17 @@ impl Stats {
             }
             _ => {}
         }
-        let Some(t) = r.t else {
+        if let Some(ms) = r.ms {
+            self.latency.saturating_record(ms as u64);
+        }
+        let Some(at) = self.place(r) else {
             self.untimed += 1;
             return;
         };
-        if t < self.run_t {
-            self.offset_ms = self.last_ms;
-        }
-        self.run_t = t;
-        let at = self.offset_ms + t;
         self.last_ms = self.last_ms.max(at);
+        if self.origin.is_some() {
+            self.pending.add(at, "", 1);
+        }
         let slot = self.slots.at(at);
         match r.status {
             s if s.is_success() => slot.ok += 1,
@@ -346,14 +406,64 @@ impl Stats {
             slot.throttled += 1;
         }
         if let Some(ms) = r.ms {
-            slot.latency[bucket(ms)] += 1;
+            slot.latency.saturating_record(ms as u64);
         }
+    }
+
+    /// Where a row goes on the time axis (ms), if its line has a time.
+    fn place(&mut self, r: &ResultLine) -> Option<u64> {
+        if let Some(origin) = self.origin {
+            return r.at.map(|at| at.saturating_sub(origin));
+        }
+        let t = r.t?;
+        if t < self.run_t {
+            self.offset_ms = self.last_ms;
+        }
+        self.run_t = t;
+        Some(self.offset_ms + t)
     }
 
     /// How long the charted time runs, in ms.
     pub fn span_ms(&self) -> u64 {
         self.last_ms
     }
+}
+
+type Lines = std::io::Split<std::io::BufReader<std::fs::File>>;
+
+fn open(path: &Path) -> Result<Lines> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| Error::file(path, format!("cannot read the results log: {e}")))?;
+    Ok(std::io::BufReader::with_capacity(256 * 1024, f).split(b'\n'))
+}
+
+fn first_line(path: &Path, lines: &mut Lines) -> Result<Manifest> {
+    let first = lines
+        .next()
+        .transpose()
+        .map_err(|e| Error::file(path, e))?
+        .unwrap_or_default();
+    serde_json::from_slice(&first).map_err(|_| {
+        Error::file(
+            path,
+            "line 1: not a czload results log (it must start with the manifest line); pass the file that --results named",
+        )
+    })
+}
+
+/// The earliest wall-clock time of any row of `paths` (a pass over them before the
+/// real one: rows settle out of order across requests in flight).
+fn origin(paths: &[PathBuf]) -> Result<u64> {
+    let mut min = u64::MAX;
+    for path in paths {
+        for line in open(path)?.skip(1) {
+            let line = line.map_err(|e| Error::file(path, e))?;
+            if let Ok(At { at: Some(at) }) = serde_json::from_slice::<At>(&line) {
+                min = min.min(at);
+            }
+        }
+    }
+    Ok(if min == u64::MAX { 0 } else { min })
 }
 
 #[cfg(test)]

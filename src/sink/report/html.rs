@@ -17,25 +17,31 @@ th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 code{font-size:12px;word-break:break-all}.muted{color:#666}.chart{max-width:100%;height:auto}";
 
 /// The status colours, in the charts and the count table.
-const OK: &str = "#3a9d4f";
-const REJECTED: &str = "#e6a23c";
-const FAILED: &str = "#d64545";
-const RETRIED: &str = "#3b6fd6";
-const THROTTLED: &str = "#9b3bd6";
+pub(super) const OK: &str = "#3a9d4f";
+pub(super) const REJECTED: &str = "#e6a23c";
+pub(super) const FAILED: &str = "#d64545";
+pub(super) const RETRIED: &str = "#3b6fd6";
+pub(super) const THROTTLED: &str = "#9b3bd6";
 
-pub fn page(st: &Stats, source: &str) -> String {
+pub fn page(st: &Stats) -> String {
     let mut h = String::with_capacity(64 * 1024);
+    let source = st.sources.join(", ");
+    let logs = if st.sources.len() > 1 { "logs" } else { "log" };
     let _ = write!(
         h,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>czload report: {}</title><style>{STYLE}</style></head><body><h1>czload report</h1><p class=\"muted\">From the results log <code>{}</code>: {} rows.</p>",
-        esc(source),
-        esc(source),
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>czload report: {}</title><style>{STYLE}</style></head><body><h1>czload report</h1><p class=\"muted\">From the results {logs} <code>{}</code>: {} rows.</p>",
+        esc(&source),
+        esc(&source),
         st.rows
     );
     run(&mut h, st);
+    super::facts::facts(&mut h, st);
     inputs(&mut h, st);
     counts(&mut h, st);
     charts(&mut h, st);
+    super::facts::latency_table(&mut h, st);
+    super::facts::lanes(&mut h, st);
+    super::facts::outcomes(&mut h, st);
     reasons(
         &mut h,
         "Top rejection reasons",
@@ -97,7 +103,17 @@ fn inputs(h: &mut String, st: &Stats) {
             inp.size.map_or("-".into(), |s| format!("{s} bytes"))
         );
     }
-    h.push_str("</table><table id=\"mapping\">");
+    h.push_str("</table>");
+    if !st.manifest.flags.is_empty() {
+        // The flags that give this mapping, as the user would type them.
+        let _ = write!(
+            h,
+            "<p>Mapping: <code id=\"mapping-flags\">{}</code></p>",
+            esc(&st.manifest.flags.join(" "))
+        );
+        return;
+    }
+    h.push_str("<table id=\"mapping\">");
     for kv in st.manifest.mapping.split(';') {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         let _ = write!(
@@ -148,7 +164,10 @@ fn charts(h: &mut String, st: &Stats) {
             .collect()
     };
     let mut hlines = Vec::new();
-    if let Some(rate) = st.runs.last().and_then(|r| r.rate.as_ref()) {
+    if st.lanes.kinds.len() > 1 {
+        // Copies side by side share one limit: each found its share.
+        hlines = super::facts::limit_line(st);
+    } else if let Some(rate) = st.runs.last().and_then(|r| r.rate.as_ref()) {
         if let Ok(n) = rate.asked.parse::<f64>() {
             hlines.push((format!("asked {n:.0}/s"), n, "#444"));
         }
@@ -202,7 +221,7 @@ fn charts(h: &mut String, st: &Stats) {
     );
     let _ = write!(
         h,
-        "<h2>Latency</h2><p class=\"muted\">Of the request that settled each row, per slot (from a histogram: within about 20%).</p>{}",
+        "<h2>Latency</h2><p class=\"muted\">Of the request that settled each row, per slot (from an HDR histogram: exact to 1 ms up to 256 ms, within 1% above).</p>{}",
         latency.render()
     );
 }

@@ -8,13 +8,15 @@
 //! widening as the run gets longer) and the most frequent reasons with a few example
 //! lines, so a log of millions of rows costs a few hundred KB.
 //!
-//! - `czload report RESULTS -o FILE` calls `write_report`;
+//! - `czload report RESULTS... -o FILE` calls `write_report`;
 //! - `load --report FILE` registers `HtmlReport`, a sink whose `report` runs once the
 //!   results log has its last line.
 //!
-//! Files: `aggregate.rs` (the log -> `Stats`), `svg.rs` (the charts), `html.rs` (the page).
+//! Files: `aggregate.rs` (the logs -> `Stats`), `svg.rs` (the charts), `html.rs` (the page),
+//! `facts.rs` (run facts, copies side by side, requests by outcome, latency percentiles).
 
 mod aggregate;
+mod facts;
 mod html;
 mod svg;
 
@@ -24,35 +26,30 @@ pub use aggregate::Stats;
 
 use super::{Sink, Summary};
 use crate::error::{Error, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Writes the report of the results log `results` to `out`; gives the number of rows.
-pub fn write_report(results: &Path, out: &Path) -> Result<u64> {
-    let same = results == out
-        || matches!((results.canonicalize(), out.canonicalize()), (Ok(a), Ok(b)) if a == b);
-    if same {
-        return Err(Error::Usage(format!(
-            "-o {}: is the results log the report is made from; name another file",
-            out.display()
-        )));
-    }
-    let stats = Stats::read(results)?;
-    let page = html::page(&stats, &results.display().to_string());
-    // Through a temporary file beside it: a report that fails half-way leaves the old one.
-    let tmp = out.with_extension("html.tmp");
-    let write = || -> std::io::Result<()> {
-        // Only its owner may read it, as the results log it comes from.
-        let mut f = super::results::create_private(&tmp, false)?;
-        f.write_all(page.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, out)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::file(out, format!("cannot write the report: {e}"))
-    })?;
+/// Every path in `out` must be one `outpath` accepted (`czload report` checks it in
+/// `report_command`, `load` with its other outputs).
+pub fn write_report(results: &[PathBuf], out: &Path) -> Result<u64> {
+    let stats = Stats::read_all(results)?;
+    let page = html::page(&stats);
+    debug_assert!(page.as_bytes().starts_with(crate::outpath::REPORT_START));
+    // Through a temporary file beside it: a report that fails half-way leaves the old
+    // one, and a file that is not a report is never renamed over (docs/outputs.md).
+    crate::outpath::replace_with(out, crate::outpath::Kind::Report, page.as_bytes())
+        .map_err(|e| Error::file(out, format!("cannot write the report: {e}")))?;
     Ok(stats.rows)
+}
+
+/// `czload report RESULTS -o FILE`: `-o` checked as every output is (`crate::outpath`),
+/// then written.
+pub fn report_command(results: &[PathBuf], out: &Path) -> Result<u64> {
+    use crate::outpath::{Kind, Output};
+    let outs = [Output::new("-o", out, Kind::Report)];
+    let logs: Vec<&Path> = results.iter().map(PathBuf::as_path).collect();
+    let out = crate::outpath::check(&outs, &logs)?.remove(0);
+    write_report(results, &out)
 }
 
 /// `load --report FILE`: the report, written once the run is over.
@@ -69,6 +66,6 @@ impl HtmlReport {
 
 impl Sink for HtmlReport {
     fn report(&mut self, _: &Summary) -> Result<()> {
-        write_report(&self.results, &self.out).map(|_| ())
+        write_report(std::slice::from_ref(&self.results), &self.out).map(|_| ())
     }
 }

@@ -146,20 +146,28 @@ impl Journal {
         // after a crash between the two a row is logged but missing from the retry file
         // (visible in the log), never in the retry file twice (resumed, it would be
         // written there again). A dry run writes neither.
-        if let Some(log) = results::ResultsLog::create(cfg, resume, manifest)? {
+        // Each sink is given its own settings, taken from the run's here, and nothing else.
+        let facts = results::RunFacts::of(cfg);
+        let multi_input = cfg.inputs.len() > 1;
+        let log = results::ResultsLog::create(
+            cfg.results.as_deref(),
+            multi_input,
+            facts,
+            resume,
+            manifest,
+        )?;
+        if let Some(log) = log {
             sinks.push(Box::new(log));
-            sinks.push(Box::new(retry_file::RetryFiles::new(
-                cfg,
-                resume,
-                retry_file::Kind::Retry,
-            )));
-            sinks.push(Box::new(retry_file::RetryFiles::new(
-                cfg,
-                resume,
-                retry_file::Kind::Ambiguous,
-            )));
+            for (paths, kind) in [
+                (&cfg.retry_files, retry_file::Kind::Retry),
+                (&cfg.ambiguous_files, retry_file::Kind::Ambiguous),
+            ] {
+                let files = retry_file::RetryFiles::new(paths, &cfg.inputs, resume, kind);
+                sinks.push(Box::new(files));
+            }
         }
-        sinks.push(Box::new(progress::Progress::new(cfg, live)));
+        let shown = progress::Shown::of(cfg);
+        sinks.push(Box::new(progress::Progress::new(shown, live)));
         if let Some(p) = &cfg.summary_json {
             sinks.push(Box::new(summary_json::SummaryJson::new(p.clone())));
         }

@@ -144,14 +144,54 @@ fn fit(parts: &[String], width: usize) -> String {
     }
 }
 
+/// What the progress display is given of the run: how to show it, what the start line
+/// says, and what it needs to estimate the rows to come. Nothing else of the settings.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    pub mode: Mode,
+    /// The inputs as named in messages.
+    pub inputs: Vec<String>,
+    /// The flags that name the process (`target_flags`).
+    pub target: String,
+    pub url: String,
+    /// `--rate` as typed.
+    pub rate: String,
+    pub shard: Option<String>,
+    /// The inputs' sizes added up, when every one is known.
+    pub total_bytes: Option<u64>,
+    /// An input is compressed (its bytes read are not its bytes on disk).
+    pub compressed: bool,
+    /// Bytes a generated ref adds to each retry row (`Format::retry_ref_overhead`).
+    pub ref_overhead: Option<u64>,
+}
+
+impl Shown {
+    pub fn of(cfg: &crate::config::LoadConfig) -> Shown {
+        use crate::mapping::RefMode;
+        Shown {
+            mode: cfg.progress,
+            inputs: cfg.inputs.iter().map(|i| i.display()).collect(),
+            target: target_flags(cfg),
+            url: cfg.send.base.clone(),
+            rate: rate_text(cfg.send.rate),
+            shard: cfg.shard.map(|s| s.to_string()),
+            total_bytes: cfg.inputs.iter().map(|i| i.size).sum(),
+            compressed: cfg
+                .inputs
+                .iter()
+                .any(|i| i.compression != crate::source::Compression::None),
+            // `,ref` after a CSV row; `"_czload_ref":"ref",` before an NDJSON object's fields.
+            ref_overhead: (cfg.mapping.ref_mode == RefMode::Auto)
+                .then(|| cfg.inputs[0].format.retry_ref_overhead()),
+        }
+    }
+}
+
 /// The first line of a run: version, inputs, target and rate, plain or as a JSON event.
-fn start_line(cfg: &crate::config::LoadConfig, json: bool) -> String {
+fn start_line(s: &Shown, json: bool) -> String {
     let time = crate::term::now_rfc3339();
     let version = env!("CARGO_PKG_VERSION");
-    let inputs: Vec<String> = cfg.inputs.iter().map(|i| i.display()).collect();
-    let target = target_flags(cfg);
-    let rate = rate_text(cfg.send.rate);
-    let url = &cfg.send.base;
+    let (inputs, target, rate, url) = (&s.inputs, s.target.clone(), &s.rate, &s.url);
     if json {
         serde_json::json!({
             "time": time,
@@ -161,7 +201,7 @@ fn start_line(cfg: &crate::config::LoadConfig, json: bool) -> String {
             "target": target,
             "url": url,
             "rate": rate,
-            "shard": cfg.shard.map(|s| s.to_string()),
+            "shard": s.shard,
         })
         .to_string()
     } else {
@@ -170,8 +210,9 @@ fn start_line(cfg: &crate::config::LoadConfig, json: bool) -> String {
         } else {
             target
         };
-        let shard = cfg
+        let shard = s
             .shard
+            .as_ref()
             .map_or(String::new(), |s| format!(", --shard {s}"));
         format!(
             "{time} czload {version}: loading {} into {target} at {url}, --rate {rate}{shard}",
@@ -255,17 +296,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(cfg: &crate::config::LoadConfig, live: Live) -> Progress {
-        use crate::mapping::RefMode;
-        let mode = cfg.progress;
-        let total_bytes: Option<u64> = cfg.inputs.iter().map(|i| i.size).sum();
-        let compressed = cfg
-            .inputs
-            .iter()
-            .any(|i| i.compression != crate::source::Compression::None);
-        // `,ref` after a CSV row; `"_czload_ref":"ref",` before an NDJSON object's fields.
-        let ref_overhead = (cfg.mapping.ref_mode == RefMode::Auto)
-            .then(|| cfg.inputs[0].format.retry_ref_overhead());
+    pub fn new(shown: Shown, live: Live) -> Progress {
+        let mode = shown.mode;
+        let (total_bytes, compressed, ref_overhead) =
+            (shown.total_bytes, shown.compressed, shown.ref_overhead);
         use std::io::IsTerminal;
         let tty = std::io::stderr().is_terminal();
         let bar = (mode == Mode::Auto && tty).then(|| {
@@ -279,7 +313,7 @@ impl Progress {
         let now = Instant::now();
         let width = crate::term::width();
         if mode != Mode::Off {
-            let line = start_line(cfg, mode == Mode::Json);
+            let line = start_line(&shown, mode == Mode::Json);
             let line = if mode == Mode::Json {
                 line
             } else {

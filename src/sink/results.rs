@@ -335,8 +335,16 @@ pub struct ResultsLog {
 impl ResultsLog {
     /// Opens the log (appending when resuming, else truncating it), writing the manifest
     /// first when the file is new. `None` in a dry run: nothing is written.
-    pub fn create(cfg: &LoadConfig, resume: bool, manifest: &Manifest) -> Result<Option<Self>> {
-        let Some(p) = &cfg.results else {
+    /// `multi_input`: the lines name their input (several inputs); `facts` go into the
+    /// run line. Nothing else of the run's settings is the log's business.
+    pub fn create(
+        path: Option<&Path>,
+        multi_input: bool,
+        facts: RunFacts,
+        resume: bool,
+        manifest: &Manifest,
+    ) -> Result<Option<Self>> {
+        let Some(p) = path else {
             return Ok(None);
         };
         let mut first = serde_json::to_vec(manifest).map_err(|e| Error::file(p, e))?;
@@ -366,13 +374,13 @@ impl ResultsLog {
                 .map_err(|e| Error::file(p, e))?;
         }
         Ok(Some(ResultsLog {
-            path: p.clone(),
+            path: p.to_path_buf(),
             w,
-            multi_input: cfg.inputs.len() > 1,
+            multi_input,
             dirty: false,
             started: Instant::now(),
             started_at_ms: unix_ms(std::time::SystemTime::now()),
-            facts: RunFacts::of(cfg),
+            facts,
         }))
     }
 

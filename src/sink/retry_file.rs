@@ -82,11 +82,8 @@ struct OneFile {
 }
 
 impl RetryFiles {
-    pub fn new(cfg: &LoadConfig, resume: bool, kind: Kind) -> RetryFiles {
-        let paths = match kind {
-            Kind::Retry => &cfg.retry_files,
-            Kind::Ambiguous => &cfg.ambiguous_files,
-        };
+    /// One file per input, at `paths` (the retry files, or the ambiguous ones: `kind`).
+    pub fn new(paths: &[PathBuf], inputs: &[Input], resume: bool, kind: Kind) -> RetryFiles {
         // A file from an earlier run would list rows this run settles anew.
         if !resume {
             for r in paths {
@@ -95,7 +92,7 @@ impl RetryFiles {
         }
         let files = paths
             .iter()
-            .zip(&cfg.inputs)
+            .zip(inputs)
             .map(|(p, i)| OneFile {
                 path: p.clone(),
                 out: None,
@@ -415,7 +412,7 @@ mod tests {
         std::fs::write(&input, "x\n1\n").unwrap();
         let cfg = crate::config::tests::load_config(&[input.to_str().unwrap(), "--conv-id", "1"])
             .unwrap();
-        let mut files = RetryFiles::new(&cfg, false, Kind::Retry);
+        let mut files = RetryFiles::new(&cfg.retry_files, &cfg.inputs, false, Kind::Retry);
         // After the run started, before its first failed row: a hard link to the input.
         std::fs::hard_link(&input, &cfg.retry_files[0]).unwrap();
         files.write(0, b"1\n").unwrap();

@@ -202,3 +202,86 @@ async fn the_check_report_fits_80_columns_and_keeps_its_flags_whole() {
         "{text}"
     );
 }
+
+/// A stderr nobody reads (a stalled log collector, a full pipe) holds up the messages
+/// only, never the load: the results log is written to its end while czload's stderr
+/// cannot take a byte. The pipe is filled before czload starts, so its very first
+/// progress line would block the journal if it were written there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_nobody_reads_never_holds_up_the_results_log() {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let sb = common::sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.csv");
+    let mut t = String::from("id,n\n");
+    for i in 0..3000 {
+        t.push_str(&format!("r{i},{i}\n"));
+    }
+    std::fs::write(&input, t).unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills two fresh descriptors, owned below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Fill it: non-blocking until it refuses, then blocking again for czload.
+    let w = write.as_raw_fd();
+    unsafe {
+        let flags = libc::fcntl(w, libc::F_GETFL);
+        libc::fcntl(w, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        let chunk = [b'.'; 4096];
+        while libc::write(w, chunk.as_ptr().cast(), chunk.len()) > 0 {}
+        libc::fcntl(w, libc::F_SETFL, flags);
+    }
+    let log = dir.path().join("in.results.ndjson");
+    // Not `load_command`: it passes --quiet, and these lines are the point.
+    let url = sb.url();
+    let mut child = common::czload()
+        .args(["load", "--url", &url, "--api-login", common::LOGIN])
+        .env("COREZOID_API_SECRET", common::SECRET)
+        .args([
+            s(&input),
+            "--conv-id",
+            "555",
+            "--batch-size",
+            "20",
+            "--progress",
+            "json",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(write))
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let finished = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.ends_with("{\"end\":\"finished\"}\n") {
+            break true;
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(40) {
+            break false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    // Now read it, so that czload can say its summary and exit.
+    let drain = std::thread::spawn(move || {
+        let mut f = std::fs::File::from(read);
+        let mut all = Vec::new();
+        let _ = f.read_to_end(&mut all);
+        all
+    });
+    if !finished {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    let err = String::from_utf8_lossy(&drain.join().unwrap()).into_owned();
+    assert!(finished, "the results log stalled behind a full stderr");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        &err[err.len().saturating_sub(2000)..]
+    );
+    assert_eq!(sb.stats().created, 3000);
+    assert!(err.contains(" rows in "), "the summary still comes");
+}

@@ -293,6 +293,75 @@ pub struct Progress {
     finished: bool,
     /// (when, rows settled) over the last `RATE_WINDOW`.
     recent: VecDeque<(Instant, u64)>,
+    /// Where plain and JSON lines go (never written from the journal's thread).
+    lines: Lines,
+}
+
+/// Progress lines written to stderr by a thread of their own, so that a stderr nobody
+/// reads (a stalled log collector, a full pipe, a terminal on hold) never stops the
+/// journal, whose results log is what makes `--resume` exact. A line that finds the
+/// writer still busy with the ones before is dropped: the next one says as much.
+struct Lines {
+    tx: std::sync::mpsc::SyncSender<LineMsg>,
+}
+
+enum LineMsg {
+    Line(String),
+    /// Answered once every line before it is written.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+impl Lines {
+    fn start() -> Lines {
+        // A few lines of slack: stderr keeps up, except when it is stuck.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LineMsg>(4);
+        let spawned = std::thread::Builder::new()
+            .name("czload-progress".into())
+            .spawn(move || {
+                use std::io::Write as _;
+                for msg in rx {
+                    match msg {
+                        // A closed stderr (`2>&1 | head -1`) ends the lines, never the run.
+                        LineMsg::Line(l) => drop(writeln!(std::io::stderr(), "{l}")),
+                        LineMsg::Flush(done) => drop(done.send(())),
+                    }
+                }
+            });
+        if spawned.is_err() {
+            tracing::debug!("no thread for progress lines: they are dropped");
+        }
+        Lines { tx }
+    }
+
+    /// Hands `line` over, or drops it when the writer is stuck.
+    fn say(&self, line: String) {
+        let _ = self.tx.try_send(LineMsg::Line(line));
+    }
+
+    /// The last line of the run, and the ones before it written out before the summary
+    /// comes: worth a short wait, never a long one (a stuck stderr keeps the thread, which
+    /// is not joined, and the line).
+    fn last(&self, line: Option<String>) {
+        let until = Instant::now() + Duration::from_secs(1);
+        let (done, written) = std::sync::mpsc::channel();
+        let msgs = line
+            .map(LineMsg::Line)
+            .into_iter()
+            .chain([LineMsg::Flush(done)]);
+        for mut msg in msgs {
+            loop {
+                match self.tx.try_send(msg) {
+                    Ok(()) => break,
+                    Err(std::sync::mpsc::TrySendError::Full(m)) if Instant::now() < until => {
+                        msg = m;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+        let _ = written.recv_timeout(until.saturating_duration_since(Instant::now()));
+    }
 }
 
 impl Progress {
@@ -312,6 +381,7 @@ impl Progress {
         });
         let now = Instant::now();
         let width = crate::term::width();
+        let lines = Lines::start();
         if mode != Mode::Off {
             let line = start_line(&shown, mode == Mode::Json);
             let line = if mode == Mode::Json {
@@ -319,8 +389,7 @@ impl Progress {
             } else {
                 crate::term::wrap(&line, width)
             };
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "{line}");
+            lines.say(line);
         }
         Progress {
             width,
@@ -339,6 +408,7 @@ impl Progress {
             counts: Counts::default(),
             finished: false,
             recent: VecDeque::from([(now, 0)]),
+            lines,
         }
     }
 
@@ -443,14 +513,11 @@ impl Sink for Progress {
             b.set_message(format!("{first}\n  {second}"));
         } else if self.last_line.elapsed() >= EVERY {
             self.last_line = Instant::now();
-            // A closed stderr (`2>&1 | head -1`) ends the progress lines, never the run:
-            // the results log goes on.
-            use std::io::Write as _;
             let line = match self.mode {
                 Mode::Json => serde_json::to_string(&snap).unwrap_or_default(),
                 _ => snap.plain_line(self.width),
             };
-            let _ = writeln!(std::io::stderr(), "{line}");
+            self.lines.say(line);
         }
         Ok(())
     }
@@ -459,10 +526,10 @@ impl Sink for Progress {
         self.clear();
         self.finished = true;
         // A log collector gets the last counts too (the summary is not JSON).
-        if self.mode == Mode::Json {
-            let snap = self.snapshot();
-            eprintln!("{}", serde_json::to_string(&snap).unwrap_or_default());
-        }
+        let last = (self.mode == Mode::Json)
+            .then(|| serde_json::to_string(&self.snapshot()).unwrap_or_default());
+        // The lines before the summary, as they were written before it.
+        self.lines.last(last);
         Ok(())
     }
 }
@@ -471,6 +538,10 @@ impl Sink for Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.clear();
+        // The lines so far before the error that stopped the run is said.
+        if !self.finished {
+            self.lines.last(None);
+        }
     }
 }
 

@@ -194,7 +194,9 @@ impl RunFacts {
             start: Some(humantime::format_rfc3339_seconds(now).to_string()),
             start_ms: Some(unix_ms(now)),
             version: Some(env!("CARGO_PKG_VERSION").to_string()),
-            command: std::env::args().map(|a| hide_password(&a)).collect(),
+            command: std::env::args()
+                .map(|a| hide_secret(&hide_password(&a), cfg.send.secret.expose()))
+                .collect(),
             target: Some(format!(
                 "{} {}",
                 cfg.send.base,
@@ -222,6 +224,15 @@ pub fn hide_password(arg: &str) -> String {
                 &arg[scheme + 3 + at..]
             )
         }
+        _ => arg.to_string(),
+    }
+}
+
+/// `arg` with the API secret replaced by `***` wherever it appears: the secret is never
+/// a flag, but a user may type it where another value goes (`--api-login SECRET`).
+fn hide_secret(arg: &str, secret: &[u8]) -> String {
+    match std::str::from_utf8(secret) {
+        Ok(s) if !s.is_empty() && arg.contains(s) => arg.replace(s, "***"),
         _ => arg.to_string(),
     }
 }
@@ -697,6 +708,17 @@ fn ends_mid_line(p: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_typed_into_the_command_line_is_hidden_in_the_run_facts() {
+        assert_eq!(
+            hide_secret("--api-login=s3cr3t", b"s3cr3t"),
+            "--api-login=***"
+        );
+        assert_eq!(hide_secret("s3cr3t", b"s3cr3t"), "***");
+        assert_eq!(hide_secret("--conv-id", b"s3cr3t"), "--conv-id");
+        assert_eq!(hide_secret("anything", b""), "anything");
+    }
 
     #[test]
     fn result_lines_are_written_exactly_as_serde_writes_them() {

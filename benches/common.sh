@@ -11,6 +11,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
 CZLOAD=$TARGET/release/czload
 WORK=$(mktemp -d)
+# `--rate auto` keeps the limit it found in the state directory and starts the next run
+# there: each bench measures a first run, and leaves the user's own state alone.
+export XDG_STATE_HOME="$WORK/state"
 SANDBOX_PIDS=()
 cleanup() {
     for pid in "${SANDBOX_PIDS[@]}"; do

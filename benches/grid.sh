@@ -107,6 +107,8 @@ for cell in "${CELL_LIST[@]}"; do
     echo "== cell $cell: $rows rows, --rate $rate, $DURATION s" >&2
     head -n $((rows + 1)) "$WORK/all.csv" > "$WORK/cell.csv"
     rm -f "$WORK/cell.json" "$WORK/cell.results.ndjson" "$WORK"/cell.retry*
+    # A first run in every cell: no limit learned by the cell before.
+    rm -rf "$XDG_STATE_HOME"
     code=0
     # --foreground: timeout signals czload alone, once. Without it the signal also goes to
     # timeout's process group, czload takes the second SIGINT for a second Ctrl-C and

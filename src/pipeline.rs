@@ -83,13 +83,7 @@ pub async fn run(
         .spawn(move || read_inputs(&rcfg, &settled, seen, batch_tx, rjtx, cancel, bytes_read))
         .map_err(|e| Error::Other(format!("cannot start the reader thread: {e}")))?;
 
-    // `--op delete`: a show first where a row does not give the node (src/after/).
-    let two_step = cfg.mapping.op.finds_node_first.then(|| {
-        matches!(
-            cfg.mapping.ref_mode,
-            crate::mapping::RefMode::Column(_) | crate::mapping::RefMode::Template(_)
-        )
-    });
+    let two_step = two_step(&cfg);
     let (interrupted, dry) = if cfg.dry_run {
         // The journal ends when the last event sender is gone.
         drop(jtx);
@@ -102,28 +96,16 @@ pub async fn run(
     };
     let report = join(reader_thread, "reader").await??;
     let mut journal = join(journal_thread, "journal").await??;
-    let stats = &sender.stats;
-    let summary = journal.summarize(
+    let run = run_stats(
         &cfg,
-        RunStats {
-            rows: report.rows,
-            skipped: report.skipped,
-            other_shards: report.other_shards,
-            earlier: earlier_run.earlier,
-            requests: dry
-                .as_ref()
-                .map_or_else(|| stats.requests.load(Ordering::Relaxed), |d| d.requests),
-            retries: stats.retries.load(Ordering::Relaxed),
-            throttled: stats.throttled.load(Ordering::Relaxed),
-            latencies_us: stats.latencies(),
-            outcomes: (!cfg.dry_run).then(|| stats.outcomes()),
-            elapsed_secs: started.elapsed().as_secs_f64(),
-            interrupted,
-            fatal: sender.fatal(),
-            outage: sender.outage(),
-            rate: (!cfg.dry_run).then(|| sender.control.report()),
-        },
+        &sender,
+        &report,
+        earlier_run.earlier,
+        dry.as_ref(),
+        interrupted,
+        started,
     );
+    let summary = journal.summarize(&cfg, run);
     sender.keep_limit();
     let mut summary = summary;
     summary.notes.extend(resume_notes);
@@ -135,6 +117,45 @@ pub async fn run(
         ));
     }
     Ok((summary, dry.and_then(|d| d.first)))
+}
+
+/// `--op delete`: whether a show goes first where a row does not give the node
+/// (src/after/); `None` for an op that needs no node.
+fn two_step(cfg: &LoadConfig) -> Option<bool> {
+    let by_ref = matches!(
+        cfg.mapping.ref_mode,
+        crate::mapping::RefMode::Column(_) | crate::mapping::RefMode::Template(_)
+    );
+    cfg.mapping.op.finds_node_first.then_some(by_ref)
+}
+
+/// What the senders and the reader counted, for the summary.
+fn run_stats(
+    cfg: &LoadConfig,
+    sender: &Sender,
+    report: &crate::read::ReadReport,
+    earlier: sink::Counts,
+    dry: Option<&DryRun>,
+    interrupted: bool,
+    started: Instant,
+) -> RunStats {
+    let stats = &sender.stats;
+    RunStats {
+        rows: report.rows,
+        skipped: report.skipped,
+        other_shards: report.other_shards,
+        earlier,
+        requests: dry.map_or_else(|| stats.requests.load(Ordering::Relaxed), |d| d.requests),
+        retries: stats.retries.load(Ordering::Relaxed),
+        throttled: stats.throttled.load(Ordering::Relaxed),
+        latencies_us: stats.latencies(),
+        outcomes: (!cfg.dry_run).then(|| stats.outcomes()),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        interrupted,
+        fatal: sender.fatal(),
+        outage: sender.outage(),
+        rate: (!cfg.dry_run).then(|| sender.control.report()),
+    }
 }
 
 /// What an earlier run settled (`--resume`).

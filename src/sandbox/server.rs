@@ -171,6 +171,22 @@ fn api_path(path: &str) -> Option<(&str, &str, &str)> {
     }
 }
 
+/// `--delay-ms` is a round trip: half of it before the request is handled (it travels
+/// to the server), half after (the answer travels back), so that the server counts a
+/// request against its limit when a real one far away would; `--delay-jitter-ms` adds
+/// up to that much more, drawn per request.
+async fn travel_there(cfg: &super::SandboxConfig) {
+    let jitter = if cfg.delay_jitter_ms > 0 {
+        rand::random_range(0..=cfg.delay_jitter_ms * 1000)
+    } else {
+        0
+    };
+    let there = Duration::from_millis(cfg.delay_ms / 2) + Duration::from_micros(jitter);
+    if !there.is_zero() {
+        tokio::time::sleep(there).await;
+    }
+}
+
 async fn api(
     state: &State,
     body: Incoming,
@@ -183,18 +199,7 @@ async fn api(
         .counters
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // `--delay-ms` is a round trip: half of it before the request is handled (it travels
-    // to the server), half after (the answer travels back), so that the server counts a
-    // request against its limit when a real one far away would.
-    let jitter = if cfg.delay_jitter_ms > 0 {
-        rand::random_range(0..=cfg.delay_jitter_ms * 1000)
-    } else {
-        0
-    };
-    let there = Duration::from_millis(cfg.delay_ms / 2) + Duration::from_micros(jitter);
-    if !there.is_zero() {
-        tokio::time::sleep(there).await;
-    }
+    travel_there(cfg).await;
 
     let body = match read_body(state, body, declared_len).await? {
         Ok(b) => b,

@@ -24,6 +24,29 @@ pub const MARK: &str = "# czload metrics";
 /// The name of the gauge that survives a failed run.
 const LAST_SUCCESS: &str = "czload_last_success_timestamp_seconds";
 
+/// Exposition text being written: gauges, each series under the run's own labels.
+struct Exposition {
+    out: String,
+    /// `shard="i/N"` for a copy, else empty.
+    labels: String,
+}
+
+impl Exposition {
+    fn gauge(&mut self, name: &str, help: &str, series: &[(&str, f64)]) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (extra, v) in series {
+            let l = [self.labels.as_str(), extra]
+                .iter()
+                .filter(|l| !l.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(",");
+            let l = if l.is_empty() { l } else { format!("{{{l}}}") };
+            let _ = writeln!(self.out, "{name}{l} {v}");
+        }
+    }
+}
+
 /// The exposition text of a run that ended with `exit` at `now` (Unix seconds);
 /// `last_success` is the previous success when this run is not one.
 pub fn render(s: &Summary, exit: i32, now: f64, last_success: Option<f64>) -> String {
@@ -31,30 +54,12 @@ pub fn render(s: &Summary, exit: i32, now: f64, last_success: Option<f64>) -> St
         .shard
         .as_ref()
         .map_or(String::new(), |sh| format!("shard=\"{}\"", escape(sh)));
-    let mut out = format!("{MARK} {}\n", env!("CARGO_PKG_VERSION"));
-    let mut gauge = |name: &str, help: &str, series: &[(&str, f64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (extra, v) in series {
-            let l = [labels.as_str(), extra]
-                .iter()
-                .filter(|l| !l.is_empty())
-                .copied()
-                .collect::<Vec<_>>()
-                .join(",");
-            let l = if l.is_empty() { l } else { format!("{{{l}}}") };
-            let _ = writeln!(out, "{name}{l} {v}");
-        }
+    let mut text = Exposition {
+        out: format!("{MARK} {}\n", env!("CARGO_PKG_VERSION")),
+        labels,
     };
-    let statuses: Vec<(String, f64)> = Status::ALL
-        .iter()
-        .map(|&st| {
-            (
-                format!("status=\"{}\"", st.as_str()),
-                s.counts.get(st) as f64,
-            )
-        })
-        .chain([("status=\"unsettled\"".to_string(), s.unsettled as f64)])
-        .collect();
+    let mut gauge = |name: &str, help: &str, series: &[(&str, f64)]| text.gauge(name, help, series);
+    let statuses = statuses(s);
     let statuses: Vec<(&str, f64)> = statuses.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     gauge(
         "czload_rows",
@@ -137,7 +142,21 @@ pub fn render(s: &Summary, exit: i32, now: f64, last_success: Option<f64>) -> St
             &one(t),
         );
     }
-    out
+    text.out
+}
+
+/// Rows by final status as labelled series (unsettled: left for `--resume`).
+fn statuses(s: &Summary) -> Vec<(String, f64)> {
+    Status::ALL
+        .iter()
+        .map(|&st| {
+            (
+                format!("status=\"{}\"", st.as_str()),
+                s.counts.get(st) as f64,
+            )
+        })
+        .chain([("status=\"unsettled\"".to_string(), s.unsettled as f64)])
+        .collect()
 }
 
 /// A label value as the exposition format quotes it.
